@@ -1,0 +1,1 @@
+//! Reverse DNS (PTR) through Cloudflare, HestiaCP, PowerDNS or a support-ticket fallback

@@ -1,0 +1,1 @@
+//! Pure model of the Proxmox VE firewall: config types, .fw parse/print, evaluator and lint

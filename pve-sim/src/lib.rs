@@ -1,0 +1,1 @@
+//! A stateful Proxmox VE simulator over real HTTP on loopback

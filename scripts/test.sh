@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run calls exactly this).
+# Installs what the tests need when it is missing (Debian packages, when run as root or with sudo),
+# then runs format, lint, docs and every test of the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_pkgs=()
+command -v pdns_server >/dev/null 2>&1 || need_pkgs+=(pdns-server)
+[ -f /usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql ] || need_pkgs+=(pdns-backend-sqlite3)
+command -v sqlite3 >/dev/null 2>&1 || need_pkgs+=(sqlite3)
+if [ "${#need_pkgs[@]}" -gt 0 ]; then
+    echo "installing test dependencies: ${need_pkgs[*]}"
+    sudo_cmd=""
+    [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo_cmd apt-get update -qq
+    # pdns-server must not start as a system service: the tests run their own instance.
+    $sudo_cmd mkdir -p /usr/sbin
+    printf '#!/bin/sh\nexit 101\n' | $sudo_cmd tee /usr/sbin/policy-rc.d >/dev/null
+    $sudo_cmd chmod +x /usr/sbin/policy-rc.d
+    $sudo_cmd apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}"
+    $sudo_cmd rm -f /usr/sbin/policy-rc.d
+fi
+
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+export RUST_BACKTRACE=1
+
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+cargo test --workspace --all-targets --locked
+cargo test --workspace --doc --locked
+echo "all tests passed"
