@@ -1,1 +1,30 @@
-//! Reverse DNS (PTR) through Cloudflare, HestiaCP, PowerDNS or a support-ticket fallback
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod api;
+mod backends;
+pub mod conformance;
+mod error;
+mod hostname;
+#[cfg(feature = "http")]
+mod http;
+mod memory;
+mod ptr;
+mod scope;
+mod zone;
+
+pub use api::{Change, Ptr, PtrStatus, ReverseDns};
+pub use error::{Error, Result};
+pub use hostname::{Hostname, HostnameError, MAX_HOSTNAME_LEN, MAX_LABEL_LEN};
+#[cfg(feature = "http")]
+pub use http::RetryPolicy;
+pub use memory::InMemory;
+pub use ptr::{canonical_ip, ip_from_ptr_name, ptr_name};
+pub use scope::{Scoped, check_allowed};
+pub use zone::{PtrLocation, ReverseZone, ZoneName, Zones};
+
+#[cfg(feature = "powerdns")]
+pub use backends::powerdns::PowerDns;
+
+/// Re-exported so callers can build API keys and tokens without naming `secrecy` themselves.
+pub use secrecy::SecretString;

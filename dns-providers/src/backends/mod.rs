@@ -1,0 +1,4 @@
+//! Provider backends, one cargo feature each.
+
+#[cfg(feature = "powerdns")]
+pub(crate) mod powerdns;

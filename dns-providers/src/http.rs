@@ -1,0 +1,164 @@
+//! Shared HTTP plumbing: client, bounded retries honouring `Retry-After`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::{RequestBuilder, Response, StatusCode};
+
+use crate::error::{Error, Result};
+
+/// How often and how long to retry rate limits (429) and server errors (502, 503, 504).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    max_retries: u32,
+    base_delay: Duration,
+    max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// 4 retries, backoff from 250 ms doubling up to 10 s; `Retry-After` is honoured up to 10 s.
+    fn default() -> Self {
+        Self {
+            max_retries: 4,
+            base_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// `max_retries` retries after the first attempt; exponential backoff from `base_delay`;
+    /// no single wait (including a provider's `Retry-After`) longer than `max_delay`.
+    pub fn new(max_retries: u32, base_delay: Duration, max_delay: Duration) -> Self {
+        Self {
+            max_retries,
+            base_delay,
+            max_delay,
+        }
+    }
+
+    /// Never retry.
+    pub fn none() -> Self {
+        Self::new(0, Duration::ZERO, Duration::ZERO)
+    }
+
+    fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        let backoff = self
+            .base_delay
+            .saturating_mul(2u32.saturating_pow(attempt.min(16)));
+        retry_after.unwrap_or(backoff).min(self.max_delay)
+    }
+}
+
+/// A reqwest client with rustls (ring provider, native roots), so HTTPS works without a
+/// process-wide crypto provider.
+pub(crate) fn client(provider: &'static str, timeout: Duration) -> Result<reqwest::Client> {
+    let transport = |e: Box<dyn std::error::Error + Send + Sync>| Error::Transport {
+        provider,
+        source: e,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        // A bad system certificate should not make every provider unusable.
+        let _ = roots.add(cert);
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| transport(Box::new(e)))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .timeout(timeout)
+        .user_agent(concat!("dns-providers/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| transport(Box::new(e)))
+}
+
+fn retry_after(resp: &Response) -> Option<Duration> {
+    let value = resp.headers().get(reqwest::header::RETRY_AFTER)?;
+    let secs: u64 = value.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(secs))
+}
+
+/// Send the request built by `build`, retrying 429, 502, 503, 504 and connection failures
+/// within `policy`. Returns the last response otherwise (the caller maps error statuses).
+pub(crate) async fn send(
+    provider: &'static str,
+    policy: &RetryPolicy,
+    build: impl Fn() -> RequestBuilder,
+) -> Result<Response> {
+    let mut attempt = 0;
+    loop {
+        let result = build().send().await;
+        let wait = match &result {
+            Ok(resp) => {
+                let status = resp.status();
+                let retryable =
+                    status == StatusCode::TOO_MANY_REQUESTS || matches!(status.as_u16(), 502..=504);
+                if !retryable {
+                    return result.map_err(|e| transport(provider, e));
+                }
+                let after = retry_after(resp);
+                if attempt >= policy.max_retries {
+                    if status == StatusCode::TOO_MANY_REQUESTS {
+                        return Err(Error::RateLimited {
+                            provider,
+                            retry_after: after,
+                        });
+                    }
+                    return result.map_err(|e| transport(provider, e));
+                }
+                tracing::debug!(provider, %status, attempt, "retrying");
+                policy.delay(attempt, after)
+            }
+            Err(e) if e.is_connect() && attempt < policy.max_retries => {
+                tracing::debug!(provider, attempt, "retrying after connection failure");
+                policy.delay(attempt, None)
+            }
+            Err(_) => {
+                return result.map_err(|e| transport(provider, e));
+            }
+        };
+        tokio::time::sleep(wait).await;
+        attempt += 1;
+    }
+}
+
+pub(crate) fn transport(provider: &'static str, e: reqwest::Error) -> Error {
+    Error::Transport {
+        provider,
+        // Without the URL: it may carry query parameters.
+        source: Box::new(e.without_url()),
+    }
+}
+
+/// Map a non-success response to a provider error keeping its message (JSON `error` /
+/// `message` fields or the plain text body).
+pub(crate) async fn error_from(provider: &'static str, resp: Response) -> Error {
+    let status = resp.status().as_u16();
+    let body = resp.text().await.unwrap_or_default();
+    let message = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| {
+            ["error", "message"]
+                .iter()
+                .find_map(|k| v.get(k).and_then(|m| m.as_str()).map(str::to_owned))
+        })
+        .unwrap_or_else(|| body.trim().chars().take(500).collect());
+    Error::Provider {
+        provider,
+        status: Some(status),
+        code: None,
+        message,
+    }
+}
+
+pub(crate) fn decode(provider: &'static str, e: impl std::fmt::Display) -> Error {
+    Error::Decode {
+        provider,
+        message: e.to_string(),
+    }
+}
