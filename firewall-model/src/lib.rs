@@ -1,1 +1,29 @@
-//! Pure model of the Proxmox VE firewall: config types, .fw parse/print, evaluator and lint
+#![doc = include_str!("../README.md")]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+pub mod addr;
+pub mod error;
+pub mod macros;
+pub mod model;
+pub mod parse;
+pub mod proto;
+pub mod text;
+
+pub use addr::{AddrItem, Address, Cidr, Family, IpSetValue, RefScope};
+pub use error::{Error, LineError, Result};
+pub use macros::MacroName;
+pub use model::{
+    Alias, FileKind, FwFile, IpSet, IpSetEntry, OptionKey, OptionValue, Options, Rule, RuleKind,
+    SecurityGroup, SourceLine,
+};
+pub use parse::{parse, parse_lenient, parse_rule_line};
+pub use proto::{IcmpMatch, IcmpType, PortEntry, PortList, Protocol};
+pub use text::{Action, AliasName, Comment, Direction, GroupName, Iface, IpSetName, LogLevel, Verdict};
