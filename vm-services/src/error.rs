@@ -1,0 +1,269 @@
+//! The crate's one error type.
+
+use crate::ids::{StorageId, VmId, VolumeId};
+use crate::permissions::Feature;
+use crate::pve::LockKind;
+
+/// Which quota a [`Error::QuotaExceeded`] or [`Error::QuotaMisconfigured`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuotaKind {
+    /// The number of snapshots a VM may hold.
+    Snapshots,
+    /// The number of backups a VM may hold on the product's backup storage.
+    Backups,
+}
+
+impl std::fmt::Display for QuotaKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Snapshots => "snapshot",
+            Self::Backups => "backup",
+        })
+    }
+}
+
+/// What can go wrong in the domain layer: every refusal carries its reason.
+///
+/// Use the predicates ([`Error::is_denied`], [`Error::is_locked`], [`Error::is_invalid_input`])
+/// rather than matching variants: the enum grows.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A value failed validation (a VMID, a MAC, a property string ...).
+    #[error("invalid {what} `{value}`: {reason}")]
+    InvalidValue {
+        /// What kind of value it was meant to be.
+        what: &'static str,
+        /// The value as given.
+        value: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A product definition has an invalid field; `field` is the full path.
+    #[error("{field}: {reason}")]
+    InvalidProduct {
+        /// Dotted path of the field, e.g. `products.vps-small.snapshots.lifetime_days`.
+        field: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A product file could not be parsed at all.
+    #[error("cannot parse product file: {message}")]
+    ProductSyntax {
+        /// The parser's message (it names the line or key).
+        message: String,
+    },
+    /// The product does not allow this feature ("Access Denied").
+    #[error("access denied: the product does not allow {feature}")]
+    AccessDenied {
+        /// The refused feature.
+        feature: Feature,
+    },
+    /// The VM is locked by an operation in progress.
+    #[error("vm is locked ({lock})")]
+    Locked {
+        /// The lock PVE reports.
+        lock: LockKind,
+    },
+    /// The operation needs a running VM.
+    #[error("vm is not running")]
+    NotRunning,
+    /// The operation needs a stopped VM.
+    #[error("vm must be stopped first")]
+    NotStopped,
+    /// The reinstall confirmation word was not exactly `REINSTALL`.
+    #[error("confirmation word must be exactly `REINSTALL`, got `{got}`")]
+    WrongConfirmation {
+        /// What the customer typed.
+        got: String,
+    },
+    /// The chosen OS template is not in the product's allowed list.
+    #[error("template `{template}` is not allowed for this product")]
+    TemplateNotAllowed {
+        /// The requested template VMID.
+        template: VmId,
+    },
+    /// A quota is full.
+    #[error("{kind} quota exceeded: {used}/{limit}")]
+    QuotaExceeded {
+        /// Which quota.
+        kind: QuotaKind,
+        /// How many exist.
+        used: u32,
+        /// How many are allowed.
+        limit: u32,
+    },
+    /// A quota cannot be honoured because the product allows none.
+    #[error("{kind} quota is misconfigured: {reason}")]
+    QuotaMisconfigured {
+        /// Which quota.
+        kind: QuotaKind,
+        /// Why.
+        reason: String,
+    },
+    /// A backup schedule time of day is not `HH:MM`.
+    #[error("invalid schedule time `{value}`: expected HH:MM between 00:00 and 23:59")]
+    InvalidScheduleTime {
+        /// The value as given.
+        value: String,
+    },
+    /// A backup archive belongs to another VMID or lives on another storage.
+    #[error("archive `{volid}` is refused: {reason}")]
+    ForeignArchive {
+        /// The archive's volume id.
+        volid: VolumeId,
+        /// Why: another VMID or another storage.
+        reason: String,
+    },
+    /// The ISO is not in the product's ISO storage listing, or the request is malformed.
+    #[error("unknown iso `{volid}`: {reason}")]
+    UnknownIso {
+        /// The requested volume id, as given.
+        volid: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A VMID was given that is not the service's own.
+    #[error("vmid `{got}` does not belong to this service (expected `{expected}`)")]
+    ForeignVmid {
+        /// The service's VMID.
+        expected: VmId,
+        /// The VMID that was given.
+        got: VmId,
+    },
+    /// The customer tried to edit an object the module manages (e.g. `ipfilter-net0`).
+    #[error("`{name}` is managed by the provider and cannot be edited")]
+    Reserved {
+        /// The reserved name.
+        name: String,
+    },
+    /// A firewall rule position is outside the list.
+    #[error("rule position {pos} is out of range (list has {len} rules)")]
+    RulePosition {
+        /// The requested position.
+        pos: usize,
+        /// How many rules exist.
+        len: usize,
+    },
+    /// A console token's 10 seconds have passed.
+    #[error("console link expired")]
+    TokenExpired,
+    /// A console token was already redeemed.
+    #[error("console link was already used")]
+    TokenAlreadyUsed,
+    /// A console token was issued for another service.
+    #[error("console link belongs to another service")]
+    TokenForeignService,
+    /// A console token is not known.
+    #[error("console link is unknown")]
+    TokenUnknown,
+    /// No snapshot name could be generated that is unique.
+    #[error("cannot generate a unique snapshot name")]
+    SnapshotNameExhausted,
+    /// A stored plan or schedule could not be read or written.
+    #[error("store failed: {context}")]
+    Store {
+        /// What was being done.
+        context: String,
+        /// The backend's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A stored plan's progress is beyond its steps or for another plan.
+    #[error("plan `{id}` progress is invalid: {reason}")]
+    InvalidProgress {
+        /// The plan id.
+        id: String,
+        /// Why.
+        reason: String,
+    },
+    /// A storage other than the product's was named.
+    #[error("storage `{got}` is not the product's storage `{expected}`")]
+    ForeignStorage {
+        /// The product's storage.
+        expected: StorageId,
+        /// The storage that was given.
+        got: StorageId,
+    },
+}
+
+impl Error {
+    /// The product or ownership refuses this (Access Denied, foreign VMID, foreign token).
+    pub fn is_denied(&self) -> bool {
+        matches!(
+            self,
+            Self::AccessDenied { .. }
+                | Self::ForeignVmid { .. }
+                | Self::TokenForeignService
+                | Self::Reserved { .. }
+        )
+    }
+
+    /// The VM is locked by another operation: retry later.
+    pub fn is_locked(&self) -> bool {
+        matches!(self, Self::Locked { .. })
+    }
+
+    /// The input was wrong: show the message to the user.
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(
+            self,
+            Self::InvalidValue { .. }
+                | Self::InvalidProduct { .. }
+                | Self::ProductSyntax { .. }
+                | Self::WrongConfirmation { .. }
+                | Self::TemplateNotAllowed { .. }
+                | Self::InvalidScheduleTime { .. }
+                | Self::ForeignArchive { .. }
+                | Self::UnknownIso { .. }
+                | Self::RulePosition { .. }
+                | Self::ForeignStorage { .. }
+        )
+    }
+
+    /// A quota is full or misconfigured.
+    pub fn is_quota(&self) -> bool {
+        matches!(
+            self,
+            Self::QuotaExceeded { .. } | Self::QuotaMisconfigured { .. }
+        )
+    }
+
+    /// A console token cannot be redeemed (expired, used, foreign or unknown).
+    pub fn is_token_rejected(&self) -> bool {
+        matches!(
+            self,
+            Self::TokenExpired
+                | Self::TokenAlreadyUsed
+                | Self::TokenForeignService
+                | Self::TokenUnknown
+        )
+    }
+
+    pub(crate) fn invalid(
+        what: &'static str,
+        value: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Self::InvalidValue {
+            what,
+            value: value.into(),
+            reason: reason.into(),
+        }
+    }
+
+    #[allow(dead_code)]
+    pub(crate) fn store(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Store {
+            context: context.into(),
+            source: Box::new(source),
+        }
+    }
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

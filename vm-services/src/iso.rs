@@ -1,0 +1,197 @@
+//! ISO mount: folders of the ISO storage, what is mounted, and validated mount requests.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::ids::VolumeId;
+use crate::permissions::{Feature, VmState, require};
+use crate::product::Product;
+use crate::pve::{CdromMedia, VmConfig};
+
+/// The CD drive the module uses.
+pub const CDROM_KEY: &str = "ide2";
+
+/// The folder of files whose name has no `-`.
+pub const OTHER_FOLDER: &str = "OTHER";
+
+/// One item of the ISO storage listing (`GET .../storage/{s}/content?content=iso`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IsoItem {
+    /// The volume id.
+    pub volid: VolumeId,
+    /// Size in bytes.
+    #[serde(default)]
+    pub size: Option<u64>,
+}
+
+/// A folder of the ISO page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IsoFolder {
+    /// The part of the file name before the first `-`, or [`OTHER_FOLDER`].
+    pub name: String,
+    /// The files, sorted by file name.
+    pub files: Vec<VolumeId>,
+}
+
+impl IsoFolder {
+    /// How many files.
+    pub fn count(&self) -> usize {
+        self.files.len()
+    }
+}
+
+/// The folder a file belongs to: the part before the first `-`
+/// (`Debian-12.5.0-amd64-netinst.iso` → `Debian`), or `OTHER` when there is none.
+pub fn folder_of(file_name: &str) -> &str {
+    match file_name.split_once('-') {
+        Some((prefix, _)) if !prefix.is_empty() => prefix,
+        _ => OTHER_FOLDER,
+    }
+}
+
+/// Groups a listing into folders, sorted by folder name.
+pub fn group(listing: &[IsoItem]) -> Vec<IsoFolder> {
+    let mut map: BTreeMap<&str, Vec<VolumeId>> = BTreeMap::new();
+    for it in listing {
+        map.entry(folder_of(it.volid.file_name()))
+            .or_default()
+            .push(it.volid.clone());
+    }
+    map.into_iter()
+        .map(|(name, mut files)| {
+            files.sort_by(|a, b| a.file_name().cmp(b.file_name()));
+            IsoFolder {
+                name: name.to_owned(),
+                files,
+            }
+        })
+        .collect()
+}
+
+/// What `ide2` holds: `Some(volid)` when an image is mounted.
+pub fn mounted(config: &VmConfig) -> Result<Option<VolumeId>, Error> {
+    Ok(match config.cdrom(CDROM_KEY)? {
+        Some(CdromMedia::Volume(v)) => Some(v),
+        _ => None,
+    })
+}
+
+/// A config change for the CD drive: `PUT .../config` with `key=value`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CdromChange {
+    /// The drive key ([`CDROM_KEY`]).
+    pub key: String,
+    /// The value (`<volid>,media=cdrom` or `none,media=cdrom`).
+    pub value: String,
+}
+
+/// Validates a mount request and gives the config change. Only an ISO that is listed in the
+/// product's ISO storage can be mounted; another storage, `..`, control characters or an
+/// unlisted file are refused.
+pub fn plan_mount(
+    product: &Product,
+    state: &VmState,
+    listing: &[IsoItem],
+    requested: &str,
+) -> Result<CdromChange, Error> {
+    require(product, Feature::Iso, state)?;
+    let refuse = |reason: &str| Error::UnknownIso {
+        volid: requested.chars().filter(|c| !c.is_control()).collect(),
+        reason: reason.to_owned(),
+    };
+    if requested.chars().any(char::is_control) {
+        return Err(refuse("contains control characters"));
+    }
+    if requested.contains("..") {
+        return Err(refuse("contains `..`"));
+    }
+    let volid: VolumeId = requested.parse().map_err(|_| refuse("not a volume id"))?;
+    let Some(storage) = &product.iso_storage else {
+        return Err(refuse("the product has no iso storage"));
+    };
+    if volid.storage() != storage {
+        return Err(refuse("not on the product's iso storage"));
+    }
+    if !volid.volname().starts_with("iso/")
+        || !volid.file_name().to_ascii_lowercase().ends_with(".iso")
+    {
+        return Err(refuse("not an iso image"));
+    }
+    if !listing.iter().any(|i| i.volid == volid) {
+        return Err(refuse("not in the storage listing"));
+    }
+    Ok(CdromChange {
+        key: CDROM_KEY.to_owned(),
+        value: CdromMedia::Volume(volid).config_value(),
+    })
+}
+
+/// The config change that ejects the image.
+pub fn plan_unmount(product: &Product, state: &VmState) -> Result<CdromChange, Error> {
+    require(product, Feature::Iso, state)?;
+    Ok(CdromChange {
+        key: CDROM_KEY.to_owned(),
+        value: CdromMedia::Empty.config_value(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::fixtures;
+
+    fn item(v: &str) -> IsoItem {
+        IsoItem {
+            volid: v.parse().unwrap(),
+            size: None,
+        }
+    }
+
+    fn listing() -> Vec<IsoItem> {
+        vec![
+            item("iso-store:iso/Debian-12.5.0-amd64-netinst.iso"),
+            item("iso-store:iso/alpine-standard-3.21.3-x86_64.iso"),
+            item("iso-store:iso/myimage.iso"),
+            item("iso-store:iso/Debian-11.0.0-amd64-netinst.iso"),
+        ]
+    }
+
+    #[test]
+    fn folders() {
+        let g = group(&listing());
+        let names: Vec<_> = g.iter().map(|f| (f.name.as_str(), f.count())).collect();
+        assert_eq!(names, vec![("Debian", 2), ("OTHER", 1), ("alpine", 1)]);
+        assert_eq!(g[0].files[0].file_name(), "Debian-11.0.0-amd64-netinst.iso");
+        assert_eq!(folder_of("-x.iso"), OTHER_FOLDER);
+    }
+
+    #[test]
+    fn mount_rules() {
+        let p = fixtures::product();
+        let s = VmState {
+            lock: None,
+            running: true,
+        };
+        let ok = plan_mount(&p, &s, &listing(), "iso-store:iso/myimage.iso").unwrap();
+        assert_eq!(ok.value, "iso-store:iso/myimage.iso,media=cdrom");
+        let cfg: VmConfig = [("ide2", ok.value.as_str())].into_iter().collect();
+        assert_eq!(mounted(&cfg).unwrap().unwrap().file_name(), "myimage.iso");
+        for bad in [
+            "local:iso/myimage.iso",
+            "iso-store:iso/../images/100/vm-100-disk-0.raw",
+            "iso-store:iso/missing.iso",
+            "iso-store:iso/my\nimage.iso",
+            "iso-store:vztmpl/debian.tar.zst",
+            "nonsense",
+        ] {
+            let e = plan_mount(&p, &s, &listing(), bad).unwrap_err();
+            assert!(e.is_invalid_input(), "{bad}: {e}");
+        }
+        let un = plan_unmount(&p, &s).unwrap();
+        assert_eq!(un.value, "none,media=cdrom");
+        let cfg: VmConfig = [("ide2", un.value.as_str())].into_iter().collect();
+        assert_eq!(mounted(&cfg).unwrap(), None);
+    }
+}
