@@ -27,3 +27,11 @@ pub use model::{
 pub use parse::{parse, parse_lenient, parse_rule_line};
 pub use proto::{IcmpMatch, IcmpType, PortEntry, PortList, Protocol};
 pub use text::{Action, AliasName, Comment, Direction, GroupName, Iface, IpSetName, LogLevel, Verdict};
+pub mod eval;
+pub mod flow;
+pub mod node;
+pub use eval::{Builtin, ChainDecision, ChainId, DecidedBy, Evaluator, FileRef, NotFiltered, Packet, Reference, RuleRef, SectionRef, TraceStep};
+pub use flow::{FlowDecision, FlowPacket, Topology, Zone, evaluate_flow};
+pub use node::{Guest, GuestKind, MacAddr, Nic, Node};
+pub mod compiled;
+pub use compiled::{CompiledChain, CompiledNode};

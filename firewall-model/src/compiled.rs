@@ -1,0 +1,568 @@
+//! The compiled evaluator: every chain is flattened into atomic entries, and each packet field
+//! is classified once into an interval whose bitset says which entries accept that value. A
+//! decision is a handful of binary searches plus an AND over the bitsets; the first set bit is
+//! the first matching entry. It must agree with [`Reference`](crate::eval::Reference) on every
+//! input (differential property test and fuzz target).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use crate::addr::{Address, Family, ip_to_u128, net_bounds};
+use crate::eval::{
+    Alt, BuiltinStep, ChainDecision, ChainId, ChainPlan, DecidedBy, Evaluator, MANAGEMENT_PORTS,
+    NotFiltered, Packet, Resolver, Step, TraceStep, alternatives, early_decision,
+};
+use crate::flow::{FlowDecision, FlowPacket, evaluate_flow};
+use crate::model::IpSet;
+use crate::node::{MacAddr, Node};
+use crate::proto::{IcmpMatch, PortList, numbers};
+use crate::text::{Iface, Verdict};
+
+/// An inclusive interval.
+pub(crate) type Iv = (u128, u128);
+
+pub(crate) const PORT_ABSENT: u128 = 65536;
+pub(crate) const ICMP_ABSENT: u128 = 65536;
+
+pub(crate) fn fam_max(f: Family) -> u128 {
+    match f {
+        Family::V4 => u128::from(u32::MAX),
+        Family::V6 => u128::MAX,
+    }
+}
+
+/// Sorts and merges overlapping or adjacent intervals.
+pub(crate) fn normalize(mut v: Vec<Iv>) -> Vec<Iv> {
+    v.sort_unstable();
+    let mut out: Vec<Iv> = Vec::with_capacity(v.len());
+    for (a, b) in v {
+        if let Some(last) = out.last_mut() {
+            if a <= last.1.saturating_add(1) {
+                last.1 = last.1.max(b);
+                continue;
+            }
+        }
+        out.push((a, b));
+    }
+    out
+}
+
+/// `a` minus `b`, both normalized.
+pub(crate) fn subtract(a: &[Iv], b: &[Iv]) -> Vec<Iv> {
+    let mut out = Vec::new();
+    for &(mut lo, hi) in a {
+        let mut alive = true;
+        for &(blo, bhi) in b {
+            if bhi < lo || blo > hi {
+                continue;
+            }
+            if blo > lo {
+                out.push((lo, blo - 1));
+            }
+            if bhi >= hi {
+                alive = false;
+                break;
+            }
+            lo = bhi + 1;
+        }
+        if alive {
+            out.push((lo, hi));
+        }
+    }
+    out
+}
+
+/// Is every value of `a` in `b`? Both normalized.
+pub(crate) fn is_subset(a: &[Iv], b: &[Iv]) -> bool {
+    subtract(a, b).is_empty()
+}
+
+fn set_intervals(res: &Resolver<'_>, set: &IpSet, fam: Family) -> Vec<Iv> {
+    let mut entries: Vec<(u8, bool, Iv)> = set
+        .entries
+        .iter()
+        .filter_map(|e| {
+            let c = res.entry_cidr(&e.value)?;
+            (c.family() == fam).then(|| (c.net().prefix_len(), e.nomatch, net_bounds(&c.net())))
+        })
+        .collect();
+    // Painting from the least to the most specific entry gives longest-prefix semantics.
+    entries.sort_by_key(|(p, n, _)| (*p, *n));
+    let mut cur: Vec<Iv> = Vec::new();
+    for (_, nomatch, iv) in entries {
+        cur = if nomatch {
+            subtract(&cur, &[iv])
+        } else {
+            let mut v = cur;
+            v.push(iv);
+            normalize(v)
+        };
+    }
+    cur
+}
+
+fn addr_intervals(res: &Resolver<'_>, a: Option<&Address>, fam: Family) -> Vec<Iv> {
+    let Some(a) = a else { return vec![(0, fam_max(fam))] };
+    match a {
+        Address::List(items) => {
+            normalize(items.iter().filter(|i| i.family() == fam).map(|i| i.bounds()).collect())
+        }
+        Address::Alias(sc, n) => res
+            .alias(*sc, n.as_str())
+            .filter(|al| al.cidr.family() == fam)
+            .map(|al| vec![net_bounds(&al.cidr.net())])
+            .unwrap_or_default(),
+        Address::IpSet(sc, n) => res
+            .ipset(*sc, n.as_str())
+            .map(|(s, r)| set_intervals(&r, s, fam))
+            .unwrap_or_default(),
+    }
+}
+
+fn ports(list: Option<&PortList>) -> Vec<Iv> {
+    match list {
+        None => vec![(0, PORT_ABSENT)],
+        Some(l) => normalize(
+            l.entries()
+                .iter()
+                .map(|e| {
+                    let (a, b) = e.bounds();
+                    (u128::from(a), u128::from(b))
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// One atomic entry: a conjunction of per-field sets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Atom {
+    pub(crate) iface: Option<Iface>,
+    pub(crate) src: Vec<Iv>,
+    pub(crate) dst: Vec<Iv>,
+    pub(crate) proto: Vec<Iv>,
+    pub(crate) dport: Vec<Iv>,
+    pub(crate) sport: Vec<Iv>,
+    pub(crate) icmp: Vec<Iv>,
+}
+
+impl Atom {
+    fn full(fam: Family) -> Self {
+        Atom {
+            iface: None,
+            src: vec![(0, fam_max(fam))],
+            dst: vec![(0, fam_max(fam))],
+            proto: vec![(0, 255)],
+            dport: vec![(0, PORT_ABSENT)],
+            sport: vec![(0, PORT_ABSENT)],
+            icmp: vec![(0, ICMP_ABSENT)],
+        }
+    }
+    /// Does every packet matching `self` also match `other`?
+    pub(crate) fn within(&self, other: &Atom) -> bool {
+        (other.iface.is_none() || other.iface == self.iface)
+            && is_subset(&self.src, &other.src)
+            && is_subset(&self.dst, &other.dst)
+            && is_subset(&self.proto, &other.proto)
+            && is_subset(&self.dport, &other.dport)
+            && is_subset(&self.sport, &other.sport)
+            && is_subset(&self.icmp, &other.icmp)
+    }
+}
+
+fn alt_atom(alt: &Alt<'_>, fam: Family, base: &Atom) -> Option<Atom> {
+    let mut a = base.clone();
+    match alt.proto {
+        None => {
+            if alt.dport.is_some() || alt.sport.is_some() || alt.icmp.is_some() {
+                return None;
+            }
+        }
+        Some(p) => {
+            if p.family().is_some_and(|f| f != fam) {
+                return None;
+            }
+            a.proto = vec![(u128::from(p.number()), u128::from(p.number()))];
+            if (alt.dport.is_some() || alt.sport.is_some()) && !p.has_ports() {
+                return None;
+            }
+            a.dport = ports(alt.dport);
+            a.sport = ports(alt.sport);
+            if let Some(t) = alt.icmp {
+                if !p.is_icmp() {
+                    return None;
+                }
+                a.icmp = match t.resolve(fam == Family::V6)? {
+                    IcmpMatch::Any => vec![(0, ICMP_ABSENT - 1)],
+                    IcmpMatch::Type(t, None) => {
+                        let t = u128::from(t) * 256;
+                        vec![(t, t + 255)]
+                    }
+                    IcmpMatch::Type(t, Some(c)) => {
+                        let k = u128::from(t) * 256 + u128::from(c);
+                        vec![(k, k)]
+                    }
+                };
+            }
+        }
+    }
+    Some(a)
+}
+
+/// What an atomic entry decides.
+#[derive(Clone, Debug)]
+pub(crate) struct Entry {
+    pub(crate) verdict: Verdict,
+    pub(crate) by: DecidedBy,
+    /// Index of the plan step it came from.
+    pub(crate) step: usize,
+}
+
+/// Flattens a plan into atomic entries for one family. The `MacFilter` entry (matches every
+/// header) is returned with its index, since it depends on the MAC, not on a header field.
+pub(crate) fn atoms(plan: &ChainPlan<'_>, fam: Family) -> (Vec<(Entry, Atom)>, Option<(usize, MacAddr)>) {
+    let res = &plan.resolver;
+    let mut out = Vec::new();
+    let mut mac = None;
+    let full = Atom::full(fam);
+    for (si, step) in plan.steps.iter().enumerate() {
+        let entry = |verdict: Verdict, by: DecidedBy| Entry { verdict, by, step: si };
+        match step {
+            Step::Builtin(b) => {
+                let by = DecidedBy::Builtin(b.kind());
+                let v = b.verdict();
+                let mut a = full.clone();
+                match b {
+                    BuiltinStep::Dhcp { fam: f, sport, dport } => {
+                        if *f != fam {
+                            continue;
+                        }
+                        a.proto = vec![(17, 17)];
+                        a.sport = vec![(u128::from(*sport), u128::from(*sport))];
+                        a.dport = vec![(u128::from(*dport), u128::from(*dport))];
+                    }
+                    BuiltinStep::MacFilter(m) => {
+                        mac = Some((out.len(), *m));
+                    }
+                    BuiltinStep::RouterAdv | BuiltinStep::Ndp => {
+                        if fam != Family::V6 {
+                            continue;
+                        }
+                        let (lo, hi) = if matches!(b, BuiltinStep::Ndp) { (133, 136) } else { (134, 134) };
+                        a.proto = vec![(u128::from(numbers::ICMPV6), u128::from(numbers::ICMPV6))];
+                        a.icmp = vec![(lo * 256, hi * 256 + 255)];
+                    }
+                    BuiltinStep::IpFilter(set) => {
+                        let mut allowed: Vec<Iv> = set
+                            .implicit
+                            .iter()
+                            .filter(|ip| Family::of(ip) == fam)
+                            .map(|ip| (ip_to_u128(ip), ip_to_u128(ip)))
+                            .collect();
+                        if let Some(s) = set.explicit {
+                            allowed.extend(set_intervals(res, s, fam));
+                        }
+                        a.src = subtract(&[(0, fam_max(fam))], &normalize(allowed));
+                    }
+                    BuiltinStep::Management(set) => {
+                        a.proto = vec![(6, 6)];
+                        a.dport = MANAGEMENT_PORTS.iter().map(|(x, y)| (u128::from(*x), u128::from(*y))).collect();
+                        a.src = set_intervals(res, set, fam);
+                    }
+                }
+                out.push((entry(v, by), a));
+            }
+            Step::Rule { rule, at, group_iface, action } => {
+                let iface = match (group_iface, &rule.iface) {
+                    (Some(g), Some(r)) if *g != r => continue,
+                    (Some(g), _) => Some((*g).clone()),
+                    (None, r) => r.clone(),
+                };
+                let src = addr_intervals(res, rule.source.as_ref(), fam);
+                let dst = addr_intervals(res, rule.dest.as_ref(), fam);
+                if src.is_empty() || dst.is_empty() {
+                    continue;
+                }
+                let base = Atom { iface, src, dst, ..full.clone() };
+                for alt in alternatives(rule, fam) {
+                    if let Some(a) = alt_atom(&alt, fam, &base) {
+                        out.push((entry(Verdict::from(*action), DecidedBy::Rule(at.clone())), a));
+                    }
+                }
+            }
+            Step::EnterGroup { .. } | Step::LeaveGroup(_) | Step::MissingGroup(_) => {}
+        }
+    }
+    (out, mac)
+}
+
+/// Per-field classification: interval starts and one bitset row per interval.
+#[derive(Clone, Debug, Default)]
+struct Field {
+    starts: Vec<u128>,
+    rows: Vec<u64>,
+    words: usize,
+}
+
+impl Field {
+    fn build<'a>(sets: impl Iterator<Item = &'a [Iv]> + Clone, n: usize) -> Field {
+        let words = n.div_ceil(64);
+        let mut starts = vec![0u128];
+        for set in sets.clone() {
+            for &(a, b) in set {
+                starts.push(a);
+                if let Some(b1) = b.checked_add(1) {
+                    starts.push(b1);
+                }
+            }
+        }
+        starts.sort_unstable();
+        starts.dedup();
+        let mut rows = vec![0u64; starts.len() * words];
+        for (i, set) in sets.enumerate() {
+            let (w, bit) = (i / 64, 1u64 << (i % 64));
+            for &(a, b) in set {
+                let lo = starts.partition_point(|s| *s < a);
+                let hi = starts.partition_point(|s| *s <= b);
+                for k in lo..hi {
+                    if let Some(x) = rows.get_mut(k * words + w) {
+                        *x |= bit;
+                    }
+                }
+            }
+        }
+        // Merge neighbours with identical rows.
+        let mut m_starts = Vec::with_capacity(starts.len());
+        let mut m_rows: Vec<u64> = Vec::with_capacity(rows.len());
+        for (k, s) in starts.iter().enumerate() {
+            let row = rows.get(k * words..(k + 1) * words).unwrap_or(&[]);
+            let prev_len = m_rows.len();
+            if prev_len >= words && words > 0 && m_rows.get(prev_len - words..) == Some(row) {
+                continue;
+            }
+            if words == 0 && !m_starts.is_empty() {
+                continue;
+            }
+            m_starts.push(*s);
+            m_rows.extend_from_slice(row);
+        }
+        Field { starts: m_starts, rows: m_rows, words }
+    }
+
+    #[inline]
+    fn row(&self, key: u128) -> &[u64] {
+        let k = self.starts.partition_point(|s| *s <= key).saturating_sub(1);
+        self.rows.get(k * self.words..(k + 1) * self.words).unwrap_or(&[])
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct FamTable {
+    entries: Vec<Entry>,
+    ifaces: Vec<Iface>,
+    iface: Field,
+    src: Field,
+    dst: Field,
+    proto: Field,
+    dport: Field,
+    sport: Field,
+    icmp: Field,
+    macfilter: Option<(usize, MacAddr)>,
+}
+
+impl FamTable {
+    fn build(plan: &ChainPlan<'_>, fam: Family) -> FamTable {
+        let (list, macfilter) = atoms(plan, fam);
+        let mut ifaces: Vec<Iface> = list.iter().filter_map(|(_, a)| a.iface.clone()).collect();
+        ifaces.sort();
+        ifaces.dedup();
+        let other = ifaces.len() as u128;
+        let iface_sets: Vec<Vec<Iv>> = list
+            .iter()
+            .map(|(_, a)| match &a.iface {
+                None => vec![(0, other)],
+                Some(i) => {
+                    let k = ifaces.binary_search(i).map_or(other, |k| k as u128);
+                    vec![(k, k)]
+                }
+            })
+            .collect();
+        let n = list.len();
+        let f = |g: fn(&Atom) -> &[Iv]| Field::build(list.iter().map(move |(_, a)| g(a)), n);
+        FamTable {
+            iface: Field::build(iface_sets.iter().map(Vec::as_slice), n),
+            src: f(|a| &a.src),
+            dst: f(|a| &a.dst),
+            proto: f(|a| &a.proto),
+            dport: f(|a| &a.dport),
+            sport: f(|a| &a.sport),
+            icmp: f(|a| &a.icmp),
+            entries: list.into_iter().map(|(e, _)| e).collect(),
+            ifaces,
+            macfilter,
+        }
+    }
+
+    #[inline]
+    fn first_match(&self, pkt: &Packet) -> Option<usize> {
+        let iface_key = match &pkt.iface {
+            Some(i) => self.ifaces.binary_search(i).unwrap_or(self.ifaces.len()),
+            None => self.ifaces.len(),
+        } as u128;
+        let ip = |a: &IpAddr| ip_to_u128(a);
+        let rows = [
+            self.src.row(ip(&pkt.source)),
+            self.dst.row(ip(&pkt.dest)),
+            self.proto.row(u128::from(pkt.proto)),
+            self.dport.row(pkt.dport.map_or(PORT_ABSENT, u128::from)),
+            self.sport.row(pkt.sport.map_or(PORT_ABSENT, u128::from)),
+            self.icmp.row(pkt.icmp.map_or(ICMP_ABSENT, |(t, c)| u128::from(t) * 256 + u128::from(c))),
+            self.iface.row(iface_key),
+        ];
+        // The MacFilter entry matches every header; it only applies to a foreign MAC.
+        let skip = match self.macfilter {
+            Some((i, mac)) if pkt.source_mac.is_none_or(|m| m == mac) => Some(i),
+            _ => None,
+        };
+        let [r0, r1, r2, r3, r4, r5, r6] = rows;
+        let it = r0.iter().zip(r1).zip(r2).zip(r3).zip(r4).zip(r5).zip(r6);
+        for (w, ((((((a, b), c), d), e), f), g)) in it.enumerate() {
+            let mut m = a & b & c & d & e & f & g;
+            if let Some(i) = skip {
+                if i / 64 == w {
+                    m &= !(1u64 << (i % 64));
+                }
+            }
+            if m != 0 {
+                return Some(w * 64 + m.trailing_zeros() as usize);
+            }
+        }
+        None
+    }
+}
+
+/// One compiled chain.
+#[derive(Clone, Debug)]
+pub struct CompiledChain {
+    id: ChainId,
+    not_filtered: Option<NotFiltered>,
+    policy: Verdict,
+    v4: FamTable,
+    v6: FamTable,
+}
+
+impl CompiledChain {
+    fn compile(plan: &ChainPlan<'_>) -> Self {
+        CompiledChain {
+            id: plan.id,
+            not_filtered: plan.not_filtered,
+            policy: Verdict::from(plan.policy),
+            v4: FamTable::build(plan, Family::V4),
+            v6: FamTable::build(plan, Family::V6),
+        }
+    }
+
+    /// Number of atomic entries (after macro, group and family expansion) per family.
+    pub fn len(&self) -> (usize, usize) {
+        (self.v4.entries.len(), self.v6.entries.len())
+    }
+
+    /// Is the chain free of entries?
+    pub fn is_empty(&self) -> bool {
+        self.v4.entries.is_empty() && self.v6.entries.is_empty()
+    }
+
+    /// Verdict only: the fast path (no allocation).
+    #[inline]
+    pub fn verdict(&self, pkt: &Packet) -> Verdict {
+        if self.not_filtered.is_some() {
+            return Verdict::Accept;
+        }
+        if Family::of(&pkt.source) != Family::of(&pkt.dest) {
+            return Verdict::Drop;
+        }
+        let t = match pkt.family() {
+            Family::V4 => &self.v4,
+            Family::V6 => &self.v6,
+        };
+        t.first_match(pkt)
+            .and_then(|i| t.entries.get(i))
+            .map_or(self.policy, |e| e.verdict)
+    }
+
+    /// The full decision (what decided, minimal trace).
+    pub fn decide(&self, pkt: &Packet) -> ChainDecision {
+        if let Some(d) = early_decision(self.id, self.not_filtered, pkt) {
+            return d;
+        }
+        let t = match pkt.family() {
+            Family::V4 => &self.v4,
+            Family::V6 => &self.v6,
+        };
+        let (verdict, by) = match t.first_match(pkt).and_then(|i| t.entries.get(i)) {
+            Some(e) => (e.verdict, e.by.clone()),
+            None => (self.policy, DecidedBy::Policy),
+        };
+        ChainDecision {
+            chain: self.id,
+            verdict,
+            decided_by: by,
+            trace: vec![TraceStep::EnterChain(self.id), TraceStep::Decided(verdict)],
+        }
+    }
+}
+
+/// A node with every chain compiled.
+#[derive(Clone, Debug)]
+pub struct CompiledNode {
+    node: Node,
+    chains: BTreeMap<ChainId, CompiledChain>,
+}
+
+impl CompiledNode {
+    /// Compiles every chain of the node (host IN/OUT, each guest NIC IN/OUT).
+    pub fn compile(node: &Node) -> Self {
+        let mut ids = vec![ChainId::HostIn, ChainId::HostOut];
+        for g in node.guests.values() {
+            for n in &g.nics {
+                ids.push(ChainId::GuestIn { vmid: g.vmid, nic: n.index });
+                ids.push(ChainId::GuestOut { vmid: g.vmid, nic: n.index });
+            }
+        }
+        let chains = ids
+            .into_iter()
+            .filter_map(|id| node.plan(id).map(|p| (id, CompiledChain::compile(&p))))
+            .collect();
+        CompiledNode { node: node.clone(), chains }
+    }
+
+    /// One compiled chain.
+    pub fn chain(&self, id: ChainId) -> Option<&CompiledChain> {
+        self.chains.get(&id)
+    }
+
+    /// Evaluates a flow.
+    pub fn evaluate(&self, fp: &FlowPacket) -> crate::Result<FlowDecision> {
+        evaluate_flow(&self.node, self, fp)
+    }
+}
+
+impl Evaluator for CompiledNode {
+    fn evaluate_chain(&self, chain: ChainId, pkt: &Packet) -> Option<ChainDecision> {
+        self.chains.get(&chain).map(|c| c.decide(pkt))
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interval_ops() {
+        assert_eq!(normalize(vec![(5, 9), (1, 3), (4, 4)]), vec![(1, 9)]);
+        assert_eq!(subtract(&[(0, 10)], &[(3, 4), (8, 20)]), vec![(0, 2), (5, 7)]);
+        assert!(is_subset(&[(3, 4)], &[(0, 10)]));
+        assert!(!is_subset(&[(3, 11)], &[(0, 10)]));
+    }
+}
