@@ -1,1 +1,20 @@
-//! Typed async client for the Proxmox VE REST API
+#![doc = include_str!("../README.md")]
+
+mod macros;
+
+pub mod api;
+pub mod auth;
+pub mod client;
+mod de;
+pub mod error;
+pub mod request;
+pub mod task;
+pub mod tls;
+pub mod types;
+
+pub use auth::Auth;
+pub use client::{Client, ClientBuilder, RetryPolicy};
+pub use error::{Error, Result};
+pub use task::{TaskHandle, TaskOutcome};
+pub use tls::{Fingerprint, Tls};
+pub use types::{ApiTokenId, DiskBus, DiskSlot, FirewallName, NodeName, SnapshotName, StorageId, Upid, Userid, VmId, VolumeId};

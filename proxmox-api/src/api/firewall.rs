@@ -1,0 +1,686 @@
+//! Firewall at cluster level (`/cluster/firewall/...`) and VM level
+//! (`/nodes/{node}/qemu/{vmid}/firewall/...`): options, rules, IP sets, aliases, refs.
+//!
+//! Rules are plain data here; their semantics live in a separate crate.
+
+use super::{VmHandle, check_text};
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::macros::lenient_enum;
+use crate::request::{self, Endpoint, Request};
+use crate::types::FirewallName;
+
+lenient_enum! {
+    /// Default policy.
+    pub enum Policy {
+        /// Accept.
+        Accept => "ACCEPT",
+        /// Drop silently.
+        Drop => "DROP",
+        /// Reject.
+        Reject => "REJECT",
+    }
+}
+
+/// Firewall options (cluster or VM; fields not applicable to a level are `None`).
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct FirewallOptions {
+    /// Firewall enabled.
+    #[serde(default, deserialize_with = "crate::de::opt_bool")]
+    pub enable: Option<bool>,
+    /// Incoming policy.
+    #[serde(default)]
+    pub policy_in: Option<Policy>,
+    /// Outgoing policy.
+    #[serde(default)]
+    pub policy_out: Option<Policy>,
+    /// DHCP allowed (VM).
+    #[serde(default, deserialize_with = "crate::de::opt_bool")]
+    pub dhcp: Option<bool>,
+    /// NDP allowed (VM).
+    #[serde(default, deserialize_with = "crate::de::opt_bool")]
+    pub ndp: Option<bool>,
+    /// Router advertisements allowed (VM).
+    #[serde(default, deserialize_with = "crate::de::opt_bool")]
+    pub radv: Option<bool>,
+    /// MAC filter (VM).
+    #[serde(default, deserialize_with = "crate::de::opt_bool")]
+    pub macfilter: Option<bool>,
+    /// IP filter / anti-spoofing (VM).
+    #[serde(default, deserialize_with = "crate::de::opt_bool")]
+    pub ipfilter: Option<bool>,
+    /// Log level incoming (VM).
+    #[serde(default)]
+    pub log_level_in: Option<String>,
+    /// Log level outgoing (VM).
+    #[serde(default)]
+    pub log_level_out: Option<String>,
+    /// ebtables (cluster).
+    #[serde(default, deserialize_with = "crate::de::opt_bool")]
+    pub ebtables: Option<bool>,
+    /// Digest for optimistic concurrency.
+    #[serde(default)]
+    pub digest: Option<String>,
+}
+
+/// Changes to firewall options.
+#[derive(Debug, Clone, Default)]
+pub struct FirewallOptionsUpdate {
+    enable: Option<bool>,
+    policy_in: Option<Policy>,
+    policy_out: Option<Policy>,
+    dhcp: Option<bool>,
+    ndp: Option<bool>,
+    radv: Option<bool>,
+    macfilter: Option<bool>,
+    ipfilter: Option<bool>,
+    delete: Vec<String>,
+    digest: Option<String>,
+}
+
+macro_rules! setters {
+    ($($(#[$m:meta])* $f:ident: $t:ty),*) => {$(
+        $(#[$m])*
+        pub fn $f(mut self, v: $t) -> Self {
+            self.$f = Some(v);
+            self
+        }
+    )*};
+}
+
+impl FirewallOptionsUpdate {
+    /// No changes.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    setters! {
+        /// Enable the firewall.
+        enable: bool,
+        /// Incoming policy.
+        policy_in: Policy,
+        /// Outgoing policy.
+        policy_out: Policy,
+        /// Allow DHCP (VM level only).
+        dhcp: bool,
+        /// Allow NDP (VM level only).
+        ndp: bool,
+        /// Allow router advertisements (VM level only).
+        radv: bool,
+        /// MAC filter (VM level only).
+        macfilter: bool,
+        /// IP filter (VM level only).
+        ipfilter: bool
+    }
+    /// Reset an option to its default.
+    pub fn delete(mut self, key: &str) -> Result<Self> {
+        check_name_like("option", key)?;
+        self.delete.push(key.to_owned());
+        Ok(self)
+    }
+    /// Only apply if the options still have this digest.
+    pub fn digest(mut self, d: &str) -> Result<Self> {
+        check_digest(d)?;
+        self.digest = Some(d.to_owned());
+        Ok(self)
+    }
+}
+
+/// A firewall rule as PVE returns it.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct FirewallRule {
+    /// Position.
+    #[serde(deserialize_with = "crate::de::u64")]
+    pub pos: u64,
+    /// `in`, `out`, `forward` or `group`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `ACCEPT`, `DROP`, `REJECT` or a group name.
+    pub action: String,
+    /// Macro.
+    #[serde(default, rename = "macro")]
+    pub macro_name: Option<String>,
+    /// Interface.
+    #[serde(default)]
+    pub iface: Option<String>,
+    /// Source.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Destination.
+    #[serde(default)]
+    pub dest: Option<String>,
+    /// Protocol.
+    #[serde(default)]
+    pub proto: Option<String>,
+    /// Source port(s).
+    #[serde(default, deserialize_with = "crate::de::opt_string")]
+    pub sport: Option<String>,
+    /// Destination port(s).
+    #[serde(default, deserialize_with = "crate::de::opt_string")]
+    pub dport: Option<String>,
+    /// ICMP type.
+    #[serde(default, rename = "icmp-type")]
+    pub icmp_type: Option<String>,
+    /// Log level.
+    #[serde(default)]
+    pub log: Option<String>,
+    /// Enabled.
+    #[serde(default, deserialize_with = "crate::de::bool")]
+    pub enable: bool,
+    /// Comment.
+    #[serde(default)]
+    pub comment: Option<String>,
+    /// IP version derived by PVE.
+    #[serde(default, deserialize_with = "crate::de::opt_u64")]
+    pub ipversion: Option<u64>,
+    /// Digest.
+    #[serde(default)]
+    pub digest: Option<String>,
+}
+
+/// Fields of a rule to create or update. Unset fields are not sent.
+#[derive(Debug, Clone, Default)]
+pub struct RuleSpec {
+    fields: Vec<(&'static str, String)>,
+    enable: Option<bool>,
+    moveto: Option<u64>,
+    delete: Vec<String>,
+    digest: Option<String>,
+}
+
+macro_rules! rule_fields {
+    ($($(#[$m:meta])* $f:ident => $key:literal),*) => {$(
+        $(#[$m])*
+        pub fn $f(self, v: &str) -> Result<Self> {
+            check_text($key, v, $key == "comment" || $key == "source" || $key == "dest" || $key == "sport" || $key == "dport")?;
+            Ok(self.field($key, v))
+        }
+    )*};
+}
+
+impl RuleSpec {
+    /// A new rule: `kind` is `in`/`out`/`forward`/`group`, `action` `ACCEPT`/`DROP`/`REJECT`
+    /// or a group name. Rules are sent with `enable=1` (PVE would otherwise create them
+    /// disabled) unless [`enable`](Self::enable) says otherwise.
+    pub fn new(kind: &str, action: &str) -> Result<Self> {
+        if !matches!(kind, "in" | "out" | "forward" | "group") {
+            return Err(Error::invalid("rule type", kind, "must be in, out, forward or group"));
+        }
+        check_name_like("rule action", action)?;
+        Ok(RuleSpec::default().field("type", kind).field("action", action))
+    }
+    /// An update changing nothing yet.
+    pub fn update() -> Self {
+        RuleSpec::default()
+    }
+    fn field(mut self, k: &'static str, v: &str) -> Self {
+        self.fields.retain(|(key, _)| *key != k);
+        self.fields.push((k, v.to_owned()));
+        self
+    }
+    rule_fields! {
+        /// Macro (e.g. `SSH`).
+        macro_name => "macro",
+        /// Interface (`net0`).
+        iface => "iface",
+        /// Source address/set/alias.
+        source => "source",
+        /// Destination address/set/alias.
+        dest => "dest",
+        /// Protocol.
+        proto => "proto",
+        /// Source ports.
+        sport => "sport",
+        /// Destination ports.
+        dport => "dport",
+        /// ICMP type.
+        icmp_type => "icmp-type",
+        /// Log level.
+        log => "log",
+        /// Comment.
+        comment => "comment"
+    }
+    /// Enable or disable.
+    pub fn enable(mut self, on: bool) -> Self {
+        self.enable = Some(on);
+        self
+    }
+    /// Move the rule to this position (updates only).
+    pub fn move_to(mut self, pos: u64) -> Self {
+        self.moveto = Some(pos);
+        self
+    }
+    /// Clear a field (updates only).
+    pub fn delete(mut self, key: &str) -> Result<Self> {
+        check_name_like("rule field", key)?;
+        self.delete.push(key.to_owned());
+        Ok(self)
+    }
+    /// Only apply if the rule set still has this digest.
+    pub fn digest(mut self, d: &str) -> Result<Self> {
+        check_digest(d)?;
+        self.digest = Some(d.to_owned());
+        Ok(self)
+    }
+}
+
+/// An IP set.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct IpSet {
+    /// Name.
+    pub name: String,
+    /// Comment.
+    #[serde(default)]
+    pub comment: Option<String>,
+    /// Digest.
+    #[serde(default)]
+    pub digest: Option<String>,
+}
+
+/// An IP set entry.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct IpSetEntry {
+    /// Address or network.
+    pub cidr: String,
+    /// Negated (`!`).
+    #[serde(default, deserialize_with = "crate::de::bool")]
+    pub nomatch: bool,
+    /// Comment.
+    #[serde(default)]
+    pub comment: Option<String>,
+    /// Digest.
+    #[serde(default)]
+    pub digest: Option<String>,
+}
+
+/// An alias.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct Alias {
+    /// Name.
+    pub name: String,
+    /// Address or network.
+    pub cidr: String,
+    /// Comment.
+    #[serde(default)]
+    pub comment: Option<String>,
+    /// Digest.
+    #[serde(default)]
+    pub digest: Option<String>,
+}
+
+/// An object rules can refer to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct FirewallRef {
+    /// `alias` or `ipset`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Name.
+    pub name: String,
+    /// Reference as used in rules (`+dc/name`, `dc/name`).
+    #[serde(rename = "ref")]
+    pub reference: String,
+    /// Scope.
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// Comment.
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+fn check_name_like(kind: &'static str, v: &str) -> Result<()> {
+    if v.is_empty() || v.len() > 64 || !v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-')) {
+        return Err(Error::invalid(kind, v, "must be letters, digits, `_` or `-`"));
+    }
+    Ok(())
+}
+
+fn check_digest(d: &str) -> Result<()> {
+    if d.is_empty() || d.len() > 64 || !d.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Error::invalid("digest", d, "must be hex"));
+    }
+    Ok(())
+}
+
+/// Validate an IP set entry / alias address: IPv4/IPv6 address or network, or a range.
+fn check_cidr(v: &str) -> Result<()> {
+    let ok = !v.is_empty()
+        && v.len() <= 100
+        && v.bytes().all(|b| b.is_ascii_hexdigit() || matches!(b, b'.' | b':' | b'/' | b'-'))
+        && (v.contains('.') || v.contains(':'));
+    if !ok {
+        return Err(Error::invalid("cidr", v, "must be an IP address, network or range"));
+    }
+    Ok(())
+}
+
+struct Endpoints {
+    options_get: &'static Endpoint,
+    options_put: &'static Endpoint,
+    rules: &'static Endpoint,
+    rule_get: &'static Endpoint,
+    rule_create: &'static Endpoint,
+    rule_update: &'static Endpoint,
+    rule_delete: &'static Endpoint,
+    ipsets: &'static Endpoint,
+    ipset_create: &'static Endpoint,
+    ipset_delete: &'static Endpoint,
+    ipset_entries: &'static Endpoint,
+    ipset_add: &'static Endpoint,
+    ipset_update: &'static Endpoint,
+    ipset_remove: &'static Endpoint,
+    aliases: &'static Endpoint,
+    alias_create: &'static Endpoint,
+    alias_update: &'static Endpoint,
+    alias_delete: &'static Endpoint,
+    refs: &'static Endpoint,
+}
+
+static CLUSTER: Endpoints = Endpoints {
+    options_get: &request::CLUSTER_FW_OPTIONS_GET,
+    options_put: &request::CLUSTER_FW_OPTIONS_PUT,
+    rules: &request::CLUSTER_FW_RULES,
+    rule_get: &request::CLUSTER_FW_RULE_GET,
+    rule_create: &request::CLUSTER_FW_RULE_CREATE,
+    rule_update: &request::CLUSTER_FW_RULE_UPDATE,
+    rule_delete: &request::CLUSTER_FW_RULE_DELETE,
+    ipsets: &request::CLUSTER_FW_IPSETS,
+    ipset_create: &request::CLUSTER_FW_IPSET_CREATE,
+    ipset_delete: &request::CLUSTER_FW_IPSET_DELETE,
+    ipset_entries: &request::CLUSTER_FW_IPSET_ENTRIES,
+    ipset_add: &request::CLUSTER_FW_IPSET_ADD,
+    ipset_update: &request::CLUSTER_FW_IPSET_UPDATE,
+    ipset_remove: &request::CLUSTER_FW_IPSET_REMOVE,
+    aliases: &request::CLUSTER_FW_ALIASES,
+    alias_create: &request::CLUSTER_FW_ALIAS_CREATE,
+    alias_update: &request::CLUSTER_FW_ALIAS_UPDATE,
+    alias_delete: &request::CLUSTER_FW_ALIAS_DELETE,
+    refs: &request::CLUSTER_FW_REFS,
+};
+
+static VM: Endpoints = Endpoints {
+    options_get: &request::VM_FW_OPTIONS_GET,
+    options_put: &request::VM_FW_OPTIONS_PUT,
+    rules: &request::VM_FW_RULES,
+    rule_get: &request::VM_FW_RULE_GET,
+    rule_create: &request::VM_FW_RULE_CREATE,
+    rule_update: &request::VM_FW_RULE_UPDATE,
+    rule_delete: &request::VM_FW_RULE_DELETE,
+    ipsets: &request::VM_FW_IPSETS,
+    ipset_create: &request::VM_FW_IPSET_CREATE,
+    ipset_delete: &request::VM_FW_IPSET_DELETE,
+    ipset_entries: &request::VM_FW_IPSET_ENTRIES,
+    ipset_add: &request::VM_FW_IPSET_ADD,
+    ipset_update: &request::VM_FW_IPSET_UPDATE,
+    ipset_remove: &request::VM_FW_IPSET_REMOVE,
+    aliases: &request::VM_FW_ALIASES,
+    alias_create: &request::VM_FW_ALIAS_CREATE,
+    alias_update: &request::VM_FW_ALIAS_UPDATE,
+    alias_delete: &request::VM_FW_ALIAS_DELETE,
+    refs: &request::VM_FW_REFS,
+};
+
+/// Firewall calls at one level (`client.cluster_firewall()` or `vm.firewall()`).
+#[derive(Debug, Clone)]
+pub struct Firewall {
+    client: Client,
+    /// Path arguments of the level: empty (cluster) or node and vmid.
+    scope: Vec<String>,
+}
+
+impl Client {
+    /// Cluster-level firewall (`/cluster/firewall`).
+    pub fn cluster_firewall(&self) -> Firewall {
+        Firewall { client: self.clone(), scope: Vec::new() }
+    }
+}
+
+impl VmHandle {
+    /// VM-level firewall (`/nodes/{node}/qemu/{vmid}/firewall`).
+    pub fn firewall(&self) -> Firewall {
+        let (n, v) = self.args();
+        Firewall { client: self.client.clone(), scope: vec![n, v] }
+    }
+}
+
+impl Firewall {
+    fn eps(&self) -> &'static Endpoints {
+        if self.scope.is_empty() { &CLUSTER } else { &VM }
+    }
+
+    fn is_vm(&self) -> bool {
+        !self.scope.is_empty()
+    }
+
+    fn req(&self, ep: &'static Endpoint, extra: &[&str]) -> Request {
+        let mut args: Vec<&str> = self.scope.iter().map(String::as_str).collect();
+        args.extend_from_slice(extra);
+        Request::new(ep, &args)
+    }
+
+    async fn unit(&self, req: Request) -> Result<()> {
+        let _: serde_json::Value = self.client.call(req).await?;
+        Ok(())
+    }
+
+    /// `GET .../options`.
+    pub async fn options(&self) -> Result<FirewallOptions> {
+        self.client.call(self.req(self.eps().options_get, &[])).await
+    }
+
+    /// `PUT .../options`. VM-only fields on the cluster level are rejected before sending.
+    pub async fn set_options(&self, u: &FirewallOptionsUpdate) -> Result<()> {
+        let vm_only = [u.dhcp, u.ndp, u.radv, u.macfilter, u.ipfilter];
+        if !self.is_vm() && vm_only.iter().any(Option::is_some) {
+            return Err(Error::invalid("firewall option", "dhcp/ndp/radv/macfilter/ipfilter", "only exists at VM level"));
+        }
+        let mut req = self.req(self.eps().options_put, &[]);
+        if let Some(e) = u.enable {
+            if self.is_vm() {
+                req.push("enable", e);
+            } else {
+                req.push("enable", u8::from(e));
+            }
+        }
+        req = req
+            .opt("policy_in", u.policy_in.as_ref().map(|p| p.to_string()))
+            .opt("policy_out", u.policy_out.as_ref().map(|p| p.to_string()))
+            .opt("dhcp", u.dhcp)
+            .opt("ndp", u.ndp)
+            .opt("radv", u.radv)
+            .opt("macfilter", u.macfilter)
+            .opt("ipfilter", u.ipfilter)
+            .opt("digest", u.digest.as_deref());
+        if !u.delete.is_empty() {
+            req.push("delete", u.delete.join(","));
+        }
+        self.unit(req).await
+    }
+
+    /// `GET .../rules`.
+    pub async fn rules(&self) -> Result<Vec<FirewallRule>> {
+        self.client.call(self.req(self.eps().rules, &[])).await
+    }
+
+    /// `GET .../rules/{pos}`.
+    pub async fn rule(&self, pos: u64) -> Result<FirewallRule> {
+        let p = pos.to_string();
+        self.client.call(self.req(self.eps().rule_get, &[&p])).await
+    }
+
+    fn apply_rule(req: &mut Request, spec: &RuleSpec) {
+        for (k, v) in &spec.fields {
+            req.push(k, v.as_str());
+        }
+        if let Some(e) = spec.enable {
+            req.push("enable", u8::from(e));
+        }
+        if let Some(d) = &spec.digest {
+            req.push("digest", d.as_str());
+        }
+    }
+
+    /// `POST .../rules`: PVE inserts new rules at the top (position 0).
+    pub async fn create_rule(&self, spec: &RuleSpec) -> Result<()> {
+        if !spec.fields.iter().any(|(k, _)| *k == "type") || spec.moveto.is_some() || !spec.delete.is_empty() {
+            return Err(Error::invalid("rule", "update spec", "create needs RuleSpec::new without move_to/delete"));
+        }
+        let mut req = self.req(self.eps().rule_create, &[]);
+        let spec = if spec.enable.is_none() { spec.clone().enable(true) } else { spec.clone() };
+        Self::apply_rule(&mut req, &spec);
+        self.unit(req).await
+    }
+
+    /// `PUT .../rules/{pos}`: change fields and/or move (`move_to`).
+    pub async fn update_rule(&self, pos: u64, spec: &RuleSpec) -> Result<()> {
+        let p = pos.to_string();
+        let mut req = self.req(self.eps().rule_update, &[&p]);
+        Self::apply_rule(&mut req, spec);
+        if let Some(m) = spec.moveto {
+            req.push("moveto", m);
+        }
+        if !spec.delete.is_empty() {
+            req.push("delete", spec.delete.join(","));
+        }
+        self.unit(req).await
+    }
+
+    /// `DELETE .../rules/{pos}`.
+    pub async fn delete_rule(&self, pos: u64, digest: Option<&str>) -> Result<()> {
+        if let Some(d) = digest {
+            check_digest(d)?;
+        }
+        let p = pos.to_string();
+        self.unit(self.req(self.eps().rule_delete, &[&p]).opt("digest", digest)).await
+    }
+
+    /// `GET .../ipset`.
+    pub async fn ipsets(&self) -> Result<Vec<IpSet>> {
+        self.client.call(self.req(self.eps().ipsets, &[])).await
+    }
+
+    /// `POST .../ipset`.
+    pub async fn create_ipset(&self, name: &FirewallName, comment: Option<&str>) -> Result<()> {
+        if let Some(c) = comment {
+            check_text("comment", c, true)?;
+        }
+        let req = self.req(self.eps().ipset_create, &[]).param("name", name.as_str()).opt("comment", comment);
+        self.unit(req).await
+    }
+
+    /// `DELETE .../ipset/{name}`; `force` also deletes a non-empty set.
+    pub async fn delete_ipset(&self, name: &FirewallName, force: bool) -> Result<()> {
+        let req = self.req(self.eps().ipset_delete, &[name.as_str()]).opt("force", force.then_some(true));
+        self.unit(req).await
+    }
+
+    /// `GET .../ipset/{name}`.
+    pub async fn ipset_entries(&self, name: &FirewallName) -> Result<Vec<IpSetEntry>> {
+        self.client.call(self.req(self.eps().ipset_entries, &[name.as_str()])).await
+    }
+
+    /// `POST .../ipset/{name}`: add `cidr`; `nomatch` negates it.
+    pub async fn add_ipset_entry(&self, name: &FirewallName, cidr: &str, nomatch: bool, comment: Option<&str>) -> Result<()> {
+        check_cidr(cidr)?;
+        if let Some(c) = comment {
+            check_text("comment", c, true)?;
+        }
+        let req = self
+            .req(self.eps().ipset_add, &[name.as_str()])
+            .param("cidr", cidr)
+            .opt("nomatch", nomatch.then_some(true))
+            .opt("comment", comment);
+        self.unit(req).await
+    }
+
+    /// `PUT .../ipset/{name}/{cidr}`.
+    pub async fn update_ipset_entry(
+        &self,
+        name: &FirewallName,
+        cidr: &str,
+        nomatch: Option<bool>,
+        comment: Option<&str>,
+        digest: Option<&str>,
+    ) -> Result<()> {
+        check_cidr(cidr)?;
+        if let Some(c) = comment {
+            check_text("comment", c, true)?;
+        }
+        if let Some(d) = digest {
+            check_digest(d)?;
+        }
+        let req = self
+            .req(self.eps().ipset_update, &[name.as_str(), cidr])
+            .opt("nomatch", nomatch)
+            .opt("comment", comment)
+            .opt("digest", digest);
+        self.unit(req).await
+    }
+
+    /// `DELETE .../ipset/{name}/{cidr}`.
+    pub async fn remove_ipset_entry(&self, name: &FirewallName, cidr: &str, digest: Option<&str>) -> Result<()> {
+        check_cidr(cidr)?;
+        if let Some(d) = digest {
+            check_digest(d)?;
+        }
+        self.unit(self.req(self.eps().ipset_remove, &[name.as_str(), cidr]).opt("digest", digest)).await
+    }
+
+    /// `GET .../aliases`.
+    pub async fn aliases(&self) -> Result<Vec<Alias>> {
+        self.client.call(self.req(self.eps().aliases, &[])).await
+    }
+
+    /// `POST .../aliases`.
+    pub async fn create_alias(&self, name: &FirewallName, cidr: &str, comment: Option<&str>) -> Result<()> {
+        check_cidr(cidr)?;
+        if let Some(c) = comment {
+            check_text("comment", c, true)?;
+        }
+        let req = self
+            .req(self.eps().alias_create, &[])
+            .param("name", name.as_str())
+            .param("cidr", cidr)
+            .opt("comment", comment);
+        self.unit(req).await
+    }
+
+    /// `PUT .../aliases/{name}`.
+    pub async fn update_alias(&self, name: &FirewallName, cidr: &str, comment: Option<&str>, digest: Option<&str>) -> Result<()> {
+        check_cidr(cidr)?;
+        if let Some(c) = comment {
+            check_text("comment", c, true)?;
+        }
+        if let Some(d) = digest {
+            check_digest(d)?;
+        }
+        let req = self
+            .req(self.eps().alias_update, &[name.as_str()])
+            .param("cidr", cidr)
+            .opt("comment", comment)
+            .opt("digest", digest);
+        self.unit(req).await
+    }
+
+    /// `DELETE .../aliases/{name}`.
+    pub async fn delete_alias(&self, name: &FirewallName, digest: Option<&str>) -> Result<()> {
+        if let Some(d) = digest {
+            check_digest(d)?;
+        }
+        self.unit(self.req(self.eps().alias_delete, &[name.as_str()]).opt("digest", digest)).await
+    }
+
+    /// `GET .../refs[?type=alias|ipset]`.
+    pub async fn refs(&self, kind: Option<&str>) -> Result<Vec<FirewallRef>> {
+        if let Some(k) = kind
+            && !matches!(k, "alias" | "ipset")
+        {
+            return Err(Error::invalid("ref type", k, "must be alias or ipset"));
+        }
+        self.client.call(self.req(self.eps().refs, &[]).opt("type", kind)).await
+    }
+}

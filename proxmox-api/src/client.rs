@@ -1,0 +1,539 @@
+//! The [`Client`], its builder, the transport and the retry policy.
+
+use crate::auth::{Auth, AuthState, Credentials, DEFAULT_TICKET_RENEW_AFTER, TICKET_LIFETIME, Ticket, TicketAnswer};
+use crate::error::{Error, Result, is_retryable_status};
+use crate::request::{self, Method, Request};
+use crate::tls::{self, Fingerprint, PinMismatchSlot, Tls};
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// Default PVE API port.
+pub const DEFAULT_PORT: u16 = 8006;
+
+/// Bounded exponential backoff for idempotent requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    max_retries: u32,
+    initial_backoff: Duration,
+    max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_retries: 3,
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// `max_retries` extra attempts, waiting `initial`, `2*initial`, ... capped at `max`.
+    pub fn new(max_retries: u32, initial: Duration, max: Duration) -> Self {
+        RetryPolicy { max_retries, initial_backoff: initial, max_backoff: max.max(initial) }
+    }
+
+    /// Never retry.
+    pub fn none() -> Self {
+        RetryPolicy::new(0, Duration::ZERO, Duration::ZERO)
+    }
+
+    /// Number of retries after the first attempt.
+    pub fn max_retries(&self) -> u32 {
+        self.max_retries
+    }
+
+    /// Delay before retry number `n` (0-based).
+    pub fn backoff(&self, n: u32) -> Duration {
+        let factor = 1u32.checked_shl(n.min(30)).unwrap_or(u32::MAX);
+        self.initial_backoff.saturating_mul(factor).min(self.max_backoff)
+    }
+}
+
+/// Builder for [`Client`].
+#[derive(Debug)]
+pub struct ClientBuilder {
+    target: String,
+    auth: Option<Auth>,
+    tls: Tls,
+    pin: Option<Fingerprint>,
+    connect_timeout: Duration,
+    timeout: Duration,
+    max_concurrent: usize,
+    retry: RetryPolicy,
+    ticket_renew_after: Duration,
+    task_poll_interval: Duration,
+    task_timeout: Duration,
+}
+
+impl ClientBuilder {
+    /// Credentials (required).
+    pub fn auth(mut self, auth: Auth) -> Self {
+        self.auth = Some(auth);
+        self
+    }
+
+    /// Certificate verification mode (default: system roots).
+    pub fn tls(mut self, tls: Tls) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// Pin the leaf certificate's SHA-256 fingerprint. Checked in every TLS mode: a mismatch
+    /// fails even when the chain is valid. Accepts `AA:BB:...` or plain hex.
+    pub fn pin_fingerprint(mut self, fingerprint: &str) -> Result<Self> {
+        self.pin = Some(fingerprint.parse()?);
+        Ok(self)
+    }
+
+    /// TCP/TLS connect timeout (default 10 s).
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+
+    /// Whole-request timeout (default 60 s).
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = d;
+        self
+    }
+
+    /// At most this many requests in flight from this client and its clones (default 8).
+    pub fn max_concurrent_requests(mut self, n: usize) -> Self {
+        self.max_concurrent = n.max(1);
+        self
+    }
+
+    /// Retry policy for idempotent requests.
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Renew the login ticket when it is older than this (default 90 min; tickets live 2 h).
+    pub fn ticket_renew_after(mut self, d: Duration) -> Self {
+        self.ticket_renew_after = d;
+        self
+    }
+
+    /// Default interval between task status polls (default 1 s).
+    pub fn task_poll_interval(mut self, d: Duration) -> Self {
+        self.task_poll_interval = d;
+        self
+    }
+
+    /// Default maximum time to wait for a task (default 1 h).
+    pub fn task_timeout(mut self, d: Duration) -> Self {
+        self.task_timeout = d;
+        self
+    }
+
+    fn base_url(&self) -> Result<String> {
+        let t = self.target.trim().trim_end_matches('/');
+        let with_scheme = if t.contains("://") { t.to_owned() } else { format!("https://{t}") };
+        let mut url = url::Url::parse(&with_scheme)
+            .map_err(|e| Error::Config(format!("bad host `{}`: {e}", self.target)))?;
+        if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
+            return Err(Error::Config(format!("bad host `{}`", self.target)));
+        }
+        if !url.username().is_empty() || url.password().is_some() || url.query().is_some() {
+            return Err(Error::Config("host must not carry credentials or a query".into()));
+        }
+        if url.port().is_none() && url.scheme() == "https" {
+            let _ = url.set_port(Some(DEFAULT_PORT));
+        }
+        url.set_path("/api2/json");
+        Ok(url.as_str().trim_end_matches('/').to_owned())
+    }
+
+    /// Build the client. Fails on an unusable configuration; sends nothing.
+    pub fn build(self) -> Result<Client> {
+        let base = self.base_url()?;
+        let auth = self.auth.clone().ok_or_else(|| Error::Config("no credentials given".into()))?;
+        let slot = Arc::new(PinMismatchSlot::default());
+        let tls_config = tls::client_config(&self.tls, self.pin, slot.clone())?;
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls_config)
+            // Never follow redirects: the credentials must not reach another host.
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(self.connect_timeout)
+            .timeout(self.timeout)
+            .user_agent(concat!("proxmox-api-rs/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::Config(format!("http client: {e}")))?;
+        let base_parsed = url::Url::parse(&base).map_err(|e| Error::Config(e.to_string()))?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http,
+                host: base_parsed.host_str().unwrap_or_default().to_owned(),
+                port: base_parsed.port_or_known_default().unwrap_or(DEFAULT_PORT),
+                base,
+                auth: AuthState::new(auth, self.ticket_renew_after),
+                limit: Semaphore::new(self.max_concurrent),
+                retry: self.retry,
+                pin_slot: slot,
+                task_poll_interval: self.task_poll_interval,
+                task_timeout: self.task_timeout,
+            }),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    http: reqwest::Client,
+    base: String,
+    host: String,
+    port: u16,
+    auth: AuthState,
+    limit: Semaphore,
+    retry: RetryPolicy,
+    pin_slot: Arc<PinMismatchSlot>,
+    task_poll_interval: Duration,
+    task_timeout: Duration,
+}
+
+/// A client for one PVE cluster (or node). Cheap to clone; clones share the connection pool,
+/// the login ticket and the concurrency limit.
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(serde::Deserialize)]
+struct Envelope<T> {
+    data: T,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct ErrorBody {
+    #[serde(default, deserialize_with = "crate::de::opt_string")]
+    message: Option<String>,
+    #[serde(default)]
+    errors: Option<BTreeMap<String, serde_json::Value>>,
+}
+
+impl Client {
+    /// Start building a client for `host` (`pve.example.com`, `pve.example.com:8006` or a full
+    /// `https://` URL; port 8006 by default).
+    pub fn builder(host: impl Into<String>) -> ClientBuilder {
+        ClientBuilder {
+            target: host.into(),
+            auth: None,
+            tls: Tls::default(),
+            pin: None,
+            connect_timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(60),
+            max_concurrent: 8,
+            retry: RetryPolicy::default(),
+            ticket_renew_after: DEFAULT_TICKET_RENEW_AFTER,
+            task_poll_interval: Duration::from_secs(1),
+            task_timeout: Duration::from_secs(3600),
+        }
+    }
+
+    /// API base URL (`https://host:8006/api2/json`).
+    pub fn base_url(&self) -> &str {
+        &self.inner.base
+    }
+
+    /// Host name the client talks to.
+    pub fn host(&self) -> &str {
+        &self.inner.host
+    }
+
+    /// Port the client talks to.
+    pub fn port(&self) -> u16 {
+        self.inner.port
+    }
+
+    pub(crate) fn task_defaults(&self) -> (Duration, Duration) {
+        (self.inner.task_poll_interval, self.inner.task_timeout)
+    }
+
+    /// Untyped GET of `path` (below `/api2/json`, e.g. `/nodes/pve/qemu/100/agent/info`),
+    /// decoding the `data` field. Prefer typed methods; this is the escape hatch.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, &str)]) -> Result<T> {
+        self.raw(Method::Get, path, query, true).await
+    }
+
+    /// Untyped POST with form parameters. Never retried.
+    pub async fn post<T: DeserializeOwned>(&self, path: &str, params: &[(&str, &str)]) -> Result<T> {
+        self.raw(Method::Post, path, params, false).await
+    }
+
+    /// Untyped PUT with form parameters. Never retried.
+    pub async fn put<T: DeserializeOwned>(&self, path: &str, params: &[(&str, &str)]) -> Result<T> {
+        self.raw(Method::Put, path, params, false).await
+    }
+
+    /// Untyped DELETE with query parameters. Never retried.
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str, params: &[(&str, &str)]) -> Result<T> {
+        self.raw(Method::Delete, path, params, false).await
+    }
+
+    async fn raw<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        params: &[(&str, &str)],
+        idempotent: bool,
+    ) -> Result<T> {
+        if !path.starts_with('/')
+            || path.contains("..")
+            || path.contains(['?', '#'])
+            || path.chars().any(|c| c.is_control() || c.is_whitespace())
+        {
+            return Err(Error::invalid("path", path, "must be an absolute API path without `..`, query or spaces"));
+        }
+        let params: Vec<(String, String)> =
+            params.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let bytes = self.execute(method, path, &params, idempotent).await?;
+        decode(path, &bytes)
+    }
+
+    /// Send a typed request and decode its `data`.
+    pub(crate) async fn call<T: DeserializeOwned>(&self, req: Request) -> Result<T> {
+        let bytes = self
+            .execute(req.endpoint.method, &req.path, &req.params, req.endpoint.idempotent)
+            .await?;
+        decode(&req.path, &bytes)
+    }
+
+    async fn credentials(&self) -> Result<Credentials> {
+        match &self.inner.auth {
+            AuthState::Token { header } => Ok(Credentials::Token(header.clone())),
+            AuthState::Ticket { userid, password, renew_after, current, login } => {
+                if let Some(t) = current.read().await.as_ref()
+                    && crate::auth::fresh(t, *renew_after)
+                {
+                    return Ok(Credentials::Ticket(t.clone()));
+                }
+                // Single flight: whoever holds the lock logs in; the others then see the new ticket.
+                let _guard = login.lock().await;
+                let old = current.read().await.clone();
+                if let Some(t) = &old
+                    && crate::auth::fresh(t, *renew_after)
+                {
+                    return Ok(Credentials::Ticket(t.clone()));
+                }
+                let renewed = match &old {
+                    Some(t) if t.obtained.elapsed() < TICKET_LIFETIME => {
+                        tracing::debug!(%userid, "renewing login ticket");
+                        self.login(userid.as_str(), &t.ticket).await.ok()
+                    }
+                    _ => None,
+                };
+                let ticket = match renewed {
+                    Some(t) => t,
+                    None => {
+                        tracing::debug!(%userid, "logging in");
+                        self.login(userid.as_str(), password).await?
+                    }
+                };
+                *current.write().await = Some(ticket.clone());
+                Ok(Credentials::Ticket(ticket))
+            }
+        }
+    }
+
+    async fn invalidate_ticket(&self, used: &Credentials) {
+        if let (AuthState::Ticket { current, .. }, Credentials::Ticket(used)) = (&self.inner.auth, used) {
+            let mut g = current.write().await;
+            if g.as_ref().is_some_and(|t| t.obtained == used.obtained) {
+                *g = None;
+            }
+        }
+    }
+
+    async fn login(&self, userid: &str, password: &SecretString) -> Result<Ticket> {
+        let req = Request::new(&request::ACCESS_TICKET, &[]);
+        let url = format!("{}{}", self.inner.base, req.path);
+        let _permit = self.inner.limit.acquire().await.map_err(|_| Error::Config("client closed".into()))?;
+        let form = [("username", userid), ("password", password.expose_secret())];
+        let resp = self
+            .inner
+            .http
+            .post(url)
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let err = api_error(Method::Post, &req.path, resp).await;
+            return Err(match err {
+                Error::Api { status, message, .. } => Error::Login(format!("HTTP {status}: {message}")),
+                other => other,
+            });
+        }
+        let bytes = resp.bytes().await.map_err(Error::Transport)?;
+        let answer: TicketAnswer = decode(&req.path, &bytes)?;
+        Ticket::from_answer(answer)
+    }
+
+    fn transport_error(&self, e: reqwest::Error) -> Error {
+        match self.inner.pin_slot.take() {
+            Some((expected, actual)) => Error::FingerprintMismatch { expected, actual },
+            None => Error::Transport(e),
+        }
+    }
+
+    pub(crate) async fn execute(
+        &self,
+        method: Method,
+        path: &str,
+        params: &[(String, String)],
+        idempotent: bool,
+    ) -> Result<bytes::Bytes> {
+        let url = format!("{}{}", self.inner.base, path);
+        let retry = self.inner.retry;
+        let mut attempt: u32 = 0;
+        let mut auth_retried = false;
+        loop {
+            let creds = self.credentials().await?;
+            let result = {
+                let _permit =
+                    self.inner.limit.acquire().await.map_err(|_| Error::Config("client closed".into()))?;
+                let mut rb = self.inner.http.request(method.to_http(), &url);
+                rb = match &creds {
+                    Credentials::Token(h) => rb.header(http::header::AUTHORIZATION, sensitive(h)?),
+                    Credentials::Ticket(t) => {
+                        let cookie = SecretString::from(format!("PVEAuthCookie={}", t.ticket.expose_secret()));
+                        let rb = rb.header(http::header::COOKIE, sensitive(&cookie)?);
+                        if method == Method::Get { rb } else { rb.header("CSRFPreventionToken", sensitive(&t.csrf)?) }
+                    }
+                };
+                if !params.is_empty() {
+                    rb = if method.params_in_query() { rb.query(params) } else { rb.form(params) };
+                }
+                match rb.send().await {
+                    Ok(resp) => {
+                        let status = resp.status();
+                        if status.is_success() {
+                            resp.bytes().await.map_err(Error::Transport)
+                        } else if status.is_redirection() {
+                            let location = resp
+                                .headers()
+                                .get(http::header::LOCATION)
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or_default()
+                                .to_owned();
+                            return Err(Error::Redirect { status: status.as_u16(), location });
+                        } else {
+                            Err(api_error(method, path, resp).await)
+                        }
+                    }
+                    Err(e) => Err(self.transport_error(e)),
+                }
+            };
+            match result {
+                Ok(b) => return Ok(b),
+                Err(Error::Api { status: 401, .. })
+                    if !auth_retried && matches!(creds, Credentials::Ticket(_)) =>
+                {
+                    // The ticket may have been revoked or the cluster key rotated: log in again once.
+                    auth_retried = true;
+                    self.invalidate_ticket(&creds).await;
+                }
+                Err(e) if idempotent && attempt < retry.max_retries() && retryable(&e) => {
+                    let wait = retry.backoff(attempt);
+                    tracing::debug!(%path, attempt, ?wait, error = %e, "retrying idempotent request");
+                    attempt += 1;
+                    tokio::time::sleep(wait).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+fn retryable(e: &Error) -> bool {
+    match e {
+        Error::Api { status, .. } => is_retryable_status(*status),
+        Error::Transport(t) => t.is_connect() || t.is_timeout(),
+        _ => false,
+    }
+}
+
+fn sensitive(s: &SecretString) -> Result<http::HeaderValue> {
+    let mut v = http::HeaderValue::from_str(s.expose_secret())
+        .map_err(|_| Error::Config("credential contains characters not allowed in a header".into()))?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(path: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice::<Envelope<T>>(bytes)
+        .map(|e| e.data)
+        .map_err(|source| Error::Decode { path: path.to_owned(), source })
+}
+
+async fn api_error(method: Method, path: &str, resp: reqwest::Response) -> Error {
+    let status = resp.status();
+    let reason = resp
+        .extensions()
+        .get::<hyper::ext::ReasonPhrase>()
+        .and_then(|r| std::str::from_utf8(r.as_bytes()).ok().map(str::to_owned))
+        .or_else(|| status.canonical_reason().map(str::to_owned))
+        .unwrap_or_default();
+    let body = resp.bytes().await.unwrap_or_default();
+    let parsed: ErrorBody = serde_json::from_slice(&body).unwrap_or_default();
+    let errors: BTreeMap<String, String> = parsed
+        .errors
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| {
+            let s = crate::de::value_to_string(&v).unwrap_or_default();
+            (k, s.trim().to_owned())
+        })
+        .collect();
+    let message = parsed
+        .message
+        .map(|m| m.trim().to_owned())
+        .filter(|m| !m.is_empty())
+        .or_else(|| {
+            // Some answers are plain text.
+            let text = String::from_utf8_lossy(&body);
+            let text = text.trim();
+            (!text.is_empty() && !text.starts_with('{')).then(|| text.chars().take(500).collect())
+        })
+        .unwrap_or(reason);
+    Error::Api {
+        method: method.as_str().to_owned(),
+        path: path.to_owned(),
+        status: status.as_u16(),
+        message,
+        errors,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_bounded() {
+        let p = RetryPolicy::new(10, Duration::from_millis(10), Duration::from_millis(50));
+        assert_eq!(p.backoff(0), Duration::from_millis(10));
+        assert_eq!(p.backoff(1), Duration::from_millis(20));
+        assert_eq!(p.backoff(2), Duration::from_millis(40));
+        assert_eq!(p.backoff(3), Duration::from_millis(50));
+        assert_eq!(p.backoff(40), Duration::from_millis(50));
+    }
+
+    #[test]
+    fn base_urls() {
+        let b = |h: &str| Client::builder(h).base_url();
+        assert_eq!(b("pve.example.com").unwrap(), "https://pve.example.com:8006/api2/json");
+        assert_eq!(b("pve.example.com:443").unwrap(), "https://pve.example.com:443/api2/json");
+        assert_eq!(b("http://127.0.0.1:9999/").unwrap(), "http://127.0.0.1:9999/api2/json");
+        assert!(b("ftp://x").is_err());
+        assert!(b("https://user:pw@x").is_err());
+    }
+}
