@@ -84,10 +84,12 @@ fn retry_after(resp: &Response) -> Option<Duration> {
 }
 
 /// Send the request built by `build`, retrying 429, 502, 503, 504 and connection failures
-/// within `policy`. Returns the last response otherwise (the caller maps error statuses).
+/// within `policy` (and every 5xx when the request is `idempotent`). Returns the last response
+/// otherwise (the caller maps error statuses).
 pub(crate) async fn send(
     provider: &'static str,
     policy: &RetryPolicy,
+    idempotent: bool,
     build: impl Fn() -> RequestBuilder,
 ) -> Result<Response> {
     let mut attempt = 0;
@@ -96,8 +98,9 @@ pub(crate) async fn send(
         let wait = match &result {
             Ok(resp) => {
                 let status = resp.status();
-                let retryable =
-                    status == StatusCode::TOO_MANY_REQUESTS || matches!(status.as_u16(), 502..=504);
+                let retryable = status == StatusCode::TOO_MANY_REQUESTS
+                    || matches!(status.as_u16(), 502..=504)
+                    || (idempotent && status.is_server_error());
                 if !retryable {
                     return result.map_err(|e| transport(provider, e));
                 }

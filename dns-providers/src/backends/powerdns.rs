@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -40,6 +41,9 @@ pub struct PowerDns {
     ttl: u32,
     retry: RetryPolicy,
     client: reqwest::Client,
+    /// Serialises this client's read-modify-write cycles, so concurrent calls report accurate
+    /// [`Change`]s and do not race each other into the server's (sqlite) write lock.
+    write_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 #[derive(Deserialize)]
@@ -115,6 +119,7 @@ impl PowerDns {
             ttl: 3600,
             retry: RetryPolicy::default(),
             client: http::client(PROVIDER, Duration::from_secs(30))?,
+            write_lock: Arc::default(),
         })
     }
 
@@ -165,7 +170,7 @@ impl PowerDns {
             "kind": "Native",
             "nameservers": nameservers.iter().map(Hostname::to_fqdn).collect::<Vec<_>>(),
         });
-        let resp = http::send(PROVIDER, &self.retry, || {
+        let resp = http::send(PROVIDER, &self.retry, true, || {
             self.request(Method::POST, &url).json(&body)
         })
         .await?;
@@ -178,7 +183,7 @@ impl PowerDns {
 
     async fn fetch(&self, zone: &ZoneName, name: Option<&str>) -> Result<Vec<RrSet>> {
         let url = self.zone_url(zone);
-        let resp = http::send(PROVIDER, &self.retry, || {
+        let resp = http::send(PROVIDER, &self.retry, true, || {
             let req = self.request(Method::GET, &url);
             match name {
                 Some(name) => req.query(&[("rrset_name", name), ("rrset_type", "PTR")]),
@@ -250,7 +255,7 @@ impl PowerDns {
         };
         let body = Patch { rrsets: [rrset] };
         let url = self.zone_url(at.zone());
-        let resp = http::send(PROVIDER, &self.retry, || {
+        let resp = http::send(PROVIDER, &self.retry, true, || {
             self.request(Method::PATCH, &url).json(&body)
         })
         .await?;
@@ -275,6 +280,7 @@ impl ReverseDns for PowerDns {
 
     async fn set_ptr(&self, ip: IpAddr, hostname: &Hostname) -> Result<Change> {
         let at = self.zones.locate(ip)?;
+        let _guard = self.write_lock.lock().await;
         let before = self.current(&at).await?;
         if before.as_ref().map(Ptr::hostname) == Some(hostname) {
             return Ok(Change::Unchanged);
@@ -290,6 +296,7 @@ impl ReverseDns for PowerDns {
 
     async fn remove_ptr(&self, ip: IpAddr) -> Result<Change> {
         let at = self.zones.locate(ip)?;
+        let _guard = self.write_lock.lock().await;
         if self.current(&at).await?.is_none() {
             return Ok(Change::Unchanged);
         }

@@ -1,0 +1,4 @@
+//! Test support.
+#![allow(dead_code, unreachable_pub)]
+
+pub mod pdns;
