@@ -35,3 +35,5 @@ pub use flow::{FlowDecision, FlowPacket, Topology, Zone, evaluate_flow};
 pub use node::{Guest, GuestKind, MacAddr, Nic, Node};
 pub mod compiled;
 pub use compiled::{CompiledChain, CompiledNode};
+#[doc(hidden)]
+pub mod fuzzing;

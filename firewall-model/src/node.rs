@@ -14,7 +14,7 @@ pub struct MacAddr([u8; 6]);
 
 impl MacAddr {
     /// From bytes.
-    pub fn new(b: [u8; 6]) -> Self {
+    pub const fn new(b: [u8; 6]) -> Self {
         MacAddr(b)
     }
     /// The bytes.
