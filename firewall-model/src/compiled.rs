@@ -290,7 +290,7 @@ pub(crate) fn atoms(plan: &ChainPlan<'_>, fam: Family) -> (Vec<(Entry, Atom)>, O
                     }
                 }
             }
-            Step::EnterGroup { .. } | Step::LeaveGroup(_) | Step::MissingGroup(_) => {}
+            Step::EnterGroup { .. } | Step::LeaveGroup(_) | Step::MissingGroup(..) => {}
         }
     }
     (out, mac)

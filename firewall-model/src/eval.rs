@@ -485,7 +485,7 @@ pub(crate) enum Step<'a> {
     Builtin(BuiltinStep<'a>),
     EnterGroup { name: &'a GroupName, via: RuleRef, iface: Option<&'a Iface> },
     LeaveGroup(&'a GroupName),
-    MissingGroup(&'a GroupName),
+    MissingGroup(&'a GroupName, RuleRef),
     Rule { rule: &'a Rule, at: RuleRef, group_iface: Option<&'a Iface>, action: Action },
 }
 
@@ -534,7 +534,7 @@ fn push_rules<'a>(
                     }
                     steps.push(Step::LeaveGroup(name));
                 }
-                None => steps.push(Step::MissingGroup(name)),
+                None => steps.push(Step::MissingGroup(name, at)),
             },
             k => {
                 if let (Some(d), Some(action)) = (k.direction(), k.action()) {
@@ -716,7 +716,7 @@ fn run_plan(plan: &ChainPlan<'_>, pkt: &Packet) -> ChainDecision {
                 }
                 skipping_group = false;
             }
-            Step::MissingGroup(name) => trace.push(TraceStep::MissingGroup(name.to_string())),
+            Step::MissingGroup(name, _) => trace.push(TraceStep::MissingGroup(name.to_string())),
             Step::Rule { rule, at, action, .. } => {
                 if !skipping_group && rule_matches(rule, pkt, res) {
                     return done(Verdict::from(*action), DecidedBy::Rule(at.clone()), trace);

@@ -63,24 +63,7 @@ impl fmt::Display for Zone {
     }
 }
 
-/// A number that may arrive as a JSON string.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(untagged)]
-enum Lenient {
-    Bool(bool),
-    Num(u64),
-    Str(String),
-}
-
-impl Lenient {
-    fn text(&self) -> String {
-        match self {
-            Lenient::Bool(b) => u8::from(*b).to_string(),
-            Lenient::Num(n) => n.to_string(),
-            Lenient::Str(s) => s.clone(),
-        }
-    }
-}
+use crate::lenient::Lenient;
 
 #[derive(Deserialize)]
 struct RawFlow {
@@ -294,11 +277,6 @@ impl Node {
     pub fn evaluate(&self, fp: &FlowPacket) -> Result<FlowDecision> {
         evaluate_flow(self, &Reference(self), fp)
     }
-}
-
-/// `is_accept` shortcut used by lint.
-pub(crate) fn accepted(d: &FlowDecision) -> bool {
-    d.verdict == Verdict::Accept
 }
 
 #[derive(Deserialize)]

@@ -37,3 +37,6 @@ pub mod compiled;
 pub use compiled::{CompiledChain, CompiledNode};
 #[doc(hidden)]
 pub mod fuzzing;
+mod lenient;
+pub mod lint;
+pub use lint::{Finding, LintKind, LockoutReport, ManagementPorts, PortCheck, lint_chain, lint_guest, lockout_check};
