@@ -23,6 +23,8 @@ pub use ptr::{canonical_ip, ip_from_ptr_name, ptr_name};
 pub use scope::{Scoped, check_allowed};
 pub use zone::{PtrLocation, ReverseZone, ZoneName, Zones};
 
+#[cfg(feature = "cloudflare")]
+pub use backends::cloudflare::Cloudflare;
 #[cfg(feature = "powerdns")]
 pub use backends::powerdns::PowerDns;
 
