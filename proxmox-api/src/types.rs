@@ -174,7 +174,8 @@ impl FromStr for StorageId {
 }
 string_newtype_common!(StorageId);
 
-/// A volume id: `storage:content/name` or `storage:name`.
+/// A volume id: `storage:content/name`, `storage:name`, or a longer path such as PBS's
+/// `pbs:backup/vm/100/2024-05-01T02:00:00Z`. No `..`, whitespace or control characters.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct VolumeId(String);
 
@@ -210,8 +211,8 @@ impl FromStr for VolumeId {
         if has_control(rest) || rest.contains(char::is_whitespace) {
             return bad("must not contain control characters or whitespace");
         }
-        if rest.split('/').count() > 2 || rest.split('/').any(str::is_empty) {
-            return bad("at most one `/` separating content and name");
+        if rest.split('/').any(str::is_empty) {
+            return bad("empty path segment");
         }
         Ok(VolumeId(s.to_owned()))
     }
