@@ -1,1 +1,24 @@
-//! A stateful Proxmox VE simulator over real HTTP on loopback
+#![doc = include_str!("../README.md")]
+
+mod api;
+mod auth;
+mod config;
+mod faults;
+mod model;
+mod seed;
+mod server;
+
+pub use auth::{TokenSpec, UserSpec};
+pub use config::{
+    DEFAULT_PASSWORD, DEFAULT_TOKEN_ID, DEFAULT_TOKEN_SECRET, DEFAULT_USER, READONLY_TOKEN_ID,
+    READONLY_TOKEN_SECRET, READONLY_USER, Scenario, SimConfig, VmSpec, mac_for,
+};
+pub use faults::RequestMatch;
+pub use seed::ISO_IMAGES;
+pub use server::{PveSim, SimError, fingerprint_of};
+
+/// Every served route as `(method, path)`, paths as in the PVE API schema (relative to
+/// `/api2/json`), e.g. `("GET", "/nodes/{node}/qemu/{vmid}/status/current")`.
+pub fn routes() -> Vec<(&'static str, &'static str)> {
+    api::route_list()
+}

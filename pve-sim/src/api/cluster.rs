@@ -1,0 +1,298 @@
+//! Cluster-wide and node-level endpoints: version, nodes, resources, tasks.
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, ApiResult, Reply, Req};
+use crate::model::State;
+
+pub(super) fn version(_st: &mut State, _req: &Req) -> ApiResult {
+    Reply::json(json!({
+        "version": "8.4.1", "release": "8.4", "repoid": "2a5fa54a8503f96d", "console": "html5",
+    }))
+}
+
+pub(super) fn nodes(st: &mut State, req: &Req) -> ApiResult {
+    let mut out = Vec::new();
+    for n in st.nodes.values() {
+        let mut v = json!({ "node": n.name, "status": if n.online { "online" } else { "offline" }, "level": "" });
+        if n.online {
+            let used: u64 = st
+                .vms
+                .values()
+                .filter(|vm| vm.node == n.name && vm.running())
+                .map(|vm| vm.figures(req.now).mem)
+                .sum();
+            v["cpu"] = json!(0.05 + crate::model::noise(n.cpus as u64, 9, req.now / 10_000) * 0.2);
+            v["maxcpu"] = json!(n.cpus);
+            v["mem"] = json!(used + (2u64 << 30));
+            v["maxmem"] = json!(n.maxmem);
+            v["uptime"] = json!(req.now.saturating_sub(n.boot_ms) / 1000);
+            v["ssl_fingerprint"] = json!(st.fingerprint);
+        }
+        out.push(v);
+    }
+    Reply::json(Value::Array(out))
+}
+
+pub(super) fn node_status(st: &mut State, req: &Req) -> ApiResult {
+    let n = &st.nodes[req.node()];
+    let used: u64 = st
+        .vms
+        .values()
+        .filter(|vm| vm.node == n.name && vm.running())
+        .map(|vm| vm.figures(req.now).mem)
+        .sum::<u64>()
+        + (2u64 << 30);
+    let root_total: u64 = 100 << 30;
+    Reply::json(json!({
+        "cpu": 0.05 + crate::model::noise(n.cpus as u64, 9, req.now / 10_000) * 0.2,
+        "cpuinfo": { "cores": n.cpus / 2, "cpus": n.cpus, "model": "AMD EPYC 7402P 24-Core Processor", "sockets": 1 },
+        "memory": { "total": n.maxmem, "used": used.min(n.maxmem), "free": n.maxmem.saturating_sub(used), "available": n.maxmem.saturating_sub(used) },
+        "rootfs": { "total": root_total, "used": 12u64 << 30, "free": root_total - (12u64 << 30), "avail": root_total - (12u64 << 30) },
+        "loadavg": ["0.42", "0.37", "0.33"],
+        "uptime": req.now.saturating_sub(n.boot_ms) / 1000,
+        "pveversion": "pve-manager/8.4.1/2a5fa54a8503f96d",
+        "kversion": "Linux 6.8.12-9-pve #1 SMP PREEMPT_DYNAMIC PMX 6.8.12-9",
+        "current-kernel": { "machine": "x86_64", "release": "6.8.12-9-pve", "sysname": "Linux", "version": "#1 SMP PREEMPT_DYNAMIC PMX 6.8.12-9" },
+        "boot-info": { "mode": "efi", "secureboot": false },
+    }))
+}
+
+pub(super) fn cluster_status(st: &mut State, _req: &Req) -> ApiResult {
+    let mut out = vec![json!({
+        "type": "cluster", "id": "cluster", "name": st.cluster_name, "nodes": st.nodes.len(),
+        "quorate": true, "version": 4,
+    })];
+    for (i, n) in st.nodes.values().enumerate() {
+        out.push(json!({
+            "type": "node", "id": format!("node/{}", n.name), "name": n.name, "nodeid": i + 1,
+            "online": n.online, "local": i == 0, "ip": format!("10.0.0.{}", i + 11), "level": "",
+        }));
+    }
+    Reply::json(Value::Array(out))
+}
+
+pub(super) fn nextid(st: &mut State, req: &Req) -> ApiResult {
+    if let Some(v) = req.int("vmid")? {
+        if st.vms.contains_key(&(v as u32)) {
+            return Err(ApiError::param("vmid", &format!("VM {v} already exists")));
+        }
+        return Reply::json(json!(v.to_string()));
+    }
+    let mut id = 100u32;
+    while st.vms.contains_key(&id) {
+        id += 1;
+    }
+    // PVE returns the id as a string.
+    Reply::json(json!(id.to_string()))
+}
+
+#[derive(Serialize)]
+struct QemuRow<'a> {
+    id: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    vmid: u32,
+    node: &'a str,
+    name: String,
+    status: &'static str,
+    template: u8,
+    cpu: f64,
+    maxcpu: u64,
+    mem: u64,
+    maxmem: u64,
+    disk: u64,
+    maxdisk: u64,
+    netin: u64,
+    netout: u64,
+    diskread: u64,
+    diskwrite: u64,
+    uptime: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lock: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tags: Option<&'a str>,
+}
+
+/// `GET /cluster/resources`: serialised directly (the hot path for 10,000 VMs).
+pub(super) fn resources(st: &mut State, req: &Req) -> ApiResult {
+    let filter = req.arg("type");
+    if let Some(f) = filter
+        && !matches!(f, "vm" | "storage" | "node" | "sdn")
+    {
+        return Err(ApiError::param(
+            "type",
+            &format!(
+                "value '{f}' does not have a value in the enumeration 'vm, storage, node, sdn'"
+            ),
+        ));
+    }
+    let mut out: Vec<u8> = Vec::with_capacity(st.vms.len() * 300 + 1024);
+    out.push(b'[');
+    let mut first = true;
+    let mut push = |out: &mut Vec<u8>, v: &dyn erased::Ser| {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        v.write(out);
+    };
+    if filter.is_none() || filter == Some("node") {
+        for n in st.nodes.values() {
+            let v = json!({
+                "id": format!("node/{}", n.name), "type": "node", "node": n.name,
+                "status": if n.online { "online" } else { "offline" },
+                "maxcpu": n.cpus, "maxmem": n.maxmem, "cpu": if n.online { 0.08 } else { 0.0 },
+                "mem": if n.online { 4u64 << 30 } else { 0 }, "disk": 12u64 << 30, "maxdisk": 100u64 << 30,
+                "uptime": if n.online { req.now.saturating_sub(n.boot_ms) / 1000 } else { 0 }, "level": "",
+            });
+            push(&mut out, &v);
+        }
+    }
+    if filter.is_none() || filter == Some("storage") {
+        for n in st.nodes.values() {
+            for s in st.storages.values() {
+                let used = st.storage_used(&s.name);
+                let v = json!({
+                    "id": format!("storage/{}/{}", n.name, s.name), "type": "storage", "node": n.name,
+                    "storage": s.name, "status": if n.online { "available" } else { "unknown" },
+                    "content": s.content, "plugintype": s.kind, "shared": if s.shared { 1 } else { 0 },
+                    "disk": used, "maxdisk": s.total,
+                });
+                push(&mut out, &v);
+            }
+        }
+    }
+    if filter.is_none() || filter == Some("vm") {
+        for vm in st.vms.values() {
+            let online = st.nodes.get(&vm.node).is_some_and(|n| n.online);
+            let f = vm.figures(req.now);
+            let row = QemuRow {
+                id: format!("qemu/{}", vm.vmid),
+                kind: "qemu",
+                vmid: vm.vmid,
+                node: &vm.node,
+                name: vm.name(),
+                status: if !online {
+                    "unknown"
+                } else if vm.running() {
+                    "running"
+                } else {
+                    "stopped"
+                },
+                template: u8::from(vm.is_template()),
+                cpu: f.cpu,
+                maxcpu: vm.cpus(),
+                mem: f.mem,
+                maxmem: vm.maxmem(),
+                disk: f.disk,
+                maxdisk: vm.maxdisk(),
+                netin: f.netin,
+                netout: f.netout,
+                diskread: f.diskread,
+                diskwrite: f.diskwrite,
+                uptime: f.uptime,
+                lock: vm.lock(),
+                tags: vm.config.get("tags").map(String::as_str),
+            };
+            push(&mut out, &row);
+        }
+    }
+    out.push(b']');
+    Ok(Reply::Raw(
+        String::from_utf8(out).map_err(|_| ApiError::fail("utf8"))?,
+    ))
+}
+
+/// Minimal type erasure so rows of different types share one writer.
+mod erased {
+    pub(super) trait Ser {
+        fn write(&self, out: &mut Vec<u8>);
+    }
+    impl<T: serde::Serialize> Ser for T {
+        fn write(&self, out: &mut Vec<u8>) {
+            let _ = serde_json::to_writer(out, self);
+        }
+    }
+}
+
+fn find_task<'a>(st: &'a State, req: &Req) -> Result<&'a crate::model::Task, ApiError> {
+    let upid = req.p("upid");
+    st.task_index
+        .get(upid)
+        .map(|&i| &st.tasks[i])
+        .filter(|t| t.node == req.node())
+        .ok_or_else(|| ApiError::fail(format!("unable to parse worker upid '{upid}'")))
+}
+
+pub(super) fn task_status(st: &mut State, req: &Req) -> ApiResult {
+    let t = find_task(st, req)?;
+    Reply::json(st.task_json(t))
+}
+
+pub(super) fn task_log(st: &mut State, req: &Req) -> ApiResult {
+    let t = find_task(st, req)?;
+    let start = req.int("start")?.unwrap_or(0).max(0) as usize;
+    let limit = req.int("limit")?.unwrap_or(50).max(0) as usize;
+    let lines: Vec<Value> = t
+        .visible_log(req.now)
+        .into_iter()
+        .enumerate()
+        .skip(start)
+        .take(limit)
+        .map(|(i, l)| json!({ "n": i + 1, "t": l }))
+        .collect();
+    Reply::json(Value::Array(lines))
+}
+
+pub(super) fn task_stop(st: &mut State, req: &Req) -> ApiResult {
+    let upid = req.p("upid").to_string();
+    let idx = *st
+        .task_index
+        .get(&upid)
+        .ok_or_else(|| ApiError::fail(format!("unable to parse worker upid '{upid}'")))?;
+    if !st.tasks[idx].finished {
+        st.tasks[idx].outcome = crate::model::Outcome::Error("interrupted by signal".into());
+        st.tasks[idx].end_ms = req.now;
+        st.advance(req.now);
+    }
+    Reply::null()
+}
+
+pub(super) fn task_list(st: &mut State, req: &Req) -> ApiResult {
+    let start = req.int("start")?.unwrap_or(0).max(0) as usize;
+    let limit = req.int("limit")?.unwrap_or(50).max(0) as usize;
+    let vmid = req.arg("vmid");
+    let typefilter = req.arg("typefilter");
+    let errors = req.flag("errors");
+    let source = req.arg("source").unwrap_or("archive");
+    let out: Vec<Value> = st
+        .tasks
+        .iter()
+        .rev()
+        .filter(|t| t.node == req.node())
+        .filter(|t| vmid.is_none_or(|v| t.id == v))
+        .filter(|t| typefilter.is_none_or(|f| t.kind == f))
+        .filter(|t| !errors || matches!(t.outcome, crate::model::Outcome::Error(_)) && t.finished)
+        .filter(|t| match source {
+            "active" => !t.finished,
+            "all" => true,
+            _ => t.finished,
+        })
+        .skip(start)
+        .take(limit)
+        .map(|t| {
+            let mut v = json!({
+                "upid": t.upid, "node": t.node, "pid": t.pid, "pstart": t.pstart,
+                "starttime": t.starttime, "type": t.kind, "id": t.id, "user": t.user,
+            });
+            if t.finished {
+                v["status"] = json!(t.outcome.exitstatus());
+                v["endtime"] = json!(t.end_ms / 1000);
+            }
+            v
+        })
+        .collect();
+    Reply::json(Value::Array(out))
+}

@@ -1,0 +1,301 @@
+//! Inside the guest: cloud-init, the QEMU guest agent, and the VNC console proxy.
+
+use serde_json::{Value, json};
+
+use super::{ApiError, ApiResult, Reply, Req, qemu::ci_key, vm_mut};
+use crate::model::{State, VncTicket};
+
+pub(super) fn cloudinit_get(st: &mut State, req: &Req) -> ApiResult {
+    let vm = vm_mut(st, req)?;
+    let mut keys: Vec<&String> = vm
+        .config
+        .keys()
+        .filter(|k| ci_key(k))
+        .chain(vm.cloudinit_applied.keys())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    let out: Vec<Value> = keys
+        .into_iter()
+        .map(|k| {
+            let applied = vm.cloudinit_applied.get(k);
+            let wanted = vm.config.get(k);
+            let mut e = json!({ "key": k });
+            if let Some(a) = applied {
+                e["value"] = json!(a);
+            }
+            match (applied, wanted) {
+                (Some(a), Some(w)) if a != w => e["pending"] = json!(w),
+                (None, Some(w)) => e["pending"] = json!(w),
+                (Some(_), None) => e["delete"] = json!(1),
+                _ => {}
+            }
+            e
+        })
+        .collect();
+    Reply::json(Value::Array(out))
+}
+
+pub(super) fn cloudinit_regenerate(st: &mut State, req: &Req) -> ApiResult {
+    let vm = vm_mut(st, req)?;
+    super::check_lock(vm)?;
+    if !vm.config.values().any(|v| v.contains("cloudinit")) {
+        return Err(ApiError::fail(format!(
+            "VM {} has no cloud-init drive",
+            vm.vmid
+        )));
+    }
+    vm.regenerate_cloudinit();
+    Reply::null()
+}
+
+/// Render the generated cloud-init files from what the drive holds.
+pub(super) fn cloudinit_dump(st: &mut State, req: &Req) -> ApiResult {
+    let kind = req.req_arg("type")?.to_string();
+    let vm = vm_mut(st, req)?;
+    let ci = &vm.cloudinit_applied;
+    let name = vm.name();
+    let text = match kind.as_str() {
+        "user" => {
+            let mut s =
+                format!("#cloud-config\nhostname: {name}\nmanage_etc_hosts: true\nfqdn: {name}\n");
+            if let Some(u) = ci.get("ciuser") {
+                s.push_str(&format!("user: {u}\n"));
+            }
+            if let Some(p) = ci.get("cipassword") {
+                let hashed = if p.starts_with('$') {
+                    p.clone()
+                } else {
+                    format!(
+                        "$5$sim${}",
+                        &hex::encode(sha2::Digest::finalize(
+                            <sha2::Sha256 as sha2::Digest>::new_with_prefix(p.as_bytes())
+                        ))[..43]
+                    )
+                };
+                s.push_str(&format!("password: {hashed}\n"));
+            }
+            if let Some(k) = ci.get("sshkeys") {
+                s.push_str("ssh_authorized_keys:\n");
+                for line in percent_decode(k).lines().filter(|l| !l.trim().is_empty()) {
+                    s.push_str(&format!("  - {line}\n"));
+                }
+            }
+            s.push_str("chpasswd:\n  expire: False\nusers:\n  - default\npackage_upgrade: true\n");
+            s
+        }
+        "network" => {
+            let mut s = String::from("version: 1\nconfig:\n");
+            for (k, v) in ci.iter().filter(|(k, _)| k.starts_with("ipconfig")) {
+                let idx = &k["ipconfig".len()..];
+                let mac = vm
+                    .config
+                    .get(&format!("net{idx}"))
+                    .and_then(|n| {
+                        n.split(',').find_map(|p| {
+                            p.split_once('=')
+                                .filter(|(_, m)| m.len() == 17)
+                                .map(|(_, m)| m.to_ascii_lowercase())
+                        })
+                    })
+                    .unwrap_or_default();
+                s.push_str(&format!("    - type: physical\n      name: eth{idx}\n      mac_address: '{mac}'\n      subnets:\n"));
+                for part in v.split(',') {
+                    match part.split_once('=') {
+                        Some(("ip", "dhcp")) => s.push_str("      - type: dhcp4\n"),
+                        Some(("ip6", "dhcp")) => s.push_str("      - type: dhcp6\n"),
+                        Some(("ip6", "auto")) => s.push_str("      - type: ipv6_slaac\n"),
+                        Some(("ip" | "ip6", addr)) => s.push_str(&format!(
+                            "      - type: static\n        address: '{addr}'\n"
+                        )),
+                        Some(("gw" | "gw6", gw)) => {
+                            s.push_str(&format!("        gateway: '{gw}'\n"))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            if let Some(ns) = ci.get("nameserver") {
+                s.push_str("    - type: nameserver\n      address:\n");
+                for a in ns.split([' ', ',']).filter(|a| !a.is_empty()) {
+                    s.push_str(&format!("      - '{a}'\n"));
+                }
+                if let Some(sd) = ci.get("searchdomain") {
+                    s.push_str(&format!("      search:\n      - '{sd}'\n"));
+                }
+            }
+            s
+        }
+        "meta" => {
+            let id = hex::encode(sha2::Digest::finalize(
+                <sha2::Sha256 as sha2::Digest>::new_with_prefix(format!("{:?}", ci).as_bytes()),
+            ));
+            format!("instance-id: {}\n", &id[..40])
+        }
+        other => {
+            return Err(ApiError::param(
+                "type",
+                &format!(
+                    "value '{other}' does not have a value in the enumeration 'user, network, meta'"
+                ),
+            ));
+        }
+    };
+    Reply::json(json!(text))
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Ok(h) = std::str::from_utf8(&b[i + 1..i + 3])
+            && let Ok(v) = u8::from_str_radix(h, 16)
+        {
+            out.push(v);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn agent_ready(st: &mut State, req: &Req, cmd: &str) -> Result<u32, ApiError> {
+    let vm = vm_mut(st, req)?;
+    if !vm.agent_enabled() {
+        return Err(ApiError::fail("No QEMU guest agent configured"));
+    }
+    if !vm.running() {
+        return Err(ApiError::fail(format!("VM {} is not running", vm.vmid)));
+    }
+    if !vm.agent_responding {
+        return Err(ApiError::fail(format!(
+            "VM {} qmp command '{cmd}' failed - got timeout",
+            vm.vmid
+        )));
+    }
+    Ok(vm.vmid)
+}
+
+pub(super) fn agent_ping(st: &mut State, req: &Req) -> ApiResult {
+    agent_ready(st, req, "guest-ping")?;
+    Reply::json(json!({ "result": {} }))
+}
+
+pub(super) fn agent_interfaces(st: &mut State, req: &Req) -> ApiResult {
+    let vmid = agent_ready(st, req, "guest-network-get-interfaces")?;
+    let vm = &st.vms[&vmid];
+    let mut ifaces = vec![json!({
+        "name": "lo", "hardware-address": "00:00:00:00:00:00",
+        "ip-addresses": [
+            { "ip-address": "127.0.0.1", "ip-address-type": "ipv4", "prefix": 8 },
+            { "ip-address": "::1", "ip-address-type": "ipv6", "prefix": 128 },
+        ],
+        "statistics": { "rx-bytes": 0, "tx-bytes": 0, "rx-packets": 0, "tx-packets": 0, "rx-errs": 0, "tx-errs": 0, "rx-dropped": 0, "tx-dropped": 0 },
+    })];
+    for (k, v) in vm.config.iter().filter(|(k, _)| k.starts_with("net")) {
+        let idx = &k[3..];
+        let mac = v
+            .split(',')
+            .find_map(|p| {
+                p.split_once('=')
+                    .filter(|(_, m)| m.len() == 17)
+                    .map(|(_, m)| m.to_ascii_lowercase())
+            })
+            .unwrap_or_default();
+        let mut addrs = Vec::new();
+        if let Some(ipc) = vm.config.get(&format!("ipconfig{idx}")) {
+            for part in ipc.split(',') {
+                match part.split_once('=') {
+                    Some(("ip", a)) if a != "dhcp" => {
+                        let (ip, prefix) = a.split_once('/').unwrap_or((a, "24"));
+                        addrs.push(json!({ "ip-address": ip, "ip-address-type": "ipv4", "prefix": prefix.parse::<u32>().unwrap_or(24) }));
+                    }
+                    Some(("ip", "dhcp")) => {
+                        addrs.push(json!({ "ip-address": format!("10.10.{}.{}", vmid / 250 % 250, vmid % 250 + 2), "ip-address-type": "ipv4", "prefix": 24 }));
+                    }
+                    Some(("ip6", a)) if a.contains(':') => {
+                        let (ip, prefix) = a.split_once('/').unwrap_or((a, "64"));
+                        addrs.push(json!({ "ip-address": ip, "ip-address-type": "ipv6", "prefix": prefix.parse::<u32>().unwrap_or(64) }));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let f = vm.figures(req.now);
+        ifaces.push(json!({
+            "name": format!("eth{idx}"), "hardware-address": mac, "ip-addresses": addrs,
+            "statistics": { "rx-bytes": f.netin, "tx-bytes": f.netout, "rx-packets": f.netin / 900, "tx-packets": f.netout / 900, "rx-errs": 0, "tx-errs": 0, "rx-dropped": 0, "tx-dropped": 0 },
+        }));
+    }
+    Reply::json(json!({ "result": ifaces }))
+}
+
+pub(super) fn agent_set_password(st: &mut State, req: &Req) -> ApiResult {
+    let user = req.req_arg("username")?.to_string();
+    let password = req.req_arg("password")?;
+    if password.len() < 5 && !req.flag("crypted") {
+        return Err(ApiError::param(
+            "password",
+            "value must have at least length 5",
+        ));
+    }
+    let vmid = agent_ready(st, req, "guest-set-user-password")?;
+    if user.is_empty() || user.contains(':') {
+        return Err(ApiError::fail(format!(
+            "VM {vmid} qmp command 'guest-set-user-password' failed - user not found"
+        )));
+    }
+    Reply::json(json!({ "result": {} }))
+}
+
+pub(super) fn vncproxy(st: &mut State, req: &Req) -> ApiResult {
+    let gen_password = req.flag("generate-password");
+    let vm = vm_mut(st, req)?;
+    if !vm.running() {
+        return Err(ApiError::fail(format!("VM {} not running", vm.vmid)));
+    }
+    let vmid = vm.vmid;
+    let port = 5900 + (st.next_pid % 100) as u16;
+    use rand::Rng;
+    let raw: [u8; 24] = st.rng.random();
+    let ticket = format!(
+        "PVEVNC:{:08X}::{}",
+        req.now_s(),
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD_NO_PAD, raw)
+    );
+    st.vnc_tickets.insert(
+        ticket.clone(),
+        VncTicket {
+            vmid,
+            port,
+            expires_ms: req.now + 40_000,
+        },
+    );
+    let dur = 10_000;
+    let upid = st.spawn_task(
+        req.now,
+        req.node(),
+        "vncproxy",
+        &vmid.to_string(),
+        &req.user,
+        dur,
+        vec![(
+            0,
+            format!("connection timed out waiting for VNC client on port {port}"),
+        )],
+        |_, _| {},
+    );
+    let mut out = json!({
+        "ticket": ticket, "port": port, "user": req.user, "cert": st.cert_pem, "upid": upid,
+    });
+    if gen_password {
+        let p: [u8; 6] = st.rng.random();
+        out["password"] = json!(hex::encode(p)[..8].to_string());
+    }
+    Reply::json(out)
+}

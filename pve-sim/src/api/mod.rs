@@ -1,0 +1,760 @@
+//! The HTTP surface: one route table, one dispatcher, handlers grouped by API area.
+
+mod cluster;
+mod firewall;
+mod guest;
+mod qemu;
+mod snapshot;
+mod storage;
+pub(crate) mod vnc;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Request, State as AxState};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, MethodRouter};
+use http::StatusCode;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use crate::auth::{Auth, AuthFailure, Identity};
+use crate::faults::Verdict;
+use crate::model::{State, Vm, now_ms};
+
+/// Shared by every request.
+#[derive(Debug)]
+pub(crate) struct App {
+    pub(crate) state: Mutex<State>,
+    pub(crate) auth: Auth,
+    pub(crate) login_delay: Duration,
+}
+
+impl App {
+    /// Lock the state, advanced to `now`.
+    pub(crate) fn lock(&self, now: u64) -> MutexGuard<'_, State> {
+        let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        g.advance(now);
+        g
+    }
+}
+
+/// Signals the connection task to drop its connection (fault injection).
+#[derive(Debug, Clone)]
+pub(crate) struct ConnKill(pub(crate) Arc<Notify>);
+
+/// A parsed request as handlers see it.
+#[derive(Debug)]
+pub(crate) struct Req {
+    pub(crate) path: HashMap<String, String>,
+    pub(crate) args: HashMap<String, String>,
+    pub(crate) user: String,
+    pub(crate) now: u64,
+}
+
+impl Req {
+    pub(crate) fn p(&self, k: &str) -> &str {
+        self.path.get(k).map(String::as_str).unwrap_or("")
+    }
+    pub(crate) fn arg(&self, k: &str) -> Option<&str> {
+        self.args
+            .get(k)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
+    }
+    pub(crate) fn req_arg(&self, k: &str) -> Result<&str, ApiError> {
+        self.arg(k)
+            .ok_or_else(|| ApiError::param(k, "property is missing and it is not optional"))
+    }
+    pub(crate) fn flag(&self, k: &str) -> bool {
+        matches!(self.arg(k), Some("1" | "true" | "yes" | "on"))
+    }
+    pub(crate) fn int(&self, k: &str) -> Result<Option<i64>, ApiError> {
+        match self.arg(k) {
+            None => Ok(None),
+            Some(v) => v.parse().map(Some).map_err(|_| {
+                ApiError::param(k, &format!("type check ('integer') failed - got '{v}'"))
+            }),
+        }
+    }
+    pub(crate) fn node(&self) -> &str {
+        self.p("node")
+    }
+    pub(crate) fn vmid(&self) -> Result<u32, ApiError> {
+        let v = self.p("vmid");
+        v.parse().ok().filter(|n| *n >= 100).ok_or_else(|| {
+            ApiError::param(
+                "vmid",
+                &format!("value '{v}' does not look like a valid VM ID"),
+            )
+        })
+    }
+    pub(crate) fn now_s(&self) -> u64 {
+        self.now / 1000
+    }
+}
+
+/// An error answer with PVE's shape.
+#[derive(Debug, Clone)]
+pub(crate) struct ApiError {
+    pub(crate) status: u16,
+    pub(crate) message: String,
+    pub(crate) errors: Option<BTreeMap<String, String>>,
+}
+
+impl ApiError {
+    /// PVE's usual "500 with a message".
+    pub(crate) fn fail(msg: impl Into<String>) -> Self {
+        Self {
+            status: 500,
+            message: msg.into(),
+            errors: None,
+        }
+    }
+    pub(crate) fn status(status: u16, msg: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: msg.into(),
+            errors: None,
+        }
+    }
+    /// 400 "Parameter verification failed." with a per-parameter error.
+    pub(crate) fn param(name: &str, msg: &str) -> Self {
+        let mut e = BTreeMap::new();
+        e.insert(name.to_string(), msg.to_string());
+        Self {
+            status: 400,
+            message: "Parameter verification failed.".into(),
+            errors: Some(e),
+        }
+    }
+    pub(crate) fn into_response(self) -> Response {
+        let mut body = json!({ "data": null, "message": format!("{}\n", self.message) });
+        if let Some(e) = &self.errors {
+            body["errors"] = json!(e);
+        }
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut resp = (status, axum::Json(body)).into_response();
+        let reason: String = self
+            .message
+            .chars()
+            .map(|c| {
+                if c.is_ascii_graphic() || c == ' ' {
+                    c
+                } else {
+                    ' '
+                }
+            })
+            .take(200)
+            .collect();
+        if let Ok(r) = hyper::ext::ReasonPhrase::try_from(reason.into_bytes()) {
+            resp.extensions_mut().insert(r);
+        }
+        resp
+    }
+}
+
+pub(crate) type ApiResult = Result<Reply, ApiError>;
+
+/// A successful answer's `data`.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    Json(Value),
+    /// Already serialised JSON for `data` (fast path for large lists).
+    Raw(String),
+}
+
+impl Reply {
+    pub(crate) fn null() -> ApiResult {
+        Ok(Reply::Json(Value::Null))
+    }
+    pub(crate) fn json(v: Value) -> ApiResult {
+        Ok(Reply::Json(v))
+    }
+}
+
+pub(crate) type Handler = fn(&mut State, &Req) -> ApiResult;
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Kind {
+    Sync(Handler),
+    Login,
+    VncWebsocket,
+}
+
+/// One served route.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Route {
+    pub(crate) method: &'static str,
+    pub(crate) path: &'static str,
+    pub(crate) kind: Kind,
+}
+
+const fn r(method: &'static str, path: &'static str, h: Handler) -> Route {
+    Route {
+        method,
+        path,
+        kind: Kind::Sync(h),
+    }
+}
+
+macro_rules! fw_routes {
+    ($prefix:literal) => {
+        [
+            r(
+                "GET",
+                concat!($prefix, "/firewall/options"),
+                firewall::get_options,
+            ),
+            r(
+                "PUT",
+                concat!($prefix, "/firewall/options"),
+                firewall::set_options,
+            ),
+            r(
+                "GET",
+                concat!($prefix, "/firewall/rules"),
+                firewall::list_rules,
+            ),
+            r(
+                "POST",
+                concat!($prefix, "/firewall/rules"),
+                firewall::create_rule,
+            ),
+            r(
+                "GET",
+                concat!($prefix, "/firewall/rules/{pos}"),
+                firewall::get_rule,
+            ),
+            r(
+                "PUT",
+                concat!($prefix, "/firewall/rules/{pos}"),
+                firewall::update_rule,
+            ),
+            r(
+                "DELETE",
+                concat!($prefix, "/firewall/rules/{pos}"),
+                firewall::delete_rule,
+            ),
+            r(
+                "GET",
+                concat!($prefix, "/firewall/ipset"),
+                firewall::list_ipsets,
+            ),
+            r(
+                "POST",
+                concat!($prefix, "/firewall/ipset"),
+                firewall::create_ipset,
+            ),
+            r(
+                "GET",
+                concat!($prefix, "/firewall/ipset/{name}"),
+                firewall::list_ipset_entries,
+            ),
+            r(
+                "POST",
+                concat!($prefix, "/firewall/ipset/{name}"),
+                firewall::add_ipset_entry,
+            ),
+            r(
+                "DELETE",
+                concat!($prefix, "/firewall/ipset/{name}"),
+                firewall::delete_ipset,
+            ),
+            r(
+                "GET",
+                concat!($prefix, "/firewall/ipset/{name}/{cidr}"),
+                firewall::get_ipset_entry,
+            ),
+            r(
+                "PUT",
+                concat!($prefix, "/firewall/ipset/{name}/{cidr}"),
+                firewall::update_ipset_entry,
+            ),
+            r(
+                "DELETE",
+                concat!($prefix, "/firewall/ipset/{name}/{cidr}"),
+                firewall::delete_ipset_entry,
+            ),
+            r(
+                "GET",
+                concat!($prefix, "/firewall/aliases"),
+                firewall::list_aliases,
+            ),
+            r(
+                "POST",
+                concat!($prefix, "/firewall/aliases"),
+                firewall::create_alias,
+            ),
+            r(
+                "GET",
+                concat!($prefix, "/firewall/aliases/{name}"),
+                firewall::get_alias,
+            ),
+            r(
+                "PUT",
+                concat!($prefix, "/firewall/aliases/{name}"),
+                firewall::update_alias,
+            ),
+            r(
+                "DELETE",
+                concat!($prefix, "/firewall/aliases/{name}"),
+                firewall::delete_alias,
+            ),
+        ]
+    };
+}
+
+/// Every route the simulator serves (paths as in the PVE schema, relative to `/api2/json`).
+pub(crate) fn table() -> Vec<Route> {
+    let mut v = vec![
+        Route {
+            method: "POST",
+            path: "/access/ticket",
+            kind: Kind::Login,
+        },
+        r("GET", "/version", cluster::version),
+        r("GET", "/nodes", cluster::nodes),
+        r("GET", "/nodes/{node}/status", cluster::node_status),
+        r("GET", "/cluster/resources", cluster::resources),
+        r("GET", "/cluster/status", cluster::cluster_status),
+        r("GET", "/cluster/nextid", cluster::nextid),
+        r("GET", "/nodes/{node}/tasks", cluster::task_list),
+        r(
+            "GET",
+            "/nodes/{node}/tasks/{upid}/status",
+            cluster::task_status,
+        ),
+        r("GET", "/nodes/{node}/tasks/{upid}/log", cluster::task_log),
+        r("DELETE", "/nodes/{node}/tasks/{upid}", cluster::task_stop),
+        r("GET", "/nodes/{node}/qemu", qemu::list),
+        r("POST", "/nodes/{node}/qemu", qemu::create),
+        r("DELETE", "/nodes/{node}/qemu/{vmid}", qemu::destroy),
+        r(
+            "GET",
+            "/nodes/{node}/qemu/{vmid}/status/current",
+            qemu::status_current,
+        ),
+        r(
+            "POST",
+            "/nodes/{node}/qemu/{vmid}/status/start",
+            qemu::start,
+        ),
+        r("POST", "/nodes/{node}/qemu/{vmid}/status/stop", qemu::stop),
+        r(
+            "POST",
+            "/nodes/{node}/qemu/{vmid}/status/shutdown",
+            qemu::shutdown,
+        ),
+        r(
+            "POST",
+            "/nodes/{node}/qemu/{vmid}/status/reboot",
+            qemu::reboot,
+        ),
+        r("GET", "/nodes/{node}/qemu/{vmid}/config", qemu::get_config),
+        r("PUT", "/nodes/{node}/qemu/{vmid}/config", qemu::put_config),
+        r(
+            "POST",
+            "/nodes/{node}/qemu/{vmid}/config",
+            qemu::post_config,
+        ),
+        r("GET", "/nodes/{node}/qemu/{vmid}/pending", qemu::pending),
+        r("PUT", "/nodes/{node}/qemu/{vmid}/resize", qemu::resize),
+        r("POST", "/nodes/{node}/qemu/{vmid}/clone", qemu::clone_vm),
+        r("POST", "/nodes/{node}/qemu/{vmid}/template", qemu::template),
+        r("GET", "/nodes/{node}/qemu/{vmid}/rrddata", qemu::rrddata),
+        r("GET", "/nodes/{node}/qemu/{vmid}/snapshot", snapshot::list),
+        r(
+            "POST",
+            "/nodes/{node}/qemu/{vmid}/snapshot",
+            snapshot::create,
+        ),
+        r(
+            "DELETE",
+            "/nodes/{node}/qemu/{vmid}/snapshot/{snapname}",
+            snapshot::delete,
+        ),
+        r(
+            "GET",
+            "/nodes/{node}/qemu/{vmid}/snapshot/{snapname}/config",
+            snapshot::get_config,
+        ),
+        r(
+            "PUT",
+            "/nodes/{node}/qemu/{vmid}/snapshot/{snapname}/config",
+            snapshot::set_config,
+        ),
+        r(
+            "POST",
+            "/nodes/{node}/qemu/{vmid}/snapshot/{snapname}/rollback",
+            snapshot::rollback,
+        ),
+        r("POST", "/nodes/{node}/vzdump", storage::vzdump),
+        r("GET", "/nodes/{node}/storage", storage::list),
+        r(
+            "GET",
+            "/nodes/{node}/storage/{storage}/status",
+            storage::status,
+        ),
+        r(
+            "GET",
+            "/nodes/{node}/storage/{storage}/content",
+            storage::content,
+        ),
+        r(
+            "GET",
+            "/nodes/{node}/storage/{storage}/content/{volume}",
+            storage::volume_get,
+        ),
+        r(
+            "PUT",
+            "/nodes/{node}/storage/{storage}/content/{volume}",
+            storage::volume_update,
+        ),
+        r(
+            "DELETE",
+            "/nodes/{node}/storage/{storage}/content/{volume}",
+            storage::volume_delete,
+        ),
+        r(
+            "GET",
+            "/nodes/{node}/qemu/{vmid}/cloudinit",
+            guest::cloudinit_get,
+        ),
+        r(
+            "PUT",
+            "/nodes/{node}/qemu/{vmid}/cloudinit",
+            guest::cloudinit_regenerate,
+        ),
+        r(
+            "GET",
+            "/nodes/{node}/qemu/{vmid}/cloudinit/dump",
+            guest::cloudinit_dump,
+        ),
+        r(
+            "POST",
+            "/nodes/{node}/qemu/{vmid}/agent/ping",
+            guest::agent_ping,
+        ),
+        r(
+            "GET",
+            "/nodes/{node}/qemu/{vmid}/agent/network-get-interfaces",
+            guest::agent_interfaces,
+        ),
+        r(
+            "POST",
+            "/nodes/{node}/qemu/{vmid}/agent/set-user-password",
+            guest::agent_set_password,
+        ),
+        r(
+            "POST",
+            "/nodes/{node}/qemu/{vmid}/vncproxy",
+            guest::vncproxy,
+        ),
+        Route {
+            method: "GET",
+            path: "/nodes/{node}/qemu/{vmid}/vncwebsocket",
+            kind: Kind::VncWebsocket,
+        },
+    ];
+    v.extend(fw_routes!("/cluster"));
+    v.extend(fw_routes!("/nodes/{node}/qemu/{vmid}"));
+    v
+}
+
+fn filter(m: &str) -> MethodFilter {
+    match m {
+        "GET" => MethodFilter::GET,
+        "POST" => MethodFilter::POST,
+        "PUT" => MethodFilter::PUT,
+        _ => MethodFilter::DELETE,
+    }
+}
+
+/// Build the axum router from the table.
+pub(crate) fn router(app: Arc<App>) -> Router {
+    let mut by_path: BTreeMap<&'static str, MethodRouter<Arc<App>>> = BTreeMap::new();
+    for route in table() {
+        let mr: MethodRouter<Arc<App>> = match route.kind {
+            Kind::VncWebsocket => axum::routing::get(vnc::ws_handler),
+            _ => axum::routing::on(
+                filter(route.method),
+                move |st: AxState<Arc<App>>,
+                      p: Option<Path<HashMap<String, String>>>,
+                      req: Request| {
+                    dispatch(st.0, route, p.map(|p| p.0).unwrap_or_default(), req)
+                },
+            ),
+        };
+        let entry = by_path.remove(route.path);
+        let merged = match entry {
+            Some(existing) => existing.merge(mr),
+            None => mr,
+        };
+        by_path.insert(route.path, merged);
+    }
+    let mut api = Router::new();
+    for (path, mr) in by_path {
+        api = api.route(path, mr);
+    }
+    Router::new()
+        .nest("/api2/json", api)
+        .fallback(|| async { ApiError::status(501, "Method not implemented").into_response() })
+        .with_state(app)
+}
+
+/// Parse the query string and body (form-urlencoded or JSON) into one argument map.
+pub(crate) fn parse_args(
+    query: Option<&str>,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> HashMap<String, String> {
+    let mut args: HashMap<String, String> = HashMap::new();
+    if let Some(q) = query
+        && let Ok(pairs) = serde_urlencoded::from_str::<Vec<(String, String)>>(q)
+    {
+        args.extend(pairs);
+    }
+    if body.is_empty() {
+        return args;
+    }
+    let is_json = content_type.is_some_and(|c| c.contains("json")) || body.first() == Some(&b'{');
+    if is_json {
+        if let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(body) {
+            for (k, v) in m {
+                let s = match v {
+                    Value::String(s) => s,
+                    Value::Bool(b) => {
+                        if b {
+                            "1".into()
+                        } else {
+                            "0".into()
+                        }
+                    }
+                    Value::Null => String::new(),
+                    Value::Array(a) => a
+                        .iter()
+                        .map(|x| {
+                            x.as_str()
+                                .map(str::to_string)
+                                .unwrap_or_else(|| x.to_string())
+                        })
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    other => other.to_string(),
+                };
+                args.insert(k, s);
+            }
+        }
+    } else if let Ok(pairs) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(body) {
+        args.extend(pairs);
+    }
+    args
+}
+
+/// Authenticate (returning the refusal as a response).
+#[allow(clippy::result_large_err)]
+pub(crate) fn authenticate(
+    app: &App,
+    headers: &http::HeaderMap,
+    write: bool,
+    now: u64,
+) -> Result<Identity, Response> {
+    app.auth
+        .authenticate(headers, write, now / 1000)
+        .map_err(|f| match f {
+            AuthFailure::Unauthorized => {
+                ApiError::status(401, "authentication failure").into_response()
+            }
+            AuthFailure::Csrf => {
+                ApiError::status(401, "Permission check failed (invalid CSRF token)")
+                    .into_response()
+            }
+        })
+}
+
+/// Apply latency, drop and HTTP-status faults.
+pub(crate) async fn apply_faults(
+    app: &App,
+    method: &str,
+    path: &str,
+    kill: Option<&ConnKill>,
+) -> Option<Response> {
+    let (latency, verdict) = {
+        let mut st = app.state.lock().unwrap_or_else(|e| e.into_inner());
+        let latency = st.faults.latency;
+        (latency, st.faults.verdict(method, path))
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    match verdict {
+        Verdict::Serve => None,
+        Verdict::Status(s) => {
+            let msg = match s {
+                502 => "Bad Gateway",
+                503 => "Service Unavailable",
+                _ => "Internal Server Error (injected)",
+            };
+            Some(ApiError::status(s, msg).into_response())
+        }
+        Verdict::Drop => {
+            if let Some(k) = kill {
+                k.0.notify_one();
+                // The connection task drops the connection; never answer.
+                std::future::pending::<()>().await;
+            }
+            Some(ApiError::status(502, "connection dropped").into_response())
+        }
+    }
+}
+
+async fn dispatch(
+    app: Arc<App>,
+    route: Route,
+    path: HashMap<String, String>,
+    req: Request,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let api_path = parts
+        .uri
+        .path()
+        .strip_prefix("/api2/json")
+        .unwrap_or(parts.uri.path())
+        .to_string();
+    let kill = parts.extensions.get::<ConnKill>().cloned();
+    if let Some(resp) = apply_faults(&app, route.method, &api_path, kill.as_ref()).await {
+        return resp;
+    }
+    let body = match axum::body::to_bytes(body, 16 << 20).await {
+        Ok(b) => b,
+        Err(_) => return ApiError::status(400, "request body too large").into_response(),
+    };
+    let ct = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let args = parse_args(parts.uri.query(), ct, &body);
+    let now = now_ms();
+    let handler = match route.kind {
+        Kind::Sync(h) => h,
+        Kind::Login => return login(&app, &args, now).await,
+        Kind::VncWebsocket => {
+            return ApiError::status(400, "websocket upgrade expected").into_response();
+        }
+    };
+    let write = route.method != "GET";
+    let ident = match authenticate(&app, &parts.headers, write, now) {
+        Ok(i) => i,
+        Err(resp) => return resp,
+    };
+    if ident.read_only && write {
+        let what = if path.contains_key("vmid") {
+            format!("/vms/{}", path["vmid"])
+        } else {
+            "/".into()
+        };
+        return ApiError::status(
+            403,
+            format!("Permission check failed ({what}, VM.Config.Options)"),
+        )
+        .into_response();
+    }
+    let req = Req {
+        path,
+        args,
+        user: ident.id,
+        now,
+    };
+    let result = {
+        let mut st = app.lock(now);
+        check_node(&st, &req).and_then(|()| handler(&mut st, &req))
+    };
+    match result {
+        Ok(Reply::Json(v)) => axum::Json(json!({ "data": v })).into_response(),
+        Ok(Reply::Raw(s)) => {
+            let mut text = String::with_capacity(s.len() + 10);
+            text.push_str("{\"data\":");
+            text.push_str(&s);
+            text.push('}');
+            Response::builder()
+                .header(http::header::CONTENT_TYPE, "application/json;charset=UTF-8")
+                .body(Body::from(text))
+                .unwrap_or_else(|_| ApiError::fail("response").into_response())
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn login(app: &App, args: &HashMap<String, String>, now: u64) -> Response {
+    let mut username = args.get("username").cloned().unwrap_or_default();
+    if let Some(realm) = args.get("realm").filter(|r| !r.is_empty())
+        && !username.contains('@')
+    {
+        username = format!("{username}@{realm}");
+    }
+    let password = args.get("password").cloned().unwrap_or_default();
+    match app.auth.login(&username, &password, now / 1000) {
+        Some(user) => {
+            let (ticket, csrf) = app.auth.issue(&user, now / 1000);
+            let cluster = app.lock(now).cluster_name.clone();
+            axum::Json(json!({ "data": {
+                "username": user, "ticket": ticket, "CSRFPreventionToken": csrf,
+                "clustername": cluster,
+                "cap": { "vms": { "VM.PowerMgmt": 1, "VM.Config.Options": 1, "VM.Audit": 1 } },
+            }}))
+            .into_response()
+        }
+        None => {
+            if !app.login_delay.is_zero() {
+                tokio::time::sleep(app.login_delay).await;
+            }
+            ApiError::status(401, "authentication failure").into_response()
+        }
+    }
+}
+
+/// A request addressed to a node must name a known, online node.
+fn check_node(st: &State, req: &Req) -> Result<(), ApiError> {
+    let Some(node) = req.path.get("node") else {
+        return Ok(());
+    };
+    match st.nodes.get(node) {
+        None => Err(ApiError::fail(format!(
+            "hostname lookup '{node}' failed - failed to get address info for: {node}: Name or service not known"
+        ))),
+        Some(n) if !n.online => Err(ApiError::status(
+            595,
+            format!("no route to host (node '{node}' is offline)"),
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+/// The VM a request addresses, checked to live on the node in the path.
+pub(crate) fn vm_mut<'a>(st: &'a mut State, req: &Req) -> Result<&'a mut Vm, ApiError> {
+    let vmid = req.vmid()?;
+    let node = req.node();
+    match st.vms.get_mut(&vmid) {
+        Some(vm) if vm.node == node => Ok(vm),
+        _ => Err(ApiError::fail(format!(
+            "Configuration file 'nodes/{node}/qemu-server/{vmid}.conf' does not exist"
+        ))),
+    }
+}
+
+/// Fail with PVE's lock message when the VM holds a lock.
+pub(crate) fn check_lock(vm: &Vm) -> Result<(), ApiError> {
+    match vm.lock() {
+        Some(l) => Err(ApiError::fail(format!("VM is locked ({l})"))),
+        None => Ok(()),
+    }
+}
+
+/// Route table as `(method, path)` pairs.
+pub(crate) fn route_list() -> Vec<(&'static str, &'static str)> {
+    table().iter().map(|r| (r.method, r.path)).collect()
+}

@@ -1,0 +1,1121 @@
+//! VM lifecycle and configuration: list, status, power, config, resize, clone, create/restore.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use super::{ApiError, ApiResult, Reply, Req, check_lock, vm_mut};
+use crate::model::{
+    Firewall, Outcome, State, Vm, format_size, is_cloudinit_key, is_cold_key, is_disk_key, noise,
+    parse_size,
+};
+
+/// Parameters of config writes that are not config keys.
+const CONTROL: &[&str] = &[
+    "node",
+    "vmid",
+    "digest",
+    "delete",
+    "revert",
+    "skiplock",
+    "background_delay",
+    "force",
+    "archive",
+    "storage",
+    "unique",
+    "start",
+    "bwlimit",
+    "pool",
+    "live-restore",
+    "current",
+    "snapshot",
+    "format",
+];
+
+/// Keys PVE reports as integers (or booleans it sends as 0/1).
+const INT_KEYS: &[&str] = &[
+    "cores",
+    "sockets",
+    "vcpus",
+    "balloon",
+    "template",
+    "onboot",
+    "numa",
+    "protection",
+    "acpi",
+    "kvm",
+    "tablet",
+    "reboot",
+    "shares",
+    "localtime",
+    "freeze",
+    "ciupgrade",
+    "cpuunits",
+    "migrate_downtime",
+    "migrate_speed",
+];
+
+/// A config map as JSON with PVE's value types.
+pub(crate) fn config_json(config: &BTreeMap<String, String>) -> serde_json::Map<String, Value> {
+    config
+        .iter()
+        .map(|(k, v)| {
+            let val = if INT_KEYS.contains(&k.as_str()) {
+                v.parse::<i64>()
+                    .map(Value::from)
+                    .unwrap_or_else(|_| Value::from(v.clone()))
+            } else {
+                Value::from(v.clone())
+            };
+            (k.clone(), val)
+        })
+        .collect()
+}
+
+fn status_str(vm: &Vm) -> &'static str {
+    if vm.running() { "running" } else { "stopped" }
+}
+
+fn vm_summary(vm: &Vm, now: u64) -> Value {
+    let f = vm.figures(now);
+    let mut v = json!({
+        "vmid": vm.vmid, "name": vm.name(), "status": status_str(vm),
+        "cpu": f.cpu, "cpus": vm.cpus(), "mem": f.mem, "maxmem": vm.maxmem(),
+        "disk": f.disk, "maxdisk": vm.maxdisk(), "uptime": f.uptime,
+        "netin": f.netin, "netout": f.netout, "diskread": f.diskread, "diskwrite": f.diskwrite,
+    });
+    if vm.running() {
+        v["pid"] = json!(vm.pid);
+    }
+    if vm.is_template() {
+        v["template"] = json!(1);
+    }
+    if let Some(l) = vm.lock() {
+        v["lock"] = json!(l);
+    }
+    if let Some(t) = vm.config.get("tags") {
+        v["tags"] = json!(t);
+    }
+    v
+}
+
+pub(super) fn list(st: &mut State, req: &Req) -> ApiResult {
+    let out: Vec<Value> = st
+        .vms
+        .values()
+        .filter(|vm| vm.node == req.node())
+        .map(|vm| vm_summary(vm, req.now))
+        .collect();
+    Reply::json(Value::Array(out))
+}
+
+pub(super) fn status_current(st: &mut State, req: &Req) -> ApiResult {
+    let agent_enabled;
+    let mut v = {
+        let vm = vm_mut(st, req)?;
+        agent_enabled = vm.agent_enabled();
+        vm_summary(vm, req.now)
+    };
+    v["ha"] = json!({ "managed": 0 });
+    v["qmpstatus"] = v["status"].clone();
+    if agent_enabled {
+        v["agent"] = json!(1);
+    }
+    if v["status"] == "running" {
+        v["running-machine"] = json!("pc-i440fx-9.2+pve1");
+        v["running-qemu"] = json!("9.2.0");
+    }
+    Reply::json(v)
+}
+
+fn power_check(vm: &Vm, want_running: bool) -> Result<(), ApiError> {
+    check_lock(vm)?;
+    if vm.is_template() && want_running {
+        return Err(ApiError::fail("you can't start a vm if it's a template"));
+    }
+    Ok(())
+}
+
+pub(super) fn start(st: &mut State, req: &Req) -> ApiResult {
+    let vm = vm_mut(st, req)?;
+    power_check(vm, true)?;
+    if vm.running() {
+        return Err(ApiError::fail(format!("VM {} already running", vm.vmid)));
+    }
+    let vmid = vm.vmid;
+    let dur = st.timing.task_ms;
+    let upid = st.spawn_task(
+        req.now,
+        req.node(),
+        "qmstart",
+        &vmid.to_string(),
+        &req.user,
+        dur,
+        vec![],
+        move |st, end| {
+            if matches!(end.outcome, Outcome::Error(_)) {
+                return;
+            }
+            let pid = st.next_pid.wrapping_mul(3) % 900_000 + 1000;
+            if let Some(vm) = st.vms.get_mut(&vmid) {
+                vm.apply_pending();
+                vm.regenerate_cloudinit();
+                vm.started_ms = Some(end.at_ms);
+                vm.pid = pid;
+            }
+        },
+    );
+    Reply::json(json!(upid))
+}
+
+pub(super) fn stop(st: &mut State, req: &Req) -> ApiResult {
+    let skiplock = req.flag("skiplock");
+    let vm = vm_mut(st, req)?;
+    if !skiplock {
+        check_lock(vm)?;
+    }
+    if !vm.running() {
+        return Err(ApiError::fail(format!("VM {} not running", vm.vmid)));
+    }
+    let vmid = vm.vmid;
+    let dur = st.timing.task_ms;
+    let upid = st.spawn_task(
+        req.now,
+        req.node(),
+        "qmstop",
+        &vmid.to_string(),
+        &req.user,
+        dur,
+        vec![],
+        move |st, end| {
+            if !matches!(end.outcome, Outcome::Error(_))
+                && let Some(vm) = st.vms.get_mut(&vmid)
+            {
+                vm.started_ms = None;
+            }
+        },
+    );
+    Reply::json(json!(upid))
+}
+
+pub(super) fn shutdown(st: &mut State, req: &Req) -> ApiResult {
+    let force = req.flag("forceStop");
+    let timeout = req.int("timeout")?;
+    let vm = vm_mut(st, req)?;
+    check_lock(vm)?;
+    if !vm.running() {
+        return Err(ApiError::fail(format!("VM {} not running", vm.vmid)));
+    }
+    let vmid = vm.vmid;
+    let ignores = vm.ignore_shutdown;
+    let dur = if ignores {
+        timeout
+            .map(|t| (t.max(0) as u64) * 1000)
+            .unwrap_or(st.timing.task_ms * 3)
+            .min(st.timing.task_ms * 3)
+    } else {
+        st.timing.task_ms
+    };
+    let upid = st.spawn_task(
+        req.now,
+        req.node(),
+        "qmshutdown",
+        &vmid.to_string(),
+        &req.user,
+        dur,
+        vec![],
+        move |st, end| {
+            if matches!(end.outcome, Outcome::Error(_)) {
+                return;
+            }
+            if ignores {
+                if force {
+                    end.log
+                        .push("VM quit/powerdown failed - terminating now with SIGTERM".into());
+                } else {
+                    end.outcome = Outcome::Error("VM quit/powerdown failed - got timeout".into());
+                    return;
+                }
+            }
+            if let Some(vm) = st.vms.get_mut(&vmid) {
+                vm.started_ms = None;
+            }
+        },
+    );
+    Reply::json(json!(upid))
+}
+
+pub(super) fn reboot(st: &mut State, req: &Req) -> ApiResult {
+    let vm = vm_mut(st, req)?;
+    check_lock(vm)?;
+    if !vm.running() {
+        return Err(ApiError::fail(format!("VM {} not running", vm.vmid)));
+    }
+    let vmid = vm.vmid;
+    let dur = st.timing.task_ms;
+    let upid = st.spawn_task(
+        req.now,
+        req.node(),
+        "qmreboot",
+        &vmid.to_string(),
+        &req.user,
+        dur,
+        vec![],
+        move |st, end| {
+            if matches!(end.outcome, Outcome::Error(_)) {
+                return;
+            }
+            if let Some(vm) = st.vms.get_mut(&vmid) {
+                vm.apply_pending();
+                vm.regenerate_cloudinit();
+                vm.started_ms = Some(end.at_ms);
+            }
+        },
+    );
+    Reply::json(json!(upid))
+}
+
+pub(super) fn get_config(st: &mut State, req: &Req) -> ApiResult {
+    let current = req.flag("current");
+    let snapshot = req.arg("snapshot").map(str::to_string);
+    let vm = vm_mut(st, req)?;
+    if let Some(s) = snapshot {
+        let snap = vm
+            .snapshots
+            .get(&s)
+            .ok_or_else(|| ApiError::fail(format!("snapshot '{s}' does not exist")))?;
+        let mut m = config_json(&snap.config);
+        m.insert("digest".into(), json!(vm.config_digest()));
+        return Reply::json(Value::Object(m));
+    }
+    let mut cfg = vm.config.clone();
+    if !current {
+        for (k, v) in &vm.pending {
+            match v {
+                Some(v) => {
+                    cfg.insert(k.clone(), v.clone());
+                }
+                None => {
+                    cfg.remove(k);
+                }
+            }
+        }
+    }
+    let mut m = config_json(&cfg);
+    m.insert("digest".into(), json!(vm.config_digest()));
+    Reply::json(Value::Object(m))
+}
+
+pub(super) fn pending(st: &mut State, req: &Req) -> ApiResult {
+    let vm = vm_mut(st, req)?;
+    let mut keys: Vec<&String> = vm.config.keys().chain(vm.pending.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let mut out = Vec::new();
+    for k in keys {
+        let mut e = json!({ "key": k });
+        if let Some(v) = vm.config.get(k) {
+            e["value"] = json!(v);
+        }
+        match vm.pending.get(k) {
+            Some(Some(p)) => e["pending"] = json!(p),
+            Some(None) => e["delete"] = json!(1),
+            None => {}
+        }
+        out.push(e);
+    }
+    Reply::json(Value::Array(out))
+}
+
+/// Give a `netN` value an explicit MAC if it has none (PVE generates a random one).
+fn ensure_mac(st: &mut State, value: &str) -> String {
+    let mut parts: Vec<String> = value.split(',').map(str::to_string).collect();
+    let models = ["virtio", "e1000", "e1000e", "rtl8139", "vmxnet3"];
+    let has_mac = parts.iter().any(|p| {
+        p.split_once('=')
+            .is_some_and(|(k, v)| (models.contains(&k) || k == "macaddr") && v.len() == 17)
+    });
+    if has_mac {
+        return value.to_string();
+    }
+    let mac = st.random_mac();
+    if let Some(i) = parts.iter().position(|p| models.contains(&p.as_str())) {
+        parts[i] = format!("{}={mac}", parts[i]);
+    } else if let Some(i) = parts.iter().position(|p| p.starts_with("model=")) {
+        let model = parts[i].trim_start_matches("model=").to_string();
+        parts[i] = format!("{model}={mac}");
+    } else {
+        parts.insert(0, format!("virtio={mac}"));
+    }
+    parts.join(",")
+}
+
+/// Replace the MAC of a `netN` value with a new random one.
+pub(crate) fn new_mac(st: &mut State, value: &str) -> String {
+    let models = ["virtio", "e1000", "e1000e", "rtl8139", "vmxnet3", "macaddr"];
+    let stripped: Vec<&str> = value
+        .split(',')
+        .map(|p| match p.split_once('=') {
+            Some((k, _)) if models.contains(&k) && k != "macaddr" => k,
+            _ => p,
+        })
+        .filter(|p| !p.starts_with("macaddr="))
+        .collect();
+    ensure_mac(st, &stripped.join(","))
+}
+
+/// Turn `storage:SIZE_GB` disk values into allocated volumes.
+fn allocate_disk(
+    st: &mut State,
+    vmid: u32,
+    key: &str,
+    value: &str,
+    config: &BTreeMap<String, String>,
+) -> Result<String, ApiError> {
+    let mut parts = value.split(',');
+    let first = parts.next().unwrap_or("");
+    let rest: Vec<&str> = parts.collect();
+    let Some((storage, size)) = first.split_once(':') else {
+        return Ok(value.to_string());
+    };
+    if !size.bytes().all(|b| b.is_ascii_digit() || b == b'.') || value.contains("media=cdrom") {
+        return Ok(value.to_string());
+    }
+    let gb: f64 = size
+        .parse()
+        .map_err(|_| ApiError::param(key, "invalid size"))?;
+    let s = st
+        .storages
+        .get(storage)
+        .ok_or_else(|| ApiError::param(key, &format!("storage '{storage}' does not exist")))?;
+    if !s.has_content("images") {
+        return Err(ApiError::param(
+            key,
+            &format!("storage '{storage}' does not support vm images"),
+        ));
+    }
+    let bytes = (gb * (1u64 << 30) as f64) as u64;
+    if st.storage_used(storage) + bytes > s.total {
+        return Err(ApiError::fail(format!(
+            "error with cfs lock 'storage-{storage}': unable to create image: not enough free space on storage '{storage}'"
+        )));
+    }
+    let volid = st.next_disk_name(storage, vmid, config);
+    let mut out = vec![volid];
+    out.extend(
+        rest.iter()
+            .filter(|p| !p.starts_with("size="))
+            .map(|s| s.to_string()),
+    );
+    out.push(format!("size={}", format_size(bytes)));
+    Ok(out.join(","))
+}
+
+fn check_key(k: &str) -> Result<(), ApiError> {
+    let ok = !k.is_empty()
+        && k.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        && k.as_bytes()[0].is_ascii_lowercase();
+    if ok && !matches!(k, "lock" | "parent" | "snaptime" | "vmstate" | "digest") {
+        Ok(())
+    } else {
+        Err(ApiError::param(
+            k,
+            "property is not defined in schema and the schema does not allow additional properties",
+        ))
+    }
+}
+
+/// Apply a config write (PUT/POST config, create) to `vmid`.
+pub(crate) fn write_config(
+    st: &mut State,
+    req: &Req,
+    vmid: u32,
+    allow_locked: bool,
+) -> Result<(), ApiError> {
+    let vm = st
+        .vms
+        .get(&vmid)
+        .ok_or_else(|| ApiError::fail("vm vanished"))?;
+    if !allow_locked && !req.flag("skiplock") {
+        check_lock(vm)?;
+    }
+    if let Some(d) = req.arg("digest")
+        && d != vm.config_digest()
+    {
+        return Err(ApiError::fail(
+            "detected modified configuration - file changed by other user? Try again.",
+        ));
+    }
+    let running = vm.running();
+    let mut config = vm.config.clone();
+    let mut sets: Vec<(String, String)> = Vec::new();
+    let mut keys: Vec<&String> = req.args.keys().collect();
+    keys.sort();
+    for k in keys {
+        if CONTROL.contains(&k.as_str()) {
+            continue;
+        }
+        check_key(k)?;
+        let mut v = req.args[k].clone();
+        if k.starts_with("net") && k[3..].bytes().all(|b| b.is_ascii_digit()) {
+            v = ensure_mac(st, &v);
+        }
+        if is_disk_key(k) {
+            v = allocate_disk(st, vmid, k, &v, &config)?;
+            config.insert(k.clone(), v.clone());
+        }
+        if k == "template" {
+            return Err(ApiError::param(k, "use the template endpoint"));
+        }
+        sets.push((k.clone(), v));
+    }
+    let deletes: Vec<String> = req
+        .arg("delete")
+        .map(|d| {
+            d.split([',', ';', ' '])
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    for d in &deletes {
+        if sets.iter().any(|(k, _)| k == d) {
+            return Err(ApiError::param(
+                "delete",
+                &format!("cannot set and delete '{d}' at the same time"),
+            ));
+        }
+    }
+    let vm = st
+        .vms
+        .get_mut(&vmid)
+        .ok_or_else(|| ApiError::fail("vm vanished"))?;
+    for (k, v) in sets {
+        if running && is_cold_key(&k) {
+            vm.pending.insert(k, Some(v));
+        } else {
+            vm.pending.remove(&k);
+            vm.config.insert(k, v);
+        }
+    }
+    for d in deletes {
+        if running && is_cold_key(&d) {
+            vm.pending.insert(d, None);
+        } else {
+            vm.pending.remove(&d);
+            vm.config.remove(&d);
+        }
+    }
+    if let Some(revert) = req.arg("revert") {
+        for k in revert.split(',') {
+            vm.pending.remove(k);
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn put_config(st: &mut State, req: &Req) -> ApiResult {
+    let vmid = vm_mut(st, req)?.vmid;
+    write_config(st, req, vmid, false)?;
+    Reply::null()
+}
+
+pub(super) fn post_config(st: &mut State, req: &Req) -> ApiResult {
+    let vmid = vm_mut(st, req)?.vmid;
+    write_config(st, req, vmid, false)?;
+    let upid = st.spawn_task(
+        req.now,
+        req.node(),
+        "qmconfig",
+        &vmid.to_string(),
+        &req.user,
+        0,
+        vec![],
+        |_, _| {},
+    );
+    Reply::json(json!(upid))
+}
+
+pub(super) fn resize(st: &mut State, req: &Req) -> ApiResult {
+    let disk = req.req_arg("disk")?.to_string();
+    let size = req.req_arg("size")?.to_string();
+    let vm = vm_mut(st, req)?;
+    check_lock(vm)?;
+    let vmid = vm.vmid;
+    let value = vm
+        .config
+        .get(&disk)
+        .cloned()
+        .ok_or_else(|| ApiError::fail(format!("disk '{disk}' does not exist")))?;
+    let current = crate::model::disk_size(&value).unwrap_or(0);
+    let new = if let Some(inc) = size.strip_prefix('+') {
+        current + parse_size(inc).ok_or_else(|| ApiError::param("size", "invalid size"))?
+    } else {
+        parse_size(&size).ok_or_else(|| ApiError::param("size", "invalid size"))?
+    };
+    if new < current {
+        return Err(ApiError::fail("shrinking disks is not supported"));
+    }
+    let storage = value.split(':').next().unwrap_or("").to_string();
+    if let Some(s) = st.storages.get(&storage)
+        && st.storage_used(&storage) + (new - current) > s.total
+    {
+        return Err(ApiError::fail(format!(
+            "not enough free space on storage '{storage}'"
+        )));
+    }
+    let new_value: Vec<String> = value
+        .split(',')
+        .filter(|p| !p.starts_with("size="))
+        .map(str::to_string)
+        .chain(std::iter::once(format!("size={}", format_size(new))))
+        .collect();
+    if let Some(vm) = st.vms.get_mut(&vmid) {
+        vm.config.insert(disk, new_value.join(","));
+    }
+    let upid = st.spawn_task(
+        req.now,
+        req.node(),
+        "resize",
+        &vmid.to_string(),
+        &req.user,
+        0,
+        vec![],
+        |_, _| {},
+    );
+    Reply::json(json!(upid))
+}
+
+pub(super) fn template(st: &mut State, req: &Req) -> ApiResult {
+    let vm = vm_mut(st, req)?;
+    check_lock(vm)?;
+    if vm.running() {
+        return Err(ApiError::fail(
+            "you can't convert a running VM to a template",
+        ));
+    }
+    let vmid = vm.vmid;
+    let dur = st.timing.task_ms;
+    let upid = st.spawn_task(
+        req.now,
+        req.node(),
+        "qmtemplate",
+        &vmid.to_string(),
+        &req.user,
+        dur,
+        vec![],
+        move |st, end| {
+            if matches!(end.outcome, Outcome::Error(_)) {
+                return;
+            }
+            if let Some(vm) = st.vms.get_mut(&vmid) {
+                vm.config.insert("template".into(), "1".into());
+                for v in vm.config.values_mut() {
+                    *v = v.replace(&format!("vm-{vmid}-disk"), &format!("base-{vmid}-disk"));
+                }
+            }
+        },
+    );
+    Reply::json(json!(upid))
+}
+
+pub(super) fn clone_vm(st: &mut State, req: &Req) -> ApiResult {
+    let newid: u32 = req
+        .req_arg("newid")?
+        .parse()
+        .ok()
+        .filter(|n| *n >= 100)
+        .ok_or_else(|| ApiError::param("newid", "invalid VM ID"))?;
+    let name = req.arg("name").map(str::to_string);
+    let target = req.arg("target").unwrap_or(req.node()).to_string();
+    let full = req.arg("full").map(|_| req.flag("full"));
+    let storage = req.arg("storage").map(str::to_string);
+    let description = req.arg("description").map(str::to_string);
+    if !st.nodes.contains_key(&target) {
+        return Err(ApiError::param(
+            "target",
+            &format!("no such cluster node '{target}'"),
+        ));
+    }
+    let src = vm_mut(st, req)?;
+    let vmid = src.vmid;
+    let is_template = src.is_template();
+    if !is_template {
+        check_lock(src)?;
+    }
+    let full = full.unwrap_or(!is_template);
+    if !is_template && !full {
+        return Err(ApiError::fail(
+            "linked clone feature is not supported for drive 'scsi0'",
+        ));
+    }
+    let src_config = src.config.clone();
+    let src_fw = src.firewall.clone();
+    if st.vms.contains_key(&newid) {
+        return Err(ApiError::fail(format!(
+            "unable to create VM {newid}: config file already exists"
+        )));
+    }
+    let mut config: BTreeMap<String, String> = BTreeMap::new();
+    let mut needed: u64 = 0;
+    for (k, v) in &src_config {
+        if matches!(
+            k.as_str(),
+            "template" | "lock" | "parent" | "vmgenid" | "meta"
+        ) {
+            continue;
+        }
+        let v = if k.starts_with("net") && k[3..].bytes().all(|b| b.is_ascii_digit()) {
+            new_mac(st, v)
+        } else if is_disk_key(k) && !v.contains("media=cdrom") {
+            let (volid, rest) = v.split_once(',').unwrap_or((v.as_str(), ""));
+            let src_storage = volid.split(':').next().unwrap_or("local-lvm");
+            let target_storage = storage.as_deref().unwrap_or(src_storage);
+            let disk_no = volid.rsplit('-').next().unwrap_or("0");
+            let newvol = if full {
+                needed += crate::model::disk_size(v).unwrap_or(0);
+                format!("{target_storage}:vm-{newid}-disk-{disk_no}")
+            } else {
+                format!(
+                    "{src_storage}:{}/vm-{newid}-disk-{disk_no}",
+                    volid.split(':').nth(1).unwrap_or("")
+                )
+            };
+            if rest.is_empty() {
+                newvol
+            } else {
+                format!("{newvol},{rest}")
+            }
+        } else {
+            v.clone()
+        };
+        config.insert(k.clone(), v);
+    }
+    if let Some(sto) = storage.as_deref().or_else(|| {
+        config
+            .iter()
+            .find(|(k, _)| is_disk_key(k))
+            .and_then(|(_, v)| v.split(':').next())
+    }) && let Some(s) = st.storages.get(sto)
+        && st.storage_used(sto) + needed > s.total
+    {
+        return Err(ApiError::fail(format!(
+            "clone failed: not enough free space on storage '{sto}'"
+        )));
+    }
+    config.insert(
+        "name".into(),
+        name.unwrap_or_else(|| {
+            format!(
+                "Copy-of-VM-{}",
+                src_config.get("name").cloned().unwrap_or_default()
+            )
+        }),
+    );
+    if let Some(d) = description {
+        config.insert("description".into(), d);
+    }
+    config.insert("lock".into(), "clone".into());
+    let smbios = format!("uuid={}", fake_uuid(st));
+    config.insert("smbios1".into(), smbios);
+    st.vms.insert(
+        newid,
+        Vm {
+            vmid: newid,
+            node: target,
+            config,
+            pending: BTreeMap::new(),
+            cloudinit_applied: BTreeMap::new(),
+            started_ms: None,
+            pid: 0,
+            snapshots: BTreeMap::new(),
+            firewall: src_fw,
+            agent_responding: true,
+            ignore_shutdown: false,
+        },
+    );
+    if !is_template && let Some(src) = st.vms.get_mut(&vmid) {
+        src.config.insert("lock".into(), "clone".into());
+    }
+    let dur = st.timing.task_ms * 2;
+    let log = vec![
+        (
+            0,
+            format!(
+                "create full clone of drive scsi0 ({})",
+                src_config
+                    .get("scsi0")
+                    .map(|s| s.split(',').next().unwrap_or(""))
+                    .unwrap_or("")
+            ),
+        ),
+        (
+            dur / 2,
+            "transferred 16.0 GiB of 32.0 GiB (50.00%)".to_string(),
+        ),
+        (
+            dur,
+            "transferred 32.0 GiB of 32.0 GiB (100.00%)".to_string(),
+        ),
+    ];
+    let upid = st.spawn_task(
+        req.now,
+        req.node(),
+        "qmclone",
+        &vmid.to_string(),
+        &req.user,
+        dur,
+        log,
+        move |st, end| {
+            if !is_template
+                && let Some(src) = st.vms.get_mut(&vmid)
+                && src.lock() == Some("clone")
+            {
+                src.config.remove("lock");
+            }
+            if matches!(end.outcome, Outcome::Error(_)) {
+                st.vms.remove(&newid);
+                return;
+            }
+            if let Some(vm) = st.vms.get_mut(&newid) {
+                vm.config.remove("lock");
+                vm.regenerate_cloudinit();
+            }
+        },
+    );
+    Reply::json(json!(upid))
+}
+
+fn fake_uuid(st: &mut State) -> String {
+    use rand::Rng;
+    let b: [u8; 16] = st.rng.random();
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+pub(super) fn destroy(st: &mut State, req: &Req) -> ApiResult {
+    let skiplock = req.flag("skiplock");
+    let vm = vm_mut(st, req)?;
+    if !skiplock {
+        check_lock(vm)?;
+    }
+    if vm.config.get("protection").is_some_and(|p| p == "1") {
+        return Err(ApiError::fail("can't remove VM - protection mode enabled"));
+    }
+    if vm.running() {
+        return Err(ApiError::fail(format!(
+            "VM {} is running - destroy failed",
+            vm.vmid
+        )));
+    }
+    let vmid = vm.vmid;
+    vm.config.insert("lock".into(), "destroyed".into());
+    let dur = st.timing.task_ms;
+    let upid = st.spawn_task(
+        req.now,
+        req.node(),
+        "qmdestroy",
+        &vmid.to_string(),
+        &req.user,
+        dur,
+        vec![],
+        move |st, end| {
+            if matches!(end.outcome, Outcome::Error(_)) {
+                if let Some(vm) = st.vms.get_mut(&vmid) {
+                    vm.config.remove("lock");
+                }
+                return;
+            }
+            st.vms.remove(&vmid);
+        },
+    );
+    Reply::json(json!(upid))
+}
+
+/// `POST /nodes/{node}/qemu`: create a VM, or restore one from a backup archive.
+pub(super) fn create(st: &mut State, req: &Req) -> ApiResult {
+    let vmid: u32 = req
+        .req_arg("vmid")?
+        .parse()
+        .ok()
+        .filter(|n| *n >= 100)
+        .ok_or_else(|| ApiError::param("vmid", "invalid VM ID"))?;
+    let node = req.node().to_string();
+    if let Some(archive) = req.arg("archive") {
+        return restore(st, req, vmid, archive.to_string());
+    }
+    if let Some(existing) = st.vms.get(&vmid) {
+        return Err(ApiError::fail(format!(
+            "unable to create VM {vmid} - VM {vmid} already exists on node '{}'",
+            existing.node
+        )));
+    }
+    let mut vm = Vm {
+        vmid,
+        node: node.clone(),
+        config: BTreeMap::new(),
+        pending: BTreeMap::new(),
+        cloudinit_applied: BTreeMap::new(),
+        started_ms: None,
+        pid: 0,
+        snapshots: BTreeMap::new(),
+        firewall: Firewall::default(),
+        agent_responding: true,
+        ignore_shutdown: false,
+    };
+    vm.config
+        .insert("smbios1".into(), format!("uuid={}", fake_uuid(st)));
+    vm.config.insert("vmgenid".into(), fake_uuid(st));
+    st.vms.insert(vmid, vm);
+    if let Err(e) = write_config(st, req, vmid, true) {
+        st.vms.remove(&vmid);
+        return Err(e);
+    }
+    let start = req.flag("start");
+    if let Some(vm) = st.vms.get_mut(&vmid) {
+        vm.config.insert("lock".into(), "create".into());
+        vm.config
+            .entry("memory".into())
+            .or_insert_with(|| "512".into());
+    }
+    let dur = st.timing.task_ms;
+    let upid = st.spawn_task(
+        req.now,
+        &node,
+        "qmcreate",
+        &vmid.to_string(),
+        &req.user,
+        dur,
+        vec![],
+        move |st, end| {
+            if matches!(end.outcome, Outcome::Error(_)) {
+                st.vms.remove(&vmid);
+                return;
+            }
+            if let Some(vm) = st.vms.get_mut(&vmid) {
+                vm.config.remove("lock");
+                vm.regenerate_cloudinit();
+                if start {
+                    vm.started_ms = Some(end.at_ms);
+                }
+            }
+        },
+    );
+    Reply::json(json!(upid))
+}
+
+fn restore(st: &mut State, req: &Req, vmid: u32, archive: String) -> ApiResult {
+    let node = req.node().to_string();
+    let force = req.flag("force");
+    let unique = req.flag("unique");
+    let target_storage = req.arg("storage").map(str::to_string);
+    let vol = st
+        .volumes
+        .get(&archive)
+        .filter(|v| v.content == "backup")
+        .ok_or_else(|| ApiError::fail(format!("volume '{archive}' does not exist")))?;
+    let arch = vol
+        .archive
+        .clone()
+        .ok_or_else(|| ApiError::fail(format!("unable to read archive '{archive}'")))?;
+    if let Some(existing) = st.vms.get(&vmid) {
+        if !force {
+            return Err(ApiError::fail(format!(
+                "unable to restore VM {vmid} - VM {vmid} already exists on node '{}'",
+                existing.node
+            )));
+        }
+        check_lock(existing)?;
+        if existing.running() {
+            return Err(ApiError::fail(format!(
+                "unable to restore VM {vmid} - VM is running"
+            )));
+        }
+        if existing.node != node {
+            return Err(ApiError::fail(format!(
+                "unable to restore VM {vmid} - VM {vmid} already exists on node '{}'",
+                existing.node
+            )));
+        }
+    }
+    // Overrides: non-disk options sent with the request win over the archive's.
+    let overrides: Vec<(String, String)> = req
+        .args
+        .iter()
+        .filter(|(k, _)| !CONTROL.contains(&k.as_str()) && !is_disk_key(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let placeholder = st.vms.entry(vmid).or_insert_with(|| Vm {
+        vmid,
+        node: node.clone(),
+        config: BTreeMap::new(),
+        pending: BTreeMap::new(),
+        cloudinit_applied: BTreeMap::new(),
+        started_ms: None,
+        pid: 0,
+        snapshots: BTreeMap::new(),
+        firewall: Firewall::default(),
+        agent_responding: true,
+        ignore_shutdown: false,
+    });
+    placeholder.config.insert("lock".into(), "create".into());
+    let dur = st.timing.backup_ms;
+    let log = vec![
+        (
+            0,
+            format!(
+                "restore vma archive: zstd -q -d -c {archive} | vma extract -v -r /var/tmp/vzdumptmp.fifo - /var/tmp/vzdumptmp"
+            ),
+        ),
+        (
+            dur / 2,
+            "progress 50% (read 17179869184 bytes, duration 4 sec)".to_string(),
+        ),
+        (
+            dur,
+            "progress 100% (read 34359738368 bytes, duration 8 sec)".to_string(),
+        ),
+    ];
+    let start = req.flag("start");
+    let upid = st.spawn_task(
+        req.now,
+        &node,
+        "qmrestore",
+        &vmid.to_string(),
+        &req.user,
+        dur,
+        log,
+        move |st, end| {
+            if matches!(end.outcome, Outcome::Error(_)) {
+                if let Some(vm) = st.vms.get_mut(&vmid) {
+                    if vm.config.len() <= 1 {
+                        st.vms.remove(&vmid);
+                    } else {
+                        vm.config.remove("lock");
+                    }
+                }
+                return;
+            }
+            let mut config: BTreeMap<String, String> = BTreeMap::new();
+            for (k, v) in &arch.config {
+                if matches!(k.as_str(), "lock" | "parent") {
+                    continue;
+                }
+                if is_disk_key(k) && v.contains("backup=0") {
+                    continue; // not in the archive: the disk vanishes
+                }
+                let mut v = v.clone();
+                if is_disk_key(k) && !v.contains("media=cdrom") {
+                    let (volid, rest) = v.split_once(',').unwrap_or((v.as_str(), ""));
+                    let sto = target_storage.clone().unwrap_or_else(|| {
+                        volid.split(':').next().unwrap_or("local-lvm").to_string()
+                    });
+                    let disk_no = volid.rsplit('-').next().unwrap_or("0");
+                    let nv = format!("{sto}:vm-{vmid}-disk-{disk_no}");
+                    v = if rest.is_empty() {
+                        nv
+                    } else {
+                        format!("{nv},{rest}")
+                    };
+                }
+                config.insert(k.clone(), v);
+            }
+            for (k, v) in &overrides {
+                config.insert(k.clone(), v.clone());
+            }
+            if unique {
+                let nets: Vec<String> = config
+                    .keys()
+                    .filter(|k| k.starts_with("net"))
+                    .cloned()
+                    .collect();
+                for k in nets {
+                    let nv = new_mac(st, &config[&k]);
+                    config.insert(k, nv);
+                }
+                let u = fake_uuid(st);
+                config.insert("smbios1".into(), format!("uuid={u}"));
+            }
+            if let Some(vm) = st.vms.get_mut(&vmid) {
+                vm.config = config;
+                vm.pending.clear();
+                vm.snapshots.clear();
+                vm.firewall = arch.firewall.clone();
+                vm.regenerate_cloudinit();
+                if start {
+                    vm.started_ms = Some(end.at_ms);
+                }
+            }
+        },
+    );
+    Reply::json(json!(upid))
+}
+
+pub(super) fn rrddata(st: &mut State, req: &Req) -> ApiResult {
+    let timeframe = req.req_arg("timeframe")?;
+    let step: u64 = match timeframe {
+        "hour" => 60,
+        "day" => 1800,
+        "week" => 10800,
+        "month" => 43200,
+        "year" => 604_800,
+        other => {
+            return Err(ApiError::param(
+                "timeframe",
+                &format!(
+                    "value '{other}' does not have a value in the enumeration 'hour, day, week, month, year'"
+                ),
+            ));
+        }
+    };
+    let cf_max = match req.arg("cf").unwrap_or("AVERAGE") {
+        "AVERAGE" => false,
+        "MAX" => true,
+        other => {
+            return Err(ApiError::param(
+                "cf",
+                &format!("value '{other}' does not have a value in the enumeration 'AVERAGE, MAX'"),
+            ));
+        }
+    };
+    let vm = vm_mut(st, req)?;
+    let v = vm.vmid as u64;
+    let maxmem = vm.maxmem();
+    let maxcpu = vm.cpus();
+    let maxdisk = vm.maxdisk();
+    let end = req.now_s() / step * step;
+    let rows: Vec<Value> = (0..70u64)
+        .rev()
+        .map(|i| {
+            let t = end - i * step;
+            let bump = if cf_max { 1.4 } else { 1.0 };
+            let day_wave =
+                0.5 + 0.5 * ((t % 86_400) as f64 / 86_400.0 * std::f64::consts::TAU).sin();
+            let cpu = ((0.03 + 0.25 * noise(v, 1, 0) * day_wave + 0.05 * noise(v, 11, t)) * bump)
+                .min(1.0);
+            let mem = ((0.3 + 0.4 * noise(v, 3, 0) + 0.1 * noise(v, 13, t)) * maxmem as f64)
+                .min(maxmem as f64);
+            let io = |k: u64, scale: f64| scale * (0.2 + noise(v, k, t)) * day_wave.max(0.1) * bump;
+            json!({
+                "time": t, "cpu": cpu, "maxcpu": maxcpu, "mem": mem, "maxmem": maxmem,
+                "disk": 0, "maxdisk": maxdisk,
+                "diskread": io(21, 2.0e6), "diskwrite": io(22, 1.2e6),
+                "netin": io(23, 4.0e5), "netout": io(24, 2.5e5),
+            })
+        })
+        .collect();
+    Reply::json(Value::Array(rows))
+}
+
+/// Is `k` a cloud-init key (re-exported for the guest module).
+pub(super) fn ci_key(k: &str) -> bool {
+    is_cloudinit_key(k)
+}

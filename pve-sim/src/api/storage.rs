@@ -1,0 +1,381 @@
+//! Storages, their content, and `vzdump` backups.
+
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use super::{ApiError, ApiResult, Reply, Req};
+use crate::model::{Archive, Outcome, State, Volume};
+
+fn storage_json(st: &State, name: &str) -> Value {
+    let s = &st.storages[name];
+    let used = st.storage_used(name);
+    json!({
+        "storage": s.name, "type": s.kind, "content": s.content, "active": 1, "enabled": 1,
+        "shared": if s.shared { 1 } else { 0 }, "total": s.total, "used": used,
+        "avail": s.total.saturating_sub(used), "used_fraction": used as f64 / s.total.max(1) as f64,
+    })
+}
+
+pub(super) fn list(st: &mut State, req: &Req) -> ApiResult {
+    let content = req.arg("content");
+    let only = req.arg("storage");
+    let out: Vec<Value> = st
+        .storages
+        .values()
+        .filter(|s| content.is_none_or(|c| c.split(',').any(|c| s.has_content(c))))
+        .filter(|s| only.is_none_or(|o| o == s.name))
+        .map(|s| storage_json(st, &s.name))
+        .collect();
+    Reply::json(Value::Array(out))
+}
+
+fn storage_name(st: &State, req: &Req) -> Result<String, ApiError> {
+    let name = req.p("storage");
+    if st.storages.contains_key(name) {
+        Ok(name.to_string())
+    } else {
+        Err(ApiError::fail(format!("storage '{name}' does not exist")))
+    }
+}
+
+pub(super) fn status(st: &mut State, req: &Req) -> ApiResult {
+    let name = storage_name(st, req)?;
+    Reply::json(storage_json(st, &name))
+}
+
+fn volume_json(v: &Volume) -> Value {
+    let mut o = json!({
+        "volid": v.volid, "content": v.content, "format": v.format, "size": v.size, "ctime": v.ctime,
+    });
+    if let Some(id) = v.vmid {
+        o["vmid"] = json!(id);
+    }
+    if let Some(n) = &v.notes {
+        o["notes"] = json!(n);
+    }
+    if v.content == "backup" {
+        o["protected"] = json!(if v.protected { 1 } else { 0 });
+        o["subtype"] = json!("qemu");
+    }
+    o
+}
+
+pub(super) fn content(st: &mut State, req: &Req) -> ApiResult {
+    let name = storage_name(st, req)?;
+    let content = req.arg("content");
+    let vmid: Option<u32> = req.int("vmid")?.map(|v| v as u32);
+    let mut out: Vec<Value> = st
+        .volumes
+        .values()
+        .filter(|v| v.storage == name)
+        .filter(|v| content.is_none_or(|c| v.content == c))
+        .filter(|v| vmid.is_none_or(|id| v.vmid == Some(id)))
+        .map(volume_json)
+        .collect();
+    if content.is_none_or(|c| c == "images") && st.storages[&name].has_content("images") {
+        for vm in st
+            .vms
+            .values()
+            .filter(|vm| vmid.is_none_or(|id| id == vm.vmid))
+        {
+            for (_, volid, size) in vm.disks() {
+                if volid.split(':').next() == Some(name.as_str()) {
+                    out.push(json!({
+                        "volid": volid, "content": "images", "format": "raw", "size": size,
+                        "vmid": vm.vmid, "used": size / 3,
+                    }));
+                }
+            }
+        }
+    }
+    Reply::json(Value::Array(out))
+}
+
+fn volid_of(req: &Req, storage: &str) -> String {
+    let v = req.p("volume");
+    if v.contains(':') {
+        v.to_string()
+    } else {
+        format!("{storage}:{v}")
+    }
+}
+
+pub(super) fn volume_get(st: &mut State, req: &Req) -> ApiResult {
+    let name = storage_name(st, req)?;
+    let volid = volid_of(req, &name);
+    let v = st
+        .volumes
+        .get(&volid)
+        .ok_or_else(|| ApiError::fail(format!("volume '{volid}' does not exist")))?;
+    let file = volid.split_once(':').map(|x| x.1).unwrap_or("");
+    let mut o = json!({
+        "path": format!("/mnt/pve/{name}/{}", file.replace("backup/", "dump/").replace("iso/", "template/iso/")),
+        "size": v.size, "used": v.size, "format": v.format,
+    });
+    if let Some(n) = &v.notes {
+        o["notes"] = json!(n);
+    }
+    if v.content == "backup" {
+        o["protected"] = json!(if v.protected { 1 } else { 0 });
+    }
+    Reply::json(o)
+}
+
+pub(super) fn volume_update(st: &mut State, req: &Req) -> ApiResult {
+    let name = storage_name(st, req)?;
+    let volid = volid_of(req, &name);
+    let notes = req.args.get("notes").cloned();
+    let protected = req.arg("protected").map(|_| req.flag("protected"));
+    let v = st
+        .volumes
+        .get_mut(&volid)
+        .ok_or_else(|| ApiError::fail(format!("volume '{volid}' does not exist")))?;
+    if v.content != "backup" && (notes.is_some() || protected.is_some()) {
+        return Err(ApiError::fail(
+            "unable to change attributes of non-backup volume",
+        ));
+    }
+    if let Some(n) = notes {
+        v.notes = if n.is_empty() { None } else { Some(n) };
+    }
+    if let Some(p) = protected {
+        v.protected = p;
+    }
+    Reply::null()
+}
+
+pub(super) fn volume_delete(st: &mut State, req: &Req) -> ApiResult {
+    let name = storage_name(st, req)?;
+    let volid = volid_of(req, &name);
+    let Some(v) = st.volumes.get(&volid) else {
+        if let Some(vm) = st
+            .vms
+            .values()
+            .find(|vm| vm.disks().any(|(_, id, _)| id == volid))
+        {
+            return Err(ApiError::fail(format!(
+                "unable to delete volume '{volid}' - volume is used by VM {}",
+                vm.vmid
+            )));
+        }
+        return Err(ApiError::fail(format!("volume '{volid}' does not exist")));
+    };
+    if v.protected {
+        return Err(ApiError::fail(format!(
+            "cannot delete protected volume '{volid}'"
+        )));
+    }
+    let id = volid.clone();
+    let upid = st.spawn_task(
+        req.now,
+        req.node(),
+        "imgdel",
+        &id,
+        &req.user,
+        0,
+        vec![],
+        move |st, end| {
+            if !matches!(end.outcome, Outcome::Error(_)) {
+                st.volumes.remove(&volid);
+                end.log.push(format!("Removed volume '{volid}'"));
+            }
+        },
+    );
+    Reply::json(json!(upid))
+}
+
+fn archive_name(vmid: u32, start_s: u64, ext: &str) -> String {
+    let t =
+        OffsetDateTime::from_unix_timestamp(start_s as i64).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "vzdump-qemu-{vmid}-{:04}_{:02}_{:02}-{:02}_{:02}_{:02}.{ext}",
+        t.year(),
+        t.month() as u8,
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+/// Render a notes template the way vzdump does.
+fn render_notes(tpl: &str, name: &str, vmid: u32, node: &str, cluster: &str) -> String {
+    tpl.replace("{{guestname}}", name)
+        .replace("{{vmid}}", &vmid.to_string())
+        .replace("{{node}}", node)
+        .replace("{{cluster}}", cluster)
+        .replace("\\n", "\n")
+}
+
+/// `POST /nodes/{node}/vzdump`.
+pub(super) fn vzdump(st: &mut State, req: &Req) -> ApiResult {
+    let node = req.node().to_string();
+    let vmids: Vec<u32> = if req.flag("all") {
+        st.vms
+            .values()
+            .filter(|vm| vm.node == node && !vm.is_template())
+            .map(|vm| vm.vmid)
+            .collect()
+    } else {
+        let list = req.req_arg("vmid")?;
+        list.split([',', ' ', ';'])
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse()
+                    .map_err(|_| ApiError::param("vmid", &format!("invalid VM ID '{s}'")))
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let storage = match req.arg("storage") {
+        Some(s) => s.to_string(),
+        None => st
+            .storages
+            .values()
+            .find(|s| s.has_content("backup"))
+            .map(|s| s.name.clone())
+            .ok_or_else(|| ApiError::fail("no backup storage configured"))?,
+    };
+    let sto = st
+        .storages
+        .get(&storage)
+        .ok_or_else(|| ApiError::fail(format!("storage '{storage}' does not exist")))?;
+    if !sto.has_content("backup") {
+        return Err(ApiError::fail(format!(
+            "storage '{storage}' does not support backups"
+        )));
+    }
+    for id in &vmids {
+        match st.vms.get(id) {
+            Some(vm) if vm.node == node => {}
+            _ => {
+                return Err(ApiError::fail(format!(
+                    "guest {id} is not on node '{node}'"
+                )));
+            }
+        }
+    }
+    let mode = req.arg("mode").unwrap_or("snapshot").to_string();
+    let ext = match req.arg("compress").unwrap_or("zstd") {
+        "0" => "vma",
+        "gzip" | "1" => "vma.gz",
+        "lzo" => "vma.lzo",
+        _ => "vma.zst",
+    };
+    let notes_tpl = req.arg("notes-template").map(str::to_string);
+    let protected = req.flag("protected");
+    let start_s = req.now_s();
+    let dur = st.timing.backup_ms;
+    let mut log: Vec<(u64, String)> = vec![(
+        0,
+        format!(
+            "INFO: starting new backup job: vzdump {} --storage {storage} --mode {mode}",
+            vmids
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+    )];
+    // Lock the guests that can be backed up; locked ones fail inside the task as on PVE.
+    let mut locked_out: Vec<(u32, String)> = Vec::new();
+    let mut plan: Vec<(u32, String, u64, String)> = Vec::new();
+    let per = dur / vmids.len().max(1) as u64;
+    for (i, id) in vmids.iter().enumerate() {
+        let vm = st
+            .vms
+            .get_mut(id)
+            .ok_or_else(|| ApiError::fail("vanished"))?;
+        let base = per * i as u64;
+        log.push((base, format!("INFO: Starting Backup of VM {id} (qemu)")));
+        if let Some(l) = vm.lock() {
+            log.push((
+                base,
+                format!("ERROR: Backup of VM {id} failed - VM is locked ({l})"),
+            ));
+            locked_out.push((*id, l.to_string()));
+            continue;
+        }
+        vm.config.insert("lock".into(), "backup".into());
+        let name = archive_name(*id, start_s + (base / 1000), ext);
+        let size = (vm.maxdisk() as f64 * (0.15 + 0.2 * crate::model::noise(*id as u64, 31, 0)))
+            as u64
+            + (64 << 20);
+        log.push((base, format!("INFO: VM Name: {}", vm.name())));
+        log.push((
+            base,
+            format!("INFO: creating vzdump archive '/mnt/pve/{storage}/dump/{name}'"),
+        ));
+        for pct in [10u64, 25, 50, 75, 100] {
+            log.push((
+                base + per * pct / 100,
+                format!(
+                    "INFO: {pct:>3}% ({} of {})",
+                    gib(vm.maxdisk() * pct / 100),
+                    gib(vm.maxdisk())
+                ),
+            ));
+        }
+        plan.push((*id, name, size, vm.name()));
+    }
+    let cluster = st.cluster_name.clone();
+    let id_field = if vmids.len() == 1 {
+        vmids[0].to_string()
+    } else {
+        String::new()
+    };
+    let node2 = node.clone();
+    let upid = st.spawn_task(req.now, &node, "vzdump", &id_field, &req.user, dur, log, move |st, end| {
+        let failed = matches!(end.outcome, Outcome::Error(_));
+        let mut errors = locked_out.len();
+        for (vmid, name, size, guestname) in plan {
+            if let Some(vm) = st.vms.get_mut(&vmid)
+                && vm.lock() == Some("backup")
+            {
+                vm.config.remove("lock");
+            }
+            if failed {
+                continue;
+            }
+            let total = st.storages.get(&storage).map(|s| s.total).unwrap_or(0);
+            if st.storage_used(&storage) + size > total {
+                end.log.push(format!("ERROR: Backup of VM {vmid} failed - vma_queue_write: write error - No space left on device"));
+                errors += 1;
+                continue;
+            }
+            let Some(vm) = st.vms.get(&vmid) else { continue };
+            let mut cfg = vm.config.clone();
+            cfg.remove("lock");
+            let archive = Archive { config: cfg, firewall: vm.firewall.clone() };
+            let volid = format!("{storage}:backup/{name}");
+            let notes = notes_tpl.as_deref().map(|t| render_notes(t, &guestname, vmid, &node2, &cluster));
+            st.volumes.insert(volid.clone(), Volume {
+                volid,
+                storage: storage.clone(),
+                content: "backup".into(),
+                format: name.split_once('.').map(|x| x.1).unwrap_or("vma.zst").to_string(),
+                size,
+                ctime: end.at_ms / 1000,
+                vmid: Some(vmid),
+                notes,
+                protected,
+                archive: Some(archive),
+            });
+            end.log.push(format!("INFO: archive file size: {}", gib(size)));
+            end.log.push(format!("INFO: Finished Backup of VM {vmid} (00:00:{:02})", (end.at_ms / 1000) % 60));
+        }
+        if failed {
+            return;
+        }
+        if errors > 0 {
+            end.log.push("INFO: Backup job finished with errors".into());
+            end.outcome = Outcome::Error("job errors".into());
+        } else {
+            end.log.push("INFO: Backup job finished successfully".into());
+        }
+    });
+    Reply::json(json!(upid))
+}
+
+fn gib(b: u64) -> String {
+    format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64)
+}
