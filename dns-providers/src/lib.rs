@@ -25,6 +25,8 @@ pub use zone::{PtrLocation, ReverseZone, ZoneName, Zones};
 
 #[cfg(feature = "cloudflare")]
 pub use backends::cloudflare::Cloudflare;
+#[cfg(feature = "hestia")]
+pub use backends::hestia::{Hestia, HestiaAuth};
 #[cfg(feature = "powerdns")]
 pub use backends::powerdns::PowerDns;
 

@@ -2,5 +2,7 @@
 
 #[cfg(feature = "cloudflare")]
 pub(crate) mod cloudflare;
+#[cfg(feature = "hestia")]
+pub(crate) mod hestia;
 #[cfg(feature = "powerdns")]
 pub(crate) mod powerdns;
