@@ -63,11 +63,14 @@ fn record_json(id: u32, record: &str, value: &str) -> Value {
            "TTL": "3600"})
 }
 
+/// id -> (record, type, value)
+type Records = BTreeMap<u32, (String, String, String)>;
+
 /// A stateful fake of the HestiaCP DNS record commands.
 #[derive(Clone, Default)]
 struct FakeHestia {
     // domain -> id -> (record, type, value)
-    domains: Arc<Mutex<BTreeMap<String, BTreeMap<u32, (String, String, String)>>>>,
+    domains: Arc<Mutex<BTreeMap<String, Records>>>,
 }
 
 impl FakeHestia {
