@@ -306,10 +306,22 @@ mod tests {
     fn parses_address_forms() {
         let a: Address = "10.0.0.1,10.1.0.0/16,10.2.0.1-10.2.0.9".parse().unwrap();
         assert_eq!(a.to_string(), "10.0.0.1,10.1.0.0/16,10.2.0.1-10.2.0.9");
-        assert!(matches!("+dc/web".parse::<Address>().unwrap(), Address::IpSet(RefScope::Dc, _)));
-        assert!(matches!("guest/office".parse::<Address>().unwrap(), Address::Alias(RefScope::Guest, _)));
-        assert!(matches!("office".parse::<Address>().unwrap(), Address::Alias(RefScope::Auto, _)));
-        assert!(matches!("fe80::1".parse::<Address>().unwrap(), Address::List(_)));
+        assert!(matches!(
+            "+dc/web".parse::<Address>().unwrap(),
+            Address::IpSet(RefScope::Dc, _)
+        ));
+        assert!(matches!(
+            "guest/office".parse::<Address>().unwrap(),
+            Address::Alias(RefScope::Guest, _)
+        ));
+        assert!(matches!(
+            "office".parse::<Address>().unwrap(),
+            Address::Alias(RefScope::Auto, _)
+        ));
+        assert!(matches!(
+            "fe80::1".parse::<Address>().unwrap(),
+            Address::List(_)
+        ));
     }
 
     #[test]

@@ -36,11 +36,11 @@ pub(crate) fn normalize(mut v: Vec<Iv>) -> Vec<Iv> {
     v.sort_unstable();
     let mut out: Vec<Iv> = Vec::with_capacity(v.len());
     for (a, b) in v {
-        if let Some(last) = out.last_mut() {
-            if a <= last.1.saturating_add(1) {
-                last.1 = last.1.max(b);
-                continue;
-            }
+        if let Some(last) = out.last_mut()
+            && a <= last.1.saturating_add(1)
+        {
+            last.1 = last.1.max(b);
+            continue;
         }
         out.push((a, b));
     }
@@ -102,11 +102,17 @@ fn set_intervals(res: &Resolver<'_>, set: &IpSet, fam: Family) -> Vec<Iv> {
 }
 
 fn addr_intervals(res: &Resolver<'_>, a: Option<&Address>, fam: Family) -> Vec<Iv> {
-    let Some(a) = a else { return vec![(0, fam_max(fam))] };
+    let Some(a) = a else {
+        return vec![(0, fam_max(fam))];
+    };
     match a {
-        Address::List(items) => {
-            normalize(items.iter().filter(|i| i.family() == fam).map(|i| i.bounds()).collect())
-        }
+        Address::List(items) => normalize(
+            items
+                .iter()
+                .filter(|i| i.family() == fam)
+                .map(|i| i.bounds())
+                .collect(),
+        ),
         Address::Alias(sc, n) => res
             .alias(*sc, n.as_str())
             .filter(|al| al.cidr.family() == fam)
@@ -218,22 +224,33 @@ pub(crate) struct Entry {
     pub(crate) step: usize,
 }
 
+/// Atomic entries, and the index and MAC of the `MacFilter` entry.
+pub(crate) type Flattened = (Vec<(Entry, Atom)>, Option<(usize, MacAddr)>);
+
 /// Flattens a plan into atomic entries for one family. The `MacFilter` entry (matches every
 /// header) is returned with its index, since it depends on the MAC, not on a header field.
-pub(crate) fn atoms(plan: &ChainPlan<'_>, fam: Family) -> (Vec<(Entry, Atom)>, Option<(usize, MacAddr)>) {
+pub(crate) fn atoms(plan: &ChainPlan<'_>, fam: Family) -> Flattened {
     let res = &plan.resolver;
     let mut out = Vec::new();
     let mut mac = None;
     let full = Atom::full(fam);
     for (si, step) in plan.steps.iter().enumerate() {
-        let entry = |verdict: Verdict, by: DecidedBy| Entry { verdict, by, step: si };
+        let entry = |verdict: Verdict, by: DecidedBy| Entry {
+            verdict,
+            by,
+            step: si,
+        };
         match step {
             Step::Builtin(b) => {
                 let by = DecidedBy::Builtin(b.kind());
                 let v = b.verdict();
                 let mut a = full.clone();
                 match b {
-                    BuiltinStep::Dhcp { fam: f, sport, dport } => {
+                    BuiltinStep::Dhcp {
+                        fam: f,
+                        sport,
+                        dport,
+                    } => {
                         if *f != fam {
                             continue;
                         }
@@ -248,7 +265,11 @@ pub(crate) fn atoms(plan: &ChainPlan<'_>, fam: Family) -> (Vec<(Entry, Atom)>, O
                         if fam != Family::V6 {
                             continue;
                         }
-                        let (lo, hi) = if matches!(b, BuiltinStep::Ndp) { (133, 136) } else { (134, 134) };
+                        let (lo, hi) = if matches!(b, BuiltinStep::Ndp) {
+                            (133, 136)
+                        } else {
+                            (134, 134)
+                        };
                         a.proto = vec![(u128::from(numbers::ICMPV6), u128::from(numbers::ICMPV6))];
                         a.icmp = vec![(lo * 256, hi * 256 + 255)];
                     }
@@ -266,13 +287,21 @@ pub(crate) fn atoms(plan: &ChainPlan<'_>, fam: Family) -> (Vec<(Entry, Atom)>, O
                     }
                     BuiltinStep::Management(set) => {
                         a.proto = vec![(6, 6)];
-                        a.dport = MANAGEMENT_PORTS.iter().map(|(x, y)| (u128::from(*x), u128::from(*y))).collect();
+                        a.dport = MANAGEMENT_PORTS
+                            .iter()
+                            .map(|(x, y)| (u128::from(*x), u128::from(*y)))
+                            .collect();
                         a.src = set_intervals(res, set, fam);
                     }
                 }
                 out.push((entry(v, by), a));
             }
-            Step::Rule { rule, at, group_iface, action } => {
+            Step::Rule {
+                rule,
+                at,
+                group_iface,
+                action,
+            } => {
                 let iface = match (group_iface, &rule.iface) {
                     (Some(g), Some(r)) if *g != r => continue,
                     (Some(g), _) => Some((*g).clone()),
@@ -283,10 +312,18 @@ pub(crate) fn atoms(plan: &ChainPlan<'_>, fam: Family) -> (Vec<(Entry, Atom)>, O
                 if src.is_empty() || dst.is_empty() {
                     continue;
                 }
-                let base = Atom { iface, src, dst, ..full.clone() };
+                let base = Atom {
+                    iface,
+                    src,
+                    dst,
+                    ..full.clone()
+                };
                 for alt in alternatives(rule, fam) {
                     if let Some(a) = alt_atom(&alt, fam, &base) {
-                        out.push((entry(Verdict::from(*action), DecidedBy::Rule(at.clone())), a));
+                        out.push((
+                            entry(Verdict::from(*action), DecidedBy::Rule(at.clone())),
+                            a,
+                        ));
                     }
                 }
             }
@@ -346,13 +383,19 @@ impl Field {
             m_starts.push(*s);
             m_rows.extend_from_slice(row);
         }
-        Field { starts: m_starts, rows: m_rows, words }
+        Field {
+            starts: m_starts,
+            rows: m_rows,
+            words,
+        }
     }
 
     #[inline]
     fn row(&self, key: u128) -> &[u64] {
         let k = self.starts.partition_point(|s| *s <= key).saturating_sub(1);
-        self.rows.get(k * self.words..(k + 1) * self.words).unwrap_or(&[])
+        self.rows
+            .get(k * self.words..(k + 1) * self.words)
+            .unwrap_or(&[])
     }
 }
 
@@ -416,7 +459,10 @@ impl FamTable {
             self.proto.row(u128::from(pkt.proto)),
             self.dport.row(pkt.dport.map_or(PORT_ABSENT, u128::from)),
             self.sport.row(pkt.sport.map_or(PORT_ABSENT, u128::from)),
-            self.icmp.row(pkt.icmp.map_or(ICMP_ABSENT, |(t, c)| u128::from(t) * 256 + u128::from(c))),
+            self.icmp.row(
+                pkt.icmp
+                    .map_or(ICMP_ABSENT, |(t, c)| u128::from(t) * 256 + u128::from(c)),
+            ),
             self.iface.row(iface_key),
         ];
         // The MacFilter entry matches every header; it only applies to a foreign MAC.
@@ -428,10 +474,10 @@ impl FamTable {
         let it = r0.iter().zip(r1).zip(r2).zip(r3).zip(r4).zip(r5).zip(r6);
         for (w, ((((((a, b), c), d), e), f), g)) in it.enumerate() {
             let mut m = a & b & c & d & e & f & g;
-            if let Some(i) = skip {
-                if i / 64 == w {
-                    m &= !(1u64 << (i % 64));
-                }
+            if let Some(i) = skip
+                && i / 64 == w
+            {
+                m &= !(1u64 << (i % 64));
             }
             if m != 0 {
                 return Some(w * 64 + m.trailing_zeros() as usize);
@@ -525,15 +571,24 @@ impl CompiledNode {
         let mut ids = vec![ChainId::HostIn, ChainId::HostOut];
         for g in node.guests.values() {
             for n in &g.nics {
-                ids.push(ChainId::GuestIn { vmid: g.vmid, nic: n.index });
-                ids.push(ChainId::GuestOut { vmid: g.vmid, nic: n.index });
+                ids.push(ChainId::GuestIn {
+                    vmid: g.vmid,
+                    nic: n.index,
+                });
+                ids.push(ChainId::GuestOut {
+                    vmid: g.vmid,
+                    nic: n.index,
+                });
             }
         }
         let chains = ids
             .into_iter()
             .filter_map(|id| node.plan(id).map(|p| (id, CompiledChain::compile(&p))))
             .collect();
-        CompiledNode { node: node.clone(), chains }
+        CompiledNode {
+            node: node.clone(),
+            chains,
+        }
     }
 
     /// One compiled chain.
@@ -553,7 +608,6 @@ impl Evaluator for CompiledNode {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -561,7 +615,10 @@ mod tests {
     #[test]
     fn interval_ops() {
         assert_eq!(normalize(vec![(5, 9), (1, 3), (4, 4)]), vec![(1, 9)]);
-        assert_eq!(subtract(&[(0, 10)], &[(3, 4), (8, 20)]), vec![(0, 2), (5, 7)]);
+        assert_eq!(
+            subtract(&[(0, 10)], &[(3, 4), (8, 20)]),
+            vec![(0, 2), (5, 7)]
+        );
         assert!(is_subset(&[(3, 4)], &[(0, 10)]));
         assert!(!is_subset(&[(3, 11)], &[(0, 10)]));
     }

@@ -46,7 +46,11 @@ impl Packet {
     }
     /// A UDP packet.
     pub fn udp(source: IpAddr, dest: IpAddr, sport: u16, dport: u16) -> Self {
-        Packet { proto: numbers::UDP, sport: Some(sport), ..Packet::tcp(source, dest, dport) }
+        Packet {
+            proto: numbers::UDP,
+            sport: Some(sport),
+            ..Packet::tcp(source, dest, dport)
+        }
     }
     /// An ICMP (or ICMPv6, by address family) packet.
     pub fn icmp(source: IpAddr, dest: IpAddr, ty: u8, code: u8) -> Self {
@@ -54,7 +58,13 @@ impl Packet {
             IpAddr::V4(_) => numbers::ICMP,
             IpAddr::V6(_) => numbers::ICMPV6,
         };
-        Packet { proto, sport: None, dport: None, icmp: Some((ty, code)), ..Packet::tcp(source, dest, 0) }
+        Packet {
+            proto,
+            sport: None,
+            dport: None,
+            icmp: Some((ty, code)),
+            ..Packet::tcp(source, dest, 0)
+        }
     }
     /// Sets the interface.
     pub fn on(mut self, iface: Iface) -> Self {
@@ -278,7 +288,10 @@ impl<'a> Resolver<'a> {
 
     /// The set and the resolver its alias entries are looked up with.
     pub(crate) fn ipset(&self, scope: RefScope, name: &str) -> Option<(&'a IpSet, Resolver<'a>)> {
-        let dc = Resolver { cluster: self.cluster, local: None };
+        let dc = Resolver {
+            cluster: self.cluster,
+            local: None,
+        };
         let local = || self.local.and_then(|l| l.ipset(name)).map(|s| (s, *self));
         match scope {
             RefScope::Auto => local().or_else(|| self.cluster.ipset(name).map(|s| (s, dc))),
@@ -298,7 +311,9 @@ impl<'a> Resolver<'a> {
     pub(crate) fn set_contains(&self, set: &IpSet, ip: &IpAddr) -> bool {
         let mut best: Option<(u8, bool)> = None;
         for e in &set.entries {
-            let Some(c) = self.entry_cidr(&e.value) else { continue };
+            let Some(c) = self.entry_cidr(&e.value) else {
+                continue;
+            };
             if c.contains(ip) {
                 let key = (c.net().prefix_len(), e.nomatch);
                 if best.is_none_or(|b| key > b) {
@@ -312,7 +327,9 @@ impl<'a> Resolver<'a> {
     pub(crate) fn addr_contains(&self, a: &Address, ip: &IpAddr) -> bool {
         match a {
             Address::List(items) => items.iter().any(|i| i.contains(ip)),
-            Address::Alias(sc, n) => self.alias(*sc, n.as_str()).is_some_and(|a| a.cidr.contains(ip)),
+            Address::Alias(sc, n) => self
+                .alias(*sc, n.as_str())
+                .is_some_and(|a| a.cidr.contains(ip)),
             Address::IpSet(sc, n) => self
                 .ipset(*sc, n.as_str())
                 .is_some_and(|(s, r)| r.set_contains(s, ip)),
@@ -362,17 +379,19 @@ fn alt_matches(alt: &Alt<'_>, pkt: &Packet, fam: Family) -> bool {
         return false;
     }
     for (list, port) in [(alt.dport, pkt.dport), (alt.sport, pkt.sport)] {
-        if let Some(list) = list {
-            if !p.has_ports() || !port.is_some_and(|x| list.contains(x)) {
-                return false;
-            }
+        if let Some(list) = list
+            && (!p.has_ports() || !port.is_some_and(|x| list.contains(x)))
+        {
+            return false;
         }
     }
     if let Some(t) = alt.icmp {
         if !p.is_icmp() {
             return false;
         }
-        let Some(m) = t.resolve(fam == Family::V6) else { return false };
+        let Some(m) = t.resolve(fam == Family::V6) else {
+            return false;
+        };
         if !pkt.icmp.is_some_and(|(ty, code)| m.matches(ty, code)) {
             return false;
         }
@@ -382,23 +401,25 @@ fn alt_matches(alt: &Alt<'_>, pkt: &Packet, fam: Family) -> bool {
 
 /// Does a non-group rule match? (`group_iface` is the `-i` of the `GROUP` line, if any.)
 pub(crate) fn rule_matches(rule: &Rule, pkt: &Packet, res: &Resolver<'_>) -> bool {
-    if let Some(i) = &rule.iface {
-        if pkt.iface.as_ref() != Some(i) {
-            return false;
-        }
+    if let Some(i) = &rule.iface
+        && pkt.iface.as_ref() != Some(i)
+    {
+        return false;
     }
-    if let Some(a) = &rule.source {
-        if !res.addr_contains(a, &pkt.source) {
-            return false;
-        }
+    if let Some(a) = &rule.source
+        && !res.addr_contains(a, &pkt.source)
+    {
+        return false;
     }
-    if let Some(a) = &rule.dest {
-        if !res.addr_contains(a, &pkt.dest) {
-            return false;
-        }
+    if let Some(a) = &rule.dest
+        && !res.addr_contains(a, &pkt.dest)
+    {
+        return false;
     }
     let fam = pkt.family();
-    alternatives(rule, fam).iter().any(|alt| alt_matches(alt, pkt, fam))
+    alternatives(rule, fam)
+        .iter()
+        .any(|alt| alt_matches(alt, pkt, fam))
 }
 
 /// Built-in steps of a chain, in PVE's order.
@@ -419,7 +440,8 @@ pub(crate) enum BuiltinStep<'a> {
 }
 
 /// The ports PVE opens to the `management` IP set.
-pub(crate) const MANAGEMENT_PORTS: &[(u16, u16)] = &[(22, 22), (3128, 3128), (5900, 5999), (8006, 8006)];
+pub(crate) const MANAGEMENT_PORTS: &[(u16, u16)] =
+    &[(22, 22), (3128, 3128), (5900, 5999), (8006, 8006)];
 
 /// The anti-spoofing set of one NIC.
 #[derive(Clone, Debug)]
@@ -448,7 +470,9 @@ impl BuiltinStep<'_> {
     }
     pub(crate) fn verdict(&self) -> Verdict {
         match self {
-            BuiltinStep::Dhcp { .. } | BuiltinStep::Ndp | BuiltinStep::Management(_) => Verdict::Accept,
+            BuiltinStep::Dhcp { .. } | BuiltinStep::Ndp | BuiltinStep::Management(_) => {
+                Verdict::Accept
+            }
             _ => Verdict::Drop,
         }
     }
@@ -483,10 +507,19 @@ impl BuiltinStep<'_> {
 #[derive(Clone, Debug)]
 pub(crate) enum Step<'a> {
     Builtin(BuiltinStep<'a>),
-    EnterGroup { name: &'a GroupName, via: RuleRef, iface: Option<&'a Iface> },
+    EnterGroup {
+        name: &'a GroupName,
+        via: RuleRef,
+        iface: Option<&'a Iface>,
+    },
     LeaveGroup(&'a GroupName),
     MissingGroup(&'a GroupName, RuleRef),
-    Rule { rule: &'a Rule, at: RuleRef, group_iface: Option<&'a Iface>, action: Action },
+    Rule {
+        rule: &'a Rule,
+        at: RuleRef,
+        group_iface: Option<&'a Iface>,
+        action: Action,
+    },
 }
 
 /// A chain, flattened: what both evaluators run.
@@ -510,16 +543,27 @@ fn push_rules<'a>(
         if !rule.enabled {
             continue;
         }
-        let at = RuleRef { file, section: SectionRef::Rules, index, line: rule.line.0 };
+        let at = RuleRef {
+            file,
+            section: SectionRef::Rules,
+            index,
+            line: rule.line.0,
+        };
         match &rule.kind {
             RuleKind::Group(name) => match cluster.group(name.as_str()) {
                 Some(g) => {
-                    steps.push(Step::EnterGroup { name, via: at, iface: rule.iface.as_ref() });
+                    steps.push(Step::EnterGroup {
+                        name,
+                        via: at,
+                        iface: rule.iface.as_ref(),
+                    });
                     for (gi, gr) in g.rules.iter().enumerate() {
                         if !gr.enabled || gr.kind.direction() != Some(dir) {
                             continue;
                         }
-                        let Some(action) = gr.kind.action() else { continue };
+                        let Some(action) = gr.kind.action() else {
+                            continue;
+                        };
                         steps.push(Step::Rule {
                             rule: gr,
                             at: RuleRef {
@@ -537,10 +581,15 @@ fn push_rules<'a>(
                 None => steps.push(Step::MissingGroup(name, at)),
             },
             k => {
-                if let (Some(d), Some(action)) = (k.direction(), k.action()) {
-                    if d == dir {
-                        steps.push(Step::Rule { rule, at, group_iface: None, action });
-                    }
+                if let (Some(d), Some(action)) = (k.direction(), k.action())
+                    && d == dir
+                {
+                    steps.push(Step::Rule {
+                        rule,
+                        at,
+                        group_iface: None,
+                        action,
+                    });
                 }
             }
         }
@@ -554,8 +603,16 @@ fn guest_builtins<'a>(guest: &'a Guest, nic: &'a Nic, dir: Direction, steps: &mu
             Direction::Out => (68, 67, 546, 547),
             _ => (67, 68, 547, 546),
         };
-        steps.push(Step::Builtin(BuiltinStep::Dhcp { fam: Family::V4, sport: s4, dport: d4 }));
-        steps.push(Step::Builtin(BuiltinStep::Dhcp { fam: Family::V6, sport: s6, dport: d6 }));
+        steps.push(Step::Builtin(BuiltinStep::Dhcp {
+            fam: Family::V4,
+            sport: s4,
+            dport: d4,
+        }));
+        steps.push(Step::Builtin(BuiltinStep::Dhcp {
+            fam: Family::V6,
+            sport: s6,
+            dport: d6,
+        }));
     }
     if dir == Direction::Out {
         if o.macfilter != Some(false) {
@@ -574,7 +631,10 @@ fn guest_builtins<'a>(guest: &'a Guest, nic: &'a Nic, dir: Direction, steps: &mu
                     implicit.extend(nic.ips.iter().copied());
                 }
             }
-            steps.push(Step::Builtin(BuiltinStep::IpFilter(IpFilterSet { explicit, implicit })));
+            steps.push(Step::Builtin(BuiltinStep::IpFilter(IpFilterSet {
+                explicit,
+                implicit,
+            })));
         }
     }
     if o.ndp == Some(true) {
@@ -598,10 +658,10 @@ impl Node {
                 } else {
                     None
                 };
-                if dir == Direction::In {
-                    if let Some(set) = cluster.ipset("management") {
-                        steps.push(Step::Builtin(BuiltinStep::Management(set)));
-                    }
+                if dir == Direction::In
+                    && let Some(set) = cluster.ipset("management")
+                {
+                    steps.push(Step::Builtin(BuiltinStep::Management(set)));
                 }
                 // Host rules come first so they can override cluster-wide rules.
                 push_rules(&mut steps, FileRef::Host, &self.host.rules, cluster, dir);
@@ -612,7 +672,10 @@ impl Node {
                 };
                 Some(ChainPlan {
                     id,
-                    resolver: Resolver { cluster, local: None },
+                    resolver: Resolver {
+                        cluster,
+                        local: None,
+                    },
                     steps,
                     policy,
                     not_filtered,
@@ -639,7 +702,10 @@ impl Node {
                 };
                 Some(ChainPlan {
                     id,
-                    resolver: Resolver { cluster, local: Some(fw) },
+                    resolver: Resolver {
+                        cluster,
+                        local: Some(fw),
+                    },
                     steps,
                     policy,
                     not_filtered,
@@ -695,7 +761,12 @@ fn run_plan(plan: &ChainPlan<'_>, pkt: &Packet) -> ChainDecision {
     let mut skipping_group = false;
     let done = |verdict: Verdict, decided_by: DecidedBy, mut trace: Vec<TraceStep>| {
         trace.push(TraceStep::Decided(verdict));
-        ChainDecision { chain: plan.id, verdict, decided_by, trace }
+        ChainDecision {
+            chain: plan.id,
+            verdict,
+            decided_by,
+            trace,
+        }
     };
     for step in &plan.steps {
         match step {
@@ -707,7 +778,10 @@ fn run_plan(plan: &ChainPlan<'_>, pkt: &Packet) -> ChainDecision {
             Step::EnterGroup { name, via, iface } => {
                 skipping_group = iface.is_some_and(|i| pkt.iface.as_ref() != Some(i));
                 if !skipping_group {
-                    trace.push(TraceStep::EnterGroup { group: name.to_string(), via: via.clone() });
+                    trace.push(TraceStep::EnterGroup {
+                        group: name.to_string(),
+                        via: via.clone(),
+                    });
                 }
             }
             Step::LeaveGroup(name) => {
@@ -717,7 +791,9 @@ fn run_plan(plan: &ChainPlan<'_>, pkt: &Packet) -> ChainDecision {
                 skipping_group = false;
             }
             Step::MissingGroup(name, _) => trace.push(TraceStep::MissingGroup(name.to_string())),
-            Step::Rule { rule, at, action, .. } => {
+            Step::Rule {
+                rule, at, action, ..
+            } => {
                 if !skipping_group && rule_matches(rule, pkt, res) {
                     return done(Verdict::from(*action), DecidedBy::Rule(at.clone()), trace);
                 }

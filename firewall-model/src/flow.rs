@@ -43,10 +43,21 @@ impl FromStr for Zone {
         }
         let bad = || Error::invalid("zone", s, "expected outside, host, vmID or vmID:netN");
         let (g, nic) = match s.split_once(':') {
-            Some((g, n)) => (g, Some(n.strip_prefix("net").ok_or_else(bad)?.parse::<u8>().map_err(|_| bad())?)),
+            Some((g, n)) => (
+                g,
+                Some(
+                    n.strip_prefix("net")
+                        .ok_or_else(bad)?
+                        .parse::<u8>()
+                        .map_err(|_| bad())?,
+                ),
+            ),
             None => (s, None),
         };
-        let id = g.strip_prefix("vm").or_else(|| g.strip_prefix("ct")).unwrap_or(g);
+        let id = g
+            .strip_prefix("vm")
+            .or_else(|| g.strip_prefix("ct"))
+            .unwrap_or(g);
         let vmid = id.parse::<u32>().map_err(|_| bad())?;
         Ok(Zone::Guest { vmid, nic })
     }
@@ -108,7 +119,11 @@ pub struct FlowPacket {
 
 fn port(v: &Option<Lenient>, what: &'static str) -> Result<Option<u16>> {
     v.as_ref()
-        .map(|v| v.text().parse::<u16>().map_err(|_| Error::invalid(what, &v.text(), "not a port")))
+        .map(|v| {
+            v.text()
+                .parse::<u16>()
+                .map_err(|_| Error::invalid(what, &v.text(), "not a port"))
+        })
         .transpose()
 }
 
@@ -120,7 +135,10 @@ impl FlowPacket {
         let proto: Protocol = raw.proto.text().parse()?;
         let ip = |s: &Option<String>, what: &'static str| {
             s.as_ref()
-                .map(|s| s.parse::<IpAddr>().map_err(|_| Error::invalid(what, s, "not an IP address")))
+                .map(|s| {
+                    s.parse::<IpAddr>()
+                        .map_err(|_| Error::invalid(what, s, "not an IP address"))
+                })
                 .transpose()
         };
         let source = ip(&raw.source, "source")?;
@@ -177,18 +195,26 @@ impl FlowDecision {
     }
 }
 
-fn guest_nic<'a>(node: &'a Node, vmid: u32, nic: Option<u8>, addr: Option<IpAddr>) -> Result<(&'a Guest, &'a Nic)> {
-    let guest = node
-        .guests
-        .get(&vmid)
-        .ok_or_else(|| Error::Unknown { what: "guest", name: vmid.to_string() })?;
+fn guest_nic(
+    node: &Node,
+    vmid: u32,
+    nic: Option<u8>,
+    addr: Option<IpAddr>,
+) -> Result<(&Guest, &Nic)> {
+    let guest = node.guests.get(&vmid).ok_or_else(|| Error::Unknown {
+        what: "guest",
+        name: vmid.to_string(),
+    })?;
     let nic = match nic {
         Some(i) => guest.nic(i),
         None => addr
             .and_then(|a| guest.nics.iter().find(|n| n.ips.contains(&a)))
             .or_else(|| guest.nics.first()),
     }
-    .ok_or_else(|| Error::Unknown { what: "nic", name: format!("{vmid}:{nic:?}") })?;
+    .ok_or_else(|| Error::Unknown {
+        what: "nic",
+        name: format!("{vmid}:{nic:?}"),
+    })?;
     Ok((guest, nic))
 }
 
@@ -216,7 +242,13 @@ pub fn evaluate_flow<E: Evaluator>(node: &Node, eval: &E, fp: &FlowPacket) -> Re
             zone_ips(node, fp.from, None)?
                 .into_iter()
                 .find(|ip| want.is_none_or(|f| Family::of(ip) == f))
-                .ok_or_else(|| Error::invalid("flow", &fp.from.to_string(), "no source address given or known"))?
+                .ok_or_else(|| {
+                    Error::invalid(
+                        "flow",
+                        &fp.from.to_string(),
+                        "no source address given or known",
+                    )
+                })?
         }
     };
     let fam = Family::of(&source);
@@ -261,7 +293,10 @@ pub fn evaluate_flow<E: Evaluator>(node: &Node, eval: &E, fp: &FlowPacket) -> Re
         };
         let d = eval
             .evaluate_chain(id, &pkt)
-            .ok_or_else(|| Error::Unknown { what: "chain", name: id.to_string() })?;
+            .ok_or_else(|| Error::Unknown {
+                what: "chain",
+                name: id.to_string(),
+            })?;
         let stop = d.verdict != Verdict::Accept;
         out.push(d);
         if stop {
@@ -269,7 +304,10 @@ pub fn evaluate_flow<E: Evaluator>(node: &Node, eval: &E, fp: &FlowPacket) -> Re
         }
     }
     let verdict = out.last().map_or(Verdict::Accept, |d| d.verdict);
-    Ok(FlowDecision { verdict, chains: out })
+    Ok(FlowDecision {
+        verdict,
+        chains: out,
+    })
 }
 
 impl Node {
@@ -311,7 +349,9 @@ pub struct Topology {
 
 impl fmt::Debug for Topology {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Topology").field("guests", &self.guests.len()).finish()
+        f.debug_struct("Topology")
+            .field("guests", &self.guests.len())
+            .finish()
     }
 }
 
@@ -323,13 +363,30 @@ impl Topology {
 
     /// Builds the node from the topology and the parsed files. Guests without a file get an
     /// empty one (firewall disabled).
-    pub fn into_node(self, cluster: FwFile, host: FwFile, mut guest_files: BTreeMap<u32, FwFile>) -> Result<Node> {
-        let mut node = Node { cluster, host, host_ips: Vec::new(), guests: BTreeMap::new() };
+    pub fn into_node(
+        self,
+        cluster: FwFile,
+        host: FwFile,
+        mut guest_files: BTreeMap<u32, FwFile>,
+    ) -> Result<Node> {
+        let mut node = Node {
+            cluster,
+            host,
+            host_ips: Vec::new(),
+            guests: BTreeMap::new(),
+        };
         for ip in &self.host_ips {
-            node.host_ips.push(ip.parse().map_err(|_| Error::invalid("host ip", ip, "not an IP"))?);
+            node.host_ips.push(
+                ip.parse()
+                    .map_err(|_| Error::invalid("host ip", ip, "not an IP"))?,
+            );
         }
         for g in self.guests {
-            let vmid: u32 = g.vmid.text().parse().map_err(|_| Error::invalid("vmid", &g.vmid.text(), "not a number"))?;
+            let vmid: u32 = g
+                .vmid
+                .text()
+                .parse()
+                .map_err(|_| Error::invalid("vmid", &g.vmid.text(), "not a number"))?;
             let kind = match g.kind.as_deref() {
                 None | Some("vm") | Some("qemu") => GuestKind::Vm,
                 Some("ct") | Some("lxc") => GuestKind::Ct,
@@ -340,11 +397,16 @@ impl Topology {
                 let firewall = match n.firewall.as_ref().map(Lenient::text).as_deref() {
                     None | Some("0") | Some("false") => false,
                     Some("1") | Some("true") => true,
-                    Some(v) => return Err(Error::invalid("nic firewall flag", v, "expected 0 or 1")),
+                    Some(v) => {
+                        return Err(Error::invalid("nic firewall flag", v, "expected 0 or 1"));
+                    }
                 };
                 let mut ips = Vec::new();
                 for ip in &n.ips {
-                    ips.push(ip.parse().map_err(|_| Error::invalid("nic ip", ip, "not an IP"))?);
+                    ips.push(
+                        ip.parse()
+                            .map_err(|_| Error::invalid("nic ip", ip, "not an IP"))?,
+                    );
                 }
                 nics.push(Nic {
                     index: n.net,
@@ -354,11 +416,24 @@ impl Topology {
                     ips,
                 });
             }
-            let firewall = guest_files.remove(&vmid).unwrap_or_else(|| FwFile::new(FileKind::Guest));
-            node.guests.insert(vmid, Guest { vmid, kind, firewall, nics });
+            let firewall = guest_files
+                .remove(&vmid)
+                .unwrap_or_else(|| FwFile::new(FileKind::Guest));
+            node.guests.insert(
+                vmid,
+                Guest {
+                    vmid,
+                    kind,
+                    firewall,
+                    nics,
+                },
+            );
         }
         if let Some(vmid) = guest_files.keys().next() {
-            return Err(Error::Unknown { what: "guest in topology", name: vmid.to_string() });
+            return Err(Error::Unknown {
+                what: "guest in topology",
+                name: vmid.to_string(),
+            });
         }
         Ok(node)
     }

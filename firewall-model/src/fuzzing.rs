@@ -26,7 +26,8 @@ pub fn parse_roundtrip(data: &[u8]) -> Result<(), String> {
 /// Prints a file and parses it again; the models must be equal.
 pub fn roundtrip(file: &FwFile) -> Result<(), String> {
     let printed = file.to_string();
-    let again = parse(&printed, file.kind).map_err(|e| format!("reparse failed: {e:?}\n{printed}"))?;
+    let again =
+        parse(&printed, file.kind).map_err(|e| format!("reparse failed: {e:?}\n{printed}"))?;
     if &again != file {
         return Err(format!("round trip changed the model:\n{printed}"));
     }
@@ -54,7 +55,9 @@ impl<'a> Choices<'a> {
     /// Picks one of `opts` (the first when out of data or `opts` is empty).
     pub fn pick<T: Copy + Default>(&mut self, opts: &[T]) -> T {
         let n = opts.len().max(1);
-        opts.get(usize::from(self.byte()) % n).copied().unwrap_or_default()
+        opts.get(usize::from(self.byte()) % n)
+            .copied()
+            .unwrap_or_default()
     }
     /// True with probability about `percent`%.
     pub fn chance(&mut self, percent: u8) -> bool {
@@ -67,17 +70,59 @@ impl<'a> Choices<'a> {
 }
 
 const ADDRS: &[&str] = &[
-    "10.0.0.0/8", "10.1.2.3", "10.1.2.0-10.1.2.100", "10.0.0.1,10.2.0.0/16", "192.168.1.0/24",
-    "2001:db8::/32", "2001:db8::5", "fe80::/10", "2001:db8::1-2001:db8::ff", "+s1", "+dc/s2",
-    "+guest/s1", "+management", "a1", "dc/a2", "guest/a1", "a3",
+    "10.0.0.0/8",
+    "10.1.2.3",
+    "10.1.2.0-10.1.2.100",
+    "10.0.0.1,10.2.0.0/16",
+    "192.168.1.0/24",
+    "2001:db8::/32",
+    "2001:db8::5",
+    "fe80::/10",
+    "2001:db8::1-2001:db8::ff",
+    "+s1",
+    "+dc/s2",
+    "+guest/s1",
+    "+management",
+    "a1",
+    "dc/a2",
+    "guest/a1",
+    "a3",
 ];
-const MACROS: &[&str] = &["SSH", "DNS", "Ping", "HTTP", "Web", "Trcrt", "IPsec", "DHCPfwd", "NeighborDiscovery", "GRE", "DHCPv6"];
+const MACROS: &[&str] = &[
+    "SSH",
+    "DNS",
+    "Ping",
+    "HTTP",
+    "Web",
+    "Trcrt",
+    "IPsec",
+    "DHCPfwd",
+    "NeighborDiscovery",
+    "GRE",
+    "DHCPv6",
+];
 const PROTOS: &[&str] = &["tcp", "udp", "icmp", "icmpv6", "47", "sctp", "6"];
 const PORTS: &[&str] = &["22", "80:90", "53,443", "1:1024", "ssh", "67,68,546:547"];
-const ICMPS: &[&str] = &["echo-request", "any", "3", "3/1", "134", "neighbor-solicitation"];
+const ICMPS: &[&str] = &[
+    "echo-request",
+    "any",
+    "3",
+    "3/1",
+    "134",
+    "neighbor-solicitation",
+];
 const SET_ENTRIES: &[&str] = &[
-    "10.0.0.0/8", "!10.1.0.0/16", "10.1.2.3", "!10.1.2.0/24", "2001:db8::/32", "!2001:db8::/64",
-    "a1", "dc/a2", "!10.0.0.1", "192.168.1.1", "2001:db8::5",
+    "10.0.0.0/8",
+    "!10.1.0.0/16",
+    "10.1.2.3",
+    "!10.1.2.0/24",
+    "2001:db8::/32",
+    "!2001:db8::/64",
+    "a1",
+    "dc/a2",
+    "!10.0.0.1",
+    "192.168.1.1",
+    "2001:db8::5",
 ];
 
 fn rule_line(c: &mut Choices<'_>, out: &mut String, allow_group: bool) {
@@ -146,10 +191,18 @@ pub fn config_texts(c: &mut Choices<'_>) -> (String, String, String) {
     let mut cluster = String::from("[OPTIONS]\n");
     let _ = writeln!(cluster, "enable: {}", u8::from(c.chance(90)));
     if c.chance(30) {
-        let _ = writeln!(cluster, "policy_in: {}", c.pick(&["ACCEPT", "DROP", "REJECT"]));
+        let _ = writeln!(
+            cluster,
+            "policy_in: {}",
+            c.pick(&["ACCEPT", "DROP", "REJECT"])
+        );
     }
     if c.chance(30) {
-        let _ = writeln!(cluster, "policy_out: {}", c.pick(&["ACCEPT", "DROP", "REJECT"]));
+        let _ = writeln!(
+            cluster,
+            "policy_out: {}",
+            c.pick(&["ACCEPT", "DROP", "REJECT"])
+        );
     }
     cluster.push_str("\n[ALIASES]\na1 10.1.0.0/16\na2 2001:db8::/48 # v6\n\n");
     ipset(c, "s2", &mut cluster);
@@ -202,14 +255,21 @@ const NIC_MAC: MacAddr = MacAddr::new([0x52, 0x54, 0, 0, 1, 0]);
 pub fn node_from(c: &mut Choices<'_>) -> Node {
     let (cl, h, g) = config_texts(c);
     let ip = |s: &str| s.parse::<IpAddr>().ok();
-    let kind = if c.chance(30) { GuestKind::Ct } else { GuestKind::Vm };
+    let kind = if c.chance(30) {
+        GuestKind::Ct
+    } else {
+        GuestKind::Vm
+    };
     let nics = vec![
         Nic {
             index: 0,
             mac: NIC_MAC,
             bridge: "vmbr0".into(),
             firewall: c.chance(90),
-            ips: ["10.1.2.3", "2001:db8::5"].iter().filter_map(|s| ip(s)).collect(),
+            ips: ["10.1.2.3", "2001:db8::5"]
+                .iter()
+                .filter_map(|s| ip(s))
+                .collect(),
         },
         Nic {
             index: 1,
@@ -220,7 +280,15 @@ pub fn node_from(c: &mut Choices<'_>) -> Node {
         },
     ];
     let mut guests = BTreeMap::new();
-    guests.insert(100, Guest { vmid: 100, kind, firewall: parse_lenient(&g, FileKind::Guest).0, nics });
+    guests.insert(
+        100,
+        Guest {
+            vmid: 100,
+            kind,
+            firewall: parse_lenient(&g, FileKind::Guest).0,
+            nics,
+        },
+    );
     Node {
         cluster: parse_lenient(&cl, FileKind::Cluster).0,
         host: parse_lenient(&h, FileKind::Host).0,
@@ -230,8 +298,19 @@ pub fn node_from(c: &mut Choices<'_>) -> Node {
 }
 
 const IPS: &[&str] = &[
-    "10.0.0.1", "10.1.2.3", "10.1.2.50", "10.1.9.9", "10.2.3.4", "192.168.1.1", "8.8.8.8",
-    "2001:db8::5", "2001:db8::1:1", "2001:db8:0:1::7", "fe80::5054:ff:fe00:100", "fe80::1", "::1",
+    "10.0.0.1",
+    "10.1.2.3",
+    "10.1.2.50",
+    "10.1.9.9",
+    "10.2.3.4",
+    "192.168.1.1",
+    "8.8.8.8",
+    "2001:db8::5",
+    "2001:db8::1:1",
+    "2001:db8:0:1::7",
+    "fe80::5054:ff:fe00:100",
+    "fe80::1",
+    "::1",
 ];
 
 /// A packet from bytes.
@@ -245,7 +324,11 @@ pub fn packet_from(c: &mut Choices<'_>) -> (ChainId, Packet) {
         _ => ChainId::HostOut,
     };
     let v6 = c.chance(40);
-    let pool: Vec<&str> = IPS.iter().copied().filter(|s| s.contains(':') == v6).collect();
+    let pool: Vec<&str> = IPS
+        .iter()
+        .copied()
+        .filter(|s| s.contains(':') == v6)
+        .collect();
     let ip = |s: &str| s.parse::<IpAddr>().ok();
     let source = ip(c.pick(&pool)).unwrap_or(IpAddr::from([0, 0, 0, 0]));
     let mut dest = ip(c.pick(&pool)).unwrap_or(IpAddr::from([0, 0, 0, 0]));
@@ -253,12 +336,23 @@ pub fn packet_from(c: &mut Choices<'_>) -> (ChainId, Packet) {
         dest = IpAddr::from([0u16; 8]);
     }
     let proto = c.pick(&[6u8, 17, 1, 58, 47, 132, 50]);
-    let ports: &[u16] = &[22, 53, 67, 68, 80, 85, 443, 546, 547, 1000, 3128, 5901, 8006];
+    let ports: &[u16] = &[
+        22, 53, 67, 68, 80, 85, 443, 546, 547, 1000, 3128, 5901, 8006,
+    ];
     let has_ports = matches!(proto, 6 | 17 | 132);
     let sport = (has_ports && c.chance(90)).then(|| c.pick(ports));
     let dport = (has_ports && c.chance(95)).then(|| c.pick(ports));
-    let icmp = (matches!(proto, 1 | 58) && c.chance(90))
-        .then(|| c.pick(&[(8u8, 0u8), (128, 0), (3, 1), (3, 3), (134, 0), (135, 0), (1, 4)]));
+    let icmp = (matches!(proto, 1 | 58) && c.chance(90)).then(|| {
+        c.pick(&[
+            (8u8, 0u8),
+            (128, 0),
+            (3, 1),
+            (3, 3),
+            (134, 0),
+            (135, 0),
+            (1, 4),
+        ])
+    });
     let iface = match c.byte() % 4 {
         0 => None,
         1 => Iface::new("net1").ok(),
@@ -270,7 +364,19 @@ pub fn packet_from(c: &mut Choices<'_>) -> (ChainId, Packet) {
         1 => Some(NIC_MAC),
         _ => None,
     };
-    (chain, Packet { proto, source, dest, sport, dport, icmp, iface, source_mac })
+    (
+        chain,
+        Packet {
+            proto,
+            source,
+            dest,
+            sport,
+            dport,
+            icmp,
+            iface,
+            source_mac,
+        },
+    )
 }
 
 /// Differential target: the compiled evaluator gives the reference's verdict and reason for
@@ -291,14 +397,20 @@ pub fn differential(data: &[u8]) -> Result<(), String> {
         let k = compiled.evaluate_chain(chain, &pkt);
         let fast = compiled.chain(chain).map(|ch| ch.verdict(&pkt));
         match (&r, &k) {
-            (Some(r), Some(k)) if r.verdict == k.verdict && r.decided_by == k.decided_by && fast == Some(r.verdict) => {}
+            (Some(r), Some(k))
+                if r.verdict == k.verdict
+                    && r.decided_by == k.decided_by
+                    && fast == Some(r.verdict) => {}
             (None, None) => {}
             _ => {
                 return Err(format!(
                     "disagreement on {chain} {pkt:?}\nreference: {r:?}\ncompiled: {k:?}\nfast: {fast:?}\ncluster:\n{}\nhost:\n{}\nguest:\n{}",
                     node.cluster,
                     node.host,
-                    node.guests.get(&100).map(|g| g.firewall.to_string()).unwrap_or_default()
+                    node.guests
+                        .get(&100)
+                        .map(|g| g.firewall.to_string())
+                        .unwrap_or_default()
                 ));
             }
         }

@@ -10,6 +10,8 @@
 )]
 
 pub mod addr;
+pub mod api;
+pub mod cli;
 pub mod error;
 pub mod macros;
 pub mod model;
@@ -18,6 +20,7 @@ pub mod proto;
 pub mod text;
 
 pub use addr::{AddrItem, Address, Cidr, Family, IpSetValue, RefScope};
+pub use api::ApiRule;
 pub use error::{Error, LineError, Result};
 pub use macros::MacroName;
 pub use model::{
@@ -26,11 +29,16 @@ pub use model::{
 };
 pub use parse::{parse, parse_lenient, parse_rule_line};
 pub use proto::{IcmpMatch, IcmpType, PortEntry, PortList, Protocol};
-pub use text::{Action, AliasName, Comment, Direction, GroupName, Iface, IpSetName, LogLevel, Verdict};
+pub use text::{
+    Action, AliasName, Comment, Direction, GroupName, Iface, IpSetName, LogLevel, Verdict,
+};
 pub mod eval;
 pub mod flow;
 pub mod node;
-pub use eval::{Builtin, ChainDecision, ChainId, DecidedBy, Evaluator, FileRef, NotFiltered, Packet, Reference, RuleRef, SectionRef, TraceStep};
+pub use eval::{
+    Builtin, ChainDecision, ChainId, DecidedBy, Evaluator, FileRef, NotFiltered, Packet, Reference,
+    RuleRef, SectionRef, TraceStep,
+};
 pub use flow::{FlowDecision, FlowPacket, Topology, Zone, evaluate_flow};
 pub use node::{Guest, GuestKind, MacAddr, Nic, Node};
 pub mod compiled;
@@ -39,4 +47,7 @@ pub use compiled::{CompiledChain, CompiledNode};
 pub mod fuzzing;
 mod lenient;
 pub mod lint;
-pub use lint::{Finding, LintKind, LockoutReport, ManagementPorts, PortCheck, lint_chain, lint_guest, lockout_check};
+pub use lint::{
+    Finding, LintKind, LockoutReport, ManagementPorts, PortCheck, lint_chain, lint_guest,
+    lockout_check,
+};

@@ -6,8 +6,8 @@ use std::net::IpAddr;
 
 use crate::addr::{Address, Family};
 use crate::compiled::{Atom, atoms};
-use crate::eval::{ChainId, ChainPlan, DecidedBy, Resolver, RuleRef, Step};
 use crate::error::Result;
+use crate::eval::{ChainId, ChainPlan, DecidedBy, Resolver, RuleRef, Step};
 use crate::flow::{FlowDecision, FlowPacket, Zone};
 use crate::model::Rule;
 use crate::node::Node;
@@ -55,14 +55,18 @@ fn missing_ref(res: &Resolver<'_>, a: &Option<Address>) -> Option<String> {
 
 fn chain_iface(id: ChainId) -> Option<Iface> {
     match id {
-        ChainId::GuestIn { nic, .. } | ChainId::GuestOut { nic, .. } => Iface::new(format!("net{nic}")).ok(),
+        ChainId::GuestIn { nic, .. } | ChainId::GuestOut { nic, .. } => {
+            Iface::new(format!("net{nic}")).ok()
+        }
         _ => None,
     }
 }
 
 /// Lints one chain.
 pub fn lint_chain(node: &Node, chain: ChainId) -> Vec<Finding> {
-    let Some(plan) = node.plan(chain) else { return Vec::new() };
+    let Some(plan) = node.plan(chain) else {
+        return Vec::new();
+    };
     lint_plan(&plan)
 }
 
@@ -76,10 +80,10 @@ fn lint_plan(plan: &ChainPlan<'_>) -> Vec<Finding> {
             if mac.is_some_and(|(m, _)| m == i) {
                 continue; // conditional on the MAC: shadows nothing
             }
-            if let (Some(f), Some(ai)) = (&fixed_iface, &a.iface) {
-                if f != ai {
-                    continue; // can never match in this chain
-                }
+            if let (Some(f), Some(ai)) = (&fixed_iface, &a.iface)
+                && f != ai
+            {
+                continue; // can never match in this chain
             }
             let r = match e.by {
                 DecidedBy::Rule(r) => Some(r),
@@ -96,26 +100,35 @@ fn lint_plan(plan: &ChainPlan<'_>) -> Vec<Finding> {
                 kind: LintKind::UnknownGroup(name.to_string()),
             }),
             Step::Rule { rule, at, .. } => {
-                let mine: Vec<&Atom> = all.iter().filter(|(s, _, _)| *s == si).map(|(_, _, a)| a).collect();
+                let mine: Vec<&Atom> = all
+                    .iter()
+                    .filter(|(s, _, _)| *s == si)
+                    .map(|(_, _, a)| a)
+                    .collect();
                 if mine.is_empty() {
                     out.push(Finding {
                         rule: at.clone(),
-                        kind: LintKind::NeverMatches { reason: never_reason(rule, &plan.resolver) },
+                        kind: LintKind::NeverMatches {
+                            reason: never_reason(rule, &plan.resolver),
+                        },
                     });
                     continue;
                 }
                 let mut by: Vec<Option<RuleRef>> = Vec::new();
                 let covered = mine.iter().all(|a| {
                     let hit = all.iter().find(|(s, _, b)| *s < si && a.within(b));
-                    if let Some((_, r, _)) = hit {
-                        if !by.contains(r) {
-                            by.push(r.clone());
-                        }
+                    if let Some((_, r, _)) = hit
+                        && !by.contains(r)
+                    {
+                        by.push(r.clone());
                     }
                     hit.is_some()
                 });
                 if covered {
-                    out.push(Finding { rule: at.clone(), kind: LintKind::Shadowed { by } });
+                    out.push(Finding {
+                        rule: at.clone(),
+                        kind: LintKind::Shadowed { by },
+                    });
                 }
             }
             _ => {}
@@ -136,11 +149,16 @@ fn never_reason(rule: &Rule, res: &Resolver<'_>) -> String {
 /// Lints every chain of a guest; a rule is reported only if the finding holds on every NIC
 /// chain the rule appears in.
 pub fn lint_guest(node: &Node, vmid: u32) -> Vec<Finding> {
-    let Some(g) = node.guests.get(&vmid) else { return Vec::new() };
+    let Some(g) = node.guests.get(&vmid) else {
+        return Vec::new();
+    };
     let mut seen: BTreeMap<String, (Finding, usize, usize)> = BTreeMap::new();
     let mut chains_per_rule: BTreeMap<String, usize> = BTreeMap::new();
     for n in &g.nics {
-        for id in [ChainId::GuestIn { vmid, nic: n.index }, ChainId::GuestOut { vmid, nic: n.index }] {
+        for id in [
+            ChainId::GuestIn { vmid, nic: n.index },
+            ChainId::GuestOut { vmid, nic: n.index },
+        ] {
             let Some(plan) = node.plan(id) else { continue };
             for s in &plan.steps {
                 if let Step::Rule { at, .. } | Step::MissingGroup(_, at) = s {
@@ -151,13 +169,20 @@ pub fn lint_guest(node: &Node, vmid: u32) -> Vec<Finding> {
                 let key = format!("{:?}{:?}", f.rule, std::mem::discriminant(&f.kind));
                 let e = seen.entry(key).or_insert((f.clone(), 0, 0));
                 e.1 += 1;
-                e.2 = chains_per_rule.get(&format!("{:?}", f.rule)).copied().unwrap_or(0);
+                e.2 = chains_per_rule
+                    .get(&format!("{:?}", f.rule))
+                    .copied()
+                    .unwrap_or(0);
             }
         }
     }
     let mut out: Vec<Finding> = seen
         .into_values()
-        .filter(|(f, n, _)| chains_per_rule.get(&format!("{:?}", f.rule)).is_some_and(|t| n >= t))
+        .filter(|(f, n, _)| {
+            chains_per_rule
+                .get(&format!("{:?}", f.rule))
+                .is_some_and(|t| n >= t)
+        })
         .map(|(f, _, _)| f)
         .collect();
     out.sort_by_key(|f| (format!("{:?}", f.rule.section), f.rule.index));
@@ -176,7 +201,10 @@ pub struct ManagementPorts {
 impl ManagementPorts {
     /// tcp/22 on `target`.
     pub fn ssh(target: Zone) -> Self {
-        ManagementPorts { target, ports: vec![(Protocol::TCP, 22)] }
+        ManagementPorts {
+            target,
+            ports: vec![(Protocol::TCP, 22)],
+        }
     }
     /// Adds a port.
     pub fn with(mut self, proto: Protocol, port: u16) -> Self {
@@ -214,7 +242,9 @@ impl LockoutReport {
     }
     /// Are all management ports reachable after the change?
     pub fn reachable_after(&self) -> bool {
-        self.checks.iter().all(|c| c.after.verdict == Verdict::Accept)
+        self.checks
+            .iter()
+            .all(|c| c.after.verdict == Verdict::Accept)
     }
     /// Ports reachable before and not after, with the decision that blocks them.
     pub fn newly_blocked(&self) -> impl Iterator<Item = &PortCheck> {
@@ -239,7 +269,12 @@ impl LockoutReport {
 /// assert!(report.locks_out());
 /// # Ok(()) }
 /// ```
-pub fn lockout_check(before: &Node, after: &Node, ports: &ManagementPorts, source: IpAddr) -> Result<LockoutReport> {
+pub fn lockout_check(
+    before: &Node,
+    after: &Node,
+    ports: &ManagementPorts,
+    source: IpAddr,
+) -> Result<LockoutReport> {
     let mut checks = Vec::new();
     for (proto, port) in &ports.ports {
         let fp = FlowPacket {

@@ -62,7 +62,12 @@ fn convert(raw: &[RawTemplate]) -> Result<Vec<MacroTemplate>> {
                 (None, _) => (None, None),
             };
             let sport = t.sport.as_deref().map(str::parse).transpose()?;
-            Ok(MacroTemplate { proto, dport, sport, icmp_type })
+            Ok(MacroTemplate {
+                proto,
+                dport,
+                sport,
+                icmp_type,
+            })
         })
         .collect()
 }
@@ -76,11 +81,19 @@ fn load() -> Result<Vec<MacroDef>> {
             Some(v6) => convert(v6)?,
             None => v4.clone(),
         };
-        out.push(MacroDef { name: name.clone(), v4, v6 });
+        out.push(MacroDef {
+            name: name.clone(),
+            v4,
+            v6,
+        });
     }
     for (name, v6) in &raw.v6 {
         if !raw.v4.contains_key(name) {
-            out.push(MacroDef { name: name.clone(), v4: Vec::new(), v6: convert(v6)? });
+            out.push(MacroDef {
+                name: name.clone(),
+                v4: Vec::new(),
+                v6: convert(v6)?,
+            });
         }
     }
     Ok(out)

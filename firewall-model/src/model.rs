@@ -148,10 +148,10 @@ impl Rule {
         }
         let sf = self.source.as_ref().and_then(Address::literal_family);
         let df = self.dest.as_ref().and_then(Address::literal_family);
-        if let (Some(a), Some(b)) = (sf, df) {
-            if a != b {
-                return bad("source and dest mix IPv4 and IPv6");
-            }
+        if let (Some(a), Some(b)) = (sf, df)
+            && a != b
+        {
+            return bad("source and dest mix IPv4 and IPv6");
         }
         let fam = sf.or(df);
         if let RuleKind::Macro(_, m, _) = &self.kind {
@@ -198,10 +198,10 @@ impl Rule {
                 _ => return bad("-icmp-type needs -p icmp or icmpv6"),
             }
         }
-        if let (Some(p), Some(f)) = (self.proto.and_then(|p| p.family()), fam) {
-            if p != f {
-                return bad("protocol family does not match the addresses");
-            }
+        if let (Some(p), Some(f)) = (self.proto.and_then(|p| p.family()), fam)
+            && p != f
+        {
+            return bad("protocol family does not match the addresses");
         }
         Ok(())
     }
@@ -311,7 +311,10 @@ pub struct OptionValue(String);
 impl OptionValue {
     /// Validates a value.
     pub fn new(s: &str) -> Result<Self> {
-        if s.is_empty() || s.chars().any(|c| c.is_control() || c.is_whitespace() || c == '#') {
+        if s.is_empty()
+            || s.chars()
+                .any(|c| c.is_control() || c.is_whitespace() || c == '#')
+        {
             return Err(Error::invalid(
                 "option value",
                 s,
@@ -458,7 +461,10 @@ impl fmt::Display for FwFile {
         push("radv", o.radv.map(|v| b(v).to_string()));
         push("log_level_in", o.log_level_in.map(|v| v.to_string()));
         push("log_level_out", o.log_level_out.map(|v| v.to_string()));
-        push("log_level_forward", o.log_level_forward.map(|v| v.to_string()));
+        push(
+            "log_level_forward",
+            o.log_level_forward.map(|v| v.to_string()),
+        );
         for (k, v) in &o.other {
             opts.push((k.as_str().to_string(), v.as_str().to_string()));
         }

@@ -41,8 +41,14 @@ pub fn parse_lenient(text: &str, kind: FileKind) -> (FwFile, Vec<LineError>) {
         if l.is_empty() || l.starts_with('#') {
             continue;
         }
-        if raw.chars().any(|c| c.is_control() && c != '\t' && c != '\r') {
-            errors.push(LineError { line, reason: "control character in line".into() });
+        if raw
+            .chars()
+            .any(|c| c.is_control() && c != '\t' && c != '\r')
+        {
+            errors.push(LineError {
+                line,
+                reason: "control character in line".into(),
+            });
             continue;
         }
         if l.starts_with('[') {
@@ -90,7 +96,10 @@ pub fn parse_lenient(text: &str, kind: FileKind) -> (FwFile, Vec<LineError>) {
 
 fn split_comment(l: &str) -> Result<(&str, Option<Comment>), String> {
     match l.split_once('#') {
-        Some((body, c)) => Ok((body.trim(), Comment::optional(Some(c)).map_err(|e| e.to_string())?)),
+        Some((body, c)) => Ok((
+            body.trim(),
+            Comment::optional(Some(c)).map_err(|e| e.to_string())?,
+        )),
         None => Ok((l.trim(), None)),
     }
 }
@@ -128,7 +137,11 @@ fn parse_header(l: &str, kind: FileKind, file: &mut FwFile) -> Result<Section, S
             if file.ipset(name.as_str()).is_some() {
                 return Err(format!("duplicate ip set `{name}`"));
             }
-            file.ipsets.push(IpSet { name, comment, entries: Vec::new() });
+            file.ipsets.push(IpSet {
+                name,
+                comment,
+                entries: Vec::new(),
+            });
             Ok(Section::IpSet(file.ipsets.len() - 1))
         }
         ("group", Some(n)) => {
@@ -137,7 +150,11 @@ fn parse_header(l: &str, kind: FileKind, file: &mut FwFile) -> Result<Section, S
             if file.group(name.as_str()).is_some() {
                 return Err(format!("duplicate security group `{name}`"));
             }
-            file.groups.push(SecurityGroup { name, comment, rules: Vec::new() });
+            file.groups.push(SecurityGroup {
+                name,
+                comment,
+                rules: Vec::new(),
+            });
             Ok(Section::Group(file.groups.len() - 1))
         }
         _ => Err(format!("unknown section `{inner}`")),
@@ -162,20 +179,62 @@ fn parse_option(l: &str, file: &mut FwFile) -> Result<(), String> {
     let (k, v) = (k.trim(), v.trim());
     let o = &mut file.options;
     let e = |x: Error| x.to_string();
-    let dup = |set: bool| if set { Err(format!("duplicate option `{k}`")) } else { Ok(()) };
+    let dup = |set: bool| {
+        if set {
+            Err(format!("duplicate option `{k}`"))
+        } else {
+            Ok(())
+        }
+    };
     match k {
-        "enable" => { dup(o.enable.is_some())?; o.enable = Some(parse_bool(v)?) }
-        "dhcp" => { dup(o.dhcp.is_some())?; o.dhcp = Some(parse_bool(v)?) }
-        "ipfilter" => { dup(o.ipfilter.is_some())?; o.ipfilter = Some(parse_bool(v)?) }
-        "macfilter" => { dup(o.macfilter.is_some())?; o.macfilter = Some(parse_bool(v)?) }
-        "ndp" => { dup(o.ndp.is_some())?; o.ndp = Some(parse_bool(v)?) }
-        "radv" => { dup(o.radv.is_some())?; o.radv = Some(parse_bool(v)?) }
-        "policy_in" => { dup(o.policy_in.is_some())?; o.policy_in = Some(v.parse().map_err(e)?) }
-        "policy_out" => { dup(o.policy_out.is_some())?; o.policy_out = Some(v.parse().map_err(e)?) }
-        "policy_forward" => { dup(o.policy_forward.is_some())?; o.policy_forward = Some(v.parse().map_err(e)?) }
-        "log_level_in" => { dup(o.log_level_in.is_some())?; o.log_level_in = Some(v.parse().map_err(e)?) }
-        "log_level_out" => { dup(o.log_level_out.is_some())?; o.log_level_out = Some(v.parse().map_err(e)?) }
-        "log_level_forward" => { dup(o.log_level_forward.is_some())?; o.log_level_forward = Some(v.parse().map_err(e)?) }
+        "enable" => {
+            dup(o.enable.is_some())?;
+            o.enable = Some(parse_bool(v)?)
+        }
+        "dhcp" => {
+            dup(o.dhcp.is_some())?;
+            o.dhcp = Some(parse_bool(v)?)
+        }
+        "ipfilter" => {
+            dup(o.ipfilter.is_some())?;
+            o.ipfilter = Some(parse_bool(v)?)
+        }
+        "macfilter" => {
+            dup(o.macfilter.is_some())?;
+            o.macfilter = Some(parse_bool(v)?)
+        }
+        "ndp" => {
+            dup(o.ndp.is_some())?;
+            o.ndp = Some(parse_bool(v)?)
+        }
+        "radv" => {
+            dup(o.radv.is_some())?;
+            o.radv = Some(parse_bool(v)?)
+        }
+        "policy_in" => {
+            dup(o.policy_in.is_some())?;
+            o.policy_in = Some(v.parse().map_err(e)?)
+        }
+        "policy_out" => {
+            dup(o.policy_out.is_some())?;
+            o.policy_out = Some(v.parse().map_err(e)?)
+        }
+        "policy_forward" => {
+            dup(o.policy_forward.is_some())?;
+            o.policy_forward = Some(v.parse().map_err(e)?)
+        }
+        "log_level_in" => {
+            dup(o.log_level_in.is_some())?;
+            o.log_level_in = Some(v.parse().map_err(e)?)
+        }
+        "log_level_out" => {
+            dup(o.log_level_out.is_some())?;
+            o.log_level_out = Some(v.parse().map_err(e)?)
+        }
+        "log_level_forward" => {
+            dup(o.log_level_forward.is_some())?;
+            o.log_level_forward = Some(v.parse().map_err(e)?)
+        }
         _ => {
             let key = OptionKey::new(k).map_err(e)?;
             dup(o.other.iter().any(|(x, _)| x == &key))?;
@@ -230,7 +289,9 @@ fn parse_rule(l: &str, line: usize, kind: FileKind, in_group: bool) -> Result<Ru
     let first = toks.next().ok_or_else(|| "empty rule".to_string())?;
     let e = |x: Error| x.to_string();
     let rkind = if first.eq_ignore_ascii_case("GROUP") {
-        let name = toks.next().ok_or_else(|| "GROUP needs a name".to_string())?;
+        let name = toks
+            .next()
+            .ok_or_else(|| "GROUP needs a name".to_string())?;
         RuleKind::Group(GroupName::new(name).map_err(e)?)
     } else {
         let dir: Direction = first.to_ascii_uppercase().parse().map_err(e)?;
@@ -239,7 +300,11 @@ fn parse_rule(l: &str, line: usize, kind: FileKind, in_group: bool) -> Result<Ru
             let a = rest
                 .strip_suffix(')')
                 .ok_or_else(|| format!("malformed macro action `{act}`"))?;
-            RuleKind::Macro(dir, MacroName::new(m).map_err(e)?, a.parse::<Action>().map_err(e)?)
+            RuleKind::Macro(
+                dir,
+                MacroName::new(m).map_err(e)?,
+                a.parse::<Action>().map_err(e)?,
+            )
         } else {
             RuleKind::Action(dir, act.parse::<Action>().map_err(e)?)
         }
@@ -331,7 +396,10 @@ GROUP web -i net0
 
     #[test]
     fn smuggling_is_rejected() {
-        assert!(parse("[RULES]\nIN ACCEPT -i net0#x\n", FileKind::Guest).is_ok_and(|f| f.rules[0].iface.is_some() && f.rules[0].comment.is_some()));
+        assert!(
+            parse("[RULES]\nIN ACCEPT -i net0#x\n", FileKind::Guest)
+                .is_ok_and(|f| f.rules[0].iface.is_some() && f.rules[0].comment.is_some())
+        );
         assert!(parse("[RULES]\nIN ACCEPT -source 1.2.3.4\u{0}\n", FileKind::Guest).is_err());
         assert!(parse("[OPTIONS]\nnosmurfs: 1 # x\n", FileKind::Host).is_err());
         assert!(parse_rule_line("IN ACCEPT -i net0 -i net1", FileKind::Guest, false).is_err());
@@ -339,8 +407,17 @@ GROUP web -i net0
 
     #[test]
     fn macro_conflicts_are_errors() {
-        assert!(parse_rule_line("IN SSH(ACCEPT) -dport 23 -p tcp", FileKind::Guest, false).is_err());
-        assert!(parse_rule_line("IN SSH(ACCEPT) -sport 1024:65535", FileKind::Guest, false).is_ok());
-        assert!(parse_rule_line("IN ssh(DROP)", FileKind::Guest, false).unwrap().to_string() == "IN SSH(DROP)");
+        assert!(
+            parse_rule_line("IN SSH(ACCEPT) -dport 23 -p tcp", FileKind::Guest, false).is_err()
+        );
+        assert!(
+            parse_rule_line("IN SSH(ACCEPT) -sport 1024:65535", FileKind::Guest, false).is_ok()
+        );
+        assert!(
+            parse_rule_line("IN ssh(DROP)", FileKind::Guest, false)
+                .unwrap()
+                .to_string()
+                == "IN SSH(DROP)"
+        );
     }
 }

@@ -103,13 +103,25 @@ impl Protocol {
         Protocol { number, name: None }
     }
     /// tcp
-    pub const TCP: Protocol = Protocol { number: 6, name: Some("tcp") };
+    pub const TCP: Protocol = Protocol {
+        number: 6,
+        name: Some("tcp"),
+    };
     /// udp
-    pub const UDP: Protocol = Protocol { number: 17, name: Some("udp") };
+    pub const UDP: Protocol = Protocol {
+        number: 17,
+        name: Some("udp"),
+    };
     /// icmp
-    pub const ICMP: Protocol = Protocol { number: 1, name: Some("icmp") };
+    pub const ICMP: Protocol = Protocol {
+        number: 1,
+        name: Some("icmp"),
+    };
     /// icmpv6
-    pub const ICMPV6: Protocol = Protocol { number: 58, name: Some("icmpv6") };
+    pub const ICMPV6: Protocol = Protocol {
+        number: 58,
+        name: Some("icmpv6"),
+    };
     /// The IANA number.
     pub fn number(&self) -> u8 {
         self.number
@@ -144,7 +156,10 @@ impl FromStr for Protocol {
         PROTO_NAMES
             .iter()
             .find(|(n, _)| *n == s)
-            .map(|(n, num)| Protocol { number: *num, name: Some(n) })
+            .map(|(n, num)| Protocol {
+                number: *num,
+                name: Some(n),
+            })
             .ok_or_else(|| Error::invalid("protocol", s, "unknown protocol name"))
     }
 }
@@ -245,10 +260,10 @@ impl PortList {
             return Err(Error::invalid("port list", &text, "empty"));
         }
         for e in &list.0 {
-            if let PortEntry::Range(a, b) = e {
-                if a > b {
-                    return Err(Error::invalid("port list", &text, "range start after end"));
-                }
+            if let PortEntry::Range(a, b) = e
+                && a > b
+            {
+                return Err(Error::invalid("port list", &text, "range start after end"));
             }
         }
         let weight: usize = list.0.iter().map(PortEntry::weight).sum();
@@ -461,12 +476,18 @@ mod tests {
     #[test]
     fn port_list_limits() {
         assert!("22,80,443,8000:8080".parse::<PortList>().is_ok());
-        let fifteen = (1..=15).map(|p| p.to_string()).collect::<Vec<_>>().join(",");
+        let fifteen = (1..=15)
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
         assert!(fifteen.parse::<PortList>().is_ok());
         let sixteen = format!("{fifteen},16");
         assert!(sixteen.parse::<PortList>().is_err());
         // 13 singles plus a range (counting 2) is 15: fine; 14 singles plus a range is not.
-        let r13 = (1..=13).map(|p| p.to_string()).collect::<Vec<_>>().join(",");
+        let r13 = (1..=13)
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
         assert!(format!("{r13},100:200").parse::<PortList>().is_ok());
         assert!(format!("{r13},14,100:200").parse::<PortList>().is_err());
         assert!("70000".parse::<PortList>().is_err());
@@ -483,7 +504,10 @@ mod tests {
         let t = IcmpType::new("echo-request").unwrap();
         assert_eq!(t.resolve(false), Some(IcmpMatch::Type(8, None)));
         assert_eq!(t.resolve(true), Some(IcmpMatch::Type(128, None)));
-        assert_eq!(IcmpType::new("3/4").unwrap().resolve(false), Some(IcmpMatch::Type(3, Some(4))));
+        assert_eq!(
+            IcmpType::new("3/4").unwrap().resolve(false),
+            Some(IcmpMatch::Type(3, Some(4)))
+        );
         assert!(IcmpType::new("bogus").is_err());
     }
 }

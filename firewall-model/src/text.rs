@@ -27,10 +27,18 @@ fn check_name(what: &'static str, s: &str, max: usize) -> Result<()> {
         return Err(Error::invalid(what, s, "must be at least 2 characters"));
     }
     if s.len() > max {
-        return Err(Error::invalid(what, s, format!("longer than {max} characters")));
+        return Err(Error::invalid(
+            what,
+            s,
+            format!("longer than {max} characters"),
+        ));
     }
     if let Some(c) = chars.find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_')) {
-        return Err(Error::invalid(what, s, format!("character `{c}` not allowed")));
+        return Err(Error::invalid(
+            what,
+            s,
+            format!("character `{c}` not allowed"),
+        ));
     }
     Ok(())
 }

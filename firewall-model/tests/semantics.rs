@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use firewall_model::{
-    Builtin, CompiledNode, DecidedBy, FileKind, FileRef, FlowDecision, FlowPacket, NotFiltered, Node,
-    SectionRef, Topology, TraceStep, Verdict, parse,
+    Builtin, CompiledNode, DecidedBy, FileKind, FileRef, FlowDecision, FlowPacket, Node,
+    NotFiltered, SectionRef, Topology, TraceStep, Verdict, parse,
 };
 
 const TOPO: &str = r#"{
@@ -41,7 +41,12 @@ fn eval(n: &Node, json: &str) -> FlowDecision {
     let r = n.evaluate(&fp).unwrap();
     let c = CompiledNode::compile(n).evaluate(&fp).unwrap();
     assert_eq!(r.verdict, c.verdict, "{json}");
-    let by = |d: &FlowDecision| d.chains.iter().map(|c| c.decided_by.clone()).collect::<Vec<_>>();
+    let by = |d: &FlowDecision| {
+        d.chains
+            .iter()
+            .map(|c| c.decided_by.clone())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(by(&r), by(&c), "{json}");
     r
 }
@@ -57,7 +62,8 @@ fn rule_at(d: &FlowDecision) -> (FileRef, SectionRef, usize, Option<usize>) {
     }
 }
 
-const SSH_IN: &str = r#"{"from":"outside","to":"vm100","proto":"tcp","dport":22,"source":"198.51.100.7"}"#;
+const SSH_IN: &str =
+    r#"{"from":"outside","to":"vm100","proto":"tcp","dport":22,"source":"198.51.100.7"}"#;
 
 #[test]
 fn nothing_applies_unless_cluster_guest_and_nic_enable_it() {
@@ -68,12 +74,21 @@ fn nothing_applies_unless_cluster_guest_and_nic_enable_it() {
     assert_eq!(by(&d), DecidedBy::NotFiltered(NotFiltered::ClusterDisabled));
 
     let n = node(CLUSTER_ON, "", &[(100, "[OPTIONS]\nenable: 0\n")]);
-    assert_eq!(by(&eval(&n, SSH_IN)), DecidedBy::NotFiltered(NotFiltered::GuestDisabled));
+    assert_eq!(
+        by(&eval(&n, SSH_IN)),
+        DecidedBy::NotFiltered(NotFiltered::GuestDisabled)
+    );
 
     let n = node(CLUSTER_ON, "", &[(101, guest)]);
-    let d = eval(&n, r#"{"from":"outside","to":"vm101:net1","proto":"tcp","dport":22,"source":"198.51.100.7"}"#);
+    let d = eval(
+        &n,
+        r#"{"from":"outside","to":"vm101:net1","proto":"tcp","dport":22,"source":"198.51.100.7"}"#,
+    );
     assert_eq!(by(&d), DecidedBy::NotFiltered(NotFiltered::NicDisabled));
-    let d = eval(&n, r#"{"from":"outside","to":"vm101","proto":"tcp","dport":22,"source":"198.51.100.7"}"#);
+    let d = eval(
+        &n,
+        r#"{"from":"outside","to":"vm101","proto":"tcp","dport":22,"source":"198.51.100.7"}"#,
+    );
     assert_eq!((d.verdict, by(&d)), (Verdict::Drop, DecidedBy::Policy));
 }
 
@@ -84,7 +99,14 @@ fn guest_defaults_are_in_drop_out_accept() {
     let out = r#"{"from":"vm100","to":"outside","proto":"tcp","dport":443,"dest":"203.0.113.5"}"#;
     let d = eval(&n, out);
     assert_eq!((d.verdict, by(&d)), (Verdict::Accept, DecidedBy::Policy));
-    let n = node(CLUSTER_ON, "", &[(100, "[OPTIONS]\nenable: 1\npolicy_in: REJECT\npolicy_out: DROP\n")]);
+    let n = node(
+        CLUSTER_ON,
+        "",
+        &[(
+            100,
+            "[OPTIONS]\nenable: 1\npolicy_in: REJECT\npolicy_out: DROP\n",
+        )],
+    );
     assert_eq!(eval(&n, SSH_IN).verdict, Verdict::Reject);
     assert_eq!(eval(&n, out).verdict, Verdict::Drop);
 }
@@ -95,8 +117,14 @@ fn first_match_wins_and_disabled_rules_are_skipped() {
     let n = node(CLUSTER_ON, "", &[(100, fw)]);
     let d = eval(&n, SSH_IN);
     assert_eq!(d.verdict, Verdict::Reject);
-    assert_eq!(rule_at(&d), (FileRef::Guest(100), SectionRef::Rules, 1, Some(6)));
-    let d = eval(&n, r#"{"from":"outside","to":"vm100","proto":"tcp","dport":80,"source":"198.51.100.7"}"#);
+    assert_eq!(
+        rule_at(&d),
+        (FileRef::Guest(100), SectionRef::Rules, 1, Some(6))
+    );
+    let d = eval(
+        &n,
+        r#"{"from":"outside","to":"vm100","proto":"tcp","dport":80,"source":"198.51.100.7"}"#,
+    );
     assert_eq!((d.verdict, rule_at(&d).2), (Verdict::Accept, 2));
 }
 
@@ -105,7 +133,9 @@ fn macros_expand_to_their_ports_per_family() {
     let fw = "[OPTIONS]\nenable: 1\n\n[RULES]\nIN DNS(ACCEPT)\nIN Ping(ACCEPT)\n";
     let n = node(CLUSTER_ON, "", &[(100, fw)]);
     let q = |proto: &str, port: u16| {
-        format!(r#"{{"from":"outside","to":"vm100","proto":"{proto}","dport":{port},"source":"198.51.100.7"}}"#)
+        format!(
+            r#"{{"from":"outside","to":"vm100","proto":"{proto}","dport":{port},"source":"198.51.100.7"}}"#
+        )
     };
     assert_eq!(eval(&n, &q("udp", 53)).verdict, Verdict::Accept);
     assert_eq!(eval(&n, &q("tcp", 53)).verdict, Verdict::Accept);
@@ -124,18 +154,40 @@ fn groups_accept_returns_drop_is_final_no_match_continues() {
     let cluster = "[OPTIONS]\nenable: 1\n\n[group web]\nIN ACCEPT -p tcp -dport 80\nIN DROP -p tcp -dport 81\n";
     let fw = "[OPTIONS]\nenable: 1\n\n[RULES]\nGROUP web\nIN ACCEPT -p tcp -dport 81\nIN ACCEPT -p tcp -dport 22\nGROUP nosuch\n";
     let n = node(cluster, "", &[(100, fw)]);
-    let q = |port: u16| format!(r#"{{"from":"outside","to":"vm100","proto":"tcp","dport":{port},"source":"198.51.100.7"}}"#);
+    let q = |port: u16| {
+        format!(
+            r#"{{"from":"outside","to":"vm100","proto":"tcp","dport":{port},"source":"198.51.100.7"}}"#
+        )
+    };
     let d = eval(&n, &q(80));
     assert_eq!(d.verdict, Verdict::Accept);
-    assert_eq!(rule_at(&d), (FileRef::Cluster, SectionRef::Group("web".into()), 0, Some(5)));
+    assert_eq!(
+        rule_at(&d),
+        (
+            FileRef::Cluster,
+            SectionRef::Group("web".into()),
+            0,
+            Some(5)
+        )
+    );
     let d = eval(&n, &q(81));
     assert_eq!(d.verdict, Verdict::Drop, "DROP inside the group is final");
     let d = eval(&n, &q(22));
     assert_eq!((d.verdict, rule_at(&d).2), (Verdict::Accept, 2));
     let trace = &d.deciding().unwrap().trace;
-    assert!(trace.iter().any(|t| matches!(t, TraceStep::ReturnFromGroup(g) if g == "web")));
+    assert!(
+        trace
+            .iter()
+            .any(|t| matches!(t, TraceStep::ReturnFromGroup(g) if g == "web"))
+    );
     let d = eval(&n, &q(23));
-    assert!(d.deciding().unwrap().trace.iter().any(|t| matches!(t, TraceStep::MissingGroup(_))));
+    assert!(
+        d.deciding()
+            .unwrap()
+            .trace
+            .iter()
+            .any(|t| matches!(t, TraceStep::MissingGroup(_)))
+    );
 }
 
 #[test]
@@ -154,10 +206,20 @@ fn ipsets_with_nomatch_use_the_most_specific_entry() {
     let cluster = "[OPTIONS]\nenable: 1\n\n[IPSET admins]\n198.51.100.0/24\n!198.51.100.0/28\n198.51.100.7 # the boss\n";
     let fw = "[OPTIONS]\nenable: 1\n\n[RULES]\nIN ACCEPT -source +dc/admins -p tcp -dport 22\n";
     let n = node(cluster, "", &[(100, fw)]);
-    let q = |src: &str| format!(r#"{{"from":"outside","to":"vm100","proto":"tcp","dport":22,"source":"{src}"}}"#);
+    let q = |src: &str| {
+        format!(r#"{{"from":"outside","to":"vm100","proto":"tcp","dport":22,"source":"{src}"}}"#)
+    };
     assert_eq!(eval(&n, &q("198.51.100.200")).verdict, Verdict::Accept);
-    assert_eq!(eval(&n, &q("198.51.100.3")).verdict, Verdict::Drop, "excluded by !/28");
-    assert_eq!(eval(&n, &q("198.51.100.7")).verdict, Verdict::Accept, "/32 beats the !/28");
+    assert_eq!(
+        eval(&n, &q("198.51.100.3")).verdict,
+        Verdict::Drop,
+        "excluded by !/28"
+    );
+    assert_eq!(
+        eval(&n, &q("198.51.100.7")).verdict,
+        Verdict::Accept,
+        "/32 beats the !/28"
+    );
     assert_eq!(eval(&n, &q("203.0.113.1")).verdict, Verdict::Drop);
 }
 
@@ -166,7 +228,11 @@ fn aliases_resolve_guest_first_then_cluster_and_honour_scopes() {
     let cluster = "[OPTIONS]\nenable: 1\n\n[ALIASES]\noffice 198.51.100.0/24\n";
     let fw = "[OPTIONS]\nenable: 1\n\n[ALIASES]\noffice 203.0.113.0/24\n\n[RULES]\nIN ACCEPT -source office -p tcp -dport 22\nIN ACCEPT -source dc/office -p tcp -dport 80\n";
     let n = node(cluster, "", &[(100, fw)]);
-    let q = |src: &str, port: u16| format!(r#"{{"from":"outside","to":"vm100","proto":"tcp","dport":{port},"source":"{src}"}}"#);
+    let q = |src: &str, port: u16| {
+        format!(
+            r#"{{"from":"outside","to":"vm100","proto":"tcp","dport":{port},"source":"{src}"}}"#
+        )
+    };
     assert_eq!(eval(&n, &q("203.0.113.9", 22)).verdict, Verdict::Accept);
     assert_eq!(eval(&n, &q("198.51.100.9", 22)).verdict, Verdict::Drop);
     assert_eq!(eval(&n, &q("198.51.100.9", 80)).verdict, Verdict::Accept);
@@ -176,10 +242,20 @@ fn aliases_resolve_guest_first_then_cluster_and_honour_scopes() {
 fn rules_are_family_aware() {
     let fw = "[OPTIONS]\nenable: 1\n\n[RULES]\nIN ACCEPT -source 198.51.100.0/24\nIN ACCEPT -p tcp -dport 443\n";
     let n = node(CLUSTER_ON, "", &[(100, fw)]);
-    let d = eval(&n, r#"{"from":"outside","to":"vm100","proto":"tcp","dport":22,"source":"2001:db8:1::7"}"#);
+    let d = eval(
+        &n,
+        r#"{"from":"outside","to":"vm100","proto":"tcp","dport":22,"source":"2001:db8:1::7"}"#,
+    );
     assert_eq!(d.verdict, Verdict::Drop, "an IPv4 rule never matches IPv6");
-    let d = eval(&n, r#"{"from":"outside","to":"vm100","proto":"tcp","dport":443,"source":"2001:db8:1::7"}"#);
-    assert_eq!(d.verdict, Verdict::Accept, "a rule without addresses filters both families");
+    let d = eval(
+        &n,
+        r#"{"from":"outside","to":"vm100","proto":"tcp","dport":443,"source":"2001:db8:1::7"}"#,
+    );
+    assert_eq!(
+        d.verdict,
+        Verdict::Accept,
+        "a rule without addresses filters both families"
+    );
 }
 
 #[test]
@@ -190,13 +266,28 @@ fn ipfilter_set_drops_spoofed_sources_and_empty_set_blocks_all() {
     let spoof = r#"{"from":"vm100","to":"outside","proto":"tcp","dport":443,"source":"192.0.2.99","dest":"203.0.113.5"}"#;
     assert_eq!(eval(&n, ok).verdict, Verdict::Accept);
     let d = eval(&n, spoof);
-    assert_eq!((d.verdict, by(&d)), (Verdict::Drop, DecidedBy::Builtin(Builtin::IpFilter)));
+    assert_eq!(
+        (d.verdict, by(&d)),
+        (Verdict::Drop, DecidedBy::Builtin(Builtin::IpFilter))
+    );
 
-    let n = node(CLUSTER_ON, "", &[(100, "[OPTIONS]\nenable: 1\n\n[IPSET ipfilter-net0]\n")]);
-    assert_eq!(eval(&n, ok).verdict, Verdict::Drop, "an explicitly empty set blocks all");
+    let n = node(
+        CLUSTER_ON,
+        "",
+        &[(100, "[OPTIONS]\nenable: 1\n\n[IPSET ipfilter-net0]\n")],
+    );
+    assert_eq!(
+        eval(&n, ok).verdict,
+        Verdict::Drop,
+        "an explicitly empty set blocks all"
+    );
 
     // ipfilter: 1 on a container allows its configured IPs implicitly.
-    let n = node(CLUSTER_ON, "", &[(102, "[OPTIONS]\nenable: 1\nipfilter: 1\n")]);
+    let n = node(
+        CLUSTER_ON,
+        "",
+        &[(102, "[OPTIONS]\nenable: 1\nipfilter: 1\n")],
+    );
     let ct_ok = r#"{"from":"ct102","to":"outside","proto":"udp","dport":53,"dest":"203.0.113.5"}"#;
     let ct_spoof = r#"{"from":"ct102","to":"outside","proto":"udp","dport":53,"source":"192.0.2.9","dest":"203.0.113.5"}"#;
     assert_eq!(eval(&n, ct_ok).verdict, Verdict::Accept);
@@ -209,19 +300,30 @@ fn macfilter_drops_foreign_macs_unless_disabled() {
     let spoof = r#"{"from":"vm100","to":"outside","proto":"tcp","dport":443,"dest":"203.0.113.5","source_mac":"02:00:00:00:00:01"}"#;
     let d = eval(&n, spoof);
     assert_eq!(by(&d), DecidedBy::Builtin(Builtin::MacFilter));
-    let n = node(CLUSTER_ON, "", &[(100, "[OPTIONS]\nenable: 1\nmacfilter: 0\n")]);
+    let n = node(
+        CLUSTER_ON,
+        "",
+        &[(100, "[OPTIONS]\nenable: 1\nmacfilter: 0\n")],
+    );
     assert_eq!(eval(&n, spoof).verdict, Verdict::Accept);
 }
 
 #[test]
 fn dhcp_ndp_and_router_advertisements() {
-    let n = node(CLUSTER_ON, "", &[(100, "[OPTIONS]\nenable: 1\ndhcp: 1\nndp: 1\n")]);
+    let n = node(
+        CLUSTER_ON,
+        "",
+        &[(100, "[OPTIONS]\nenable: 1\ndhcp: 1\nndp: 1\n")],
+    );
     let dhcp = r#"{"from":"outside","to":"vm100","proto":"udp","sport":67,"dport":68,"source":"192.0.2.1"}"#;
     assert_eq!(by(&eval(&n, dhcp)), DecidedBy::Builtin(Builtin::Dhcp));
     let ns = r#"{"from":"outside","to":"vm100","proto":"icmpv6","icmp_type":"neighbor-solicitation","source":"fe80::1"}"#;
     assert_eq!(by(&eval(&n, ns)), DecidedBy::Builtin(Builtin::Ndp));
     let ra = r#"{"from":"vm100","to":"outside","proto":"icmpv6","icmp_type":"router-advertisement","source":"2001:db8::100","dest":"ff02::1"}"#;
-    assert_eq!(by(&eval(&n, ra)), DecidedBy::Builtin(Builtin::RouterAdvertisement));
+    assert_eq!(
+        by(&eval(&n, ra)),
+        DecidedBy::Builtin(Builtin::RouterAdvertisement)
+    );
 }
 
 #[test]
@@ -229,13 +331,23 @@ fn guest_to_guest_crosses_sender_out_and_receiver_in() {
     let a = "[OPTIONS]\nenable: 1\n\n[RULES]\nOUT DROP -p tcp -dport 25\n";
     let b = "[OPTIONS]\nenable: 1\n\n[RULES]\nIN ACCEPT -source 192.0.2.100 -p tcp\n";
     let n = node(CLUSTER_ON, "", &[(100, a), (101, b)]);
-    let d = eval(&n, r#"{"from":"vm100","to":"vm101","proto":"tcp","dport":80}"#);
+    let d = eval(
+        &n,
+        r#"{"from":"vm100","to":"vm101","proto":"tcp","dport":80}"#,
+    );
     assert_eq!(d.verdict, Verdict::Accept);
     assert_eq!(d.chains.len(), 2);
     assert_eq!(d.chains[0].chain.to_string(), "100/net0 OUT");
     assert_eq!(d.chains[1].chain.to_string(), "101/net0 IN");
-    let d = eval(&n, r#"{"from":"vm100","to":"vm101","proto":"tcp","dport":25}"#);
-    assert_eq!((d.verdict, d.chains.len()), (Verdict::Drop, 1), "dropped by the sender");
+    let d = eval(
+        &n,
+        r#"{"from":"vm100","to":"vm101","proto":"tcp","dport":25}"#,
+    );
+    assert_eq!(
+        (d.verdict, d.chains.len()),
+        (Verdict::Drop, 1),
+        "dropped by the sender"
+    );
 }
 
 #[test]
@@ -243,14 +355,26 @@ fn host_rules_come_before_cluster_rules_and_management_set_is_open() {
     let cluster = "[OPTIONS]\nenable: 1\n\n[IPSET management]\n198.51.100.0/24\n\n[RULES]\nIN DROP -p tcp -dport 8080\nIN ACCEPT -p tcp -dport 8081\n";
     let host = "[RULES]\nIN ACCEPT -p tcp -dport 8080\n";
     let n = node(cluster, host, &[]);
-    let q = |port: u16, src: &str| format!(r#"{{"from":"outside","to":"host","proto":"tcp","dport":{port},"source":"{src}"}}"#);
+    let q = |port: u16, src: &str| {
+        format!(r#"{{"from":"outside","to":"host","proto":"tcp","dport":{port},"source":"{src}"}}"#)
+    };
     let d = eval(&n, &q(8080, "203.0.113.1"));
     assert_eq!((d.verdict, rule_at(&d).0), (Verdict::Accept, FileRef::Host));
     assert_eq!(eval(&n, &q(8081, "203.0.113.1")).verdict, Verdict::Accept);
-    assert_eq!(eval(&n, &q(8006, "203.0.113.1")).verdict, Verdict::Drop, "cluster policy_in DROP");
-    assert_eq!(by(&eval(&n, &q(8006, "198.51.100.5"))), DecidedBy::Builtin(Builtin::Management));
+    assert_eq!(
+        eval(&n, &q(8006, "203.0.113.1")).verdict,
+        Verdict::Drop,
+        "cluster policy_in DROP"
+    );
+    assert_eq!(
+        by(&eval(&n, &q(8006, "198.51.100.5"))),
+        DecidedBy::Builtin(Builtin::Management)
+    );
     let n = node(cluster, "[OPTIONS]\nenable: 0\n", &[]);
-    assert_eq!(by(&eval(&n, &q(1, "203.0.113.1"))), DecidedBy::NotFiltered(NotFiltered::HostDisabled));
+    assert_eq!(
+        by(&eval(&n, &q(1, "203.0.113.1"))),
+        DecidedBy::NotFiltered(NotFiltered::HostDisabled)
+    );
 }
 
 #[test]
@@ -259,7 +383,10 @@ fn explanation_names_rule_line_and_trace() {
     let n = node(CLUSTER_ON, "", &[(100, fw)]);
     let d = n.evaluate(&FlowPacket::from_json(SSH_IN).unwrap()).unwrap();
     assert_eq!(d.verdict, Verdict::Accept);
-    assert_eq!(d.explain(), "ACCEPT by rule 100.fw [RULES] #0 (line 6) in 100/net0 IN");
+    assert_eq!(
+        d.explain(),
+        "ACCEPT by rule 100.fw [RULES] #0 (line 6) in 100/net0 IN"
+    );
     let json = serde_json::to_value(&d).unwrap();
     assert_eq!(json["verdict"], "ACCEPT");
 }
