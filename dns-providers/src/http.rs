@@ -7,7 +7,8 @@ use reqwest::{RequestBuilder, Response, StatusCode};
 
 use crate::error::{Error, Result};
 
-/// How often and how long to retry rate limits (429) and server errors (502, 503, 504).
+/// How often and how long to retry rate limits (429), connection failures, and server errors
+/// (5xx) of idempotent requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     max_retries: u32,
@@ -83,8 +84,8 @@ fn retry_after(resp: &Response) -> Option<Duration> {
     Some(Duration::from_secs(secs))
 }
 
-/// Send the request built by `build`, retrying 429, 502, 503, 504 and connection failures
-/// within `policy` (and every 5xx when the request is `idempotent`). Returns the last response
+/// Send the request built by `build`, retrying 429 and connection failures within `policy`,
+/// and 5xx answers when the request is `idempotent`. Returns the last response
 /// otherwise (the caller maps error statuses).
 pub(crate) async fn send(
     provider: &'static str,
@@ -98,8 +99,9 @@ pub(crate) async fn send(
         let wait = match &result {
             Ok(resp) => {
                 let status = resp.status();
+                // A 5xx may come after the request took effect: only idempotent requests are
+                // repeated then.
                 let retryable = status == StatusCode::TOO_MANY_REQUESTS
-                    || matches!(status.as_u16(), 502..=504)
                     || (idempotent && status.is_server_error());
                 if !retryable {
                     return result.map_err(|e| transport(provider, e));

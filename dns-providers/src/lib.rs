@@ -29,6 +29,8 @@ pub use backends::cloudflare::Cloudflare;
 pub use backends::hestia::{Hestia, HestiaAuth};
 #[cfg(feature = "powerdns")]
 pub use backends::powerdns::PowerDns;
+#[cfg(feature = "whmcs-ticket")]
+pub use backends::whmcs::{TicketPriority, TicketRequest, TicketTarget, WhmcsTicket, ticket_text};
 
 /// Re-exported so callers can build API keys and tokens without naming `secrecy` themselves.
 pub use secrecy::SecretString;

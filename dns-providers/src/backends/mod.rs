@@ -6,3 +6,5 @@ pub(crate) mod cloudflare;
 pub(crate) mod hestia;
 #[cfg(feature = "powerdns")]
 pub(crate) mod powerdns;
+#[cfg(feature = "whmcs-ticket")]
+pub(crate) mod whmcs;
