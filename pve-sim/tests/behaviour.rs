@@ -1,0 +1,939 @@
+//! PVE behaviour that the schema does not describe: auth, locks, tasks, snapshots, restore,
+//! MAC rule, firewall rule order, faults.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Api, enc, timed};
+use pve_sim::{RequestMatch, Scenario, VmSpec};
+use reqwest::Method;
+
+fn mac_of(net: &str) -> String {
+    net.split(',')
+        .find_map(|p| {
+            p.split_once('=')
+                .filter(|(_, m)| m.len() == 17)
+                .map(|(_, m)| m.to_string())
+        })
+        .unwrap()
+}
+
+#[tokio::test]
+async fn tokens_tickets_csrf_and_permissions() {
+    timed(async {
+        let sim = common::start().await;
+        // no credentials, wrong secret: 401
+        let anon = Api::with_header(&sim, None);
+        assert_eq!(anon.call(Method::GET, "/version", &[]).await.0, 401);
+        let wrong = Api::with_header(&sim, Some("PVEAPIToken=root@pam!sim=nope".into()));
+        assert_eq!(wrong.call(Method::GET, "/nodes", &[]).await.0, 401);
+        // read-only token: reads work, writes are 403
+        let ro = Api::with_header(&sim, Some(sim.readonly_token().unwrap().header_value()));
+        assert_eq!(ro.call(Method::GET, "/nodes", &[]).await.0, 200);
+        assert_eq!(
+            ro.call(Method::POST, "/nodes/pve1/qemu/100/status/stop", &[])
+                .await
+                .0,
+            403
+        );
+        // ticket login
+        let (user, pass) = sim.user_password().unwrap();
+        assert_eq!(
+            anon.call(
+                Method::POST,
+                "/access/ticket",
+                &[("username", user), ("password", "bad")]
+            )
+            .await
+            .0,
+            401
+        );
+        let (s, b) = anon
+            .call(
+                Method::POST,
+                "/access/ticket",
+                &[("username", user), ("password", pass)],
+            )
+            .await;
+        assert_eq!(s, 200);
+        let ticket = b["data"]["ticket"].as_str().unwrap().to_string();
+        let csrf = b["data"]["CSRFPreventionToken"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(ticket.starts_with("PVE:root@pam:"));
+        let mut session = Api::with_header(&sim, None);
+        session.cookie = Some(enc(&ticket));
+        assert_eq!(session.call(Method::GET, "/nodes", &[]).await.0, 200);
+        // writes need the CSRF header
+        assert_eq!(
+            session
+                .call(
+                    Method::PUT,
+                    "/nodes/pve1/qemu/100/config",
+                    &[("description", "a")]
+                )
+                .await
+                .0,
+            401
+        );
+        session.csrf = Some(csrf);
+        assert_eq!(
+            session
+                .call(
+                    Method::PUT,
+                    "/nodes/pve1/qemu/100/config",
+                    &[("description", "a")]
+                )
+                .await
+                .0,
+            200
+        );
+        // renew: the ticket as password
+        let (s, b) = anon
+            .call(
+                Method::POST,
+                "/access/ticket",
+                &[("username", user), ("password", &ticket)],
+            )
+            .await;
+        assert_eq!(s, 200, "{b}");
+        sim.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn https_with_pinned_fingerprint() {
+    timed(async {
+        let sim = common::start().await;
+        let mut api = Api::token(&sim);
+        api.base = format!("{}/api2/json", sim.https_url());
+        assert_eq!(api.get("/version").await["release"], "8.4");
+        // a different pin fails the handshake
+        let bad = common::http_client("00:11:22");
+        let r = bad
+            .get(format!("{}/api2/json/version", sim.https_url()))
+            .send()
+            .await;
+        assert!(r.is_err());
+        sim.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn power_tasks_take_time_and_report_upids() {
+    timed(async {
+        let sim = common::start().await;
+        let api = Api::token(&sim);
+        let upid = api
+            .post("/nodes/pve1/qemu/100/status/shutdown", &[("timeout", "30")])
+            .await;
+        let u = upid.as_str().unwrap();
+        let parts: Vec<&str> = u.split(':').collect();
+        assert_eq!(parts.len(), 9, "{u}");
+        assert_eq!(
+            (parts[0], parts[1], parts[5], parts[6], parts[7], parts[8]),
+            ("UPID", "pve1", "qmshutdown", "100", "root@pam!sim", "")
+        );
+        assert!(
+            parts[2..5]
+                .iter()
+                .all(|p| p.len() == 8 && u32::from_str_radix(p, 16).is_ok())
+        );
+        // still running right after dispatch
+        let st = api
+            .get(&format!("/nodes/pve1/tasks/{}/status", enc(u)))
+            .await;
+        assert_eq!(st["status"], "running");
+        assert_eq!(
+            api.get("/nodes/pve1/qemu/100/status/current").await["status"],
+            "running"
+        );
+        assert_eq!(api.wait(&upid).await, "OK");
+        assert_eq!(
+            api.get("/nodes/pve1/qemu/100/status/current").await["status"],
+            "stopped"
+        );
+        let up = api.post("/nodes/pve1/qemu/100/status/start", &[]).await;
+        assert_eq!(api.wait(&up).await, "OK");
+        let cur = api.get("/nodes/pve1/qemu/100/status/current").await;
+        assert_eq!(cur["status"], "running");
+        assert!(cur["uptime"].as_u64().unwrap() < 5);
+        // a guest that ignores ACPI: shutdown times out, forceStop kills it
+        sim.set_ignore_shutdown(100, true).unwrap();
+        let t = api
+            .post("/nodes/pve1/qemu/100/status/shutdown", &[("timeout", "0")])
+            .await;
+        assert_eq!(api.wait(&t).await, "VM quit/powerdown failed - got timeout");
+        let t = api
+            .post(
+                "/nodes/pve1/qemu/100/status/shutdown",
+                &[("timeout", "0"), ("forceStop", "1")],
+            )
+            .await;
+        assert_eq!(api.wait(&t).await, "OK");
+        assert_eq!(sim.vm_status(100), Some("stopped"));
+        sim.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn backup_locks_the_vm_and_writes_a_volume() {
+    timed(async {
+        let sim = common::start().await;
+        let api = Api::token(&sim);
+        let upid = api
+            .post(
+                "/nodes/pve1/vzdump",
+                &[
+                    ("vmid", "101"),
+                    ("storage", "backup"),
+                    ("mode", "snapshot"),
+                    ("notes-template", "{{guestname}} on {{node}}"),
+                    ("protected", "1"),
+                ],
+            )
+            .await;
+        let cfg = api.get("/nodes/pve1/qemu/101/config").await;
+        assert_eq!(cfg["lock"], "backup");
+        for (m, path, args) in [
+            (Method::POST, "/nodes/pve1/qemu/101/status/stop", vec![]),
+            (
+                Method::POST,
+                "/nodes/pve1/qemu/101/snapshot",
+                vec![("snapname", "s1")],
+            ),
+            (
+                Method::PUT,
+                "/nodes/pve1/qemu/101/config",
+                vec![("cores", "2")],
+            ),
+        ] {
+            let (s, b) = api.call(m, path, &args).await;
+            assert_eq!(s, 500, "{path}");
+            assert_eq!(b["message"], "VM is locked (backup)\n");
+        }
+        // progress shows up in the log while it runs
+        let log_path = format!("/nodes/pve1/tasks/{}/log", enc(upid.as_str().unwrap()));
+        assert_eq!(api.wait(&upid).await, "OK");
+        assert!(
+            api.get("/nodes/pve1/qemu/101/config")
+                .await
+                .get("lock")
+                .is_none()
+        );
+        let log: Vec<String> = api
+            .get(&log_path)
+            .await
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["t"].as_str().unwrap().to_string())
+            .collect();
+        assert!(log.iter().any(|l| l.contains("50%")));
+        assert!(
+            log.iter()
+                .any(|l| l.contains("creating vzdump archive") && l.contains("vzdump-qemu-101-"))
+        );
+        assert_eq!(log.last().unwrap(), "TASK OK");
+        let content = api
+            .get_q(
+                "/nodes/pve1/storage/backup/content",
+                &[("content", "backup"), ("vmid", "101")],
+            )
+            .await;
+        let newest = content
+            .as_array()
+            .unwrap()
+            .iter()
+            .max_by_key(|v| v["ctime"].as_u64())
+            .unwrap()
+            .clone();
+        let volid = newest["volid"].as_str().unwrap();
+        let name = volid.strip_prefix("backup:backup/").unwrap();
+        assert!(
+            name.starts_with("vzdump-qemu-101-") && name.ends_with(".vma.zst"),
+            "{name}"
+        );
+        let stamp = &name["vzdump-qemu-101-".len()..name.len() - ".vma.zst".len()];
+        assert_eq!(stamp.len(), "YYYY_MM_DD-HH_MM_SS".len());
+        assert_eq!(newest["notes"], "db-01 on pve1");
+        assert_eq!(newest["protected"], 1);
+        assert!(newest["size"].as_u64().unwrap() > 0);
+        // protected backups cannot be deleted until unprotected
+        let vpath = format!("/nodes/pve1/storage/backup/content/{}", enc(volid));
+        let (s, _) = api.call(Method::DELETE, &vpath, &[]).await;
+        assert_eq!(s, 500);
+        api.put(&vpath, &[("protected", "0"), ("notes", "keep")])
+            .await;
+        let t = api.delete(&vpath).await;
+        assert_eq!(api.wait(&t).await, "OK");
+        assert!(!sim.backup_volids(101).contains(&volid.to_string()));
+        sim.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn snapshots_current_entry_and_rollback() {
+    timed(async {
+        let sim = common::start().await;
+        let api = Api::token(&sim);
+        let list = api.get("/nodes/pve1/qemu/100/snapshot").await;
+        let cur = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "current")
+            .unwrap()
+            .clone();
+        assert_eq!(cur["parent"], "after-upgrade");
+        let (s, b) = api
+            .call(
+                Method::POST,
+                "/nodes/pve1/qemu/100/snapshot",
+                &[("snapname", "1bad")],
+            )
+            .await;
+        assert_eq!(s, 400, "{b}");
+        let (s, _) = api
+            .call(
+                Method::POST,
+                "/nodes/pve1/qemu/100/snapshot",
+                &[("snapname", "current")],
+            )
+            .await;
+        assert_eq!(s, 400);
+        let t = api
+            .post(
+                "/nodes/pve1/qemu/100/snapshot",
+                &[
+                    ("snapname", "pre"),
+                    ("description", "before change"),
+                    ("vmstate", "1"),
+                ],
+            )
+            .await;
+        assert_eq!(
+            api.get("/nodes/pve1/qemu/100/config").await["lock"],
+            "snapshot"
+        );
+        assert_eq!(api.wait(&t).await, "OK");
+        let list = api.get("/nodes/pve1/qemu/100/snapshot").await;
+        let pre = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "pre")
+            .unwrap()
+            .clone();
+        assert_eq!(pre["parent"], "after-upgrade");
+        assert_eq!(pre["vmstate"], 1);
+        let (s, b) = api
+            .call(
+                Method::POST,
+                "/nodes/pve1/qemu/100/snapshot",
+                &[("snapname", "pre")],
+            )
+            .await;
+        assert_eq!(
+            (s, b["message"].as_str().unwrap()),
+            (500, "snapshot name 'pre' already used\n")
+        );
+        // change the config, roll back, get it back
+        api.put(
+            "/nodes/pve1/qemu/100/config",
+            &[("description", "changed"), ("onboot", "0")],
+        )
+        .await;
+        let t = api
+            .post("/nodes/pve1/qemu/100/snapshot/pre/rollback", &[])
+            .await;
+        assert_eq!(
+            api.get("/nodes/pve1/qemu/100/config").await["lock"],
+            "rollback"
+        );
+        assert_eq!(api.wait(&t).await, "OK");
+        let cfg = api.get("/nodes/pve1/qemu/100/config").await;
+        assert_eq!(cfg["onboot"], 1);
+        assert!(cfg.get("description").is_none());
+        assert_eq!(cfg["parent"], "pre");
+        assert_eq!(
+            sim.vm_status(100),
+            Some("running"),
+            "vmstate snapshot resumes running"
+        );
+        // delete re-parents
+        let t = api
+            .delete("/nodes/pve1/qemu/100/snapshot/after-upgrade")
+            .await;
+        assert_eq!(api.wait(&t).await, "OK");
+        let list = api.get("/nodes/pve1/qemu/100/snapshot").await;
+        let pre = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "pre")
+            .unwrap()
+            .clone();
+        assert_eq!(pre["parent"], "before-upgrade");
+        sim.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn restore_replaces_config_drops_snapshots_keeps_mac() {
+    timed(async {
+        let sim = common::start().await;
+        let api = Api::token(&sim);
+        let before = sim.vm_config(100).unwrap();
+        let mac = mac_of(&before["net0"]);
+        let archive = sim.backup_volids(100).pop().unwrap();
+        // restoring over an existing VM needs force, and a stopped VM
+        let (s, b) = api
+            .call(
+                Method::POST,
+                "/nodes/pve1/qemu",
+                &[("vmid", "100"), ("archive", &archive)],
+            )
+            .await;
+        assert_eq!(s, 500, "{b}");
+        assert!(b["message"].as_str().unwrap().contains("already exists"));
+        let (s, _) = api
+            .call(
+                Method::POST,
+                "/nodes/pve1/qemu",
+                &[("vmid", "100"), ("archive", &archive), ("force", "1")],
+            )
+            .await;
+        assert_eq!(s, 500, "running VM refuses restore");
+        let t = api.post("/nodes/pve1/qemu/100/status/stop", &[]).await;
+        api.wait(&t).await;
+        api.put("/nodes/pve1/qemu/100/config", &[("memory", "16384")])
+            .await;
+        let t = api
+            .post(
+                "/nodes/pve1/qemu",
+                &[
+                    ("vmid", "100"),
+                    ("archive", &archive),
+                    ("force", "1"),
+                    ("cores", "3"),
+                ],
+            )
+            .await;
+        assert_eq!(sim.vm_lock(100).as_deref(), Some("create"));
+        assert_eq!(api.wait(&t).await, "OK");
+        let after = sim.vm_config(100).unwrap();
+        assert_eq!(after["memory"], "4096", "config comes from the archive");
+        assert_eq!(
+            after["cores"], "3",
+            "non-disk options sent with the restore override"
+        );
+        assert_eq!(mac_of(&after["net0"]), mac, "MAC kept without unique");
+        assert!(!after.contains_key("scsi1"), "backup=0 disk vanished");
+        assert!(!after.contains_key("parent"));
+        assert!(
+            sim.snapshot_names(100).is_empty(),
+            "restore drops snapshots"
+        );
+        let fw = api.get("/nodes/pve1/qemu/100/firewall/rules").await;
+        assert_eq!(
+            fw.as_array().unwrap().len(),
+            3,
+            "firewall comes from the archive"
+        );
+        // unique=1 changes the MAC
+        let t = api
+            .post(
+                "/nodes/pve1/qemu",
+                &[
+                    ("vmid", "100"),
+                    ("archive", &archive),
+                    ("force", "1"),
+                    ("unique", "1"),
+                ],
+            )
+            .await;
+        assert_eq!(api.wait(&t).await, "OK");
+        assert_ne!(mac_of(&sim.vm_config(100).unwrap()["net0"]), mac);
+        sim.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn config_mac_rule_digest_delete_and_pending() {
+    timed(async {
+        let sim = common::start().await;
+        let api = Api::token(&sim);
+        api.put(
+            "/nodes/pve2/qemu/102/config",
+            &[("net1", "virtio,bridge=vmbr1,tag=30")],
+        )
+        .await;
+        let cfg = api.get("/nodes/pve2/qemu/102/config").await;
+        let net1 = cfg["net1"].as_str().unwrap();
+        assert!(
+            net1.starts_with("virtio=BC:24:11:") && net1.contains("tag=30"),
+            "{net1}"
+        );
+        // digest: stale digest fails
+        let digest = cfg["digest"].as_str().unwrap().to_string();
+        api.put(
+            "/nodes/pve2/qemu/102/config",
+            &[("description", "x"), ("digest", &digest)],
+        )
+        .await;
+        let (s, b) = api
+            .call(
+                Method::PUT,
+                "/nodes/pve2/qemu/102/config",
+                &[("description", "y"), ("digest", &digest)],
+            )
+            .await;
+        assert_eq!(s, 500);
+        assert!(
+            b["message"]
+                .as_str()
+                .unwrap()
+                .contains("detected modified configuration")
+        );
+        api.put(
+            "/nodes/pve2/qemu/102/config",
+            &[("delete", "description,net1")],
+        )
+        .await;
+        let cfg = api.get("/nodes/pve2/qemu/102/config").await;
+        assert!(cfg.get("description").is_none() && cfg.get("net1").is_none());
+        // cores on a running VM stay pending until restart
+        api.put("/nodes/pve1/qemu/101/config", &[("cores", "8")])
+            .await;
+        assert_eq!(
+            api.get_q("/nodes/pve1/qemu/101/config", &[("current", "1")])
+                .await["cores"],
+            4
+        );
+        assert_eq!(api.get("/nodes/pve1/qemu/101/config").await["cores"], 8);
+        let pending = api.get("/nodes/pve1/qemu/101/pending").await;
+        let c = pending
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["key"] == "cores")
+            .unwrap()
+            .clone();
+        assert_eq!(
+            (c["value"].as_str(), c["pending"].as_str()),
+            (Some("4"), Some("8"))
+        );
+        let t = api.post("/nodes/pve1/qemu/101/status/reboot", &[]).await;
+        api.wait(&t).await;
+        assert_eq!(
+            api.get_q("/nodes/pve1/qemu/101/config", &[("current", "1")])
+                .await["cores"],
+            8
+        );
+        // resize grows, refuses to shrink
+        let t = api
+            .put(
+                "/nodes/pve1/qemu/101/resize",
+                &[("disk", "scsi0"), ("size", "+10G")],
+            )
+            .await;
+        api.wait(&t).await;
+        assert!(sim.vm_config(101).unwrap()["scsi0"].ends_with("size=110G"));
+        let (s, _) = api
+            .call(
+                Method::PUT,
+                "/nodes/pve1/qemu/101/resize",
+                &[("disk", "scsi0"), ("size", "10G")],
+            )
+            .await;
+        assert_eq!(s, 500);
+        sim.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn firewall_rules_insert_at_top_disabled_move_and_digest() {
+    timed(async {
+        let sim = common::start().await;
+        let api = Api::token(&sim);
+        for base in ["/cluster/firewall", "/nodes/pve1/qemu/100/firewall"] {
+            let rules = format!("{base}/rules");
+            let n = api.get(&rules).await.as_array().unwrap().len();
+            api.post(
+                &rules,
+                &[
+                    ("type", "in"),
+                    ("action", "ACCEPT"),
+                    ("proto", "tcp"),
+                    ("dport", "22"),
+                    ("pos", "5"),
+                ],
+            )
+            .await;
+            let list = api.get(&rules).await;
+            assert_eq!(list.as_array().unwrap().len(), n + 1);
+            assert_eq!(list[0]["dport"], "22", "inserted at the top, pos ignored");
+            assert_eq!(list[0]["enable"], 0, "disabled unless enable is sent");
+            assert_eq!(list[0]["pos"], 0);
+            // moveto: rule 0 to before the old rule 2
+            let second = list[1].clone();
+            api.put(&format!("{rules}/0"), &[("moveto", "2")]).await;
+            let moved = api.get(&rules).await;
+            assert_eq!(moved[0]["comment"], second["comment"]);
+            assert_eq!(moved[1]["dport"], "22");
+            // digest mismatch refuses
+            let digest = api.get(&format!("{base}/options")).await["digest"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            api.put(
+                &format!("{rules}/1"),
+                &[("enable", "1"), ("digest", &digest)],
+            )
+            .await;
+            let (s, b) = api
+                .call(Method::DELETE, &format!("{rules}/1?digest={digest}"), &[])
+                .await;
+            assert_eq!(s, 500, "{b}");
+            api.delete(&format!("{rules}/1")).await;
+            assert_eq!(api.get(&rules).await.as_array().unwrap().len(), n);
+            // ipsets and aliases
+            api.post(
+                &format!("{base}/ipset"),
+                &[("name", "blocked"), ("comment", "bad actors")],
+            )
+            .await;
+            api.post(
+                &format!("{base}/ipset/blocked"),
+                &[("cidr", "192.0.2.0/24")],
+            )
+            .await;
+            let entries = api.get(&format!("{base}/ipset/blocked")).await;
+            assert_eq!(entries[0]["cidr"], "192.0.2.0/24");
+            let (s, _) = api
+                .call(Method::DELETE, &format!("{base}/ipset/blocked"), &[])
+                .await;
+            assert_eq!(s, 500, "non-empty ipset");
+            api.delete(&format!("{base}/ipset/blocked/{}", enc("192.0.2.0/24")))
+                .await;
+            api.delete(&format!("{base}/ipset/blocked")).await;
+            api.post(
+                &format!("{base}/aliases"),
+                &[("name", "web1"), ("cidr", "203.0.113.5")],
+            )
+            .await;
+            assert_eq!(
+                api.get(&format!("{base}/aliases/web1")).await["cidr"],
+                "203.0.113.5"
+            );
+            api.put(&format!("{base}/options"), &[("enable", "1")])
+                .await;
+            assert_eq!(api.get(&format!("{base}/options")).await["enable"], 1);
+        }
+        sim.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn injected_faults() {
+    timed(async {
+        let sim = common::start().await;
+        let api = Api::token(&sim);
+        // HTTP statuses for the next N matching requests
+        sim.fail_requests(
+            RequestMatch::method_path("GET", "/cluster/resources"),
+            503,
+            2,
+        );
+        assert_eq!(
+            api.call(Method::GET, "/cluster/resources", &[]).await.0,
+            503
+        );
+        assert_eq!(
+            api.call(Method::GET, "/nodes", &[]).await.0,
+            200,
+            "other paths unaffected"
+        );
+        assert_eq!(
+            api.call(Method::GET, "/cluster/resources", &[]).await.0,
+            503
+        );
+        assert_eq!(
+            api.call(Method::GET, "/cluster/resources", &[]).await.0,
+            200
+        );
+        sim.fail_requests(RequestMatch::path("/version"), 502, 1);
+        assert_eq!(api.call(Method::GET, "/version", &[]).await.0, 502);
+        // dropped connection
+        sim.drop_connections(RequestMatch::path("/version"), 1);
+        let r = api
+            .client
+            .get(format!("{}/version", api.base))
+            .header("Authorization", sim.token_header())
+            .send()
+            .await;
+        assert!(r.is_err(), "connection dropped");
+        assert_eq!(api.call(Method::GET, "/version", &[]).await.0, 200);
+        // task failure and warnings
+        sim.fail_next_task("vzdump", "vzdump: storage unreachable");
+        let t = api
+            .post(
+                "/nodes/pve1/vzdump",
+                &[("vmid", "100"), ("storage", "backup")],
+            )
+            .await;
+        assert_eq!(api.wait(&t).await, "vzdump: storage unreachable");
+        assert_eq!(sim.vm_lock(100), None, "lock released on failure");
+        sim.warn_next_task("qmstop", 2);
+        let t = api.post("/nodes/pve1/qemu/101/status/stop", &[]).await;
+        assert_eq!(api.wait(&t).await, "WARNINGS: 2");
+        // latency
+        sim.set_latency(Duration::from_millis(150));
+        let t0 = std::time::Instant::now();
+        api.get("/version").await;
+        assert!(t0.elapsed() >= Duration::from_millis(150));
+        sim.clear_faults();
+        // a lock that appears mid-operation
+        sim.schedule_lock(
+            104,
+            "backup",
+            Duration::from_millis(50),
+            Some(Duration::from_millis(300)),
+        );
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        let (s, b) = api
+            .call(Method::POST, "/nodes/pve3/qemu/104/status/shutdown", &[])
+            .await;
+        assert_eq!(
+            (s, b["message"].as_str().unwrap()),
+            (500, "VM is locked (backup)\n")
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(sim.vm_lock(104), None);
+        // a node that disappears
+        sim.set_node_online("pve3", false).unwrap();
+        assert_eq!(api.call(Method::GET, "/nodes/pve3/qemu", &[]).await.0, 595);
+        let res = api.get_q("/cluster/resources", &[("type", "vm")]).await;
+        let vm104 = res
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["vmid"] == 104)
+            .unwrap()
+            .clone();
+        assert_eq!(vm104["status"], "unknown");
+        let nodes = api.get("/nodes").await;
+        assert!(
+            nodes
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n["node"] == "pve3" && n["status"] == "offline")
+        );
+        // a full storage fails backups with an error exit status
+        sim.set_node_online("pve3", true).unwrap();
+        sim.set_storage_total("backup", sim.storage_used("backup") + 1024)
+            .unwrap();
+        let t = api
+            .post(
+                "/nodes/pve3/vzdump",
+                &[("vmid", "104"), ("storage", "backup")],
+            )
+            .await;
+        assert_eq!(api.wait(&t).await, "job errors");
+        sim.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn clone_template_agent_cloudinit_and_rrd() {
+    timed(async {
+        let sim = common::start().await;
+        let api = Api::token(&sim);
+        let t = api
+            .post(
+                "/nodes/pve1/qemu/9000/clone",
+                &[("newid", "200"), ("name", "new-vps"), ("target", "pve2")],
+            )
+            .await;
+        assert_eq!(sim.vm_lock(200).as_deref(), Some("clone"));
+        assert_eq!(api.wait(&t).await, "OK");
+        let cfg = api.get("/nodes/pve2/qemu/200/config").await;
+        assert_eq!(cfg["name"], "new-vps");
+        assert!(cfg.get("template").is_none());
+        let tpl_mac = mac_of(&sim.vm_config(9000).unwrap()["net0"]);
+        assert_ne!(
+            mac_of(cfg["net0"].as_str().unwrap()),
+            tpl_mac,
+            "clone gets a new MAC"
+        );
+        // cloud-init: change stays pending until regenerate
+        api.put(
+            "/nodes/pve2/qemu/200/config",
+            &[
+                ("ipconfig0", "ip=198.51.100.20/24,gw=198.51.100.1"),
+                ("ciuser", "alice"),
+            ],
+        )
+        .await;
+        let ci = api.get("/nodes/pve2/qemu/200/cloudinit").await;
+        assert!(
+            ci.as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["key"] == "ipconfig0"
+                    && e["pending"] == "ip=198.51.100.20/24,gw=198.51.100.1")
+        );
+        api.put("/nodes/pve2/qemu/200/cloudinit", &[]).await;
+        let ci = api.get("/nodes/pve2/qemu/200/cloudinit").await;
+        assert!(
+            ci.as_array()
+                .unwrap()
+                .iter()
+                .all(|e| e.get("pending").is_none()),
+            "{ci}"
+        );
+        let user = api
+            .get_q("/nodes/pve2/qemu/200/cloudinit/dump", &[("type", "user")])
+            .await;
+        assert!(user.as_str().unwrap().contains("user: alice"));
+        let net = api
+            .get_q(
+                "/nodes/pve2/qemu/200/cloudinit/dump",
+                &[("type", "network")],
+            )
+            .await;
+        assert!(net.as_str().unwrap().contains("198.51.100.20/24"));
+        // agent: not while stopped; answers once running; times out when told to
+        let (s, b) = api
+            .call(Method::POST, "/nodes/pve2/qemu/200/agent/ping", &[])
+            .await;
+        assert_eq!(s, 500, "{b}");
+        let t = api.post("/nodes/pve2/qemu/200/status/start", &[]).await;
+        api.wait(&t).await;
+        api.post("/nodes/pve2/qemu/200/agent/ping", &[]).await;
+        let ifs = api
+            .get("/nodes/pve2/qemu/200/agent/network-get-interfaces")
+            .await;
+        assert!(ifs["result"].as_array().unwrap().iter().any(|i| {
+            i["ip-addresses"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["ip-address"] == "198.51.100.20")
+        }));
+        api.post(
+            "/nodes/pve2/qemu/200/agent/set-user-password",
+            &[("username", "alice"), ("password", "s3cret-pass")],
+        )
+        .await;
+        let (s, _) = api
+            .call(Method::POST, "/nodes/pve2/qemu/103/agent/ping", &[])
+            .await;
+        assert_eq!(s, 500, "no agent configured");
+        sim.set_agent_responding(200, false).unwrap();
+        let (_, b) = api
+            .call(Method::POST, "/nodes/pve2/qemu/200/agent/ping", &[])
+            .await;
+        assert!(b["message"].as_str().unwrap().contains("got timeout"));
+        // rrd: 70 rows, deterministic
+        for tf in ["hour", "day", "week", "month", "year"] {
+            let a = api
+                .get_q(
+                    "/nodes/pve1/qemu/100/rrddata",
+                    &[("timeframe", tf), ("cf", "AVERAGE")],
+                )
+                .await;
+            let rows = a.as_array().unwrap();
+            assert_eq!(rows.len(), 70);
+            for k in [
+                "time",
+                "cpu",
+                "maxcpu",
+                "mem",
+                "maxmem",
+                "diskread",
+                "diskwrite",
+                "netin",
+                "netout",
+            ] {
+                assert!(rows[0].get(k).is_some(), "{k}");
+            }
+        }
+        let a = api
+            .get_q("/nodes/pve1/qemu/100/rrddata", &[("timeframe", "day")])
+            .await;
+        let b = api
+            .get_q("/nodes/pve1/qemu/100/rrddata", &[("timeframe", "day")])
+            .await;
+        assert_eq!(a, b);
+        // delete: refuses while running, works when stopped
+        let (s, _) = api.call(Method::DELETE, "/nodes/pve2/qemu/200", &[]).await;
+        assert_eq!(s, 500);
+        let t = api.post("/nodes/pve2/qemu/200/status/stop", &[]).await;
+        api.wait(&t).await;
+        let t = api.delete("/nodes/pve2/qemu/200").await;
+        api.wait(&t).await;
+        assert!(sim.vm_config(200).is_none());
+        sim.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn create_programmatic_and_generated_vms() {
+    timed(async {
+        let sim = common::start_with(Scenario::Minimal).await;
+        let api = Api::token(&sim);
+        assert!(
+            api.get("/cluster/resources")
+                .await
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|r| r["type"] != "qemu")
+        );
+        sim.add_vm(VmSpec::new(300, "pve1").name("added").running(true))
+            .unwrap();
+        assert!(sim.add_vm(VmSpec::new(300, "pve1")).is_err());
+        assert_eq!(
+            api.get("/nodes/pve1/qemu/300/status/current").await["status"],
+            "running"
+        );
+        let t = api
+            .post(
+                "/nodes/pve1/qemu",
+                &[
+                    ("vmid", "301"),
+                    ("name", "api-made"),
+                    ("memory", "2048"),
+                    ("cores", "2"),
+                    ("scsi0", "local-lvm:20"),
+                    ("net0", "virtio,bridge=vmbr0"),
+                    ("ide2", "local-lvm:cloudinit,media=cdrom"),
+                ],
+            )
+            .await;
+        assert_eq!(api.wait(&t).await, "OK");
+        let cfg = sim.vm_config(301).unwrap();
+        assert_eq!(cfg["scsi0"], "local-lvm:vm-301-disk-0,size=20G");
+        assert!(cfg["net0"].starts_with("virtio=BC:24:11:"));
+        sim.generate_vms(10_000, 10_000);
+        let res = api.get_q("/cluster/resources", &[("type", "vm")]).await;
+        assert_eq!(res.as_array().unwrap().len(), 10_002);
+        sim.shutdown().await;
+    })
+    .await;
+}
