@@ -253,7 +253,6 @@ impl Error {
         }
     }
 
-    #[allow(dead_code)]
     pub(crate) fn store(
         context: impl Into<String>,
         source: impl std::error::Error + Send + Sync + 'static,

@@ -1,26 +1,29 @@
 #![doc = include_str!("../README.md")]
 
-pub mod error;
-pub mod ids;
-pub mod permissions;
-pub mod product;
-pub mod pve;
-pub mod service;
-
-pub use error::{Error, Result};
 pub mod backups;
 pub mod charts;
 pub mod console;
+pub mod error;
 pub mod firewall;
+pub mod ids;
 pub mod iso;
 pub mod notify;
 pub mod overview;
 pub mod password;
+pub mod permissions;
+pub mod product;
+pub mod pve;
 pub mod quota;
+pub mod reconcile;
+pub mod reinstall;
+pub mod service;
 pub mod snapshots;
+pub mod stores;
 
-/// Re-exported for `SecretString` in passwords and notifications.
-pub use secrecy;
+pub use error::{Error, Result};
+
 /// Re-exported so callers pass `now` and offsets without a direct dependency.
 pub use time;
-pub mod reconcile;
+
+/// Re-exported for the `SecretString` of passwords and notifications.
+pub use secrecy;
