@@ -36,7 +36,10 @@ pub enum Auth {
 impl Auth {
     /// API token authentication. `id` is `user@realm!tokenid`.
     pub fn api_token(id: &str, secret: impl Into<String>) -> Result<Self> {
-        Ok(Auth::ApiToken { id: id.parse()?, secret: SecretString::from(secret.into()) })
+        Ok(Auth::ApiToken {
+            id: id.parse()?,
+            secret: SecretString::from(secret.into()),
+        })
     }
 
     /// Ticket authentication for `username@realm`.
@@ -51,9 +54,11 @@ impl Auth {
 impl fmt::Debug for Auth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Auth::ApiToken { id, .. } => {
-                f.debug_struct("ApiToken").field("id", id).field("secret", &"<redacted>").finish()
-            }
+            Auth::ApiToken { id, .. } => f
+                .debug_struct("ApiToken")
+                .field("id", id)
+                .field("secret", &"<redacted>")
+                .finish(),
             Auth::Password { userid, .. } => f
                 .debug_struct("Password")
                 .field("userid", userid)
@@ -73,7 +78,9 @@ pub(crate) struct Ticket {
 
 /// Runtime state of the authentication.
 pub(crate) enum AuthState {
-    Token { header: SecretString },
+    Token {
+        header: SecretString,
+    },
     Ticket {
         userid: Userid,
         password: SecretString,
@@ -88,7 +95,11 @@ impl fmt::Debug for AuthState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AuthState::Token { .. } => f.write_str("AuthState::Token(<redacted>)"),
-            AuthState::Ticket { userid, renew_after, .. } => f
+            AuthState::Ticket {
+                userid,
+                renew_after,
+                ..
+            } => f
                 .debug_struct("AuthState::Ticket")
                 .field("userid", userid)
                 .field("renew_after", renew_after)
@@ -144,7 +155,9 @@ impl Ticket {
                 csrf: SecretString::from(c),
                 obtained: Instant::now(),
             }),
-            _ => Err(Error::Login("answer carries no ticket (two-factor required?)".into())),
+            _ => Err(Error::Login(
+                "answer carries no ticket (two-factor required?)".into(),
+            )),
         }
     }
 }

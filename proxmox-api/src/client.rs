@@ -1,6 +1,8 @@
 //! The [`Client`], its builder, the transport and the retry policy.
 
-use crate::auth::{Auth, AuthState, Credentials, DEFAULT_TICKET_RENEW_AFTER, TICKET_LIFETIME, Ticket, TicketAnswer};
+use crate::auth::{
+    Auth, AuthState, Credentials, DEFAULT_TICKET_RENEW_AFTER, TICKET_LIFETIME, Ticket, TicketAnswer,
+};
 use crate::error::{Error, Result, is_retryable_status};
 use crate::request::{self, Method, Request};
 use crate::tls::{self, Fingerprint, PinMismatchSlot, Tls};
@@ -35,7 +37,11 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// `max_retries` extra attempts, waiting `initial`, `2*initial`, ... capped at `max`.
     pub fn new(max_retries: u32, initial: Duration, max: Duration) -> Self {
-        RetryPolicy { max_retries, initial_backoff: initial, max_backoff: max.max(initial) }
+        RetryPolicy {
+            max_retries,
+            initial_backoff: initial,
+            max_backoff: max.max(initial),
+        }
     }
 
     /// Never retry.
@@ -51,7 +57,9 @@ impl RetryPolicy {
     /// Delay before retry number `n` (0-based).
     pub fn backoff(&self, n: u32) -> Duration {
         let factor = 1u32.checked_shl(n.min(30)).unwrap_or(u32::MAX);
-        self.initial_backoff.saturating_mul(factor).min(self.max_backoff)
+        self.initial_backoff
+            .saturating_mul(factor)
+            .min(self.max_backoff)
     }
 }
 
@@ -135,16 +143,35 @@ impl ClientBuilder {
 
     fn base_url(&self) -> Result<String> {
         let t = self.target.trim().trim_end_matches('/');
-        let with_scheme = if t.contains("://") { t.to_owned() } else { format!("https://{t}") };
+        let with_scheme = if t.contains("://") {
+            t.to_owned()
+        } else {
+            format!("https://{t}")
+        };
         let mut url = url::Url::parse(&with_scheme)
             .map_err(|e| Error::Config(format!("bad host `{}`: {e}", self.target)))?;
         if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
             return Err(Error::Config(format!("bad host `{}`", self.target)));
         }
         if !url.username().is_empty() || url.password().is_some() || url.query().is_some() {
-            return Err(Error::Config("host must not carry credentials or a query".into()));
+            return Err(Error::Config(
+                "host must not carry credentials or a query".into(),
+            ));
         }
-        if url.port().is_none() && url.scheme() == "https" {
+        // `url` hides a port equal to the scheme default (443), so look at the text itself.
+        let authority = with_scheme
+            .split("://")
+            .nth(1)
+            .unwrap_or("")
+            .split('/')
+            .next()
+            .unwrap_or("");
+        let explicit_port = authority.rsplit_once(':').is_some_and(|(h, p)| {
+            !p.is_empty()
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && (!h.contains('[') || h.ends_with(']'))
+        });
+        if !explicit_port && url.scheme() == "https" {
             let _ = url.set_port(Some(DEFAULT_PORT));
         }
         url.set_path("/api2/json");
@@ -154,7 +181,10 @@ impl ClientBuilder {
     /// Build the client. Fails on an unusable configuration; sends nothing.
     pub fn build(self) -> Result<Client> {
         let base = self.base_url()?;
-        let auth = self.auth.clone().ok_or_else(|| Error::Config("no credentials given".into()))?;
+        let auth = self
+            .auth
+            .clone()
+            .ok_or_else(|| Error::Config("no credentials given".into()))?;
         let slot = Arc::new(PinMismatchSlot::default());
         let tls_config = tls::client_config(&self.tls, self.pin, slot.clone())?;
         let http = reqwest::Client::builder()
@@ -263,7 +293,11 @@ impl Client {
     }
 
     /// Untyped POST with form parameters. Never retried.
-    pub async fn post<T: DeserializeOwned>(&self, path: &str, params: &[(&str, &str)]) -> Result<T> {
+    pub async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        params: &[(&str, &str)],
+    ) -> Result<T> {
         self.raw(Method::Post, path, params, false).await
     }
 
@@ -273,7 +307,11 @@ impl Client {
     }
 
     /// Untyped DELETE with query parameters. Never retried.
-    pub async fn delete<T: DeserializeOwned>(&self, path: &str, params: &[(&str, &str)]) -> Result<T> {
+    pub async fn delete<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        params: &[(&str, &str)],
+    ) -> Result<T> {
         self.raw(Method::Delete, path, params, false).await
     }
 
@@ -289,10 +327,16 @@ impl Client {
             || path.contains(['?', '#'])
             || path.chars().any(|c| c.is_control() || c.is_whitespace())
         {
-            return Err(Error::invalid("path", path, "must be an absolute API path without `..`, query or spaces"));
+            return Err(Error::invalid(
+                "path",
+                path,
+                "must be an absolute API path without `..`, query or spaces",
+            ));
         }
-        let params: Vec<(String, String)> =
-            params.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let params: Vec<(String, String)> = params
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         let bytes = self.execute(method, path, &params, idempotent).await?;
         decode(path, &bytes)
     }
@@ -300,7 +344,12 @@ impl Client {
     /// Send a typed request and decode its `data`.
     pub(crate) async fn call<T: DeserializeOwned>(&self, req: Request) -> Result<T> {
         let bytes = self
-            .execute(req.endpoint.method, &req.path, &req.params, req.endpoint.idempotent)
+            .execute(
+                req.endpoint.method,
+                &req.path,
+                &req.params,
+                req.endpoint.idempotent,
+            )
             .await?;
         decode(&req.path, &bytes)
     }
@@ -308,7 +357,13 @@ impl Client {
     async fn credentials(&self) -> Result<Credentials> {
         match &self.inner.auth {
             AuthState::Token { header } => Ok(Credentials::Token(header.clone())),
-            AuthState::Ticket { userid, password, renew_after, current, login } => {
+            AuthState::Ticket {
+                userid,
+                password,
+                renew_after,
+                current,
+                login,
+            } => {
                 if let Some(t) = current.read().await.as_ref()
                     && crate::auth::fresh(t, *renew_after)
                 {
@@ -343,7 +398,9 @@ impl Client {
     }
 
     async fn invalidate_ticket(&self, used: &Credentials) {
-        if let (AuthState::Ticket { current, .. }, Credentials::Ticket(used)) = (&self.inner.auth, used) {
+        if let (AuthState::Ticket { current, .. }, Credentials::Ticket(used)) =
+            (&self.inner.auth, used)
+        {
             let mut g = current.write().await;
             if g.as_ref().is_some_and(|t| t.obtained == used.obtained) {
                 *g = None;
@@ -354,7 +411,12 @@ impl Client {
     async fn login(&self, userid: &str, password: &SecretString) -> Result<Ticket> {
         let req = Request::new(&request::ACCESS_TICKET, &[]);
         let url = format!("{}{}", self.inner.base, req.path);
-        let _permit = self.inner.limit.acquire().await.map_err(|_| Error::Config("client closed".into()))?;
+        let _permit = self
+            .inner
+            .limit
+            .acquire()
+            .await
+            .map_err(|_| Error::Config("client closed".into()))?;
         let form = [("username", userid), ("password", password.expose_secret())];
         let resp = self
             .inner
@@ -368,7 +430,9 @@ impl Client {
         if !status.is_success() {
             let err = api_error(Method::Post, &req.path, resp).await;
             return Err(match err {
-                Error::Api { status, message, .. } => Error::Login(format!("HTTP {status}: {message}")),
+                Error::Api {
+                    status, message, ..
+                } => Error::Login(format!("HTTP {status}: {message}")),
                 other => other,
             });
         }
@@ -398,19 +462,34 @@ impl Client {
         loop {
             let creds = self.credentials().await?;
             let result = {
-                let _permit =
-                    self.inner.limit.acquire().await.map_err(|_| Error::Config("client closed".into()))?;
+                let _permit = self
+                    .inner
+                    .limit
+                    .acquire()
+                    .await
+                    .map_err(|_| Error::Config("client closed".into()))?;
                 let mut rb = self.inner.http.request(method.to_http(), &url);
                 rb = match &creds {
                     Credentials::Token(h) => rb.header(http::header::AUTHORIZATION, sensitive(h)?),
                     Credentials::Ticket(t) => {
-                        let cookie = SecretString::from(format!("PVEAuthCookie={}", t.ticket.expose_secret()));
+                        let cookie = SecretString::from(format!(
+                            "PVEAuthCookie={}",
+                            t.ticket.expose_secret()
+                        ));
                         let rb = rb.header(http::header::COOKIE, sensitive(&cookie)?);
-                        if method == Method::Get { rb } else { rb.header("CSRFPreventionToken", sensitive(&t.csrf)?) }
+                        if method == Method::Get {
+                            rb
+                        } else {
+                            rb.header("CSRFPreventionToken", sensitive(&t.csrf)?)
+                        }
                     }
                 };
                 if !params.is_empty() {
-                    rb = if method.params_in_query() { rb.query(params) } else { rb.form(params) };
+                    rb = if method.params_in_query() {
+                        rb.query(params)
+                    } else {
+                        rb.form(params)
+                    };
                 }
                 match rb.send().await {
                     Ok(resp) => {
@@ -424,7 +503,10 @@ impl Client {
                                 .and_then(|v| v.to_str().ok())
                                 .unwrap_or_default()
                                 .to_owned();
-                            return Err(Error::Redirect { status: status.as_u16(), location });
+                            return Err(Error::Redirect {
+                                status: status.as_u16(),
+                                location,
+                            });
                         } else {
                             Err(api_error(method, path, resp).await)
                         }
@@ -462,8 +544,9 @@ fn retryable(e: &Error) -> bool {
 }
 
 fn sensitive(s: &SecretString) -> Result<http::HeaderValue> {
-    let mut v = http::HeaderValue::from_str(s.expose_secret())
-        .map_err(|_| Error::Config("credential contains characters not allowed in a header".into()))?;
+    let mut v = http::HeaderValue::from_str(s.expose_secret()).map_err(|_| {
+        Error::Config("credential contains characters not allowed in a header".into())
+    })?;
     v.set_sensitive(true);
     Ok(v)
 }
@@ -471,7 +554,10 @@ fn sensitive(s: &SecretString) -> Result<http::HeaderValue> {
 pub(crate) fn decode<T: DeserializeOwned>(path: &str, bytes: &[u8]) -> Result<T> {
     serde_json::from_slice::<Envelope<T>>(bytes)
         .map(|e| e.data)
-        .map_err(|source| Error::Decode { path: path.to_owned(), source })
+        .map_err(|source| Error::Decode {
+            path: path.to_owned(),
+            source,
+        })
 }
 
 async fn api_error(method: Method, path: &str, resp: reqwest::Response) -> Error {
@@ -530,9 +616,18 @@ mod tests {
     #[test]
     fn base_urls() {
         let b = |h: &str| Client::builder(h).base_url();
-        assert_eq!(b("pve.example.com").unwrap(), "https://pve.example.com:8006/api2/json");
-        assert_eq!(b("pve.example.com:443").unwrap(), "https://pve.example.com:443/api2/json");
-        assert_eq!(b("http://127.0.0.1:9999/").unwrap(), "http://127.0.0.1:9999/api2/json");
+        assert_eq!(
+            b("pve.example.com").unwrap(),
+            "https://pve.example.com:8006/api2/json"
+        );
+        assert_eq!(
+            b("pve.example.com:443").unwrap(),
+            "https://pve.example.com/api2/json"
+        );
+        assert_eq!(
+            b("http://127.0.0.1:9999/").unwrap(),
+            "http://127.0.0.1:9999/api2/json"
+        );
         assert!(b("ftp://x").is_err());
         assert!(b("https://user:pw@x").is_err());
     }

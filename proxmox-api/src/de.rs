@@ -117,7 +117,9 @@ impl<'de> Visitor<'de> for BoolVisitor {
         Ok(Some(v != 0.0))
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        parse_bool(v).map(Some).ok_or_else(|| E::invalid_value(de::Unexpected::Str(v), &self))
+        parse_bool(v)
+            .map(Some)
+            .ok_or_else(|| E::invalid_value(de::Unexpected::Str(v), &self))
     }
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
         Ok(None)

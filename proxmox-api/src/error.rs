@@ -82,7 +82,9 @@ pub enum Error {
         waited: Duration,
     },
     /// The server redirected the request; redirects are never followed (credentials would leak).
-    #[error("server answered with redirect HTTP {status} to `{location}`; redirects are not followed")]
+    #[error(
+        "server answered with redirect HTTP {status} to `{location}`; redirects are not followed"
+    )]
     Redirect {
         /// HTTP status (3xx).
         status: u16,
@@ -92,8 +94,16 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn invalid(kind: &'static str, value: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::InvalidInput { kind, value: value.into(), reason: reason.into() }
+    pub(crate) fn invalid(
+        kind: &'static str,
+        value: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::InvalidInput {
+            kind,
+            value: value.into(),
+            reason: reason.into(),
+        }
     }
 
     /// HTTP status of an API error, if this is one.
@@ -125,7 +135,11 @@ impl Error {
     pub fn is_not_found(&self) -> bool {
         match self {
             Error::Api { status: 404, .. } => true,
-            Error::Api { status: 500, message, .. } => {
+            Error::Api {
+                status: 500,
+                message,
+                ..
+            } => {
                 let m = message.to_ascii_lowercase();
                 m.contains("does not exist") || m.contains("no such")
             }
@@ -145,7 +159,13 @@ impl Error {
 
     /// Authentication or authorisation failed (HTTP 401/403, or login failure).
     pub fn is_auth(&self) -> bool {
-        matches!(self, Error::Api { status: 401 | 403, .. } | Error::Login(_))
+        matches!(
+            self,
+            Error::Api {
+                status: 401 | 403,
+                ..
+            } | Error::Login(_)
+        )
     }
 
     /// Retrying the same idempotent request later may succeed.
@@ -185,12 +205,22 @@ mod tests {
     #[test]
     fn predicates() {
         assert!(api(404, "Not Found").is_not_found());
-        assert!(api(500, "Configuration file 'nodes/pve/qemu-server/105.conf' does not exist").is_not_found());
+        assert!(
+            api(
+                500,
+                "Configuration file 'nodes/pve/qemu-server/105.conf' does not exist"
+            )
+            .is_not_found()
+        );
         assert!(api(500, "no such VM ('105')").is_not_found());
         assert!(!api(500, "internal error").is_not_found());
         assert!(api(500, "VM is locked (backup)").is_locked());
         assert!(
-            api(500, "can't lock file '/var/lock/qemu-server/lock-100.conf' - got timeout").is_locked()
+            api(
+                500,
+                "can't lock file '/var/lock/qemu-server/lock-100.conf' - got timeout"
+            )
+            .is_locked()
         );
         assert!(!api(500, "VM 100 not running").is_locked());
         let task = Error::TaskFailed {

@@ -17,4 +17,7 @@ pub use client::{Client, ClientBuilder, RetryPolicy};
 pub use error::{Error, Result};
 pub use task::{TaskHandle, TaskOutcome};
 pub use tls::{Fingerprint, Tls};
-pub use types::{ApiTokenId, DiskBus, DiskSlot, FirewallName, NodeName, SnapshotName, StorageId, Upid, Userid, VmId, VolumeId};
+pub use types::{
+    ApiTokenId, DiskBus, DiskSlot, FirewallName, NodeName, SnapshotName, StorageId, Upid, Userid,
+    VmId, VolumeId,
+};

@@ -1,4 +1,4 @@
-//! Every typed endpoint builds a [`Request`] from a static [`Endpoint`] description, so the
+//! Every typed endpoint builds a request from a static [`Endpoint`] description, so the
 //! full set of endpoints and parameters the client can send is listed in [`catalogue`] and
 //! can be checked against the official API schema.
 
@@ -118,7 +118,8 @@ pub(crate) struct Request {
 
 fn encode_segment(out: &mut String, s: &str) {
     for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':' | b'@' | b'!') {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':' | b'@' | b'!')
+        {
             out.push(b as char);
         } else {
             let _ = write!(out, "%{b:02X}");
@@ -141,14 +142,24 @@ impl Request {
         for seg in endpoint.path.split('/').skip(1) {
             path.push('/');
             if seg.starts_with('{') {
-                let a = args.next().expect("path argument count matches the template");
+                let a = args
+                    .next()
+                    .expect("path argument count matches the template");
                 encode_segment(&mut path, a);
             } else {
                 path.push_str(seg);
             }
         }
-        debug_assert!(args.next().is_none(), "too many path arguments for {}", endpoint.path);
-        Request { endpoint, path, params: Vec::new() }
+        debug_assert!(
+            args.next().is_none(),
+            "too many path arguments for {}",
+            endpoint.path
+        );
+        Request {
+            endpoint,
+            path,
+            params: Vec::new(),
+        }
     }
 
     /// Add a parameter (must be declared by the endpoint; checked in debug builds and tests).
@@ -424,7 +435,13 @@ mod tests {
 
     #[test]
     fn path_rendering_encodes_segments() {
-        let r = Request::new(&STORAGE_CONTENT_DELETE, &["pve", "local", "local:backup/vzdump a.vma"]);
-        assert_eq!(r.path, "/nodes/pve/storage/local/content/local:backup%2Fvzdump%20a.vma");
+        let r = Request::new(
+            &STORAGE_CONTENT_DELETE,
+            &["pve", "local", "local:backup/vzdump a.vma"],
+        );
+        assert_eq!(
+            r.path,
+            "/nodes/pve/storage/local/content/local:backup%2Fvzdump%20a.vma"
+        );
     }
 }

@@ -64,16 +64,15 @@ pub struct TaskOutcome {
     pub exit_status: String,
 }
 
-/// Classification of a task exit status.
-pub fn classify_exit_status(exit: &str) -> std::result::Result<u32, ()> {
+/// Classify a task exit status: `Some(warnings)` for success (`OK` is 0 warnings,
+/// `WARNINGS: N` is N), `None` for a failure.
+pub fn classify_exit_status(exit: &str) -> Option<u32> {
     let e = exit.trim();
     if e == "OK" {
-        return Ok(0);
+        return Some(0);
     }
-    if let Some(n) = e.strip_prefix("WARNINGS:") {
-        return n.trim().parse().map_err(|_| ());
-    }
-    Err(())
+    e.strip_prefix("WARNINGS:")
+        .and_then(|n| n.trim().parse().ok())
 }
 
 /// A running or finished task on some node, identified by its UPID.
@@ -134,7 +133,12 @@ impl TaskHandle {
     /// Current status, polled on the UPID's node.
     pub async fn status(&self) -> Result<TaskStatus> {
         let node = self.upid.node().as_str();
-        self.client.call(Request::new(&request::TASK_STATUS, &[node, self.upid.as_str()])).await
+        self.client
+            .call(Request::new(
+                &request::TASK_STATUS,
+                &[node, self.upid.as_str()],
+            ))
+            .await
     }
 
     /// Log lines from line `start` (0-based), at most `limit`.
@@ -165,7 +169,9 @@ impl TaskHandle {
             let status = match self.status().await {
                 Ok(s) => Some(s),
                 // Just after dispatch the status call can answer 400 ("no such task").
-                Err(Error::Api { status: 400, .. }) if started.elapsed() < self.startup_grace => None,
+                Err(Error::Api { status: 400, .. }) if started.elapsed() < self.startup_grace => {
+                    None
+                }
                 Err(e) => return Err(e),
             };
             if let Some(cb) = on_line.as_mut()
@@ -182,8 +188,12 @@ impl TaskHandle {
             {
                 let exit = s.exitstatus.unwrap_or_default();
                 return match classify_exit_status(&exit) {
-                    Ok(warnings) => Ok(TaskOutcome { upid: self.upid.clone(), warnings, exit_status: exit }),
-                    Err(()) => {
+                    Some(warnings) => Ok(TaskOutcome {
+                        upid: self.upid.clone(),
+                        warnings,
+                        exit_status: exit,
+                    }),
+                    None => {
                         let log = self.log(0, 100_000).await.unwrap_or_default();
                         let skip = log.len().saturating_sub(self.tail_lines);
                         Err(Error::TaskFailed {
@@ -195,7 +205,10 @@ impl TaskHandle {
                 };
             }
             if started.elapsed() >= self.timeout {
-                return Err(Error::TaskTimeout { upid: self.upid.to_string(), waited: started.elapsed() });
+                return Err(Error::TaskTimeout {
+                    upid: self.upid.to_string(),
+                    waited: started.elapsed(),
+                });
             }
             tokio::time::sleep(self.poll_interval).await;
         }
@@ -208,9 +221,9 @@ mod tests {
 
     #[test]
     fn exit_status() {
-        assert_eq!(classify_exit_status("OK"), Ok(0));
-        assert_eq!(classify_exit_status("WARNINGS: 3"), Ok(3));
-        assert!(classify_exit_status("VM is locked (backup)").is_err());
-        assert!(classify_exit_status("").is_err());
+        assert_eq!(classify_exit_status("OK"), Some(0));
+        assert_eq!(classify_exit_status("WARNINGS: 3"), Some(3));
+        assert_eq!(classify_exit_status("VM is locked (backup)"), None);
+        assert_eq!(classify_exit_status(""), None);
     }
 }

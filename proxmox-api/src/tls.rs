@@ -33,7 +33,11 @@ impl FromStr for Fingerprint {
         let cleaned: String = s.trim().chars().filter(|c| *c != ':').collect();
         let mut out = [0u8; 32];
         hex::decode_to_slice(&cleaned, &mut out).map_err(|_| {
-            Error::invalid("fingerprint", s, "must be 32 bytes of hex, optionally `:`-separated")
+            Error::invalid(
+                "fingerprint",
+                s,
+                "must be 32 bytes of hex, optionally `:`-separated",
+            )
         })?;
         Ok(Fingerprint(out))
     }
@@ -58,10 +62,11 @@ impl fmt::Debug for Fingerprint {
 }
 
 /// How the server certificate is verified.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub enum Tls {
     /// Verify the chain against the system's root certificates (default).
+    #[default]
     SystemRoots,
     /// Verify the chain against the system roots plus the given CA certificates (PEM).
     SystemRootsAndCa {
@@ -78,12 +83,6 @@ pub enum Tls {
     Pinned(Fingerprint),
     /// Accept any certificate. Only for tests and labs: anyone on the path can read the traffic.
     DangerAcceptInvalidCerts,
-}
-
-impl Default for Tls {
-    fn default() -> Self {
-        Tls::SystemRoots
-    }
 }
 
 /// The pin mismatch seen by the verifier, so the client can turn the TLS failure into
@@ -131,13 +130,15 @@ impl ServerCertVerifier for Verifier {
                 if let Ok(mut g) = self.slot.0.lock() {
                     *g = Some((pin.to_string(), actual.to_string()));
                 }
-                return Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(
-                    rustls::OtherError(Arc::new(PinMismatch)),
-                )));
+                return Err(rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::Other(rustls::OtherError(Arc::new(PinMismatch))),
+                ));
             }
         }
         match &self.chain {
-            Some(v) => v.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now),
+            Some(v) => {
+                v.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+            }
             None => Ok(ServerCertVerified::assertion()),
         }
     }
@@ -171,7 +172,9 @@ impl ServerCertVerifier for Verifier {
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -245,7 +248,12 @@ pub(crate) fn client_config(
     } else {
         None
     };
-    let verifier = Arc::new(Verifier { chain, pin, provider: provider.clone(), slot });
+    let verifier = Arc::new(Verifier {
+        chain,
+        pin,
+        provider: provider.clone(),
+        slot,
+    });
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Config(format!("tls: {e}")))?

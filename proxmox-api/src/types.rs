@@ -68,7 +68,11 @@ impl VmId {
         if (Self::MIN..=Self::MAX).contains(&id) {
             Ok(VmId(id))
         } else {
-            Err(Error::invalid("vmid", id.to_string(), "must be within 100..=999999999"))
+            Err(Error::invalid(
+                "vmid",
+                id.to_string(),
+                "must be within 100..=999999999",
+            ))
         }
     }
 
@@ -98,9 +102,15 @@ impl FromStr for VmId {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self, Error> {
         if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) || s.starts_with('0') {
-            return Err(Error::invalid("vmid", s, "must be a decimal number without leading zeros"));
+            return Err(Error::invalid(
+                "vmid",
+                s,
+                "must be a decimal number without leading zeros",
+            ));
         }
-        let n: u32 = s.parse().map_err(|_| Error::invalid("vmid", s, "out of range"))?;
+        let n: u32 = s
+            .parse()
+            .map_err(|_| Error::invalid("vmid", s, "out of range"))?;
         VmId::new(n)
     }
 }
@@ -143,7 +153,11 @@ impl FromStr for NodeName {
         if is_hostname_label(s) {
             Ok(NodeName(s.to_owned()))
         } else {
-            Err(Error::invalid("node name", s, "must be a hostname label (letters, digits, `-`)"))
+            Err(Error::invalid(
+                "node name",
+                s,
+                "must be a hostname label (letters, digits, `-`)",
+            ))
         }
     }
 }
@@ -155,7 +169,8 @@ fn is_storage_id(s: &str) -> bool {
         && b.len() <= 64
         && b[0].is_ascii_alphabetic()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
 /// A storage id (`pve-storage-id`: `[a-z][a-z0-9-_.]*[a-z0-9]`).
@@ -168,7 +183,11 @@ impl FromStr for StorageId {
         if is_storage_id(s) {
             Ok(StorageId(s.to_owned()))
         } else {
-            Err(Error::invalid("storage id", s, "must match `[a-z][a-z0-9-_.]*[a-z0-9]`"))
+            Err(Error::invalid(
+                "storage id",
+                s,
+                "must match `[a-z][a-z0-9-_.]*[a-z0-9]`",
+            ))
         }
     }
 }
@@ -231,7 +250,8 @@ impl FromStr for SnapshotName {
         let ok = !b.is_empty()
             && b.len() <= 40
             && b[0].is_ascii_alphabetic()
-            && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'));
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'));
         if !ok {
             return Err(Error::invalid(
                 "snapshot name",
@@ -252,7 +272,8 @@ fn is_realm(s: &str) -> bool {
     b.len() >= 2
         && b.len() <= 32
         && b[0].is_ascii_alphabetic()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'))
 }
 
 fn is_token_name(s: &str) -> bool {
@@ -260,7 +281,8 @@ fn is_token_name(s: &str) -> bool {
     !b.is_empty()
         && b.len() <= 64
         && b[0].is_ascii_alphabetic()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'))
 }
 
 /// A user id `user@realm`.
@@ -303,7 +325,13 @@ pub struct ApiTokenId(String);
 impl ApiTokenId {
     /// The owning user.
     pub fn userid(&self) -> Userid {
-        Userid(self.0.split_once('!').map(|(u, _)| u).unwrap_or("").to_owned())
+        Userid(
+            self.0
+                .split_once('!')
+                .map(|(u, _)| u)
+                .unwrap_or("")
+                .to_owned(),
+        )
     }
     /// The token name.
     pub fn token_name(&self) -> &str {
@@ -315,7 +343,11 @@ impl FromStr for ApiTokenId {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self, Error> {
         let Some((user, token)) = s.split_once('!') else {
-            return Err(Error::invalid("api token id", s, "must be `user@realm!tokenname`"));
+            return Err(Error::invalid(
+                "api token id",
+                s,
+                "must be `user@realm!tokenname`",
+            ));
         };
         Userid::from_str(user)?;
         if !is_token_name(token) {
@@ -337,11 +369,16 @@ impl FromStr for FirewallName {
         let ok = b.len() >= 2
             && b.len() <= 64
             && b[0].is_ascii_alphabetic()
-            && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'));
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'));
         if ok {
             Ok(FirewallName(s.to_owned()))
         } else {
-            Err(Error::invalid("firewall name", s, "must match `[A-Za-z][A-Za-z0-9_-]+`"))
+            Err(Error::invalid(
+                "firewall name",
+                s,
+                "must match `[A-Za-z][A-Za-z0-9_-]+`",
+            ))
         }
     }
 }
@@ -433,7 +470,9 @@ impl FromStr for DiskSlot {
         if digits.is_empty() || digits.len() > 2 || (digits.len() == 2 && digits.starts_with('0')) {
             return Err(Error::invalid("disk slot", s, "bad index"));
         }
-        let index: u8 = digits.parse().map_err(|_| Error::invalid("disk slot", s, "bad index"))?;
+        let index: u8 = digits
+            .parse()
+            .map_err(|_| Error::invalid("disk slot", s, "bad index"))?;
         DiskSlot::new(bus, index)
     }
 }
@@ -506,14 +545,18 @@ impl FromStr for Upid {
         let parts: Vec<&str> = s.split(':').collect();
         // "UPID", node, pid, pstart, starttime, type, id, user, "" (trailing colon)
         if parts.len() != 9 || parts[0] != "UPID" || !parts[8].is_empty() {
-            return Err(bad("must be `UPID:node:pid:pstart:starttime:type:id:user:`"));
+            return Err(bad(
+                "must be `UPID:node:pid:pstart:starttime:type:id:user:`",
+            ));
         }
         let node: NodeName = parts[1].parse().map_err(|_| bad("invalid node"))?;
         let pid = hex_field(parts[2], 8, 8).ok_or_else(|| bad("pid must be 8 hex digits"))?;
-        let pstart = hex_field(parts[3], 8, 9).ok_or_else(|| bad("pstart must be 8-9 hex digits"))?;
+        let pstart =
+            hex_field(parts[3], 8, 9).ok_or_else(|| bad("pstart must be 8-9 hex digits"))?;
         let starttime =
             hex_field(parts[4], 8, 8).ok_or_else(|| bad("starttime must be 8 hex digits"))?;
-        let clean = |f: &str| !f.is_empty() && !f.chars().any(|c| c.is_control() || c.is_whitespace());
+        let clean =
+            |f: &str| !f.is_empty() && !f.chars().any(|c| c.is_control() || c.is_whitespace());
         if !clean(parts[5]) {
             return Err(bad("invalid worker type"));
         }
@@ -555,8 +598,6 @@ impl<'de> serde::Deserialize<'de> for Upid {
     }
 }
 
-
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -574,7 +615,9 @@ mod tests {
 
     #[test]
     fn upid_parts() {
-        let u: Upid = "UPID:pve1:000A1B2C:0003F1A2B:6560F00D:qmstart:100:root@pam:".parse().unwrap();
+        let u: Upid = "UPID:pve1:000A1B2C:0003F1A2B:6560F00D:qmstart:100:root@pam:"
+            .parse()
+            .unwrap();
         assert_eq!(u.node().as_str(), "pve1");
         assert_eq!(u.pid(), 0x000A1B2C);
         assert_eq!(u.pstart(), 0x0003F1A2B);
@@ -582,16 +625,28 @@ mod tests {
         assert_eq!(u.worker_type(), "qmstart");
         assert_eq!(u.id(), "100");
         assert_eq!(u.user(), "root@pam");
-        let t: Upid = "UPID:pve1:000A1B2C:0003F1A2:6560F00D:vzdump::api@pve!tok:".parse().unwrap();
+        let t: Upid = "UPID:pve1:000A1B2C:0003F1A2:6560F00D:vzdump::api@pve!tok:"
+            .parse()
+            .unwrap();
         assert_eq!(t.id(), "");
         assert_eq!(t.user(), "api@pve!tok");
-        assert!("UPID:pve1:0A1B2C:0003F1A2:6560F00D:qmstart:100:root@pam:".parse::<Upid>().is_err());
-        assert!("UPID:pve1:000A1B2C:0003F1A2:6560F00D:qmstart:100:root@pam".parse::<Upid>().is_err());
+        assert!(
+            "UPID:pve1:0A1B2C:0003F1A2:6560F00D:qmstart:100:root@pam:"
+                .parse::<Upid>()
+                .is_err()
+        );
+        assert!(
+            "UPID:pve1:000A1B2C:0003F1A2:6560F00D:qmstart:100:root@pam"
+                .parse::<Upid>()
+                .is_err()
+        );
     }
 
     #[test]
     fn volume_and_snapshot() {
-        let v: VolumeId = "local:backup/vzdump-qemu-100-2024_01_01-00_00_00.vma.zst".parse().unwrap();
+        let v: VolumeId = "local:backup/vzdump-qemu-100-2024_01_01-00_00_00.vma.zst"
+            .parse()
+            .unwrap();
         assert_eq!(v.storage().as_str(), "local");
         assert!("local-lvm:vm-100-disk-0".parse::<VolumeId>().is_ok());
         assert!("local:../etc/passwd".parse::<VolumeId>().is_err());

@@ -44,7 +44,10 @@ async fn token_header_is_sent() {
             .await;
         client.version().await.unwrap();
         let reqs = server.received_requests().await.unwrap();
-        assert!(reqs[0].headers.get("CSRFPreventionToken").is_none(), "tokens need no CSRF header");
+        assert!(
+            reqs[0].headers.get("CSRFPreventionToken").is_none(),
+            "tokens need no CSRF header"
+        );
         assert!(reqs[0].headers.get("cookie").is_none());
     })
     .await;
@@ -57,7 +60,9 @@ async fn ticket_login_cookie_and_csrf() {
         Mock::given(method("POST"))
             .and(path("/api2/json/access/ticket"))
             .and(form_is(&[("username", "root@pam"), ("password", PASSWORD)]))
-            .respond_with(ResponseTemplate::new(200).set_body_json(ticket_answer(TICKET1, "csrf-1")))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(ticket_answer(TICKET1, "csrf-1")),
+            )
             .expect(1)
             .mount(&server)
             .await;
@@ -79,11 +84,16 @@ async fn ticket_login_cookie_and_csrf() {
             .await;
         let client = ticket_client(&server, Duration::from_secs(3600));
         client.version().await.unwrap();
-        let vm = client.node(&"pve1".parse().unwrap()).qemu(100u32.try_into().unwrap());
+        let vm = client
+            .node(&"pve1".parse().unwrap())
+            .qemu(100u32.try_into().unwrap());
         vm.cloudinit_regenerate().await.unwrap();
         let reqs = server.received_requests().await.unwrap();
         let get = reqs.iter().find(|r| r.method.as_str() == "GET").unwrap();
-        assert!(get.headers.get("CSRFPreventionToken").is_none(), "no CSRF token on GET");
+        assert!(
+            get.headers.get("CSRFPreventionToken").is_none(),
+            "no CSRF token on GET"
+        );
     })
     .await;
 }
@@ -95,7 +105,9 @@ async fn twenty_concurrent_requests_after_expiry_renew_once() {
         Mock::given(method("POST"))
             .and(path("/api2/json/access/ticket"))
             .and(form_is(&[("username", "root@pam"), ("password", PASSWORD)]))
-            .respond_with(ResponseTemplate::new(200).set_body_json(ticket_answer(TICKET1, "csrf-1")))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(ticket_answer(TICKET1, "csrf-1")),
+            )
             .expect(1)
             .mount(&server)
             .await;
@@ -113,14 +125,20 @@ async fn twenty_concurrent_requests_after_expiry_renew_once() {
             .await;
         Mock::given(method("GET"))
             .and(path("/api2/json/version"))
-            .and(header("cookie", format!("PVEAuthCookie={TICKET1}").as_str()))
+            .and(header(
+                "cookie",
+                format!("PVEAuthCookie={TICKET1}").as_str(),
+            ))
             .respond_with(ResponseTemplate::new(200).set_body_json(version()))
             .expect(1)
             .mount(&server)
             .await;
         Mock::given(method("GET"))
             .and(path("/api2/json/version"))
-            .and(header("cookie", format!("PVEAuthCookie={TICKET2}").as_str()))
+            .and(header(
+                "cookie",
+                format!("PVEAuthCookie={TICKET2}").as_str(),
+            ))
             .respond_with(ResponseTemplate::new(200).set_body_json(version()))
             .expect(20)
             .mount(&server)
@@ -154,7 +172,9 @@ async fn ticket_rejected_with_401_logs_in_again_once() {
         let server = MockServer::start().await;
         Mock::given(method("POST"))
             .and(path("/api2/json/access/ticket"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(ticket_answer(TICKET1, "csrf-1")))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(ticket_answer(TICKET1, "csrf-1")),
+            )
             .expect(2)
             .mount(&server)
             .await;
@@ -177,7 +197,10 @@ async fn secrets_never_in_debug_or_errors() {
         let server = MockServer::start().await;
         Mock::given(method("POST"))
             .and(path("/api2/json/access/ticket"))
-            .respond_with(ResponseTemplate::new(401).set_body_json(json!({"data": null, "message": "authentication failure\n"})))
+            .respond_with(
+                ResponseTemplate::new(401)
+                    .set_body_json(json!({"data": null, "message": "authentication failure\n"})),
+            )
             .mount(&server)
             .await;
         let auth = Auth::password("root", "pam", PASSWORD).unwrap();
@@ -195,12 +218,17 @@ async fn secrets_never_in_debug_or_errors() {
         let (server, client) = server_and_client().await;
         assert!(!format!("{client:?}").contains(TOKEN_SECRET));
         Mock::given(method("GET"))
-            .respond_with(ResponseTemplate::new(403).set_body_json(json!({"data": null, "message": "Permission check failed (/vms/100, VM.Audit)\n"})))
+            .respond_with(ResponseTemplate::new(403).set_body_json(
+                json!({"data": null, "message": "Permission check failed (/vms/100, VM.Audit)\n"}),
+            ))
             .mount(&server)
             .await;
         let err = client.version().await.unwrap_err();
         assert!(err.is_auth());
-        assert_eq!(err.message(), Some("Permission check failed (/vms/100, VM.Audit)"));
+        assert_eq!(
+            err.message(),
+            Some("Permission check failed (/vms/100, VM.Audit)")
+        );
         for text in [format!("{err}"), format!("{err:?}")] {
             assert!(!text.contains(TOKEN_SECRET), "token leaked: {text}");
         }
@@ -215,7 +243,10 @@ async fn redirect_to_another_host_does_not_carry_the_token() {
         let evil = MockServer::start().await;
         Mock::given(method("GET"))
             .and(path("/api2/json/version"))
-            .respond_with(ResponseTemplate::new(302).insert_header("location", format!("{}/api2/json/version", evil.uri())))
+            .respond_with(
+                ResponseTemplate::new(302)
+                    .insert_header("location", format!("{}/api2/json/version", evil.uri())),
+            )
             .expect(1)
             .mount(&server)
             .await;
@@ -225,8 +256,14 @@ async fn redirect_to_another_host_does_not_carry_the_token() {
             .mount(&evil)
             .await;
         let err = client.version().await.unwrap_err();
-        assert!(matches!(err, Error::Redirect { status: 302, .. }), "{err:?}");
-        assert!(evil.received_requests().await.unwrap().is_empty(), "the other host saw no request at all");
+        assert!(
+            matches!(err, Error::Redirect { status: 302, .. }),
+            "{err:?}"
+        );
+        assert!(
+            evil.received_requests().await.unwrap().is_empty(),
+            "the other host saw no request at all"
+        );
     })
     .await;
 }
@@ -234,7 +271,11 @@ async fn redirect_to_another_host_does_not_carry_the_token() {
 fn retrying_client(server: &MockServer) -> Client {
     Client::builder(server.uri())
         .auth(Auth::api_token(TOKEN_ID, TOKEN_SECRET).unwrap())
-        .retry(RetryPolicy::new(3, Duration::from_millis(1), Duration::from_millis(5)))
+        .retry(RetryPolicy::new(
+            3,
+            Duration::from_millis(1),
+            Duration::from_millis(5),
+        ))
         .build()
         .unwrap()
 }
@@ -288,7 +329,9 @@ async fn retries_are_bounded_and_writes_are_not_retried() {
         let err = client.version().await.unwrap_err();
         assert_eq!(err.status(), Some(502));
         assert!(err.is_retryable());
-        let vm = client.node(&"pve1".parse().unwrap()).qemu(100u32.try_into().unwrap());
+        let vm = client
+            .node(&"pve1".parse().unwrap())
+            .qemu(100u32.try_into().unwrap());
         let err = vm.start().await.unwrap_err();
         assert_eq!(err.status(), Some(503));
     })
@@ -304,11 +347,18 @@ async fn connect_errors_are_retryable_transport_errors() {
         };
         let client = Client::builder(format!("http://127.0.0.1:{port}"))
             .auth(Auth::api_token(TOKEN_ID, TOKEN_SECRET).unwrap())
-            .retry(RetryPolicy::new(2, Duration::from_millis(1), Duration::from_millis(2)))
+            .retry(RetryPolicy::new(
+                2,
+                Duration::from_millis(1),
+                Duration::from_millis(2),
+            ))
             .build()
             .unwrap();
         let err = client.version().await.unwrap_err();
-        assert!(matches!(err, Error::Transport(_)) && err.is_retryable(), "{err:?}");
+        assert!(
+            matches!(err, Error::Transport(_)) && err.is_retryable(),
+            "{err:?}"
+        );
     })
     .await;
 }
@@ -317,10 +367,15 @@ async fn connect_errors_are_retryable_transport_errors() {
 async fn pve_errors_are_mapped() {
     timed(async {
         let (server, client) = server_and_client().await;
-        let vm = client.node(&"pve1".parse().unwrap()).qemu(100u32.try_into().unwrap());
+        let vm = client
+            .node(&"pve1".parse().unwrap())
+            .qemu(100u32.try_into().unwrap());
         Mock::given(method("POST"))
             .and(path("/api2/json/nodes/pve1/qemu/100/status/start"))
-            .respond_with(ResponseTemplate::new(500).set_body_json(json!({"data": null, "message": "VM is locked (backup)\n"})))
+            .respond_with(
+                ResponseTemplate::new(500)
+                    .set_body_json(json!({"data": null, "message": "VM is locked (backup)\n"})),
+            )
             .mount(&server)
             .await;
         Mock::given(method("POST"))
@@ -334,13 +389,19 @@ async fn pve_errors_are_mapped() {
             .await;
         Mock::given(method("GET"))
             .and(path("/api2/json/nodes/pve1/qemu/100/status/current"))
-            .respond_with(ResponseTemplate::new(500).set_body_string("Configuration file 'nodes/pve1/qemu-server/100.conf' does not exist"))
+            .respond_with(ResponseTemplate::new(500).set_body_string(
+                "Configuration file 'nodes/pve1/qemu-server/100.conf' does not exist",
+            ))
             .mount(&server)
             .await;
         let e = vm.start().await.unwrap_err();
         assert!(e.is_locked() && !e.is_not_found() && !e.is_retryable());
         assert_eq!(e.message(), Some("VM is locked (backup)"));
-        let e = vm.snapshots().create(&"ok".parse().unwrap(), None, false).await.unwrap_err();
+        let e = vm
+            .snapshots()
+            .create(&"ok".parse().unwrap(), None, false)
+            .await
+            .unwrap_err();
         assert_eq!(e.status(), Some(400));
         assert!(e.param_errors().unwrap()["snapname"].starts_with("invalid format"));
         let e = vm.status().await.unwrap_err();
@@ -377,7 +438,10 @@ async fn reason_phrase_is_kept() {
 
 #[test]
 fn invalid_identifiers_fail_before_sending() {
-    assert!(Auth::api_token("api@pve", "x").is_err(), "token id needs !tokenid");
+    assert!(
+        Auth::api_token("api@pve", "x").is_err(),
+        "token id needs !tokenid"
+    );
     assert!(Auth::password("root", "p", "x").is_err(), "realm too short");
     assert!(Client::builder("pve").build().is_err(), "no credentials");
 }

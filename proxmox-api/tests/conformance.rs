@@ -25,14 +25,24 @@ fn check(schema: &Value, ep: &Endpoint) -> Vec<String> {
     let params = entry["params"].as_object().cloned().unwrap_or_default();
     for p in ep.path_params() {
         if !params.contains_key(p) {
-            problems.push(format!("{} {}: path parameter `{p}` not declared", ep.method.as_str(), ep.path));
+            problems.push(format!(
+                "{} {}: path parameter `{p}` not declared",
+                ep.method.as_str(),
+                ep.path
+            ));
         }
     }
     for (name, kind) in ep.params {
         // The schema names indexed keys `net[n]`; our declarations use the same spelling.
-        let found = params.iter().find(|(k, _)| *k == name || param_name_matches(k, name));
+        let found = params
+            .iter()
+            .find(|(k, _)| *k == name || param_name_matches(k, name));
         match found {
-            None => problems.push(format!("{} {}: parameter `{name}` not in schema", ep.method.as_str(), ep.path)),
+            None => problems.push(format!(
+                "{} {}: parameter `{name}` not in schema",
+                ep.method.as_str(),
+                ep.path
+            )),
             Some((_, decl)) => {
                 let ty = decl["type"].as_str().unwrap_or("string");
                 if !kind.compatible_with(ty) {
@@ -52,16 +62,29 @@ fn check(schema: &Value, ep: &Endpoint) -> Vec<String> {
 fn every_catalogued_endpoint_conforms_to_the_schema() {
     let schema = schema();
     let all = catalogue();
-    assert!(all.len() >= 70, "catalogue unexpectedly small: {}", all.len());
+    assert!(
+        all.len() >= 70,
+        "catalogue unexpectedly small: {}",
+        all.len()
+    );
     let problems: Vec<String> = all.iter().flat_map(|ep| check(&schema, ep)).collect();
-    assert!(problems.is_empty(), "schema conformance problems:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "schema conformance problems:\n{}",
+        problems.join("\n")
+    );
 }
 
 #[test]
 fn catalogue_has_no_duplicates() {
     let mut seen = HashSet::new();
     for ep in catalogue() {
-        assert!(seen.insert((ep.method, ep.path)), "duplicate {} {}", ep.method.as_str(), ep.path);
+        assert!(
+            seen.insert((ep.method, ep.path)),
+            "duplicate {} {}",
+            ep.method.as_str(),
+            ep.path
+        );
     }
 }
 
@@ -85,7 +108,10 @@ fn only_safe_endpoints_are_marked_idempotent() {
 static WRONG_PARAM: Endpoint = Endpoint {
     method: Method::Post,
     path: "/nodes/{node}/qemu/{vmid}/snapshot",
-    params: &[("snapname", ParamKind::String), ("ramstate", ParamKind::Boolean)],
+    params: &[
+        ("snapname", ParamKind::String),
+        ("ramstate", ParamKind::Boolean),
+    ],
     idempotent: false,
 };
 static WRONG_KIND: Endpoint = Endpoint {
@@ -109,16 +135,38 @@ static WRONG_PATH_PARAM: Endpoint = Endpoint {
 static INDEXED_OK: Endpoint = Endpoint {
     method: Method::Put,
     path: "/nodes/{node}/qemu/{vmid}/config",
-    params: &[("net[n]", ParamKind::String), ("ipconfig[n]", ParamKind::String)],
+    params: &[
+        ("net[n]", ParamKind::String),
+        ("ipconfig[n]", ParamKind::String),
+    ],
     idempotent: false,
 };
 
 #[test]
 fn checker_rejects_wrong_endpoints() {
     let schema = schema();
-    assert_eq!(check(&schema, &WRONG_PARAM).len(), 1, "unknown parameter must be reported");
-    assert_eq!(check(&schema, &WRONG_KIND).len(), 1, "wrong type must be reported");
-    assert_eq!(check(&schema, &WRONG_METHOD).len(), 1, "wrong method must be reported");
-    assert!(!check(&schema, &WRONG_PATH_PARAM).is_empty(), "unknown path must be reported");
-    assert!(check(&schema, &INDEXED_OK).is_empty(), "{:?}", check(&schema, &INDEXED_OK));
+    assert_eq!(
+        check(&schema, &WRONG_PARAM).len(),
+        1,
+        "unknown parameter must be reported"
+    );
+    assert_eq!(
+        check(&schema, &WRONG_KIND).len(),
+        1,
+        "wrong type must be reported"
+    );
+    assert_eq!(
+        check(&schema, &WRONG_METHOD).len(),
+        1,
+        "wrong method must be reported"
+    );
+    assert!(
+        !check(&schema, &WRONG_PATH_PARAM).is_empty(),
+        "unknown path must be reported"
+    );
+    assert!(
+        check(&schema, &INDEXED_OK).is_empty(),
+        "{:?}",
+        check(&schema, &INDEXED_OK)
+    );
 }

@@ -8,7 +8,9 @@ use proxmox_api::api::backup::{BackupMode, Compression, VzdumpRequest};
 use proxmox_api::api::cloudinit::CloudInitDump;
 use proxmox_api::api::cluster::{NodeStatus, ResourceFilter, ResourceKind};
 use proxmox_api::api::firewall::{FirewallOptionsUpdate, Policy, RuleSpec};
-use proxmox_api::api::qemu_config::{CloneOptions, ConfigUpdate, CreateVm, IpConfig, NetModel, NetSpec};
+use proxmox_api::api::qemu_config::{
+    CloneOptions, ConfigUpdate, CreateVm, IpConfig, NetModel, NetSpec,
+};
 use proxmox_api::api::qemu_status::{ShutdownOptions, VmState};
 use proxmox_api::api::rrd::{Consolidation, Timeframe};
 use proxmox_api::api::tasks::TaskFilter;
@@ -38,7 +40,9 @@ async fn expect<M: wiremock::Match + 'static>(
 }
 
 fn vm(client: &Client) -> proxmox_api::api::VmHandle {
-    client.node(&"pve1".parse().unwrap()).qemu(VmId::new(100).unwrap())
+    client
+        .node(&"pve1".parse().unwrap())
+        .qemu(VmId::new(100).unwrap())
 }
 
 fn upid() -> serde_json::Value {
@@ -49,9 +53,30 @@ fn upid() -> serde_json::Value {
 async fn cluster_version_nodes_resources() {
     timed(async {
         let (server, client) = server_and_client().await;
-        expect(&server, "GET", "/api2/json/version", query_is(&[]), fixture("version.json")).await;
-        expect(&server, "GET", "/api2/json/nodes", query_is(&[]), fixture("nodes.json")).await;
-        expect(&server, "GET", "/api2/json/cluster/resources", query_is(&[("type", "vm")]), fixture("cluster_resources.json")).await;
+        expect(
+            &server,
+            "GET",
+            "/api2/json/version",
+            query_is(&[]),
+            fixture("version.json"),
+        )
+        .await;
+        expect(
+            &server,
+            "GET",
+            "/api2/json/nodes",
+            query_is(&[]),
+            fixture("nodes.json"),
+        )
+        .await;
+        expect(
+            &server,
+            "GET",
+            "/api2/json/cluster/resources",
+            query_is(&[("type", "vm")]),
+            fixture("cluster_resources.json"),
+        )
+        .await;
 
         let v = client.version().await.unwrap();
         assert_eq!((v.version.as_str(), v.release.as_str()), ("8.2.4", "8.2"));
@@ -59,18 +84,29 @@ async fn cluster_version_nodes_resources() {
         let nodes = client.nodes().await.unwrap();
         assert_eq!(nodes.len(), 2);
         assert_eq!(nodes[0].status, NodeStatus::Online);
-        assert_eq!(nodes[0].mem, Some(21_474_836_480), "stringly number decoded");
+        assert_eq!(
+            nodes[0].mem,
+            Some(21_474_836_480),
+            "stringly number decoded"
+        );
         assert_eq!(nodes[1].status, NodeStatus::Offline);
         assert_eq!(nodes[1].maxmem, None);
 
-        let res = client.cluster_resources(Some(ResourceFilter::Vm)).await.unwrap();
+        let res = client
+            .cluster_resources(Some(ResourceFilter::Vm))
+            .await
+            .unwrap();
         assert_eq!(res.len(), 4);
         assert_eq!(res[0].kind, ResourceKind::Qemu);
         assert_eq!(res[0].netin, Some(123_456));
         assert_eq!(res[1].vmid, Some(101), "vmid sent as string");
         assert!(res[1].template, "template \"1\" is true");
         assert_eq!(res[1].lock.as_deref(), Some("backup"));
-        assert_eq!(res[3].kind, ResourceKind::Other("vgpu".into()), "unknown kinds kept");
+        assert_eq!(
+            res[3].kind,
+            ResourceKind::Other("vgpu".into()),
+            "unknown kinds kept"
+        );
     })
     .await;
 }
@@ -80,11 +116,46 @@ async fn qemu_status_and_power() {
     timed(async {
         let (server, client) = server_and_client().await;
         let vm = vm(&client);
-        expect(&server, "GET", &format!("{VM}/status/current"), query_is(&[]), fixture("status_current.json")).await;
-        expect(&server, "POST", &format!("{VM}/status/start"), form_is(&[]), upid()).await;
-        expect(&server, "POST", &format!("{VM}/status/shutdown"), form_is(&[("timeout", "60"), ("forceStop", "1")]), upid()).await;
-        expect(&server, "POST", &format!("{VM}/status/stop"), form_is(&[]), upid()).await;
-        expect(&server, "POST", &format!("{VM}/status/reboot"), form_is(&[("timeout", "30")]), upid()).await;
+        expect(
+            &server,
+            "GET",
+            &format!("{VM}/status/current"),
+            query_is(&[]),
+            fixture("status_current.json"),
+        )
+        .await;
+        expect(
+            &server,
+            "POST",
+            &format!("{VM}/status/start"),
+            form_is(&[]),
+            upid(),
+        )
+        .await;
+        expect(
+            &server,
+            "POST",
+            &format!("{VM}/status/shutdown"),
+            form_is(&[("timeout", "60"), ("forceStop", "1")]),
+            upid(),
+        )
+        .await;
+        expect(
+            &server,
+            "POST",
+            &format!("{VM}/status/stop"),
+            form_is(&[]),
+            upid(),
+        )
+        .await;
+        expect(
+            &server,
+            "POST",
+            &format!("{VM}/status/reboot"),
+            form_is(&[("timeout", "30")]),
+            upid(),
+        )
+        .await;
 
         let s = vm.status().await.unwrap();
         assert_eq!(s.status, VmState::Running);
@@ -93,7 +164,10 @@ async fn qemu_status_and_power() {
         assert_eq!(s.agent, Some(true));
 
         assert_eq!(vm.start().await.unwrap().upid().as_str(), UPID);
-        let t = vm.shutdown(&ShutdownOptions::new().timeout(60).force_stop(true)).await.unwrap();
+        let t = vm
+            .shutdown(&ShutdownOptions::new().timeout(60).force_stop(true))
+            .await
+            .unwrap();
         assert_eq!(t.upid().node().as_str(), "pve1");
         vm.stop().await.unwrap();
         vm.reboot(Some(30)).await.unwrap();
@@ -106,10 +180,32 @@ async fn qemu_config_get_pending_and_set() {
     timed(async {
         let (server, client) = server_and_client().await;
         let vm = vm(&client);
-        expect(&server, "GET", &format!("{VM}/config"), query_is(&[("current", "1")]), fixture("config.json")).await;
-        expect(&server, "GET", &format!("{VM}/pending"), query_is(&[]), fixture("pending.json")).await;
-        let net = NetSpec::new(NetModel::Virtio, "bc:24:11:aa:bb:cc", "vmbr0").unwrap().with_tag(20).unwrap().with_firewall(true);
-        let ip = IpConfig::new().ip("192.0.2.10/24").unwrap().gw("192.0.2.1").unwrap();
+        expect(
+            &server,
+            "GET",
+            &format!("{VM}/config"),
+            query_is(&[("current", "1")]),
+            fixture("config.json"),
+        )
+        .await;
+        expect(
+            &server,
+            "GET",
+            &format!("{VM}/pending"),
+            query_is(&[]),
+            fixture("pending.json"),
+        )
+        .await;
+        let net = NetSpec::new(NetModel::Virtio, "bc:24:11:aa:bb:cc", "vmbr0")
+            .unwrap()
+            .with_tag(20)
+            .unwrap()
+            .with_firewall(true);
+        let ip = IpConfig::new()
+            .ip("192.0.2.10/24")
+            .unwrap()
+            .gw("192.0.2.1")
+            .unwrap();
         expect(
             &server,
             "PUT",
@@ -117,7 +213,10 @@ async fn qemu_config_get_pending_and_set() {
             form_is(&[
                 ("cores", "4"),
                 ("memory", "4096"),
-                ("net0", "virtio=BC:24:11:AA:BB:CC,bridge=vmbr0,tag=20,firewall=1"),
+                (
+                    "net0",
+                    "virtio=BC:24:11:AA:BB:CC,bridge=vmbr0,tag=20,firewall=1",
+                ),
                 ("ipconfig0", "ip=192.0.2.10/24,gw=192.0.2.1"),
                 ("cipassword", "s3cret"),
                 ("delete", "nameserver,searchdomain"),
@@ -126,26 +225,45 @@ async fn qemu_config_get_pending_and_set() {
             data(json!(null)),
         )
         .await;
-        expect(&server, "POST", &format!("{VM}/config"), form_is(&[("scsi1", "local-lvm:10")]), upid()).await;
+        expect(
+            &server,
+            "POST",
+            &format!("{VM}/config"),
+            form_is(&[("scsi1", "local-lvm:10")]),
+            upid(),
+        )
+        .await;
 
         let c = vm.config().await.unwrap();
         assert_eq!(c.name.as_deref(), Some("web-1"));
-        assert_eq!((c.cores, c.sockets, c.memory), (Some(2), Some(1), Some(2048)));
+        assert_eq!(
+            (c.cores, c.sockets, c.memory),
+            (Some(2), Some(1), Some(2048))
+        );
         assert_eq!(c.agent, Some(true));
         assert_eq!(c.lock.as_deref(), Some("backup"));
         let scsi0 = &c.disks[&"scsi0".parse::<DiskSlot>().unwrap()];
         assert_eq!(scsi0.volume, "local-lvm:vm-100-disk-0");
         assert_eq!(scsi0.size, Some(32 << 30));
-        assert_eq!((scsi0.mbps_rd, scsi0.mbps_wr, scsi0.iops_rd, scsi0.iops_wr), (Some(100.0), Some(50.0), Some(1000), Some(500)));
+        assert_eq!(
+            (scsi0.mbps_rd, scsi0.mbps_wr, scsi0.iops_rd, scsi0.iops_wr),
+            (Some(100.0), Some(50.0), Some(1000), Some(500))
+        );
         assert!(c.disks[&"ide2".parse::<DiskSlot>().unwrap()].is_cdrom());
-        assert_eq!(c.disks[&"virtio1".parse::<DiskSlot>().unwrap()].backup, Some(false));
+        assert_eq!(
+            c.disks[&"virtio1".parse::<DiskSlot>().unwrap()].backup,
+            Some(false)
+        );
         assert_eq!(c.nets[&0].mac.as_deref(), Some("BC:24:11:AA:BB:CC"));
         assert_eq!(c.nets[&0].tag, Some(20));
         assert_eq!(c.nets[&1].model, NetModel::E1000);
         assert_eq!(c.nets[&1].link_down, Some(true));
         assert_eq!(c.ipconfigs[&0].gw6.as_deref(), Some("2001:db8::1"));
         assert_eq!(c.nameserver.as_deref(), Some("192.0.2.53"));
-        assert_eq!(c.raw["smbios1"], "uuid=5d6a8f6e-2a3b-4c5d-8e9f-0a1b2c3d4e5f", "unknown keys kept");
+        assert_eq!(
+            c.raw["smbios1"], "uuid=5d6a8f6e-2a3b-4c5d-8e9f-0a1b2c3d4e5f",
+            "unknown keys kept"
+        );
         assert_eq!(c.raw["cores"], "2");
 
         let p = vm.pending().await.unwrap();
@@ -166,8 +284,13 @@ async fn qemu_config_get_pending_and_set() {
             .digest("3f2a1b0c")
             .unwrap();
         vm.update_config(&update).await.unwrap();
-        let disk = ConfigUpdate::new().disk("scsi1".parse().unwrap(), "local-lvm:10").unwrap();
-        assert_eq!(vm.update_config_async(&disk).await.unwrap().upid().as_str(), UPID);
+        let disk = ConfigUpdate::new()
+            .disk("scsi1".parse().unwrap(), "local-lvm:10")
+            .unwrap();
+        assert_eq!(
+            vm.update_config_async(&disk).await.unwrap().upid().as_str(),
+            UPID
+        );
     })
     .await;
 }
@@ -177,18 +300,33 @@ async fn resize_clone_delete_create_restore() {
     timed(async {
         let (server, client) = server_and_client().await;
         let vm = vm(&client);
-        expect(&server, "PUT", &format!("{VM}/resize"), form_is(&[("disk", "scsi0"), ("size", "+10G")]), upid()).await;
+        expect(
+            &server,
+            "PUT",
+            &format!("{VM}/resize"),
+            form_is(&[("disk", "scsi0"), ("size", "+10G")]),
+            upid(),
+        )
+        .await;
         expect(
             &server,
             "POST",
             &format!("{VM}/clone"),
-            form_is(&[("newid", "123"), ("name", "web-2"), ("full", "1"), ("storage", "local-lvm")]),
+            form_is(&[
+                ("newid", "123"),
+                ("name", "web-2"),
+                ("full", "1"),
+                ("storage", "local-lvm"),
+            ]),
             upid(),
         )
         .await;
         Mock::given(method("DELETE"))
             .and(path(VM))
-            .and(query_is(&[("purge", "1"), ("destroy-unreferenced-disks", "1")]))
+            .and(query_is(&[
+                ("purge", "1"),
+                ("destroy-unreferenced-disks", "1"),
+            ]))
             .and(header("authorization", TOKEN_HEADER))
             .respond_with(ResponseTemplate::new(200).set_body_json(upid()))
             .expect(1)
@@ -200,7 +338,10 @@ async fn resize_clone_delete_create_restore() {
             "/api2/json/nodes/pve1/qemu",
             form_is(&[
                 ("vmid", "100"),
-                ("archive", "local:backup/vzdump-qemu-100-2024_05_01-02_00_00.vma.zst"),
+                (
+                    "archive",
+                    "local:backup/vzdump-qemu-100-2024_05_01-02_00_00.vma.zst",
+                ),
                 ("force", "1"),
                 ("storage", "local-lvm"),
                 ("cores", "4"),
@@ -209,21 +350,40 @@ async fn resize_clone_delete_create_restore() {
         )
         .await;
 
-        let t = vm.resize_disk("scsi0".parse().unwrap(), "+10G", None).await.unwrap();
+        let t = vm
+            .resize_disk("scsi0".parse().unwrap(), "+10G", None)
+            .await
+            .unwrap();
         assert!(t.is_some());
-        assert!(vm.resize_disk("scsi0".parse().unwrap(), "ten", None).await.unwrap_err().to_string().contains("disk size"));
-        let opts = CloneOptions::new(VmId::new(123).unwrap()).name("web-2").unwrap().full(true).storage("local-lvm".parse().unwrap());
+        assert!(
+            vm.resize_disk("scsi0".parse().unwrap(), "ten", None)
+                .await
+                .unwrap_err()
+                .to_string()
+                .contains("disk size")
+        );
+        let opts = CloneOptions::new(VmId::new(123).unwrap())
+            .name("web-2")
+            .unwrap()
+            .full(true)
+            .storage("local-lvm".parse().unwrap());
         vm.clone_vm(&opts).await.unwrap();
         vm.destroy(true, true).await.unwrap();
         let restore = CreateVm::restore(
             VmId::new(100).unwrap(),
-            "local:backup/vzdump-qemu-100-2024_05_01-02_00_00.vma.zst".parse().unwrap(),
+            "local:backup/vzdump-qemu-100-2024_05_01-02_00_00.vma.zst"
+                .parse()
+                .unwrap(),
         )
         .force(true)
         .storage("local-lvm".parse().unwrap())
         .config(ConfigUpdate::new().cores(4));
         // `unique` is not sent unless asked for: the form matcher is exact.
-        client.node(&"pve1".parse().unwrap()).create_vm(&restore).await.unwrap();
+        client
+            .node(&"pve1".parse().unwrap())
+            .create_vm(&restore)
+            .await
+            .unwrap();
     })
     .await;
 }
@@ -234,12 +394,23 @@ async fn snapshots() {
         let (server, client) = server_and_client().await;
         let snaps = vm(&client).snapshots();
         let name: SnapshotName = "before-upgrade".parse().unwrap();
-        expect(&server, "GET", &format!("{VM}/snapshot"), query_is(&[]), fixture("snapshots.json")).await;
+        expect(
+            &server,
+            "GET",
+            &format!("{VM}/snapshot"),
+            query_is(&[]),
+            fixture("snapshots.json"),
+        )
+        .await;
         expect(
             &server,
             "POST",
             &format!("{VM}/snapshot"),
-            form_is(&[("snapname", "before-upgrade"), ("description", "pre upgrade"), ("vmstate", "1")]),
+            form_is(&[
+                ("snapname", "before-upgrade"),
+                ("description", "pre upgrade"),
+                ("vmstate", "1"),
+            ]),
             upid(),
         )
         .await;
@@ -251,7 +422,14 @@ async fn snapshots() {
             .expect(1)
             .mount(&server)
             .await;
-        expect(&server, "POST", &format!("{VM}/snapshot/before-upgrade/rollback"), form_is(&[("start", "1")]), upid()).await;
+        expect(
+            &server,
+            "POST",
+            &format!("{VM}/snapshot/before-upgrade/rollback"),
+            form_is(&[("start", "1")]),
+            upid(),
+        )
+        .await;
         expect(
             &server,
             "GET",
@@ -260,7 +438,14 @@ async fn snapshots() {
             data(json!({"cores": 2, "snaptime": 1700000000, "description": "pre upgrade"})),
         )
         .await;
-        expect(&server, "PUT", &format!("{VM}/snapshot/before-upgrade/config"), form_is(&[("description", "new text")]), data(json!(null))).await;
+        expect(
+            &server,
+            "PUT",
+            &format!("{VM}/snapshot/before-upgrade/config"),
+            form_is(&[("description", "new text")]),
+            data(json!(null)),
+        )
+        .await;
 
         let list = snaps.list().await.unwrap();
         assert_eq!(list.len(), 3);
@@ -268,7 +453,10 @@ async fn snapshots() {
         assert_eq!(list[0].snapshot_name(), Some(name.clone()));
         assert_eq!(list[1].snaptime, Some(1_690_000_000));
         assert_eq!(list[1].vmstate, Some(true));
-        snaps.create(&name, Some("pre upgrade"), true).await.unwrap();
+        snaps
+            .create(&name, Some("pre upgrade"), true)
+            .await
+            .unwrap();
         snaps.delete(&name, false).await.unwrap();
         snaps.rollback(&name, true).await.unwrap();
         assert_eq!(snaps.config(&name).await.unwrap()["cores"], 2);
@@ -354,10 +542,38 @@ async fn console_rrd_agent_cloudinit() {
     timed(async {
         let (server, client) = server_and_client().await;
         let vm = vm(&client);
-        expect(&server, "POST", &format!("{VM}/vncproxy"), form_is(&[("websocket", "1"), ("generate-password", "1")]), fixture("vncproxy.json")).await;
-        expect(&server, "GET", &format!("{VM}/rrddata"), query_is(&[("timeframe", "hour"), ("cf", "AVERAGE")]), fixture("rrddata.json")).await;
-        expect(&server, "POST", &format!("{VM}/agent/ping"), form_is(&[]), data(json!({}))).await;
-        expect(&server, "GET", &format!("{VM}/agent/network-get-interfaces"), query_is(&[]), fixture("agent_net.json")).await;
+        expect(
+            &server,
+            "POST",
+            &format!("{VM}/vncproxy"),
+            form_is(&[("websocket", "1"), ("generate-password", "1")]),
+            fixture("vncproxy.json"),
+        )
+        .await;
+        expect(
+            &server,
+            "GET",
+            &format!("{VM}/rrddata"),
+            query_is(&[("timeframe", "hour"), ("cf", "AVERAGE")]),
+            fixture("rrddata.json"),
+        )
+        .await;
+        expect(
+            &server,
+            "POST",
+            &format!("{VM}/agent/ping"),
+            form_is(&[]),
+            data(json!({})),
+        )
+        .await;
+        expect(
+            &server,
+            "GET",
+            &format!("{VM}/agent/network-get-interfaces"),
+            query_is(&[]),
+            fixture("agent_net.json"),
+        )
+        .await;
         expect(
             &server,
             "POST",
@@ -366,21 +582,51 @@ async fn console_rrd_agent_cloudinit() {
             data(json!({})),
         )
         .await;
-        expect(&server, "PUT", &format!("{VM}/cloudinit"), form_is(&[]), data(json!(null))).await;
-        expect(&server, "GET", &format!("{VM}/cloudinit/dump"), query_is(&[("type", "user")]), data(json!("#cloud-config\nhostname: web-1\n"))).await;
+        expect(
+            &server,
+            "PUT",
+            &format!("{VM}/cloudinit"),
+            form_is(&[]),
+            data(json!(null)),
+        )
+        .await;
+        expect(
+            &server,
+            "GET",
+            &format!("{VM}/cloudinit/dump"),
+            query_is(&[("type", "user")]),
+            data(json!("#cloud-config\nhostname: web-1\n")),
+        )
+        .await;
 
         let proxy = vm.vncproxy(true).await.unwrap();
         assert_eq!(proxy.port, 5900);
-        assert!(!format!("{proxy:?}").contains("PVEVNC"), "ticket redacted in Debug");
-        assert!(!format!("{proxy:?}").contains("secretvnc"), "password redacted in Debug");
+        assert!(
+            !format!("{proxy:?}").contains("PVEVNC"),
+            "ticket redacted in Debug"
+        );
+        assert!(
+            !format!("{proxy:?}").contains("secretvnc"),
+            "password redacted in Debug"
+        );
         let url = vm.vnc_websocket_url(&proxy);
         assert_eq!(url.scheme(), "ws", "http base gives ws; https gives wss");
         assert_eq!(url.path(), "/api2/json/nodes/pve1/qemu/100/vncwebsocket");
-        assert_eq!(url.query(), Some("port=5900&vncticket=PVEVNC%3A6560F00D%3A%3Asig%2B%2F%3D"));
+        assert_eq!(
+            url.query(),
+            Some("port=5900&vncticket=PVEVNC%3A6560F00D%3A%3Asig%2B%2F%3D")
+        );
         let q: Vec<(String, String)> = url.query_pairs().into_owned().collect();
-        assert_eq!(q[1].1, proxy.ticket.expose_secret(), "ticket round-trips through URL encoding");
+        assert_eq!(
+            q[1].1,
+            proxy.ticket.expose_secret(),
+            "ticket round-trips through URL encoding"
+        );
 
-        let rows = vm.rrddata(Timeframe::Hour, Consolidation::Average).await.unwrap();
+        let rows = vm
+            .rrddata(Timeframe::Hour, Consolidation::Average)
+            .await
+            .unwrap();
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[0].mem, Some(536_870_912.0));
         assert_eq!(rows[1].cpu, None, "missing field is a gap");
@@ -391,10 +637,21 @@ async fn console_rrd_agent_cloudinit() {
         assert_eq!(ifs[1].name, "eth0");
         assert_eq!(ifs[1].ip_addresses[1].ip_address, "2001:db8::10");
         assert_eq!(ifs[1].ip_addresses[1].prefix, Some(64));
-        vm.agent_set_user_password("debian", &SecretString::from("hunter2!"), false).await.unwrap();
-        assert!(vm.agent_set_user_password("bad user", &SecretString::from("x"), false).await.is_err());
+        vm.agent_set_user_password("debian", &SecretString::from("hunter2!"), false)
+            .await
+            .unwrap();
+        assert!(
+            vm.agent_set_user_password("bad user", &SecretString::from("x"), false)
+                .await
+                .is_err()
+        );
         vm.cloudinit_regenerate().await.unwrap();
-        assert!(vm.cloudinit_dump(CloudInitDump::User).await.unwrap().starts_with("#cloud-config"));
+        assert!(
+            vm.cloudinit_dump(CloudInitDump::User)
+                .await
+                .unwrap()
+                .starts_with("#cloud-config")
+        );
     })
     .await;
 }
@@ -405,22 +662,55 @@ async fn vm_firewall() {
         let (server, client) = server_and_client().await;
         let fw = vm(&client).firewall();
         let base = format!("{VM}/firewall");
-        expect(&server, "GET", &format!("{base}/options"), query_is(&[]), fixture("fw_options_vm.json")).await;
+        expect(
+            &server,
+            "GET",
+            &format!("{base}/options"),
+            query_is(&[]),
+            fixture("fw_options_vm.json"),
+        )
+        .await;
         expect(
             &server,
             "PUT",
             &format!("{base}/options"),
-            form_is(&[("enable", "1"), ("policy_in", "DROP"), ("ipfilter", "1"), ("digest", "bb22")]),
+            form_is(&[
+                ("enable", "1"),
+                ("policy_in", "DROP"),
+                ("ipfilter", "1"),
+                ("digest", "bb22"),
+            ]),
             data(json!(null)),
         )
         .await;
-        expect(&server, "GET", &format!("{base}/rules"), query_is(&[]), fixture("fw_rules.json")).await;
-        expect(&server, "GET", &format!("{base}/rules/1"), query_is(&[]), fixture("fw_rule.json")).await;
+        expect(
+            &server,
+            "GET",
+            &format!("{base}/rules"),
+            query_is(&[]),
+            fixture("fw_rules.json"),
+        )
+        .await;
+        expect(
+            &server,
+            "GET",
+            &format!("{base}/rules/1"),
+            query_is(&[]),
+            fixture("fw_rule.json"),
+        )
+        .await;
         expect(
             &server,
             "POST",
             &format!("{base}/rules"),
-            form_is(&[("type", "in"), ("action", "ACCEPT"), ("macro", "SSH"), ("source", "+dc/admins"), ("comment", "ssh, admins"), ("enable", "1")]),
+            form_is(&[
+                ("type", "in"),
+                ("action", "ACCEPT"),
+                ("macro", "SSH"),
+                ("source", "+dc/admins"),
+                ("comment", "ssh, admins"),
+                ("enable", "1"),
+            ]),
             data(json!(null)),
         )
         .await;
@@ -440,18 +730,50 @@ async fn vm_firewall() {
             .expect(1)
             .mount(&server)
             .await;
-        expect(&server, "GET", &format!("{base}/ipset"), query_is(&[]), fixture("ipsets.json")).await;
-        expect(&server, "POST", &format!("{base}/ipset"), form_is(&[("name", "ipfilter-net0")]), data(json!(null))).await;
-        expect(&server, "GET", &format!("{base}/ipset/ipfilter-net0"), query_is(&[]), fixture("ipset_entries.json")).await;
+        expect(
+            &server,
+            "GET",
+            &format!("{base}/ipset"),
+            query_is(&[]),
+            fixture("ipsets.json"),
+        )
+        .await;
+        expect(
+            &server,
+            "POST",
+            &format!("{base}/ipset"),
+            form_is(&[("name", "ipfilter-net0")]),
+            data(json!(null)),
+        )
+        .await;
+        expect(
+            &server,
+            "GET",
+            &format!("{base}/ipset/ipfilter-net0"),
+            query_is(&[]),
+            fixture("ipset_entries.json"),
+        )
+        .await;
         expect(
             &server,
             "POST",
             &format!("{base}/ipset/ipfilter-net0"),
-            form_is(&[("cidr", "192.0.2.66"), ("nomatch", "1"), ("comment", "blocked")]),
+            form_is(&[
+                ("cidr", "192.0.2.66"),
+                ("nomatch", "1"),
+                ("comment", "blocked"),
+            ]),
             data(json!(null)),
         )
         .await;
-        expect(&server, "PUT", &format!("{base}/ipset/ipfilter-net0/192.0.2.0%2F24"), form_is(&[("comment", "office")]), data(json!(null))).await;
+        expect(
+            &server,
+            "PUT",
+            &format!("{base}/ipset/ipfilter-net0/192.0.2.0%2F24"),
+            form_is(&[("comment", "office")]),
+            data(json!(null)),
+        )
+        .await;
         Mock::given(method("DELETE"))
             .and(path(format!("{base}/ipset/ipfilter-net0/192.0.2.0%2F24")))
             .and(header("authorization", TOKEN_HEADER))
@@ -467,25 +789,55 @@ async fn vm_firewall() {
             .expect(1)
             .mount(&server)
             .await;
-        expect(&server, "GET", &format!("{base}/refs"), query_is(&[("type", "ipset")]), fixture("refs.json")).await;
+        expect(
+            &server,
+            "GET",
+            &format!("{base}/refs"),
+            query_is(&[("type", "ipset")]),
+            fixture("refs.json"),
+        )
+        .await;
 
         let o = fw.options().await.unwrap();
-        assert_eq!((o.enable, o.ipfilter, o.macfilter), (Some(true), Some(true), Some(false)));
+        assert_eq!(
+            (o.enable, o.ipfilter, o.macfilter),
+            (Some(true), Some(true), Some(false))
+        );
         assert_eq!(o.policy_in, Some(Policy::Drop));
-        fw.set_options(&FirewallOptionsUpdate::new().enable(true).policy_in(Policy::Drop).ipfilter(true).digest("bb22").unwrap())
-            .await
-            .unwrap();
+        fw.set_options(
+            &FirewallOptionsUpdate::new()
+                .enable(true)
+                .policy_in(Policy::Drop)
+                .ipfilter(true)
+                .digest("bb22")
+                .unwrap(),
+        )
+        .await
+        .unwrap();
         let rules = fw.rules().await.unwrap();
         assert_eq!(rules.len(), 3);
         assert_eq!(rules[0].macro_name.as_deref(), Some("SSH"));
         assert!(rules[0].enable && !rules[1].enable && !rules[2].enable);
         assert_eq!(rules[1].pos, 1);
-        assert_eq!(rules[1].dport.as_deref(), Some("25"), "numeric port decoded as text");
+        assert_eq!(
+            rules[1].dport.as_deref(),
+            Some("25"),
+            "numeric port decoded as text"
+        );
         let r = fw.rule(1).await.unwrap();
         assert_eq!(r.icmp_type.as_deref(), Some("echo-request"));
-        let spec = RuleSpec::new("in", "ACCEPT").unwrap().macro_name("SSH").unwrap().source("+dc/admins").unwrap().comment("ssh, admins").unwrap();
+        let spec = RuleSpec::new("in", "ACCEPT")
+            .unwrap()
+            .macro_name("SSH")
+            .unwrap()
+            .source("+dc/admins")
+            .unwrap()
+            .comment("ssh, admins")
+            .unwrap();
         fw.create_rule(&spec).await.unwrap();
-        fw.update_rule(2, &RuleSpec::update().move_to(0).digest("aa11").unwrap()).await.unwrap();
+        fw.update_rule(2, &RuleSpec::update().move_to(0).digest("aa11").unwrap())
+            .await
+            .unwrap();
         fw.delete_rule(3, Some("aa11")).await.unwrap();
 
         let sets = fw.ipsets().await.unwrap();
@@ -494,11 +846,21 @@ async fn vm_firewall() {
         fw.create_ipset(&set, None).await.unwrap();
         let entries = fw.ipset_entries(&set).await.unwrap();
         assert!(entries[1].nomatch && !entries[0].nomatch);
-        fw.add_ipset_entry(&set, "192.0.2.66", true, Some("blocked")).await.unwrap();
-        fw.update_ipset_entry(&set, "192.0.2.0/24", None, Some("office"), None).await.unwrap();
-        fw.remove_ipset_entry(&set, "192.0.2.0/24", None).await.unwrap();
+        fw.add_ipset_entry(&set, "192.0.2.66", true, Some("blocked"))
+            .await
+            .unwrap();
+        fw.update_ipset_entry(&set, "192.0.2.0/24", None, Some("office"), None)
+            .await
+            .unwrap();
+        fw.remove_ipset_entry(&set, "192.0.2.0/24", None)
+            .await
+            .unwrap();
         fw.delete_ipset(&set, true).await.unwrap();
-        assert!(fw.add_ipset_entry(&set, "192.0.2.1,evil=1", false, None).await.is_err());
+        assert!(
+            fw.add_ipset_entry(&set, "192.0.2.1,evil=1", false, None)
+                .await
+                .is_err()
+        );
         let refs = fw.refs(Some("ipset")).await.unwrap();
         assert_eq!(refs[0].reference, "+dc/admins");
     })
@@ -511,11 +873,46 @@ async fn cluster_firewall() {
         let (server, client) = server_and_client().await;
         let fw = client.cluster_firewall();
         let base = "/api2/json/cluster/firewall";
-        expect(&server, "GET", &format!("{base}/options"), query_is(&[]), fixture("fw_options_cluster.json")).await;
-        expect(&server, "PUT", &format!("{base}/options"), form_is(&[("enable", "1"), ("policy_out", "REJECT")]), data(json!(null))).await;
-        expect(&server, "GET", &format!("{base}/rules"), query_is(&[]), fixture("fw_rules.json")).await;
-        expect(&server, "GET", &format!("{base}/rules/0"), query_is(&[]), fixture("fw_rule.json")).await;
-        expect(&server, "POST", &format!("{base}/rules"), form_is(&[("type", "out"), ("action", "DROP"), ("enable", "0")]), data(json!(null))).await;
+        expect(
+            &server,
+            "GET",
+            &format!("{base}/options"),
+            query_is(&[]),
+            fixture("fw_options_cluster.json"),
+        )
+        .await;
+        expect(
+            &server,
+            "PUT",
+            &format!("{base}/options"),
+            form_is(&[("enable", "1"), ("policy_out", "REJECT")]),
+            data(json!(null)),
+        )
+        .await;
+        expect(
+            &server,
+            "GET",
+            &format!("{base}/rules"),
+            query_is(&[]),
+            fixture("fw_rules.json"),
+        )
+        .await;
+        expect(
+            &server,
+            "GET",
+            &format!("{base}/rules/0"),
+            query_is(&[]),
+            fixture("fw_rule.json"),
+        )
+        .await;
+        expect(
+            &server,
+            "POST",
+            &format!("{base}/rules"),
+            form_is(&[("type", "out"), ("action", "DROP"), ("enable", "0")]),
+            data(json!(null)),
+        )
+        .await;
         expect(
             &server,
             "PUT",
@@ -531,11 +928,46 @@ async fn cluster_firewall() {
             .expect(1)
             .mount(&server)
             .await;
-        expect(&server, "GET", &format!("{base}/ipset"), query_is(&[]), fixture("ipsets.json")).await;
-        expect(&server, "POST", &format!("{base}/ipset"), form_is(&[("name", "admins"), ("comment", "office")]), data(json!(null))).await;
-        expect(&server, "GET", &format!("{base}/ipset/admins"), query_is(&[]), fixture("ipset_entries.json")).await;
-        expect(&server, "POST", &format!("{base}/ipset/admins"), form_is(&[("cidr", "2001:db8::/32")]), data(json!(null))).await;
-        expect(&server, "PUT", &format!("{base}/ipset/admins/2001:db8::%2F32"), form_is(&[("nomatch", "1"), ("digest", "ee55")]), data(json!(null))).await;
+        expect(
+            &server,
+            "GET",
+            &format!("{base}/ipset"),
+            query_is(&[]),
+            fixture("ipsets.json"),
+        )
+        .await;
+        expect(
+            &server,
+            "POST",
+            &format!("{base}/ipset"),
+            form_is(&[("name", "admins"), ("comment", "office")]),
+            data(json!(null)),
+        )
+        .await;
+        expect(
+            &server,
+            "GET",
+            &format!("{base}/ipset/admins"),
+            query_is(&[]),
+            fixture("ipset_entries.json"),
+        )
+        .await;
+        expect(
+            &server,
+            "POST",
+            &format!("{base}/ipset/admins"),
+            form_is(&[("cidr", "2001:db8::/32")]),
+            data(json!(null)),
+        )
+        .await;
+        expect(
+            &server,
+            "PUT",
+            &format!("{base}/ipset/admins/2001:db8::%2F32"),
+            form_is(&[("nomatch", "1"), ("digest", "ee55")]),
+            data(json!(null)),
+        )
+        .await;
         Mock::given(method("DELETE"))
             .and(path(format!("{base}/ipset/admins/2001:db8::%2F32")))
             .and(query_is(&[("digest", "ee55")]))
@@ -550,9 +982,34 @@ async fn cluster_firewall() {
             .expect(1)
             .mount(&server)
             .await;
-        expect(&server, "GET", &format!("{base}/aliases"), query_is(&[]), fixture("aliases.json")).await;
-        expect(&server, "POST", &format!("{base}/aliases"), form_is(&[("name", "office"), ("cidr", "192.0.2.0/24"), ("comment", "HQ")]), data(json!(null))).await;
-        expect(&server, "PUT", &format!("{base}/aliases/office"), form_is(&[("cidr", "192.0.2.0/25"), ("digest", "ff66")]), data(json!(null))).await;
+        expect(
+            &server,
+            "GET",
+            &format!("{base}/aliases"),
+            query_is(&[]),
+            fixture("aliases.json"),
+        )
+        .await;
+        expect(
+            &server,
+            "POST",
+            &format!("{base}/aliases"),
+            form_is(&[
+                ("name", "office"),
+                ("cidr", "192.0.2.0/24"),
+                ("comment", "HQ"),
+            ]),
+            data(json!(null)),
+        )
+        .await;
+        expect(
+            &server,
+            "PUT",
+            &format!("{base}/aliases/office"),
+            form_is(&[("cidr", "192.0.2.0/25"), ("digest", "ff66")]),
+            data(json!(null)),
+        )
+        .await;
         Mock::given(method("DELETE"))
             .and(path(format!("{base}/aliases/office")))
             .and(query_is(&[]))
@@ -560,34 +1017,76 @@ async fn cluster_firewall() {
             .expect(1)
             .mount(&server)
             .await;
-        expect(&server, "GET", &format!("{base}/refs"), query_is(&[]), fixture("refs.json")).await;
+        expect(
+            &server,
+            "GET",
+            &format!("{base}/refs"),
+            query_is(&[]),
+            fixture("refs.json"),
+        )
+        .await;
 
         let o = fw.options().await.unwrap();
         assert_eq!((o.enable, o.ebtables), (Some(true), Some(true)));
-        fw.set_options(&FirewallOptionsUpdate::new().enable(true).policy_out(Policy::Reject)).await.unwrap();
+        fw.set_options(
+            &FirewallOptionsUpdate::new()
+                .enable(true)
+                .policy_out(Policy::Reject),
+        )
+        .await
+        .unwrap();
         assert!(
-            fw.set_options(&FirewallOptionsUpdate::new().dhcp(true)).await.is_err(),
+            fw.set_options(&FirewallOptionsUpdate::new().dhcp(true))
+                .await
+                .is_err(),
             "VM-only option rejected at cluster level before sending"
         );
         assert_eq!(fw.rules().await.unwrap().len(), 3);
         assert_eq!(fw.rule(0).await.unwrap().kind, "out");
-        fw.create_rule(&RuleSpec::new("out", "DROP").unwrap().enable(false)).await.unwrap();
-        fw.update_rule(0, &RuleSpec::update().dport("80,443").unwrap().proto("tcp").unwrap().delete("comment").unwrap())
+        fw.create_rule(&RuleSpec::new("out", "DROP").unwrap().enable(false))
             .await
             .unwrap();
+        fw.update_rule(
+            0,
+            &RuleSpec::update()
+                .dport("80,443")
+                .unwrap()
+                .proto("tcp")
+                .unwrap()
+                .delete("comment")
+                .unwrap(),
+        )
+        .await
+        .unwrap();
         fw.delete_rule(0, None).await.unwrap();
         let admins: FirewallName = "admins".parse().unwrap();
-        assert_eq!(fw.ipsets().await.unwrap()[0].comment.as_deref(), Some("office"));
+        assert_eq!(
+            fw.ipsets().await.unwrap()[0].comment.as_deref(),
+            Some("office")
+        );
         fw.create_ipset(&admins, Some("office")).await.unwrap();
-        assert_eq!(fw.ipset_entries(&admins).await.unwrap()[0].cidr, "192.0.2.0/24");
-        fw.add_ipset_entry(&admins, "2001:db8::/32", false, None).await.unwrap();
-        fw.update_ipset_entry(&admins, "2001:db8::/32", Some(true), None, Some("ee55")).await.unwrap();
-        fw.remove_ipset_entry(&admins, "2001:db8::/32", Some("ee55")).await.unwrap();
+        assert_eq!(
+            fw.ipset_entries(&admins).await.unwrap()[0].cidr,
+            "192.0.2.0/24"
+        );
+        fw.add_ipset_entry(&admins, "2001:db8::/32", false, None)
+            .await
+            .unwrap();
+        fw.update_ipset_entry(&admins, "2001:db8::/32", Some(true), None, Some("ee55"))
+            .await
+            .unwrap();
+        fw.remove_ipset_entry(&admins, "2001:db8::/32", Some("ee55"))
+            .await
+            .unwrap();
         fw.delete_ipset(&admins, false).await.unwrap();
         let office: FirewallName = "office".parse().unwrap();
         assert_eq!(fw.aliases().await.unwrap()[0].cidr, "192.0.2.0/24");
-        fw.create_alias(&office, "192.0.2.0/24", Some("HQ")).await.unwrap();
-        fw.update_alias(&office, "192.0.2.0/25", None, Some("ff66")).await.unwrap();
+        fw.create_alias(&office, "192.0.2.0/24", Some("HQ"))
+            .await
+            .unwrap();
+        fw.update_alias(&office, "192.0.2.0/25", None, Some("ff66"))
+            .await
+            .unwrap();
         fw.delete_alias(&office, None).await.unwrap();
         assert_eq!(fw.refs(None).await.unwrap().len(), 2);
         assert!(fw.refs(Some("group")).await.is_err());
@@ -637,22 +1136,60 @@ async fn task_list_status_log() {
 async fn untyped_escape_hatch() {
     timed(async {
         let (server, client) = server_and_client().await;
-        expect(&server, "GET", "/api2/json/nodes/pve1/qemu/100/agent/info", query_is(&[("x", "1")]), data(json!({"result":{"version":"8.1"}}))).await;
-        expect(&server, "POST", "/api2/json/nodes/pve1/qemu/100/status/suspend", form_is(&[("todisk", "1")]), upid()).await;
-        expect(&server, "PUT", "/api2/json/nodes/pve1/qemu/100/sendkey", form_is(&[("key", "ctrl-alt-delete")]), data(json!(null))).await;
+        expect(
+            &server,
+            "GET",
+            "/api2/json/nodes/pve1/qemu/100/agent/info",
+            query_is(&[("x", "1")]),
+            data(json!({"result":{"version":"8.1"}})),
+        )
+        .await;
+        expect(
+            &server,
+            "POST",
+            "/api2/json/nodes/pve1/qemu/100/status/suspend",
+            form_is(&[("todisk", "1")]),
+            upid(),
+        )
+        .await;
+        expect(
+            &server,
+            "PUT",
+            "/api2/json/nodes/pve1/qemu/100/sendkey",
+            form_is(&[("key", "ctrl-alt-delete")]),
+            data(json!(null)),
+        )
+        .await;
         Mock::given(method("DELETE"))
             .and(path("/api2/json/nodes/pve1/tasks/x"))
             .respond_with(ResponseTemplate::new(200).set_body_json(data(json!(null))))
             .expect(1)
             .mount(&server)
             .await;
-        let v: serde_json::Value = client.get("/nodes/pve1/qemu/100/agent/info", &[("x", "1")]).await.unwrap();
+        let v: serde_json::Value = client
+            .get("/nodes/pve1/qemu/100/agent/info", &[("x", "1")])
+            .await
+            .unwrap();
         assert_eq!(v["result"]["version"], "8.1");
-        let u: Upid = client.post("/nodes/pve1/qemu/100/status/suspend", &[("todisk", "1")]).await.unwrap();
+        let u: Upid = client
+            .post("/nodes/pve1/qemu/100/status/suspend", &[("todisk", "1")])
+            .await
+            .unwrap();
         assert_eq!(u.as_str(), UPID);
-        let _: () = client.put("/nodes/pve1/qemu/100/sendkey", &[("key", "ctrl-alt-delete")]).await.unwrap();
+        let _: () = client
+            .put(
+                "/nodes/pve1/qemu/100/sendkey",
+                &[("key", "ctrl-alt-delete")],
+            )
+            .await
+            .unwrap();
         let _: () = client.delete("/nodes/pve1/tasks/x", &[]).await.unwrap();
-        assert!(client.get::<serde_json::Value>("/nodes/../access", &[]).await.is_err());
+        assert!(
+            client
+                .get::<serde_json::Value>("/nodes/../access", &[])
+                .await
+                .is_err()
+        );
         assert!(client.get::<serde_json::Value>("nodes", &[]).await.is_err());
     })
     .await;

@@ -18,11 +18,15 @@ fn log_path() -> String {
 }
 
 fn running() -> ResponseTemplate {
-    ResponseTemplate::new(200).set_body_json(data(json!({"status": "running", "upid": UPID, "type": "qmstart", "user": "api@pve!ci"})))
+    ResponseTemplate::new(200).set_body_json(data(
+        json!({"status": "running", "upid": UPID, "type": "qmstart", "user": "api@pve!ci"}),
+    ))
 }
 
 fn stopped(exit: &str) -> ResponseTemplate {
-    ResponseTemplate::new(200).set_body_json(data(json!({"status": "stopped", "exitstatus": exit, "upid": UPID})))
+    ResponseTemplate::new(200).set_body_json(data(
+        json!({"status": "stopped", "exitstatus": exit, "upid": UPID}),
+    ))
 }
 
 async fn sequence(server: &MockServer, first: Vec<ResponseTemplate>, last: ResponseTemplate) {
@@ -35,7 +39,12 @@ async fn sequence(server: &MockServer, first: Vec<ResponseTemplate>, last: Respo
             .mount(server)
             .await;
     }
-    Mock::given(method("GET")).and(path(status_path())).respond_with(last).with_priority(100).mount(server).await;
+    Mock::given(method("GET"))
+        .and(path(status_path()))
+        .respond_with(last)
+        .with_priority(100)
+        .mount(server)
+        .await;
 }
 
 #[tokio::test]
@@ -67,17 +76,33 @@ async fn warnings_are_success_with_count() {
 async fn failure_carries_log_tail_and_lock_predicate() {
     timed(async {
         let (server, client) = server_and_client().await;
-        sequence(&server, vec![running()], stopped("can't lock file '/var/lock/qemu-server/lock-100.conf' - got timeout")).await;
-        let lines: Vec<_> = (1..=30).map(|n| json!({"n": n, "t": format!("line {n}")})).collect();
+        sequence(
+            &server,
+            vec![running()],
+            stopped("can't lock file '/var/lock/qemu-server/lock-100.conf' - got timeout"),
+        )
+        .await;
+        let lines: Vec<_> = (1..=30)
+            .map(|n| json!({"n": n, "t": format!("line {n}")}))
+            .collect();
         Mock::given(method("GET"))
             .and(path(log_path()))
             .respond_with(ResponseTemplate::new(200).set_body_json(data(json!(lines))))
             .mount(&server)
             .await;
-        let err = client.task(UPID.parse().unwrap()).tail_lines(3).wait().await.unwrap_err();
+        let err = client
+            .task(UPID.parse().unwrap())
+            .tail_lines(3)
+            .wait()
+            .await
+            .unwrap_err();
         assert!(err.is_locked(), "{err:?}");
         match err {
-            Error::TaskFailed { log_tail, exit_status, .. } => {
+            Error::TaskFailed {
+                log_tail,
+                exit_status,
+                ..
+            } => {
                 assert_eq!(log_tail, vec!["line 28", "line 29", "line 30"]);
                 assert!(exit_status.starts_with("can't lock file"));
             }
@@ -91,7 +116,10 @@ async fn failure_carries_log_tail_and_lock_predicate() {
 async fn early_400_is_tolerated_but_not_forever() {
     timed(async {
         let (server, client) = server_and_client().await;
-        let bad = || ResponseTemplate::new(400).set_body_json(json!({"data": null, "message": "no such task\n"}));
+        let bad = || {
+            ResponseTemplate::new(400)
+                .set_body_json(json!({"data": null, "message": "no such task\n"}))
+        };
         sequence(&server, vec![bad(), bad()], stopped("OK")).await;
         client.task(UPID.parse().unwrap()).wait().await.unwrap();
 
@@ -126,7 +154,9 @@ async fn progress_callback_sees_each_line_once() {
         Mock::given(method("GET"))
             .and(path(log_path()))
             .and(query_param("start", "2"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(data(json!([{"n": 3, "t": "INFO: 100% (32.0 GiB of 32.0 GiB) in 30s"}]))))
+            .respond_with(ResponseTemplate::new(200).set_body_json(data(
+                json!([{"n": 3, "t": "INFO: 100% (32.0 GiB of 32.0 GiB) in 30s"}]),
+            )))
             .up_to_n_times(1)
             .with_priority(1)
             .mount(&server)

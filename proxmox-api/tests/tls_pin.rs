@@ -17,26 +17,34 @@ struct Server {
 
 /// Serve `{"data":{"version":"8.2.4","release":"8.2"}}` to every request over TLS.
 async fn start_server() -> Server {
-    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .unwrap();
     let cert: CertificateDer<'static> = ck.cert.der().clone();
     let fingerprint = Fingerprint::of_der(cert.as_ref());
     let pem = ck.cert.pem();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert], key)
-        .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert], key)
+    .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { return };
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 1024];
                 while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -55,7 +63,11 @@ async fn start_server() -> Server {
             });
         }
     });
-    Server { port, fingerprint, pem }
+    Server {
+        port,
+        fingerprint,
+        pem,
+    }
 }
 
 fn client(port: u16, tls: Tls, pin: Option<&str>) -> Client {
@@ -106,16 +118,40 @@ async fn pin_is_checked_even_when_chain_is_valid() {
     timed(async {
         let s = start_server().await;
         // The chain verifies against the custom CA ...
-        let ok = client(s.port, Tls::CustomCa { ca_pem: s.pem.clone() }, None);
+        let ok = client(
+            s.port,
+            Tls::CustomCa {
+                ca_pem: s.pem.clone(),
+            },
+            None,
+        );
         assert_eq!(ok.version().await.unwrap().version, "8.2.4");
-        let pinned = client(s.port, Tls::CustomCa { ca_pem: s.pem.clone() }, Some(&s.fingerprint.to_string()));
+        let pinned = client(
+            s.port,
+            Tls::CustomCa {
+                ca_pem: s.pem.clone(),
+            },
+            Some(&s.fingerprint.to_string()),
+        );
         assert_eq!(pinned.version().await.unwrap().version, "8.2.4");
         // ... but a wrong pin still fails.
-        let bad = client(s.port, Tls::CustomCa { ca_pem: s.pem.clone() }, Some(WRONG));
-        assert!(matches!(bad.version().await, Err(Error::FingerprintMismatch { .. })));
+        let bad = client(
+            s.port,
+            Tls::CustomCa {
+                ca_pem: s.pem.clone(),
+            },
+            Some(WRONG),
+        );
+        assert!(matches!(
+            bad.version().await,
+            Err(Error::FingerprintMismatch { .. })
+        ));
         // And with the insecure mode too.
         let bad = client(s.port, Tls::DangerAcceptInvalidCerts, Some(WRONG));
-        assert!(matches!(bad.version().await, Err(Error::FingerprintMismatch { .. })));
+        assert!(matches!(
+            bad.version().await,
+            Err(Error::FingerprintMismatch { .. })
+        ));
     })
     .await;
 }
@@ -124,7 +160,13 @@ async fn pin_is_checked_even_when_chain_is_valid() {
 async fn untrusted_self_signed_is_rejected_and_insecure_mode_is_explicit() {
     timed(async {
         let s = start_server().await;
-        let strict = client(s.port, Tls::CustomCa { ca_pem: other_ca_pem() }, None);
+        let strict = client(
+            s.port,
+            Tls::CustomCa {
+                ca_pem: other_ca_pem(),
+            },
+            None,
+        );
         let err = strict.version().await.unwrap_err();
         assert!(matches!(err, Error::Transport(_)), "{err:?}");
         let insecure = client(s.port, Tls::DangerAcceptInvalidCerts, None);
@@ -134,14 +176,19 @@ async fn untrusted_self_signed_is_rejected_and_insecure_mode_is_explicit() {
 }
 
 fn other_ca_pem() -> String {
-    rcgen::generate_simple_self_signed(vec!["other.invalid".to_owned()]).unwrap().cert.pem()
+    rcgen::generate_simple_self_signed(vec!["other.invalid".to_owned()])
+        .unwrap()
+        .cert
+        .pem()
 }
 
 #[test]
 fn bad_ca_pem_is_a_config_error() {
     let r = Client::builder("pve.example.com")
         .auth(Auth::api_token("api@pve!ci", "secret").unwrap())
-        .tls(Tls::CustomCa { ca_pem: "not a pem".into() })
+        .tls(Tls::CustomCa {
+            ca_pem: "not a pem".into(),
+        })
         .build();
     assert!(matches!(r, Err(Error::Config(_))));
 }

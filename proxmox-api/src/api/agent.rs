@@ -43,21 +43,36 @@ impl VmHandle {
     /// `POST .../agent/ping`: `Ok` when the agent answers.
     pub async fn agent_ping(&self) -> Result<()> {
         let (n, v) = self.args();
-        let _: serde_json::Value = self.client.call(Request::new(&request::AGENT_PING, &[&n, &v])).await?;
+        let _: serde_json::Value = self
+            .client
+            .call(Request::new(&request::AGENT_PING, &[&n, &v]))
+            .await?;
         Ok(())
     }
 
     /// `GET .../agent/network-get-interfaces`.
     pub async fn agent_network_interfaces(&self) -> Result<Vec<GuestInterface>> {
         let (n, v) = self.args();
-        let r: AgentResult<Vec<GuestInterface>> =
-            self.client.call(Request::new(&request::AGENT_NET, &[&n, &v])).await?;
+        let r: AgentResult<Vec<GuestInterface>> = self
+            .client
+            .call(Request::new(&request::AGENT_NET, &[&n, &v]))
+            .await?;
         Ok(r.result)
     }
 
     /// `POST .../agent/set-user-password`. With `crypted`, `password` is already a crypt(3) hash.
-    pub async fn agent_set_user_password(&self, username: &str, password: &SecretString, crypted: bool) -> Result<()> {
-        if username.is_empty() || username.len() > 64 || username.chars().any(|c| c.is_control() || c.is_whitespace() || c == ':') {
+    pub async fn agent_set_user_password(
+        &self,
+        username: &str,
+        password: &SecretString,
+        crypted: bool,
+    ) -> Result<()> {
+        if username.is_empty()
+            || username.len() > 64
+            || username
+                .chars()
+                .any(|c| c.is_control() || c.is_whitespace() || c == ':')
+        {
             return Err(Error::invalid("username", username, "must be a login name"));
         }
         let (n, v) = self.args();

@@ -47,7 +47,14 @@ pub struct VzdumpRequest {
 impl VzdumpRequest {
     /// Back up `vmid`.
     pub fn new(vmid: VmId) -> Self {
-        VzdumpRequest { vmids: vec![vmid], storage: None, mode: None, compress: None, notes_template: None, protected: None }
+        VzdumpRequest {
+            vmids: vec![vmid],
+            storage: None,
+            mode: None,
+            compress: None,
+            notes_template: None,
+            protected: None,
+        }
     }
     /// Also back up `vmid` in the same job.
     pub fn and(mut self, vmid: VmId) -> Self {
@@ -152,7 +159,11 @@ impl ContentItem {
 
 fn valid_content(c: &str) -> Result<()> {
     if c.is_empty() || !c.bytes().all(|b| b.is_ascii_lowercase()) {
-        return Err(Error::invalid("content type", c, "must be like `backup`, `images`, `iso`"));
+        return Err(Error::invalid(
+            "content type",
+            c,
+            "must be like `backup`, `images`, `iso`",
+        ));
     }
     Ok(())
 }
@@ -187,29 +198,44 @@ impl NodeHandle {
             valid_content(c)?;
         }
         let node = self.node.to_string();
-        self.client.call(Request::new(&request::STORAGE_LIST, &[&node]).opt("content", content)).await
+        self.client
+            .call(Request::new(&request::STORAGE_LIST, &[&node]).opt("content", content))
+            .await
     }
 
     /// Calls on storage `storage` of this node.
     pub fn storage(&self, storage: &StorageId) -> StorageHandle {
-        StorageHandle { node: self.clone(), storage: storage.clone() }
+        StorageHandle {
+            node: self.clone(),
+            storage: storage.clone(),
+        }
     }
 }
 
 impl StorageHandle {
     /// `GET .../content[?content=&vmid=]`.
-    pub async fn content(&self, content: Option<&str>, vmid: Option<VmId>) -> Result<Vec<ContentItem>> {
+    pub async fn content(
+        &self,
+        content: Option<&str>,
+        vmid: Option<VmId>,
+    ) -> Result<Vec<ContentItem>> {
         if let Some(c) = content {
             valid_content(c)?;
         }
         let (n, s) = (self.node.node.to_string(), self.storage.to_string());
-        let req = Request::new(&request::STORAGE_CONTENT, &[&n, &s]).opt("content", content).opt("vmid", vmid);
+        let req = Request::new(&request::STORAGE_CONTENT, &[&n, &s])
+            .opt("content", content)
+            .opt("vmid", vmid);
         self.node.client.call(req).await
     }
 
     fn check_volume(&self, volume: &VolumeId) -> Result<()> {
         if volume.storage() != self.storage {
-            return Err(Error::invalid("volume id", volume.to_string(), "belongs to another storage"));
+            return Err(Error::invalid(
+                "volume id",
+                volume.to_string(),
+                "belongs to another storage",
+            ));
         }
         Ok(())
     }
@@ -224,7 +250,12 @@ impl StorageHandle {
     }
 
     /// `PUT .../content/{volume}`: set notes and/or the protected flag.
-    pub async fn update_volume(&self, volume: &VolumeId, notes: Option<&str>, protected: Option<bool>) -> Result<()> {
+    pub async fn update_volume(
+        &self,
+        volume: &VolumeId,
+        notes: Option<&str>,
+        protected: Option<bool>,
+    ) -> Result<()> {
         self.check_volume(volume)?;
         if let Some(t) = notes {
             check_text("notes", t, true)?;

@@ -21,14 +21,18 @@ impl VmHandle {
     /// `PUT .../cloudinit`: regenerate the cloud-init drive so pending changes apply.
     pub async fn cloudinit_regenerate(&self) -> Result<()> {
         let (n, v) = self.args();
-        let _: serde_json::Value =
-            self.client.call(Request::new(&request::CLOUDINIT_REGENERATE, &[&n, &v])).await?;
+        let _: serde_json::Value = self
+            .client
+            .call(Request::new(&request::CLOUDINIT_REGENERATE, &[&n, &v]))
+            .await?;
         Ok(())
     }
 
     /// `GET .../cloudinit/dump?type=`.
     pub async fn cloudinit_dump(&self, kind: CloudInitDump) -> Result<String> {
         let (n, v) = self.args();
-        self.client.call(Request::new(&request::CLOUDINIT_DUMP, &[&n, &v]).param("type", kind.as_str())).await
+        self.client
+            .call(Request::new(&request::CLOUDINIT_DUMP, &[&n, &v]).param("type", kind.as_str()))
+            .await
     }
 }

@@ -176,8 +176,12 @@ impl Client {
     }
 
     /// `GET /cluster/resources[?type=]`: every guest/node/storage of the cluster in one call.
-    pub async fn cluster_resources(&self, filter: Option<ResourceFilter>) -> Result<Vec<ClusterResource>> {
-        let req = Request::new(&request::CLUSTER_RESOURCES, &[]).opt("type", filter.map(|f| f.as_str()));
+    pub async fn cluster_resources(
+        &self,
+        filter: Option<ResourceFilter>,
+    ) -> Result<Vec<ClusterResource>> {
+        let req =
+            Request::new(&request::CLUSTER_RESOURCES, &[]).opt("type", filter.map(|f| f.as_str()));
         self.call(req).await
     }
 }

@@ -61,7 +61,8 @@ impl VmHandle {
         let _ = url.set_scheme(scheme);
         let path = format!("{}{}", url.path(), req.path);
         url.set_path(&path);
-        url.query_pairs_mut().extend_pairs(req.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        url.query_pairs_mut()
+            .extend_pairs(req.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         url
     }
 }

@@ -205,10 +205,16 @@ impl RuleSpec {
     /// disabled) unless [`enable`](Self::enable) says otherwise.
     pub fn new(kind: &str, action: &str) -> Result<Self> {
         if !matches!(kind, "in" | "out" | "forward" | "group") {
-            return Err(Error::invalid("rule type", kind, "must be in, out, forward or group"));
+            return Err(Error::invalid(
+                "rule type",
+                kind,
+                "must be in, out, forward or group",
+            ));
         }
         check_name_like("rule action", action)?;
-        Ok(RuleSpec::default().field("type", kind).field("action", action))
+        Ok(RuleSpec::default()
+            .field("type", kind)
+            .field("action", action))
     }
     /// An update changing nothing yet.
     pub fn update() -> Self {
@@ -333,8 +339,17 @@ pub struct FirewallRef {
 }
 
 fn check_name_like(kind: &'static str, v: &str) -> Result<()> {
-    if v.is_empty() || v.len() > 64 || !v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-')) {
-        return Err(Error::invalid(kind, v, "must be letters, digits, `_` or `-`"));
+    if v.is_empty()
+        || v.len() > 64
+        || !v
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+    {
+        return Err(Error::invalid(
+            kind,
+            v,
+            "must be letters, digits, `_` or `-`",
+        ));
     }
     Ok(())
 }
@@ -350,10 +365,15 @@ fn check_digest(d: &str) -> Result<()> {
 fn check_cidr(v: &str) -> Result<()> {
     let ok = !v.is_empty()
         && v.len() <= 100
-        && v.bytes().all(|b| b.is_ascii_hexdigit() || matches!(b, b'.' | b':' | b'/' | b'-'))
+        && v.bytes()
+            .all(|b| b.is_ascii_hexdigit() || matches!(b, b'.' | b':' | b'/' | b'-'))
         && (v.contains('.') || v.contains(':'));
     if !ok {
-        return Err(Error::invalid("cidr", v, "must be an IP address, network or range"));
+        return Err(Error::invalid(
+            "cidr",
+            v,
+            "must be an IP address, network or range",
+        ));
     }
     Ok(())
 }
@@ -435,7 +455,10 @@ pub struct Firewall {
 impl Client {
     /// Cluster-level firewall (`/cluster/firewall`).
     pub fn cluster_firewall(&self) -> Firewall {
-        Firewall { client: self.clone(), scope: Vec::new() }
+        Firewall {
+            client: self.clone(),
+            scope: Vec::new(),
+        }
     }
 }
 
@@ -443,7 +466,10 @@ impl VmHandle {
     /// VM-level firewall (`/nodes/{node}/qemu/{vmid}/firewall`).
     pub fn firewall(&self) -> Firewall {
         let (n, v) = self.args();
-        Firewall { client: self.client.clone(), scope: vec![n, v] }
+        Firewall {
+            client: self.client.clone(),
+            scope: vec![n, v],
+        }
     }
 }
 
@@ -469,14 +495,20 @@ impl Firewall {
 
     /// `GET .../options`.
     pub async fn options(&self) -> Result<FirewallOptions> {
-        self.client.call(self.req(self.eps().options_get, &[])).await
+        self.client
+            .call(self.req(self.eps().options_get, &[]))
+            .await
     }
 
     /// `PUT .../options`. VM-only fields on the cluster level are rejected before sending.
     pub async fn set_options(&self, u: &FirewallOptionsUpdate) -> Result<()> {
         let vm_only = [u.dhcp, u.ndp, u.radv, u.macfilter, u.ipfilter];
         if !self.is_vm() && vm_only.iter().any(Option::is_some) {
-            return Err(Error::invalid("firewall option", "dhcp/ndp/radv/macfilter/ipfilter", "only exists at VM level"));
+            return Err(Error::invalid(
+                "firewall option",
+                "dhcp/ndp/radv/macfilter/ipfilter",
+                "only exists at VM level",
+            ));
         }
         let mut req = self.req(self.eps().options_put, &[]);
         if let Some(e) = u.enable {
@@ -526,11 +558,22 @@ impl Firewall {
 
     /// `POST .../rules`: PVE inserts new rules at the top (position 0).
     pub async fn create_rule(&self, spec: &RuleSpec) -> Result<()> {
-        if !spec.fields.iter().any(|(k, _)| *k == "type") || spec.moveto.is_some() || !spec.delete.is_empty() {
-            return Err(Error::invalid("rule", "update spec", "create needs RuleSpec::new without move_to/delete"));
+        if !spec.fields.iter().any(|(k, _)| *k == "type")
+            || spec.moveto.is_some()
+            || !spec.delete.is_empty()
+        {
+            return Err(Error::invalid(
+                "rule",
+                "update spec",
+                "create needs RuleSpec::new without move_to/delete",
+            ));
         }
         let mut req = self.req(self.eps().rule_create, &[]);
-        let spec = if spec.enable.is_none() { spec.clone().enable(true) } else { spec.clone() };
+        let spec = if spec.enable.is_none() {
+            spec.clone().enable(true)
+        } else {
+            spec.clone()
+        };
         Self::apply_rule(&mut req, &spec);
         self.unit(req).await
     }
@@ -555,7 +598,11 @@ impl Firewall {
             check_digest(d)?;
         }
         let p = pos.to_string();
-        self.unit(self.req(self.eps().rule_delete, &[&p]).opt("digest", digest)).await
+        self.unit(
+            self.req(self.eps().rule_delete, &[&p])
+                .opt("digest", digest),
+        )
+        .await
     }
 
     /// `GET .../ipset`.
@@ -568,23 +615,36 @@ impl Firewall {
         if let Some(c) = comment {
             check_text("comment", c, true)?;
         }
-        let req = self.req(self.eps().ipset_create, &[]).param("name", name.as_str()).opt("comment", comment);
+        let req = self
+            .req(self.eps().ipset_create, &[])
+            .param("name", name.as_str())
+            .opt("comment", comment);
         self.unit(req).await
     }
 
     /// `DELETE .../ipset/{name}`; `force` also deletes a non-empty set.
     pub async fn delete_ipset(&self, name: &FirewallName, force: bool) -> Result<()> {
-        let req = self.req(self.eps().ipset_delete, &[name.as_str()]).opt("force", force.then_some(true));
+        let req = self
+            .req(self.eps().ipset_delete, &[name.as_str()])
+            .opt("force", force.then_some(true));
         self.unit(req).await
     }
 
     /// `GET .../ipset/{name}`.
     pub async fn ipset_entries(&self, name: &FirewallName) -> Result<Vec<IpSetEntry>> {
-        self.client.call(self.req(self.eps().ipset_entries, &[name.as_str()])).await
+        self.client
+            .call(self.req(self.eps().ipset_entries, &[name.as_str()]))
+            .await
     }
 
     /// `POST .../ipset/{name}`: add `cidr`; `nomatch` negates it.
-    pub async fn add_ipset_entry(&self, name: &FirewallName, cidr: &str, nomatch: bool, comment: Option<&str>) -> Result<()> {
+    pub async fn add_ipset_entry(
+        &self,
+        name: &FirewallName,
+        cidr: &str,
+        nomatch: bool,
+        comment: Option<&str>,
+    ) -> Result<()> {
         check_cidr(cidr)?;
         if let Some(c) = comment {
             check_text("comment", c, true)?;
@@ -622,12 +682,21 @@ impl Firewall {
     }
 
     /// `DELETE .../ipset/{name}/{cidr}`.
-    pub async fn remove_ipset_entry(&self, name: &FirewallName, cidr: &str, digest: Option<&str>) -> Result<()> {
+    pub async fn remove_ipset_entry(
+        &self,
+        name: &FirewallName,
+        cidr: &str,
+        digest: Option<&str>,
+    ) -> Result<()> {
         check_cidr(cidr)?;
         if let Some(d) = digest {
             check_digest(d)?;
         }
-        self.unit(self.req(self.eps().ipset_remove, &[name.as_str(), cidr]).opt("digest", digest)).await
+        self.unit(
+            self.req(self.eps().ipset_remove, &[name.as_str(), cidr])
+                .opt("digest", digest),
+        )
+        .await
     }
 
     /// `GET .../aliases`.
@@ -636,7 +705,12 @@ impl Firewall {
     }
 
     /// `POST .../aliases`.
-    pub async fn create_alias(&self, name: &FirewallName, cidr: &str, comment: Option<&str>) -> Result<()> {
+    pub async fn create_alias(
+        &self,
+        name: &FirewallName,
+        cidr: &str,
+        comment: Option<&str>,
+    ) -> Result<()> {
         check_cidr(cidr)?;
         if let Some(c) = comment {
             check_text("comment", c, true)?;
@@ -650,7 +724,13 @@ impl Firewall {
     }
 
     /// `PUT .../aliases/{name}`.
-    pub async fn update_alias(&self, name: &FirewallName, cidr: &str, comment: Option<&str>, digest: Option<&str>) -> Result<()> {
+    pub async fn update_alias(
+        &self,
+        name: &FirewallName,
+        cidr: &str,
+        comment: Option<&str>,
+        digest: Option<&str>,
+    ) -> Result<()> {
         check_cidr(cidr)?;
         if let Some(c) = comment {
             check_text("comment", c, true)?;
@@ -671,7 +751,11 @@ impl Firewall {
         if let Some(d) = digest {
             check_digest(d)?;
         }
-        self.unit(self.req(self.eps().alias_delete, &[name.as_str()]).opt("digest", digest)).await
+        self.unit(
+            self.req(self.eps().alias_delete, &[name.as_str()])
+                .opt("digest", digest),
+        )
+        .await
     }
 
     /// `GET .../refs[?type=alias|ipset]`.
@@ -681,6 +765,8 @@ impl Firewall {
         {
             return Err(Error::invalid("ref type", k, "must be alias or ipset"));
         }
-        self.client.call(self.req(self.eps().refs, &[]).opt("type", kind)).await
+        self.client
+            .call(self.req(self.eps().refs, &[]).opt("type", kind))
+            .await
     }
 }

@@ -35,7 +35,10 @@ pub struct VmHandle {
 impl Client {
     /// Calls on `node`.
     pub fn node(&self, node: &NodeName) -> NodeHandle {
-        NodeHandle { client: self.clone(), node: node.clone() }
+        NodeHandle {
+            client: self.clone(),
+            node: node.clone(),
+        }
     }
 
     /// Handle for a task started elsewhere.
@@ -52,7 +55,11 @@ impl NodeHandle {
 
     /// Calls on QEMU guest `vmid` of this node.
     pub fn qemu(&self, vmid: VmId) -> VmHandle {
-        VmHandle { client: self.client.clone(), node: self.node.clone(), vmid }
+        VmHandle {
+            client: self.client.clone(),
+            node: self.node.clone(),
+            vmid,
+        }
     }
 }
 
@@ -79,7 +86,11 @@ impl VmHandle {
 /// Reject values that would corrupt a PVE property string or form field.
 pub(crate) fn check_text(kind: &'static str, v: &str, allow_comma: bool) -> crate::Result<()> {
     if v.chars().any(char::is_control) || (!allow_comma && (v.contains(',') || v.contains('='))) {
-        return Err(crate::Error::invalid(kind, v, "contains a control character, `,` or `=`"));
+        return Err(crate::Error::invalid(
+            kind,
+            v,
+            "contains a control character, `,` or `=`",
+        ));
     }
     Ok(())
 }

@@ -44,7 +44,7 @@ pub fn parse_size(s: &str) -> Option<u64> {
         _ => (s, 1),
     };
     let v: f64 = num.parse().ok()?;
-    (v.is_finite() && v >= 0.0).then(|| (v * mult as f64) as u64)
+    (v.is_finite() && v >= 0.0).then_some((v * mult as f64) as u64)
 }
 
 /// A disk (`scsiN`, `virtioN`, `ideN`, `sataN`, ...) from the VM config.
@@ -127,7 +127,22 @@ lenient_enum! {
     }
 }
 
-const NET_MODELS: &[&str] = &["virtio", "e1000", "e1000e", "rtl8139", "vmxnet3", "e1000-82540em", "e1000-82544gc", "e1000-82545em", "i82551", "i82557b", "i82559er", "ne2k_isa", "ne2k_pci", "pcnet"];
+const NET_MODELS: &[&str] = &[
+    "virtio",
+    "e1000",
+    "e1000e",
+    "rtl8139",
+    "vmxnet3",
+    "e1000-82540em",
+    "e1000-82544gc",
+    "e1000-82545em",
+    "i82551",
+    "i82557b",
+    "i82559er",
+    "ne2k_isa",
+    "ne2k_pci",
+    "pcnet",
+];
 
 /// A network device (`netN`).
 #[derive(Debug, Clone, PartialEq)]
@@ -157,17 +172,32 @@ pub struct NetSpec {
 
 fn valid_mac(mac: &str) -> bool {
     let parts: Vec<&str> = mac.split(':').collect();
-    parts.len() == 6 && parts.iter().all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
+    parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 impl NetSpec {
     /// A NIC with an explicit MAC (PVE would otherwise pick a random one) on `bridge`.
     pub fn new(model: NetModel, mac: &str, bridge: &str) -> Result<Self> {
         if !valid_mac(mac) {
-            return Err(Error::invalid("mac address", mac, "must be `XX:XX:XX:XX:XX:XX`"));
+            return Err(Error::invalid(
+                "mac address",
+                mac,
+                "must be `XX:XX:XX:XX:XX:XX`",
+            ));
         }
-        if bridge.is_empty() || !bridge.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')) {
-            return Err(Error::invalid("bridge", bridge, "must be an interface name"));
+        if bridge.is_empty()
+            || !bridge
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        {
+            return Err(Error::invalid(
+                "bridge",
+                bridge,
+                "must be an interface name",
+            ));
         }
         if let NetModel::Other(m) = &model {
             check_text("nic model", m, false)?;
@@ -189,7 +219,11 @@ impl NetSpec {
     /// VLAN tag (1..=4094).
     pub fn with_tag(mut self, tag: u16) -> Result<Self> {
         if !(1..=4094).contains(&tag) {
-            return Err(Error::invalid("vlan tag", tag.to_string(), "must be 1..=4094"));
+            return Err(Error::invalid(
+                "vlan tag",
+                tag.to_string(),
+                "must be 1..=4094",
+            ));
         }
         self.tag = Some(tag);
         Ok(self)
@@ -214,14 +248,21 @@ impl NetSpec {
         let mut mac = None;
         if let Some(k) = NET_MODELS.iter().find(|m| options.contains_key(**m)) {
             let v = options.remove(*k).unwrap_or_default();
-            model = k.parse().unwrap_or_else(|e: std::convert::Infallible| match e {});
+            model = k
+                .parse()
+                .unwrap_or_else(|e: std::convert::Infallible| match e {});
             mac = (!v.is_empty()).then_some(v);
         } else if let Some(m) = options.remove("model") {
-            model = m.parse().unwrap_or_else(|e: std::convert::Infallible| match e {});
+            model = m
+                .parse()
+                .unwrap_or_else(|e: std::convert::Infallible| match e {});
             mac = options.remove("macaddr");
         }
-        let b = |o: &mut BTreeMap<String, String>, k: &str| o.remove(k).and_then(|v| crate::de::parse_bool(&v));
-        let n = |o: &mut BTreeMap<String, String>, k: &str| o.remove(k).and_then(|v| v.parse().ok());
+        let b = |o: &mut BTreeMap<String, String>, k: &str| {
+            o.remove(k).and_then(|v| crate::de::parse_bool(&v))
+        };
+        let n =
+            |o: &mut BTreeMap<String, String>, k: &str| o.remove(k).and_then(|v| v.parse().ok());
         let firewall = b(&mut options, "firewall");
         let link_down = b(&mut options, "link_down");
         NetSpec {
@@ -319,14 +360,24 @@ impl IpConfig {
     /// Parse an `ipconfigN` value.
     pub fn parse(s: &str) -> Self {
         let (_, mut m) = parse_property_string(s);
-        IpConfig { ip: m.remove("ip"), gw: m.remove("gw"), ip6: m.remove("ip6"), gw6: m.remove("gw6") }
+        IpConfig {
+            ip: m.remove("ip"),
+            gw: m.remove("gw"),
+            ip6: m.remove("ip6"),
+            gw6: m.remove("gw6"),
+        }
     }
 }
 
 impl fmt::Display for IpConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut sep = "";
-        for (k, v) in [("ip", &self.ip), ("gw", &self.gw), ("ip6", &self.ip6), ("gw6", &self.gw6)] {
+        for (k, v) in [
+            ("ip", &self.ip),
+            ("gw", &self.gw),
+            ("ip6", &self.ip6),
+            ("gw6", &self.gw6),
+        ] {
             if let Some(v) = v {
                 write!(f, "{sep}{k}={v}")?;
                 sep = ",";
@@ -399,16 +450,23 @@ impl VmConfig {
             sockets: n("sockets"),
             memory: raw.get("memory").and_then(|v| {
                 let (first, m) = parse_property_string(v);
-                first.or_else(|| m.get("current").cloned()).and_then(|x| x.parse().ok())
+                first
+                    .or_else(|| m.get("current").cloned())
+                    .and_then(|x| x.parse().ok())
             }),
             description: s("description"),
             onboot: raw.get("onboot").and_then(|v| crate::de::parse_bool(v)),
             agent: raw.get("agent").and_then(|v| {
                 let (first, m) = parse_property_string(v);
-                first.or_else(|| m.get("enabled").cloned()).and_then(|x| crate::de::parse_bool(&x))
+                first
+                    .or_else(|| m.get("enabled").cloned())
+                    .and_then(|x| crate::de::parse_bool(&x))
             }),
             lock: s("lock"),
-            template: raw.get("template").and_then(|v| crate::de::parse_bool(v)).unwrap_or(false),
+            template: raw
+                .get("template")
+                .and_then(|v| crate::de::parse_bool(v))
+                .unwrap_or(false),
             nameserver: s("nameserver"),
             searchdomain: s("searchdomain"),
             ciuser: s("ciuser"),
@@ -477,7 +535,9 @@ impl ConfigUpdate {
     pub fn name(self, name: &str) -> Result<Self> {
         let ok = !name.is_empty()
             && name.len() <= 63
-            && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'));
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'));
         if !ok {
             return Err(Error::invalid("vm name", name, "must be a DNS name"));
         }
@@ -530,28 +590,44 @@ impl ConfigUpdate {
     /// Set NIC `netN`.
     pub fn net(mut self, index: u32, spec: &NetSpec) -> Result<Self> {
         if spec.mac.is_none() {
-            return Err(Error::invalid("net", spec.to_string(), "a MAC address is required"));
+            return Err(Error::invalid(
+                "net",
+                spec.to_string(),
+                "a MAC address is required",
+            ));
         }
         self.indexed.push((format!("net{index}"), spec.to_string()));
         Ok(self)
     }
     /// Set cloud-init `ipconfigN`.
     pub fn ipconfig(mut self, index: u32, cfg: &IpConfig) -> Self {
-        self.indexed.push((format!("ipconfig{index}"), cfg.to_string()));
+        self.indexed
+            .push((format!("ipconfig{index}"), cfg.to_string()));
         self
     }
     /// Set a disk (`scsi0`, ...) to a raw property string (e.g. `local-lvm:32` to allocate).
     pub fn disk(mut self, slot: DiskSlot, spec: &str) -> Result<Self> {
         check_text("disk", spec, true)?;
-        if matches!(slot.bus(), crate::types::DiskBus::EfiDisk | crate::types::DiskBus::TpmState) {
-            return Err(Error::invalid("disk slot", slot.to_string(), "not supported here"));
+        if matches!(
+            slot.bus(),
+            crate::types::DiskBus::EfiDisk | crate::types::DiskBus::TpmState
+        ) {
+            return Err(Error::invalid(
+                "disk slot",
+                slot.to_string(),
+                "not supported here",
+            ));
         }
         self.indexed.push((slot.to_string(), spec.to_owned()));
         Ok(self)
     }
     /// Delete these keys.
     pub fn delete(mut self, key: &str) -> Result<Self> {
-        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-')) {
+        if key.is_empty()
+            || !key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
+        {
             return Err(Error::invalid("config key", key, "must be a config key"));
         }
         self.delete.push(key.to_owned());
@@ -591,19 +667,25 @@ impl VmHandle {
     /// `GET .../config?current=1`: the running config without pending changes.
     pub async fn config(&self) -> Result<VmConfig> {
         let (n, v) = self.args();
-        self.client.call(Request::new(&request::QEMU_CONFIG_GET, &[&n, &v]).param("current", true)).await
+        self.client
+            .call(Request::new(&request::QEMU_CONFIG_GET, &[&n, &v]).param("current", true))
+            .await
     }
 
     /// `GET .../config`: the config with pending changes applied.
     pub async fn config_with_pending(&self) -> Result<VmConfig> {
         let (n, v) = self.args();
-        self.client.call(Request::new(&request::QEMU_CONFIG_GET, &[&n, &v])).await
+        self.client
+            .call(Request::new(&request::QEMU_CONFIG_GET, &[&n, &v]))
+            .await
     }
 
     /// `GET .../pending`: each key with current and pending value.
     pub async fn pending(&self) -> Result<Vec<PendingItem>> {
         let (n, v) = self.args();
-        self.client.call(Request::new(&request::QEMU_PENDING, &[&n, &v])).await
+        self.client
+            .call(Request::new(&request::QEMU_PENDING, &[&n, &v]))
+            .await
     }
 
     /// `PUT .../config`: apply synchronously.
@@ -626,10 +708,19 @@ impl VmHandle {
 
     /// `PUT .../resize`: `size` is absolute (`32G`) or relative (`+10G`). Returns the task on PVE
     /// versions that run it as one.
-    pub async fn resize_disk(&self, disk: DiskSlot, size: &str, digest: Option<&str>) -> Result<Option<TaskHandle>> {
+    pub async fn resize_disk(
+        &self,
+        disk: DiskSlot,
+        size: &str,
+        digest: Option<&str>,
+    ) -> Result<Option<TaskHandle>> {
         let s = size.strip_prefix('+').unwrap_or(size);
         if parse_size(s).is_none() || s.starts_with(['+', '-']) {
-            return Err(Error::invalid("disk size", size, "must be like `32G` or `+10G`"));
+            return Err(Error::invalid(
+                "disk size",
+                size,
+                "must be like `32G` or `+10G`",
+            ));
         }
         let (n, v) = self.args();
         let req = Request::new(&request::QEMU_RESIZE, &[&n, &v])
@@ -656,7 +747,11 @@ impl VmHandle {
 
     /// `DELETE /nodes/{node}/qemu/{vmid}` (a task). `purge` also removes the VM from backup
     /// jobs, HA and replication; `destroy_unreferenced_disks` removes disks not in the config.
-    pub async fn destroy(&self, purge: bool, destroy_unreferenced_disks: bool) -> Result<TaskHandle> {
+    pub async fn destroy(
+        &self,
+        purge: bool,
+        destroy_unreferenced_disks: bool,
+    ) -> Result<TaskHandle> {
         let (n, v) = self.args();
         let req = Request::new(&request::QEMU_DELETE, &[&n, &v])
             .param("purge", purge)
@@ -680,7 +775,14 @@ pub struct CloneOptions {
 impl CloneOptions {
     /// Clone into `newid`.
     pub fn new(newid: VmId) -> Self {
-        CloneOptions { newid, name: None, full: None, target: None, storage: None, snapname: None }
+        CloneOptions {
+            newid,
+            name: None,
+            full: None,
+            target: None,
+            storage: None,
+            snapname: None,
+        }
     }
     /// Name of the new VM.
     pub fn name(mut self, name: &str) -> Result<Self> {
@@ -725,12 +827,23 @@ pub struct CreateVm {
 impl CreateVm {
     /// Create an empty VM `vmid`; add settings with [`config`](Self::config).
     pub fn new(vmid: VmId) -> Self {
-        CreateVm { vmid, archive: None, force: None, storage: None, unique: None, start: None, config: ConfigUpdate::new() }
+        CreateVm {
+            vmid,
+            archive: None,
+            force: None,
+            storage: None,
+            unique: None,
+            start: None,
+            config: ConfigUpdate::new(),
+        }
     }
     /// Restore `vmid` from `archive`. `unique` stays unset so MAC addresses and the SMBIOS UUID
     /// are preserved.
     pub fn restore(vmid: VmId, archive: VolumeId) -> Self {
-        CreateVm { archive: Some(archive), ..CreateVm::new(vmid) }
+        CreateVm {
+            archive: Some(archive),
+            ..CreateVm::new(vmid)
+        }
     }
     /// Overwrite an existing VM (restore).
     pub fn force(mut self, yes: bool) -> Self {
@@ -783,7 +896,9 @@ mod tests {
 
     #[test]
     fn disk_and_net_parse() {
-        let d = DiskSpec::parse("local-lvm:vm-100-disk-0,iothread=1,size=32G,mbps_rd=100,iops_wr=500,backup=0");
+        let d = DiskSpec::parse(
+            "local-lvm:vm-100-disk-0,iothread=1,size=32G,mbps_rd=100,iops_wr=500,backup=0",
+        );
         assert_eq!(d.volume, "local-lvm:vm-100-disk-0");
         assert_eq!(d.size, Some(32 << 30));
         assert_eq!(d.mbps_rd, Some(100.0));
@@ -792,7 +907,9 @@ mod tests {
         assert_eq!(d.backup, Some(false));
         let c = DiskSpec::parse("none,media=cdrom");
         assert!(c.is_cdrom());
-        let n = NetSpec::parse("virtio=BC:24:11:AA:BB:CC,bridge=vmbr0,tag=20,rate=12.5,firewall=1,queues=4");
+        let n = NetSpec::parse(
+            "virtio=BC:24:11:AA:BB:CC,bridge=vmbr0,tag=20,rate=12.5,firewall=1,queues=4",
+        );
         assert_eq!(n.model, NetModel::Virtio);
         assert_eq!(n.mac.as_deref(), Some("BC:24:11:AA:BB:CC"));
         assert_eq!(n.bridge.as_deref(), Some("vmbr0"));

@@ -98,7 +98,9 @@ impl VmHandle {
     /// `GET .../status/current`.
     pub async fn status(&self) -> Result<VmStatus> {
         let (n, v) = self.args();
-        self.client.call(Request::new(&request::QEMU_STATUS, &[&n, &v])).await
+        self.client
+            .call(Request::new(&request::QEMU_STATUS, &[&n, &v]))
+            .await
     }
 
     async fn power(&self, req: Request) -> Result<TaskHandle> {
@@ -109,7 +111,8 @@ impl VmHandle {
     /// `POST .../status/start` (a task).
     pub async fn start(&self) -> Result<TaskHandle> {
         let (n, v) = self.args();
-        self.power(Request::new(&request::QEMU_START, &[&n, &v])).await
+        self.power(Request::new(&request::QEMU_START, &[&n, &v]))
+            .await
     }
 
     /// `POST .../status/shutdown` (a task): ACPI shutdown.
@@ -124,12 +127,14 @@ impl VmHandle {
     /// `POST .../status/stop` (a task): hard stop.
     pub async fn stop(&self) -> Result<TaskHandle> {
         let (n, v) = self.args();
-        self.power(Request::new(&request::QEMU_STOP, &[&n, &v])).await
+        self.power(Request::new(&request::QEMU_STOP, &[&n, &v]))
+            .await
     }
 
     /// `POST .../status/reboot` (a task), waiting at most `timeout` seconds for the shutdown.
     pub async fn reboot(&self, timeout: Option<u64>) -> Result<TaskHandle> {
         let (n, v) = self.args();
-        self.power(Request::new(&request::QEMU_REBOOT, &[&n, &v]).opt("timeout", timeout)).await
+        self.power(Request::new(&request::QEMU_REBOOT, &[&n, &v]).opt("timeout", timeout))
+            .await
     }
 }

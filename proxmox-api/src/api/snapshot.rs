@@ -57,11 +57,19 @@ impl Snapshots {
     /// `GET .../snapshot` (includes `current`).
     pub async fn list(&self) -> Result<Vec<SnapshotInfo>> {
         let (n, v) = self.vm.args();
-        self.vm.client.call(Request::new(&request::SNAPSHOT_LIST, &[&n, &v])).await
+        self.vm
+            .client
+            .call(Request::new(&request::SNAPSHOT_LIST, &[&n, &v]))
+            .await
     }
 
     /// `POST .../snapshot` (a task). `vmstate` saves the RAM of a running VM.
-    pub async fn create(&self, name: &SnapshotName, description: Option<&str>, vmstate: bool) -> Result<TaskHandle> {
+    pub async fn create(
+        &self,
+        name: &SnapshotName,
+        description: Option<&str>,
+        vmstate: bool,
+    ) -> Result<TaskHandle> {
         if let Some(d) = description {
             check_text("description", d, true)?;
         }
@@ -95,7 +103,13 @@ impl Snapshots {
     /// `GET .../snapshot/{snapname}/config`: the VM config saved in the snapshot.
     pub async fn config(&self, name: &SnapshotName) -> Result<BTreeMap<String, serde_json::Value>> {
         let (n, v) = self.vm.args();
-        self.vm.client.call(Request::new(&request::SNAPSHOT_CONFIG_GET, &[&n, &v, name.as_str()])).await
+        self.vm
+            .client
+            .call(Request::new(
+                &request::SNAPSHOT_CONFIG_GET,
+                &[&n, &v, name.as_str()],
+            ))
+            .await
     }
 
     /// `PUT .../snapshot/{snapname}/config`: change the description.

@@ -14,7 +14,8 @@ pub const UPID: &str = "UPID:pve1:0000A1B2:0012C3D4:6560F00D:qmstart:100:api@pve
 
 pub fn fixture(name: &str) -> serde_json::Value {
     let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture exists")).expect("fixture is JSON")
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture exists"))
+        .expect("fixture is JSON")
 }
 
 pub fn data(v: serde_json::Value) -> serde_json::Value {
@@ -34,11 +35,15 @@ pub async fn server_and_client() -> (MockServer, Client) {
 }
 
 fn pairs(s: &str) -> BTreeMap<String, String> {
-    url::form_urlencoded::parse(s.as_bytes()).into_owned().collect()
+    url::form_urlencoded::parse(s.as_bytes())
+        .into_owned()
+        .collect()
 }
 
 fn expected(p: &[(&str, &str)]) -> BTreeMap<String, String> {
-    p.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    p.iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
 }
 
 /// The form body holds exactly these parameters.
@@ -78,5 +83,7 @@ impl Match for QueryIs {
 
 /// Run a test body under a timeout.
 pub async fn timed<F: std::future::Future<Output = ()>>(f: F) {
-    tokio::time::timeout(Duration::from_secs(20), f).await.expect("test timed out");
+    tokio::time::timeout(Duration::from_secs(20), f)
+        .await
+        .expect("test timed out");
 }
