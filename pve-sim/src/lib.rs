@@ -7,6 +7,7 @@ mod faults;
 mod model;
 mod seed;
 mod server;
+mod tls;
 
 pub use auth::{TokenSpec, UserSpec};
 pub use config::{
@@ -16,6 +17,7 @@ pub use config::{
 pub use faults::RequestMatch;
 pub use seed::ISO_IMAGES;
 pub use server::{PveSim, SimError, fingerprint_of};
+pub use tls::pinned_client_config;
 
 /// Every served route as `(method, path)`, paths as in the PVE API schema (relative to
 /// `/api2/json`), e.g. `("GET", "/nodes/{node}/qemu/{vmid}/status/current")`.

@@ -937,3 +937,126 @@ async fn create_programmatic_and_generated_vms() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn vnc_websocket_speaks_rfb() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    timed(async {
+        let sim = common::start().await;
+        let anon = Api::with_header(&sim, None);
+        let (user, pass) = sim.user_password().unwrap();
+        let (_, b) = anon
+            .call(
+                Method::POST,
+                "/access/ticket",
+                &[("username", user), ("password", pass)],
+            )
+            .await;
+        let ticket = b["data"]["ticket"].as_str().unwrap().to_string();
+        let mut session = Api::with_header(&sim, None);
+        session.cookie = Some(enc(&ticket));
+        session.csrf = Some(
+            b["data"]["CSRFPreventionToken"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+        let proxy = session
+            .post("/nodes/pve1/qemu/100/vncproxy", &[("websocket", "1")])
+            .await;
+        let port = proxy["port"].as_u64().unwrap().to_string();
+        let vncticket = proxy["ticket"].as_str().unwrap().to_string();
+        assert!(
+            proxy["cert"]
+                .as_str()
+                .unwrap()
+                .contains("BEGIN CERTIFICATE")
+        );
+        let ws_url = format!(
+            "{}/api2/json/nodes/pve1/qemu/100/vncwebsocket?port={port}&vncticket={}",
+            sim.url().replace("http://", "ws://"),
+            enc(&vncticket)
+        );
+        // an API token cannot open the console
+        let mut req = ws_url.clone().into_client_request().unwrap();
+        req.headers_mut()
+            .insert("Authorization", sim.token_header().parse().unwrap());
+        assert!(tokio_tungstenite::connect_async(req).await.is_err());
+        // a wrong vnc ticket is refused
+        let mut req = ws_url
+            .replace("vncticket=", "vncticket=x")
+            .into_client_request()
+            .unwrap();
+        req.headers_mut().insert(
+            "Cookie",
+            format!("PVEAuthCookie={}", enc(&ticket)).parse().unwrap(),
+        );
+        assert!(tokio_tungstenite::connect_async(req).await.is_err());
+        // the session's ticket works
+        let mut req = ws_url.into_client_request().unwrap();
+        req.headers_mut().insert(
+            "Cookie",
+            format!("PVEAuthCookie={}", enc(&ticket)).parse().unwrap(),
+        );
+        req.headers_mut()
+            .insert("Sec-WebSocket-Protocol", "binary".parse().unwrap());
+        let (mut ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("websocket opens");
+        let mut buf: Vec<u8> = Vec::new();
+        async fn need(
+            ws: &mut (
+                     impl StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
+                     + Unpin
+                 ),
+            buf: &mut Vec<u8>,
+            n: usize,
+        ) -> Vec<u8> {
+            while buf.len() < n {
+                if let Message::Binary(b) = ws.next().await.expect("open").expect("frame") {
+                    buf.extend_from_slice(&b);
+                }
+            }
+            buf.drain(..n).collect()
+        }
+        assert_eq!(need(&mut ws, &mut buf, 12).await, b"RFB 003.008\n");
+        ws.send(Message::Binary(b"RFB 003.008\n".to_vec().into()))
+            .await
+            .unwrap();
+        assert_eq!(
+            need(&mut ws, &mut buf, 2).await,
+            vec![1, 1],
+            "one security type: None"
+        );
+        ws.send(Message::Binary(vec![1].into())).await.unwrap();
+        assert_eq!(
+            need(&mut ws, &mut buf, 4).await,
+            vec![0, 0, 0, 0],
+            "security result OK"
+        );
+        ws.send(Message::Binary(vec![1].into())).await.unwrap();
+        let init = need(&mut ws, &mut buf, 24).await;
+        let w = u16::from_be_bytes([init[0], init[1]]);
+        let h = u16::from_be_bytes([init[2], init[3]]);
+        assert_eq!(init[4], 32, "32 bpp");
+        let name_len = u32::from_be_bytes([init[20], init[21], init[22], init[23]]) as usize;
+        assert_eq!(need(&mut ws, &mut buf, name_len).await, b"VM 100");
+        let mut fbur = vec![3, 0];
+        for v in [0u16, 0, w, h] {
+            fbur.extend_from_slice(&v.to_be_bytes());
+        }
+        ws.send(Message::Binary(fbur.into())).await.unwrap();
+        let head = need(&mut ws, &mut buf, 16).await;
+        assert_eq!(head[0], 0, "FramebufferUpdate");
+        assert_eq!(u16::from_be_bytes([head[2], head[3]]), 1);
+        assert_eq!(&head[12..16], &[0, 0, 0, 0], "raw encoding");
+        let pixels = need(&mut ws, &mut buf, w as usize * h as usize * 4).await;
+        let first = &pixels[0..4];
+        assert!(pixels.chunks(4).any(|p| p != first), "picture is not blank");
+        sim.shutdown().await;
+    })
+    .await;
+}

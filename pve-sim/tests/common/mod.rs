@@ -1,7 +1,6 @@
 //! Helpers shared by the integration tests: a small JSON client over reqwest.
 #![allow(dead_code, unreachable_pub)]
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use pve_sim::{PveSim, Scenario, SimConfig};
@@ -29,60 +28,7 @@ pub async fn start_with(scenario: Scenario) -> PveSim {
 
 /// A rustls client config that pins a SHA-256 leaf fingerprint (`AA:BB:..`).
 pub fn pinned_tls(fingerprint: &str) -> rustls::ClientConfig {
-    #[derive(Debug)]
-    struct Pin(String, Arc<rustls::crypto::CryptoProvider>);
-    impl rustls::client::danger::ServerCertVerifier for Pin {
-        fn verify_server_cert(
-            &self,
-            end_entity: &rustls::pki_types::CertificateDer<'_>,
-            _: &[rustls::pki_types::CertificateDer<'_>],
-            _: &rustls::pki_types::ServerName<'_>,
-            _: &[u8],
-            _: rustls::pki_types::UnixTime,
-        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-            if pve_sim::fingerprint_of(end_entity) == self.0 {
-                Ok(rustls::client::danger::ServerCertVerified::assertion())
-            } else {
-                Err(rustls::Error::General("fingerprint mismatch".into()))
-            }
-        }
-        fn verify_tls12_signature(
-            &self,
-            m: &[u8],
-            c: &rustls::pki_types::CertificateDer<'_>,
-            d: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls12_signature(
-                m,
-                c,
-                d,
-                &self.1.signature_verification_algorithms,
-            )
-        }
-        fn verify_tls13_signature(
-            &self,
-            m: &[u8],
-            c: &rustls::pki_types::CertificateDer<'_>,
-            d: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls13_signature(
-                m,
-                c,
-                d,
-                &self.1.signature_verification_algorithms,
-            )
-        }
-        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-            self.1.signature_verification_algorithms.supported_schemes()
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Pin(fingerprint.to_string(), provider)))
-        .with_no_client_auth()
+    pve_sim::pinned_client_config(fingerprint)
 }
 
 pub fn http_client(fingerprint: &str) -> reqwest::Client {
