@@ -383,3 +383,87 @@ async fn sampled_answers_match_the_schema() {
     })
     .await;
 }
+
+/// Walk every GET route of the route table with real parameters and check each answer against
+/// the schema's `returns`.
+#[tokio::test]
+async fn every_get_route_answers_in_schema_shape() {
+    timed(async {
+        let sim = common::start().await;
+        let api = Api::token(&sim);
+        let s = schema();
+        let upid = api
+            .post(
+                "/nodes/pve1/vzdump",
+                &[("vmid", "100"), ("storage", "backup")],
+            )
+            .await;
+        api.wait(&upid).await;
+        let backup = sim.backup_volids(100).pop().unwrap();
+        api.post(
+            "/cluster/firewall/ipset/management",
+            &[("cidr", "203.0.113.0/24")],
+        )
+        .await;
+        api.post(
+            "/nodes/pve1/qemu/100/firewall/aliases",
+            &[("name", "gw"), ("cidr", "203.0.113.1")],
+        )
+        .await;
+        let mut errs = Vec::new();
+        let mut walked = 0;
+        for (m, p) in pve_sim::routes() {
+            if m != "GET" || p.ends_with("/vncwebsocket") {
+                continue;
+            }
+            let aliases = p.contains("/aliases/");
+            let vm_scope = p.contains("/qemu/");
+            let path = p
+                .replace("{node}", "pve1")
+                .replace("{vmid}", "100")
+                .replace("{snapname}", "before-upgrade")
+                .replace("{storage}", "backup")
+                .replace("{volume}", &enc(&backup))
+                .replace("{upid}", &enc(upid.as_str().unwrap()))
+                .replace("{pos}", "0")
+                .replace(
+                    "{name}",
+                    match (aliases, vm_scope) {
+                        (true, true) => "gw",
+                        (true, false) => "office",
+                        (false, true) => "ipfilter-net0",
+                        (false, false) => "management",
+                    },
+                )
+                .replace(
+                    "{cidr}",
+                    &enc(if vm_scope {
+                        "203.0.113.10"
+                    } else {
+                        "203.0.113.0/24"
+                    }),
+                );
+            let args: Vec<(&str, &str)> = if p.ends_with("/rrddata") {
+                vec![("timeframe", "hour")]
+            } else if p.ends_with("/cloudinit/dump") {
+                vec![("type", "network")]
+            } else {
+                vec![]
+            };
+            let (status, body) = api.call(reqwest::Method::GET, &path, &args).await;
+            assert_eq!(status, 200, "GET {path}: {body}");
+            let ep = &s[&(m.to_string(), p.to_string())];
+            check(
+                &ep["returns"],
+                &body["data"],
+                &format!("GET {p}"),
+                &mut errs,
+            );
+            walked += 1;
+        }
+        assert!(walked >= 30, "walked {walked} GET routes");
+        assert!(errs.is_empty(), "schema mismatches:\n{}", errs.join("\n"));
+        sim.shutdown().await;
+    })
+    .await;
+}

@@ -78,14 +78,14 @@ pub(super) fn nextid(st: &mut State, req: &Req) -> ApiResult {
         if st.vms.contains_key(&(v as u32)) {
             return Err(ApiError::param("vmid", &format!("VM {v} already exists")));
         }
-        return Reply::json(json!(v.to_string()));
+        return Reply::json(json!(v));
     }
     let mut id = 100u32;
     while st.vms.contains_key(&id) {
         id += 1;
     }
-    // PVE returns the id as a string.
-    Reply::json(json!(id.to_string()))
+    // Real PVE serialises this as a string; the schema declares an integer, which we follow.
+    Reply::json(json!(id))
 }
 
 #[derive(Serialize)]
