@@ -18,6 +18,8 @@ use crate::product::Product;
 use crate::quota::QuotaCounter;
 use crate::service::{Service, VmRef};
 
+pub use crate::stores::ScheduleStore;
+
 /// A time of day `HH:MM` (24 h).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TimeOfDay {

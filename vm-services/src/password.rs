@@ -4,7 +4,11 @@ use rand::seq::SliceRandom;
 use rand::{CryptoRng, Rng};
 use secrecy::SecretString;
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::Error;
+use crate::permissions::{Feature, VmState, require};
+use crate::product::Product;
 
 /// The shortest password [`generate`] makes.
 pub const MIN_LEN: usize = 16;
@@ -40,6 +44,35 @@ pub fn generate<R: CryptoRng + ?Sized>(rng: &mut R, len: usize) -> Result<Secret
     Ok(SecretString::from(s))
 }
 
+/// One step of a password reset. The password itself is never part of the plan: the executor
+/// generates it with [`generate`] and keeps it in memory until [`ResetStep::Notify`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ResetStep {
+    /// `PUT config` `cipassword`.
+    SetCloudInitPassword,
+    /// `PUT .../cloudinit` (regenerate the drive).
+    RegenerateCloudInit,
+    /// `POST .../agent/set-user-password` (running VM; a missing agent is not an error).
+    AgentSetPassword,
+    /// Send the new password by email.
+    Notify,
+}
+
+/// Decides a "Reset Password" click: permission and lock, then the steps (the guest agent
+/// step only when the VM runs).
+pub fn plan_reset(product: &Product, state: &VmState) -> Result<Vec<ResetStep>, Error> {
+    require(product, Feature::ResetPassword, state)?;
+    let mut steps = vec![
+        ResetStep::SetCloudInitPassword,
+        ResetStep::RegenerateCloudInit,
+    ];
+    if state.running {
+        steps.push(ResetStep::AgentSetPassword);
+    }
+    steps.push(ResetStep::Notify);
+    Ok(steps)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,6 +88,30 @@ mod tests {
         assert!(!format!("{p:?}").contains(p.expose_secret()));
         assert_eq!(p.expose_secret().len(), 20);
         assert!(generate(&mut rng, 15).is_err());
+    }
+
+    #[test]
+    fn reset_plan() {
+        let p = crate::service::fixtures::product();
+        let run = VmState {
+            lock: None,
+            running: true,
+        };
+        assert_eq!(plan_reset(&p, &run).unwrap().len(), 4);
+        let stopped = VmState {
+            lock: None,
+            running: false,
+        };
+        assert!(
+            !plan_reset(&p, &stopped)
+                .unwrap()
+                .contains(&ResetStep::AgentSetPassword)
+        );
+        let locked = VmState {
+            lock: Some(crate::pve::LockKind::Backup),
+            running: true,
+        };
+        assert!(plan_reset(&p, &locked).unwrap_err().is_locked());
     }
 
     proptest! {

@@ -20,6 +20,8 @@ use crate::reconcile::{RestorePlan, RestoreStep, desired_ipconfig};
 use crate::service::{Service, VmRef};
 use crate::snapshots::{SnapshotEntry, SnapshotName};
 
+pub use crate::stores::PlanStore;
+
 /// The word the customer must type.
 pub const CONFIRMATION_WORD: &str = "REINSTALL";
 
