@@ -91,6 +91,50 @@ impl fmt::Display for Change {
     }
 }
 
+/// One wanted PTR state in a batch: point `ip` to a hostname, or remove its PTR.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PtrChange {
+    pub(crate) ip: IpAddr,
+    pub(crate) hostname: Option<Hostname>,
+}
+
+impl PtrChange {
+    /// Point `ip` to `hostname`.
+    pub fn set(ip: IpAddr, hostname: Hostname) -> Self {
+        Self {
+            ip,
+            hostname: Some(hostname),
+        }
+    }
+
+    /// Remove the PTR of `ip`.
+    pub fn remove(ip: IpAddr) -> Self {
+        Self { ip, hostname: None }
+    }
+
+    /// The address.
+    pub fn ip(&self) -> IpAddr {
+        self.ip
+    }
+
+    /// The wanted hostname; `None` removes.
+    pub fn hostname(&self) -> Option<&Hostname> {
+        self.hostname.as_ref()
+    }
+}
+
+/// Refuse a batch naming one address twice (IPv4-mapped IPv6 counts as IPv4).
+pub(crate) fn check_distinct(changes: &[PtrChange]) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for c in changes {
+        let ip = crate::ptr::canonical_ip(c.ip);
+        if !seen.insert(ip) {
+            return Err(Error::DuplicateAddress { ip });
+        }
+    }
+    Ok(())
+}
+
 /// Reverse DNS through one provider.
 ///
 /// Every method is idempotent (setting the same value twice returns [`Change::Unchanged`],
@@ -119,6 +163,47 @@ pub trait ReverseDns: fmt::Debug + Send + Sync {
             out.push((ip, self.get_ptr(ip).await?));
         }
         Ok(out)
+    }
+
+    /// Apply several changes, all or nothing: every address is checked (scope, zone, no
+    /// duplicates) before any request; if one change fails, those already applied are put back
+    /// as they were and the first error is returned. Returns one [`Change`] per entry.
+    ///
+    /// The default applies the changes one by one and rolls back by re-applying the previous
+    /// values; backends with atomic multi-record updates (PowerDNS: one PATCH per zone) or a
+    /// single request (the ticket fallback: one ticket) override it.
+    async fn apply(&self, changes: &[PtrChange]) -> Result<Vec<Change>> {
+        check_distinct(changes)?;
+        let ips: Vec<IpAddr> = changes.iter().map(PtrChange::ip).collect();
+        // Validates every address before any write, and gives the state to roll back to.
+        let before = self.list_ptrs(&ips).await?;
+        let mut done: Vec<Change> = Vec::with_capacity(changes.len());
+        for change in changes {
+            let result = match change.hostname() {
+                Some(h) => self.set_ptr(change.ip, h).await,
+                None => self.remove_ptr(change.ip).await,
+            };
+            match result {
+                Ok(c) => done.push(c),
+                Err(err) => {
+                    for ((ip, old), c) in before.iter().zip(&done).rev() {
+                        if !c.is_change() {
+                            continue;
+                        }
+                        let undo = match old {
+                            Some(ptr) => self.set_ptr(*ip, ptr.hostname()).await,
+                            None => self.remove_ptr(*ip).await,
+                        };
+                        if let Err(e) = undo {
+                            tracing::error!(provider = self.provider(), %ip, error = %e,
+                                "rollback of a failed batch failed");
+                        }
+                    }
+                    return Err(err);
+                }
+            }
+        }
+        Ok(done)
     }
 
     /// [`set_ptr`](ReverseDns::set_ptr) from an unvalidated string: an invalid hostname fails

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use futures_util::future::join_all;
 
-use crate::api::{Change, PtrStatus, ReverseDns};
+use crate::api::{Change, PtrChange, PtrStatus, ReverseDns};
 use crate::hostname::Hostname;
 use crate::ptr::canonical_ip;
 
@@ -31,7 +31,8 @@ fn is_applied(change: &Change) -> bool {
 /// Checks: removing an absent PTR succeeds unchanged; set, read back, set again is unchanged;
 /// replace; `list_ptrs` in order; IPv4-mapped IPv6 reads as IPv4; invalid hostnames fail as
 /// invalid input; concurrent sets of all addresses and concurrent identical sets of one address
-/// all succeed with the expected end state; remove, then remove again unchanged.
+/// all succeed with the expected end state; batches ([`ReverseDns::apply`]) apply, repeat
+/// unchanged, refuse duplicates and mix sets with removals; remove, then remove again unchanged.
 ///
 /// # Panics
 ///
@@ -164,6 +165,70 @@ pub async fn run(dns: &dyn ReverseDns, addresses: &[IpAddr]) {
         Some(&same),
         "[{p}] after concurrent sets"
     );
+
+    // Batches: all or nothing, idempotent, refused with duplicates.
+    let batch: Vec<PtrChange> = addresses
+        .iter()
+        .enumerate()
+        .map(|(i, &ip)| PtrChange::set(ip, host("batch", i)))
+        .collect();
+    let outcome = dns
+        .apply(&batch)
+        .await
+        .unwrap_or_else(|e| panic!("[{p}] apply: {e}"));
+    assert_eq!(outcome.len(), batch.len(), "[{p}] one outcome per change");
+    assert!(
+        outcome.iter().all(is_applied),
+        "[{p}] batch set: {outcome:?}"
+    );
+    let again = dns
+        .apply(&batch)
+        .await
+        .unwrap_or_else(|e| panic!("[{p}] apply again: {e}"));
+    assert!(
+        again.iter().all(|c| *c == Change::Unchanged),
+        "[{p}] batch again: {again:?}"
+    );
+    for (i, (ip, got)) in dns
+        .list_ptrs(addresses)
+        .await
+        .unwrap_or_else(|e| panic!("[{p}] list: {e}"))
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(
+            got.map(|g| g.hostname().clone()),
+            Some(host("batch", i)),
+            "[{p}] batch {ip}"
+        );
+    }
+    let dup = [PtrChange::remove(ip), PtrChange::set(ip, host("dup", 0))];
+    let err = dns.apply(&dup).await.expect_err("duplicate batch accepted");
+    assert!(err.is_invalid_input(), "[{p}] duplicate batch gave {err}");
+    if let [a, b, ..] = addresses {
+        let mixed = [PtrChange::set(*a, host("mixed", 0)), PtrChange::remove(*b)];
+        let outcome = dns
+            .apply(&mixed)
+            .await
+            .unwrap_or_else(|e| panic!("[{p}] mixed: {e}"));
+        assert!(
+            outcome.iter().all(Change::is_change),
+            "[{p}] mixed batch: {outcome:?}"
+        );
+        let got = dns
+            .list_ptrs(&[*a, *b])
+            .await
+            .unwrap_or_else(|e| panic!("[{p}] list: {e}"));
+        assert_eq!(
+            got[0].1.as_ref().map(|g| g.hostname()),
+            Some(&host("mixed", 0)),
+            "[{p}]"
+        );
+        assert!(got[1].1.is_none(), "[{p}] {b} removed in a batch");
+        dns.apply(&[PtrChange::set(*b, host("batch", 1))])
+            .await
+            .unwrap_or_else(|e| panic!("[{p}] apply: {e}"));
+    }
 
     // Remove everything, twice.
     for &ip in addresses {

@@ -41,6 +41,12 @@ pub enum Error {
         /// The address.
         ip: IpAddr,
     },
+    /// A batch names the same address twice.
+    #[error("address `{ip}` appears twice in one batch")]
+    DuplicateAddress {
+        /// The address.
+        ip: IpAddr,
+    },
     /// The provider cannot do this (e.g. a `/` in a HestiaCP zone name).
     #[error("{provider}: unsupported: {what}")]
     Unsupported {
@@ -89,11 +95,11 @@ pub enum Error {
 }
 
 impl Error {
-    /// The input (hostname or zone) was invalid; nothing was sent.
+    /// The input (hostname, zone or batch) was invalid; nothing was sent.
     pub fn is_invalid_input(&self) -> bool {
         matches!(
             self,
-            Self::InvalidHostname { .. } | Self::InvalidZone { .. }
+            Self::InvalidHostname { .. } | Self::InvalidZone { .. } | Self::DuplicateAddress { .. }
         )
     }
 

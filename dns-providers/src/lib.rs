@@ -13,7 +13,7 @@ mod ptr;
 mod scope;
 mod zone;
 
-pub use api::{Change, Ptr, PtrStatus, ReverseDns};
+pub use api::{Change, Ptr, PtrChange, PtrStatus, ReverseDns};
 pub use error::{Error, Result};
 pub use hostname::{Hostname, HostnameError, MAX_HOSTNAME_LEN, MAX_LABEL_LEN};
 #[cfg(feature = "http")]

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use async_trait::async_trait;
 use ipnet::IpNet;
 
-use crate::api::{Change, Ptr, ReverseDns};
+use crate::api::{Change, Ptr, PtrChange, ReverseDns};
 use crate::error::{Error, Result};
 use crate::hostname::Hostname;
 use crate::ptr::canonical_ip;
@@ -94,5 +94,12 @@ impl<D: ReverseDns> ReverseDns for Scoped<D> {
             check_allowed(ip, &self.allowed)?;
         }
         self.inner.list_ptrs(ips).await
+    }
+
+    async fn apply(&self, changes: &[PtrChange]) -> Result<Vec<Change>> {
+        for c in changes {
+            check_allowed(c.ip(), &self.allowed)?;
+        }
+        self.inner.apply(changes).await
     }
 }

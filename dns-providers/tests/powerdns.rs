@@ -131,6 +131,57 @@ async fn conformance_and_real_dns_answers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_batch_leaves_every_zone_as_it_was() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let server = PdnsServer::start();
+        let dns = backend(&server).await;
+        let v4 = ip("192.0.2.100");
+        let v6 = ip("2001:db8::10");
+        let before: Hostname = "before.example.com".parse().unwrap();
+        dns.set_ptr(v4, &before).await.unwrap();
+
+        // A CNAME at the IPv6 PTR name makes the server refuse the second zone's PATCH.
+        let (status, body) = server.api(
+            "PATCH",
+            &format!("/api/v1/servers/localhost/zones/{}", ZONES[1]),
+            &format!(
+                r#"{{"rrsets": [{{"name": "{}", "type": "CNAME", "ttl": 60,
+                    "changetype": "REPLACE",
+                    "records": [{{"content": "elsewhere.example.net.", "disabled": false}}]}}]}}"#,
+                dns_providers::ptr_name(v6)
+            ),
+        );
+        assert!((200..300).contains(&status), "{status} {body}");
+
+        let batch = [
+            dns_providers::PtrChange::set(v4, "after.example.com".parse().unwrap()),
+            dns_providers::PtrChange::set(v6, "after.example.com".parse().unwrap()),
+        ];
+        let err = dns.apply(&batch).await.unwrap_err();
+        assert_eq!(err.provider(), Some("powerdns"));
+        assert!(
+            matches!(
+                err,
+                dns_providers::Error::Provider {
+                    status: Some(422),
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        // The IPv4 zone, patched first, was put back; DNS agrees.
+        assert_eq!(
+            dns.get_ptr(v4).await.unwrap().map(|p| p.hostname().clone()),
+            Some(before.clone())
+        );
+        assert_eq!(query_ptr(server.dns_addr, v4).await, vec![before.to_fqdn()]);
+        assert_eq!(dns.get_ptr(v6).await.unwrap(), None);
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provider_errors_name_powerdns_and_keep_its_message() {
     tokio::time::timeout(Duration::from_secs(30), async {
         let server = PdnsServer::start();

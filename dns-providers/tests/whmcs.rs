@@ -99,9 +99,16 @@ async fn conformance_opens_one_ticket_per_distinct_request() {
         let addresses = [ip("192.0.2.5"), ip("2001:db8::5")];
         dns_providers::conformance::run(&dns, &addresses).await;
         // 2 initial removals, first set, replace, 2 concurrent sets, 1 for 4 identical
-        // concurrent sets, 2 removals; every repeated request opened none.
+        // concurrent sets, 1 per batch (3 batches that change something), 2 removals; every
+        // repeated request opened none.
         let tickets = fake.tickets.lock().unwrap().clone();
-        assert_eq!(tickets.len(), 9, "{tickets:#?}");
+        assert_eq!(tickets.len(), 12, "{tickets:#?}");
+        let batch = &tickets[7]["message"];
+        assert!(
+            batch.contains("192.0.2.5 -> batch-0.conformance.example.net.")
+                && batch.contains("2001:db8::5 -> batch-1.conformance.example.net."),
+            "{batch}"
+        );
         let replace = &tickets[3]["message"];
         assert!(
             replace.contains("192.0.2.5 -> second-0.conformance.example.net."),

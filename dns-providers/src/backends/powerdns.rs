@@ -10,7 +10,7 @@ use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use crate::api::{Change, Ptr, ReverseDns};
+use crate::api::{Change, Ptr, PtrChange, ReverseDns, check_distinct};
 use crate::error::{Error, Result};
 use crate::hostname::Hostname;
 use crate::http::{self, RetryPolicy};
@@ -70,7 +70,7 @@ struct Record {
 
 #[derive(Serialize)]
 struct Patch<'a> {
-    rrsets: [PatchRrSet<'a>; 1],
+    rrsets: Vec<PatchRrSet<'a>>,
 }
 
 #[derive(Serialize)]
@@ -233,10 +233,10 @@ impl PowerDns {
         Self::ptr_of(&rrsets, at.record_name())
     }
 
-    async fn patch(&self, at: &PtrLocation, hostname: Option<&Hostname>) -> Result<()> {
-        let rrset = match hostname {
+    fn rrset<'a>(&self, name: &'a str, hostname: Option<&Hostname>) -> PatchRrSet<'a> {
+        match hostname {
             Some(h) => PatchRrSet {
-                name: at.record_name(),
+                name,
                 kind: "PTR",
                 ttl: Some(self.ttl),
                 changetype: "REPLACE",
@@ -246,15 +246,19 @@ impl PowerDns {
                 }],
             },
             None => PatchRrSet {
-                name: at.record_name(),
+                name,
                 kind: "PTR",
                 ttl: None,
                 changetype: "DELETE",
                 records: Vec::new(),
             },
-        };
-        let body = Patch { rrsets: [rrset] };
-        let url = self.zone_url(at.zone());
+        }
+    }
+
+    /// One PATCH of some rrsets of one zone: PowerDNS applies it atomically.
+    async fn patch_zone(&self, zone: &ZoneName, rrsets: Vec<PatchRrSet<'_>>) -> Result<()> {
+        let body = Patch { rrsets };
+        let url = self.zone_url(zone);
         let resp = http::send(PROVIDER, &self.retry, true, || {
             self.request(Method::PATCH, &url).json(&body)
         })
@@ -264,6 +268,11 @@ impl PowerDns {
         } else {
             Err(http::error_from(PROVIDER, resp).await)
         }
+    }
+
+    async fn patch(&self, at: &PtrLocation, hostname: Option<&Hostname>) -> Result<()> {
+        let rrset = self.rrset(at.record_name(), hostname);
+        self.patch_zone(at.zone(), vec![rrset]).await
     }
 }
 
@@ -303,6 +312,55 @@ impl ReverseDns for PowerDns {
         self.patch(&at, None).await?;
         tracing::info!(provider = PROVIDER, %ip, "PTR removed");
         Ok(Change::Removed)
+    }
+
+    /// One atomic PATCH per zone; if a later zone fails, the zones already patched are
+    /// patched back to their previous records.
+    async fn apply(&self, changes: &[PtrChange]) -> Result<Vec<Change>> {
+        check_distinct(changes)?;
+        let located = changes
+            .iter()
+            .map(|c| self.zones.locate(c.ip()))
+            .collect::<Result<Vec<_>>>()?;
+        let ips: Vec<IpAddr> = changes.iter().map(PtrChange::ip).collect();
+        let _guard = self.write_lock.lock().await;
+        let before = self.list_ptrs(&ips).await?;
+        let mut outcome = Vec::with_capacity(changes.len());
+        // zone -> (forward rrsets, rollback rrsets)
+        let mut by_zone: BTreeMap<&ZoneName, (Vec<PatchRrSet<'_>>, Vec<PatchRrSet<'_>>)> =
+            BTreeMap::new();
+        for ((change, at), (_, old)) in changes.iter().zip(&located).zip(&before) {
+            let old = old.as_ref().map(Ptr::hostname);
+            let c = match (old, change.hostname()) {
+                (a, b) if a == b => Change::Unchanged,
+                (None, Some(_)) => Change::Created,
+                (Some(_), Some(_)) => Change::Replaced,
+                (Some(_), None) => Change::Removed,
+                (None, None) => Change::Unchanged,
+            };
+            if c.is_change() {
+                let entry = by_zone.entry(at.zone()).or_default();
+                entry
+                    .0
+                    .push(self.rrset(at.record_name(), change.hostname()));
+                entry.1.push(self.rrset(at.record_name(), old));
+            }
+            outcome.push(c);
+        }
+        let mut done: Vec<(&ZoneName, Vec<PatchRrSet<'_>>)> = Vec::new();
+        for (zone, (forward, rollback)) in by_zone {
+            if let Err(err) = self.patch_zone(zone, forward).await {
+                for (zone, rollback) in done.into_iter().rev() {
+                    if let Err(e) = self.patch_zone(zone, rollback).await {
+                        tracing::error!(provider = PROVIDER, %zone, error = %e,
+                            "rollback of a failed batch failed");
+                    }
+                }
+                return Err(err);
+            }
+            done.push((zone, rollback));
+        }
+        Ok(outcome)
     }
 
     async fn list_ptrs(&self, ips: &[IpAddr]) -> Result<Vec<(IpAddr, Option<Ptr>)>> {

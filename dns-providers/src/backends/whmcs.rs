@@ -10,7 +10,7 @@ use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use crate::api::{Change, Ptr, ReverseDns};
+use crate::api::{Change, Ptr, PtrChange, ReverseDns, check_distinct};
 use crate::error::{Error, Result};
 use crate::hostname::Hostname;
 use crate::http::{self, RetryPolicy};
@@ -61,23 +61,25 @@ impl TicketRequest {
     }
 }
 
-/// The ticket subject and message for a request (pure; what staff will read).
-pub fn ticket_text(
-    target: &TicketTarget,
-    ip: IpAddr,
-    hostname: Option<&Hostname>,
-) -> (String, String) {
-    let ip = canonical_ip(ip);
+/// The ticket subject and message for some changes (pure; what staff will read).
+pub fn ticket_text(target: &TicketTarget, changes: &[PtrChange]) -> (String, String) {
     let subject = format!("Reverse DNS request for service #{}", target.service_id);
-    let wanted = match hostname {
-        Some(h) => format!("{ip} -> {}", h.to_fqdn()),
-        None => format!("{ip} -> (remove the PTR record)"),
-    };
+    let mut lines = String::new();
+    for c in changes {
+        let ip = canonical_ip(c.ip());
+        let wanted = match c.hostname() {
+            Some(h) => h.to_fqdn(),
+            None => "(remove the PTR record)".to_owned(),
+        };
+        lines.push_str(&format!(
+            "{ip} -> {wanted}    (PTR name {})\n",
+            ptr_name(ip)
+        ));
+    }
     let message = format!(
-        "Please update the reverse DNS (PTR) of service #{sid}:\n\n{wanted}\n\nPTR name: {ptr}\n\n\
+        "Please update the reverse DNS (PTR) of service #{sid}:\n\n{lines}\n\
          This ticket was opened automatically because this DNS system has no API.",
         sid = target.service_id,
-        ptr = ptr_name(ip),
     );
     (subject, message)
 }
@@ -226,8 +228,8 @@ impl WhmcsTicket {
         Ok(canonical_ip(ip))
     }
 
-    async fn open_ticket(&self, ip: IpAddr, hostname: Option<&Hostname>) -> Result<String> {
-        let (subject, message) = ticket_text(&self.target, ip, hostname);
+    async fn open_ticket(&self, changes: &[PtrChange]) -> Result<String> {
+        let (subject, message) = ticket_text(&self.target, changes);
         let dept = self.target.department_id.to_string();
         let client = self.target.client_id.to_string();
         let service = self.target.service_id.to_string();
@@ -263,7 +265,8 @@ impl WhmcsTicket {
                     .ok_or_else(|| {
                         http::decode(PROVIDER, "OpenTicket succeeded without a ticket id")
                     })?;
-                tracing::info!(provider = PROVIDER, %ip, ticket = %tid, "reverse DNS ticket opened");
+                tracing::info!(provider = PROVIDER, ticket = %tid, changes = changes.len(),
+                    "reverse DNS ticket opened");
                 Ok(tid)
             }
             Some(a) => Err(Error::Provider {
@@ -289,7 +292,11 @@ impl WhmcsTicket {
         if requests.get(&ip).map(|r| r.hostname.as_ref()) == Some(hostname) {
             return Ok(Change::Unchanged);
         }
-        let ticket = self.open_ticket(ip, hostname).await?;
+        let change = PtrChange {
+            ip,
+            hostname: hostname.cloned(),
+        };
+        let ticket = self.open_ticket(std::slice::from_ref(&change)).await?;
         requests.insert(
             ip,
             TicketRequest::new(ip, hostname.cloned(), ticket.clone()),
@@ -321,5 +328,43 @@ impl ReverseDns for WhmcsTicket {
 
     async fn remove_ptr(&self, ip: IpAddr) -> Result<Change> {
         self.request(ip, None).await
+    }
+
+    /// One ticket for every change that differs from the last request (none if all equal).
+    async fn apply(&self, changes: &[PtrChange]) -> Result<Vec<Change>> {
+        check_distinct(changes)?;
+        let changes = changes
+            .iter()
+            .map(|c| {
+                Ok(PtrChange {
+                    ip: self.check(c.ip())?,
+                    hostname: c.hostname().cloned(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut requests = self.requests.lock().await;
+        let is_new =
+            |c: &PtrChange| requests.get(&c.ip).map(|r| r.hostname.as_ref()) != Some(c.hostname());
+        let wanted: Vec<PtrChange> = changes.iter().filter(|c| is_new(c)).cloned().collect();
+        if wanted.is_empty() {
+            return Ok(vec![Change::Unchanged; changes.len()]);
+        }
+        let ticket = self.open_ticket(&wanted).await?;
+        let outcome = changes
+            .iter()
+            .map(|c| {
+                if is_new(c) {
+                    Change::Requested {
+                        reference: ticket.clone(),
+                    }
+                } else {
+                    Change::Unchanged
+                }
+            })
+            .collect();
+        for c in wanted {
+            requests.insert(c.ip, TicketRequest::new(c.ip, c.hostname, ticket.clone()));
+        }
+        Ok(outcome)
     }
 }
