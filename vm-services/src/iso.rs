@@ -167,6 +167,28 @@ mod tests {
         assert_eq!(folder_of("-x.iso"), OTHER_FOLDER);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn traversal_and_control_chars_never_mount(prefix in "[ -~]{0,20}", bad in proptest::sample::select(vec!["..", "\n", "\u{0}", "\t"]), suffix in "[ -~]{0,20}") {
+            let p = fixtures::product();
+            let s = VmState { lock: None, running: true };
+            let req = format!("{prefix}{bad}{suffix}");
+            proptest::prop_assert!(plan_mount(&p, &s, &listing(), &req).is_err());
+        }
+
+        #[test]
+        fn grouping_keeps_every_file(names in proptest::collection::vec("[A-Za-z0-9._-]{1,20}", 0..30)) {
+            let items: Vec<IsoItem> = names.iter().map(|n| item(&format!("iso-store:iso/{n}"))).collect();
+            let g = group(&items);
+            proptest::prop_assert_eq!(g.iter().map(IsoFolder::count).sum::<usize>(), items.len());
+            for f in &g {
+                for v in &f.files {
+                    proptest::prop_assert_eq!(folder_of(v.file_name()), f.name.as_str());
+                }
+            }
+        }
+    }
+
     #[test]
     fn mount_rules() {
         let p = fixtures::product();

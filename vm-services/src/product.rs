@@ -608,6 +608,47 @@ mod tests {
     }
 
     #[test]
+    fn typed_products_round_trip_through_json() {
+        let c = Catalog::from_toml_str(EXAMPLE).unwrap();
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(serde_json::from_str::<Catalog>(&json).unwrap(), c);
+    }
+
+    #[test]
+    fn cross_field_rules() {
+        let bad = EXAMPLE.replacen("iso_storage = \"iso-store\"\n", "", 1);
+        let e = Catalog::from_toml_str(&bad).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "products.vps-small.iso_storage: must be set when iso mount is allowed"
+        );
+        let bad = EXAMPLE.replacen("vmid = 9001", "vmid = 9000", 1);
+        let e = Catalog::from_toml_str(&bad).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "products.vps-small.templates[1].vmid: template `9000` is listed twice"
+        );
+        let bad = EXAMPLE.replacen("quota = 3", "quota = 0", 1);
+        let e = Catalog::from_toml_str(&bad).unwrap_err().to_string();
+        assert!(
+            e.starts_with("products.vps-small.snapshots.quota: must be at least 1"),
+            "{e}"
+        );
+        let bad = EXAMPLE.replacen(
+            "lockout_ports = [\"tcp/22\"]",
+            "lockout_ports = [\"tcp/22\", \"icmp/1\"]",
+            1,
+        );
+        let e = Catalog::from_toml_str(&bad).unwrap_err().to_string();
+        assert!(
+            e.starts_with("products.vps-small.lockout_ports[1]: `icmp/1`"),
+            "{e}"
+        );
+        let e = Catalog::from_toml_str("[products.vps-small]\nmemory_mib = \"x\"").unwrap_err();
+        assert!(matches!(e, Error::ProductSyntax { .. }));
+    }
+
+    #[test]
     fn errors_name_the_field() {
         let bad = EXAMPLE.replacen("lifetime_days = 1", "lifetime_days = 12", 1);
         let e = Catalog::from_toml_str(&bad).unwrap_err();

@@ -283,6 +283,19 @@ mod tests {
 
     proptest! {
         #[test]
+        fn generated_names_are_valid_and_unique(ts in 0i64..4_000_000_000, taken in 0usize..5) {
+            let now = at(ts);
+            let mut listing = vec![entry("current", None)];
+            for _ in 0..taken {
+                let n = generate_name(&listing, now).unwrap();
+                listing.push(entry(n.as_str(), Some(ts)));
+            }
+            let n = generate_name(&listing, now).unwrap();
+            prop_assert!(n.as_str().parse::<SnapshotName>().is_ok());
+            prop_assert!(!listing.iter().any(|e| e.name == n.as_str()));
+        }
+
+        #[test]
         fn sweep_is_exact_and_idempotent(listing in arb_listing(), days in 1u8..=10, now in 0i64..3_000_000) {
             let lifetime = LifetimeDays::new(days).unwrap();
             let now = at(now);
