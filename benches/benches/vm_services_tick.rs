@@ -5,24 +5,31 @@ use std::collections::HashMap;
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use vm_services::time::{OffsetDateTime, UtcOffset};
 use vm_services::backups::{BackupItem, DaySchedule, ScheduledVm, WeeklySchedule, plan_tick};
-use vm_services::ids::{StorageId, VmId, VolumeId};
+use vm_services::ids::{NodeName, StorageId, VmId, VolumeId};
 use vm_services::service::VmRef;
+use vm_services::time::{OffsetDateTime, UtcOffset};
 
 const SERVICES: u32 = 100_000;
 
-fn world() -> (Vec<ScheduledVm>, HashMap<VmId, Vec<BackupItem>>, OffsetDateTime) {
+fn world() -> (
+    Vec<ScheduledVm>,
+    HashMap<VmId, Vec<BackupItem>>,
+    OffsetDateTime,
+) {
     // 2026-04-12 06:00 UTC, a Sunday.
     let now = OffsetDateTime::from_unix_timestamp(1_775_973_600).unwrap();
     let storage: StorageId = "backup-store".parse().unwrap();
-    let node = "pve1".parse().unwrap();
+    let node: NodeName = "pve1".parse().unwrap();
     let mut vms = Vec::with_capacity(SERVICES as usize);
     let mut backups = HashMap::with_capacity(SERVICES as usize);
     for i in 0..SERVICES {
         let vmid = VmId::new(100 + i).unwrap();
         let time = format!("{:02}:{:02}", i % 24, i % 60).parse().unwrap();
-        let day = DaySchedule { enabled: i % 7 != 0, time };
+        let day = DaySchedule {
+            enabled: i % 7 != 0,
+            time,
+        };
         vms.push(ScheduledVm {
             vm: VmRef::new(node.clone(), vmid),
             storage: storage.clone(),
@@ -31,7 +38,11 @@ fn world() -> (Vec<ScheduledVm>, HashMap<VmId, Vec<BackupItem>>, OffsetDateTime)
         });
         let items = (0..3)
             .map(|k| BackupItem {
-                volid: VolumeId::new(storage.clone(), &format!("backup/vzdump-qemu-{vmid}-{k}.vma.zst")).unwrap(),
+                volid: VolumeId::new(
+                    storage.clone(),
+                    &format!("backup/vzdump-qemu-{vmid}-{k}.vma.zst"),
+                )
+                .unwrap(),
                 size: 1 << 30,
                 ctime: now.unix_timestamp() - (k + 1) * 86_400 - i64::from(i % 3) * 3600,
                 notes: None,
