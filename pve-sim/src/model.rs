@@ -663,3 +663,115 @@ impl Vm {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> State {
+        State::new(
+            7,
+            Timing {
+                task_ms: 100,
+                backup_ms: 200,
+            },
+        )
+    }
+
+    #[test]
+    fn sizes_round_trip() {
+        for s in ["32G", "512M", "1T", "4K", "123"] {
+            assert_eq!(format_size(parse_size(s).unwrap()), s);
+        }
+        assert_eq!(
+            disk_size("local-lvm:vm-1-disk-0,iothread=1,size=10G"),
+            Some(10 << 30)
+        );
+        assert!(
+            is_disk_key("scsi0")
+                && is_disk_key("virtio15")
+                && !is_disk_key("scsihw")
+                && !is_disk_key("net0")
+        );
+    }
+
+    #[test]
+    fn tasks_finish_when_their_time_comes_and_faults_pick_the_outcome() {
+        let mut st = state();
+        st.faults.tasks.push(crate::faults::TaskFault {
+            kind: "qmstop".into(),
+            outcome: Outcome::Warnings(1),
+        });
+        let a = st.spawn_task(
+            1_000_000,
+            "pve1",
+            "qmstart",
+            "100",
+            "root@pam",
+            100,
+            vec![],
+            |_, _| {},
+        );
+        let b = st.spawn_task(
+            1_000_000,
+            "pve1",
+            "qmstop",
+            "100",
+            "root@pam",
+            300,
+            vec![],
+            |_, end| {
+                end.log.push("stopped".into());
+            },
+        );
+        let upid_parts: Vec<&str> = a.split(':').collect();
+        assert_eq!(upid_parts[5], "qmstart");
+        st.advance(1_000_050);
+        assert!(!st.tasks[st.task_index[&a]].finished);
+        st.advance(1_000_100);
+        assert!(st.tasks[st.task_index[&a]].finished);
+        assert!(!st.tasks[st.task_index[&b]].finished);
+        st.advance(1_000_300);
+        let t = &st.tasks[st.task_index[&b]];
+        assert_eq!(t.outcome.exitstatus(), "WARNINGS: 1");
+        assert_eq!(
+            t.visible_log(1_000_300),
+            vec!["stopped", "TASK WARNINGS: 1"]
+        );
+    }
+
+    #[test]
+    fn scheduled_lock_appears_and_goes() {
+        let mut st = state();
+        st.insert_vm(crate::config::VmSpec::new(100, "pve1"), 0);
+        st.scheduled_locks.push(ScheduledLock {
+            vmid: 100,
+            lock: "backup".into(),
+            at_ms: 10,
+            release_ms: Some(20),
+            applied: false,
+        });
+        st.advance(5);
+        assert_eq!(st.vms[&100].lock(), None);
+        st.advance(10);
+        assert_eq!(st.vms[&100].lock(), Some("backup"));
+        st.advance(20);
+        assert_eq!(st.vms[&100].lock(), None);
+        assert!(st.scheduled_locks.is_empty());
+    }
+
+    #[test]
+    fn figures_are_deterministic() {
+        let mut st = state();
+        st.insert_vm(
+            crate::config::VmSpec::new(100, "pve1").running(true),
+            1_000_000_000,
+        );
+        let vm = &st.vms[&100];
+        let a = vm.figures(1_000_500_000);
+        let b = vm.figures(1_000_500_000);
+        assert_eq!((a.cpu, a.mem, a.netin), (b.cpu, b.mem, b.netin));
+        assert!(a.uptime > 0 && a.mem <= vm.maxmem());
+        assert_eq!(noise(1, 2, 3), noise(1, 2, 3));
+    }
+}

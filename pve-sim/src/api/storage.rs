@@ -361,7 +361,13 @@ pub(super) fn vzdump(st: &mut State, req: &Req) -> ApiResult {
                 archive: Some(archive),
             });
             end.log.push(format!("INFO: archive file size: {}", gib(size)));
-            end.log.push(format!("INFO: Finished Backup of VM {vmid} (00:00:{:02})", (end.at_ms / 1000) % 60));
+            let secs = (per / 1000).max(1);
+            end.log.push(format!(
+                "INFO: Finished Backup of VM {vmid} ({:02}:{:02}:{:02})",
+                secs / 3600,
+                secs / 60 % 60,
+                secs % 60
+            ));
         }
         if failed {
             return;
