@@ -295,6 +295,25 @@ pub fn validate_restore_archive(
     }
 }
 
+/// Checks a Remove click: permission, lock, and the archive is this VM's on the product's
+/// storage. A protected archive is refused.
+pub fn check_remove(
+    product: &Product,
+    service: &Service,
+    state: &VmState,
+    listing: &[BackupItem],
+    archive: &VolumeId,
+) -> Result<(), Error> {
+    require(product, Feature::Backups, state)?;
+    validate_restore_archive(product, service, listing, archive)?;
+    if listing.iter().any(|b| &b.volid == archive && b.protected) {
+        return Err(Error::ProtectedArchive {
+            volid: archive.clone(),
+        });
+    }
+    Ok(())
+}
+
 /// A VM the scheduled tick looks at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScheduledVm {
@@ -524,6 +543,10 @@ mod tests {
         );
         assert!(plan_manual(&p, &s, &idle, &list[..3], "before upgrade").is_ok());
 
+        assert!(check_remove(&p, &s, &idle, &list, &list[0].volid).is_ok());
+        let prot = vec![item("backup-store", 100, 1, true)];
+        let e = check_remove(&p, &s, &idle, &prot, &prot[0].volid).unwrap_err();
+        assert!(matches!(e, Error::ProtectedArchive { .. }));
         let foreign = item("backup-store", 101, 5, false);
         let other_storage = item("local", 100, 5, false);
         let all = [list.clone(), vec![foreign.clone(), other_storage.clone()]].concat();

@@ -116,6 +116,12 @@ pub enum Error {
         /// Why: another VMID or another storage.
         reason: String,
     },
+    /// The archive is protected and cannot be removed.
+    #[error("archive `{volid}` is protected")]
+    ProtectedArchive {
+        /// The archive's volume id.
+        volid: VolumeId,
+    },
     /// The ISO is not in the product's ISO storage listing, or the request is malformed.
     #[error("unknown iso `{volid}`: {reason}")]
     UnknownIso {
@@ -216,6 +222,7 @@ impl Error {
                 | Self::TemplateNotAllowed { .. }
                 | Self::InvalidScheduleTime { .. }
                 | Self::ForeignArchive { .. }
+                | Self::ProtectedArchive { .. }
                 | Self::UnknownIso { .. }
                 | Self::RulePosition { .. }
                 | Self::ForeignStorage { .. }

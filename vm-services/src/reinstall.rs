@@ -100,6 +100,10 @@ pub enum ReinstallStep {
         volume: VolumeId,
     },
     /// Remove the emptied VM definition and full-clone the template into the same VMID.
+    ///
+    /// Removing a VM also removes its `<vmid>.fw`: the executor reads the customer's firewall
+    /// options and rules before this step and writes them back after it (the ipfilter set is
+    /// rebuilt by [`ReinstallStep::ApplyPackage`]).
     Redeploy {
         /// The template VMID.
         template: VmId,

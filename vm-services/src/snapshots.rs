@@ -164,6 +164,27 @@ pub fn remaining_lifetime(snaptime: i64, lifetime: LifetimeDays, now: OffsetDate
     left.max(Duration::ZERO)
 }
 
+/// The countdown the list shows (`0 days 23:59:54`).
+pub fn format_remaining(left: Duration) -> String {
+    crate::overview::format_duration(left.whole_seconds().max(0) as u64)
+}
+
+/// Checks a Rollback or Remove click: permission, lock, and that the snapshot exists (the
+/// `current` pseudo-entry is not a snapshot).
+pub fn check_existing(
+    product: &Product,
+    state: &VmState,
+    listing: &[SnapshotEntry],
+    name: &str,
+) -> Result<SnapshotName, Error> {
+    require(product, Feature::Snapshots, state)?;
+    let n: SnapshotName = name.parse()?;
+    if !listing.iter().any(|e| e.is_real() && e.name == n.as_str()) {
+        return Err(Error::invalid("snapshot name", name, "no such snapshot"));
+    }
+    Ok(n)
+}
+
 /// Whether a snapshot taken at `snaptime` has outlived `lifetime` at `now`.
 fn expired(snaptime: i64, lifetime: LifetimeDays, now: OffsetDateTime) -> bool {
     snaptime.saturating_add(lifetime.duration().whole_seconds()) <= now.unix_timestamp()
@@ -269,6 +290,23 @@ mod tests {
             entry("young", Some(100_000 - 86_399)),
         ];
         assert_eq!(plan_expiry(&list, one, now), vec!["old".parse().unwrap()]);
+        assert_eq!(
+            format_remaining(remaining_lifetime(100_000 - 6, one, now)),
+            "0 days 23:59:54"
+        );
+        let p = fixtures::product();
+        let idle = VmState::default();
+        assert!(check_existing(&p, &idle, &list, "old").is_ok());
+        assert!(
+            check_existing(&p, &idle, &list, "current")
+                .unwrap_err()
+                .is_invalid_input()
+        );
+        assert!(
+            check_existing(&p, &idle, &list, "nope")
+                .unwrap_err()
+                .is_invalid_input()
+        );
     }
 
     fn arb_listing() -> impl Strategy<Value = Vec<SnapshotEntry>> {
