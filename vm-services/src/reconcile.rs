@@ -144,6 +144,11 @@ impl ReconcileStep {
                 limits,
             } => set(key, allocation(storage, *size_gib, limits)),
             Self::SetNetwork { key, device } => set(key, device.to_string()),
+            // PVE refuses an empty property string: no address at all means no key.
+            Self::SetIpConfig { key, config } if *config == IpConfig::default() => ConfigUpdate {
+                set: vec![],
+                delete: vec![key.clone()],
+            },
             Self::SetIpConfig { key, config } => set(key, config.to_string()),
             Self::SetDns {
                 nameserver,
@@ -307,7 +312,11 @@ pub fn plan(
         });
     }
     let ip = desired_ipconfig(service);
-    if c.ipconfig(0).ok().flatten() != Some(ip) {
+    let cur_ip = match c.get("ipconfig0") {
+        None => Some(IpConfig::default()),
+        Some(_) => c.ipconfig(0).ok().flatten(),
+    };
+    if cur_ip != Some(ip) {
         steps.push(ReconcileStep::SetIpConfig {
             key: "ipconfig0".into(),
             config: ip,
@@ -643,6 +652,13 @@ mod tests {
             prop_assert_eq!(net.tag, product.network.vlan_tag);
             prop_assert_eq!(net.bridge.as_deref(), Some(product.network.bridge.as_str()));
             prop_assert_eq!(c.ipconfig(0).unwrap(), Some(desired_ipconfig(&service)));
+            // Without addresses, ipconfig0 is removed rather than written empty.
+            let mut bare = service.clone();
+            bare.ipv4 = None;
+            bare.ipv6 = None;
+            let (after_bare, _) = run(after.clone(), &product, &bare);
+            prop_assert_eq!(after_bare.config.get("ipconfig0"), None);
+            prop_assert!(plan(&after_bare, &product, &bare).unwrap().steps.is_empty());
             prop_assert!(after.running);
             prop_assert!(diff_ipset(&after.ipfilter, &desired_ipfilter(&service)).is_empty());
             // No step is planned for what already matched.
