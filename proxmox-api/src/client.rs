@@ -551,6 +551,12 @@ fn sensitive(s: &SecretString) -> Result<http::HeaderValue> {
     Ok(v)
 }
 
+/// Decode a PVE answer body (`{"data": ...}`) into `T`, as every typed call does. Useful for
+/// recorded answers and benchmarks.
+pub fn decode_response<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    decode("(response)", bytes)
+}
+
 pub(crate) fn decode<T: DeserializeOwned>(path: &str, bytes: &[u8]) -> Result<T> {
     serde_json::from_slice::<Envelope<T>>(bytes)
         .map(|e| e.data)

@@ -51,8 +51,18 @@ macro_rules! lenient_enum {
 
         impl<'de> ::serde::Deserialize<'de> for $name {
             fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
-                let s = <::std::borrow::Cow<'de, str> as ::serde::Deserialize>::deserialize(d)?;
-                Ok(s.parse().unwrap_or_else(|e: ::std::convert::Infallible| match e {}))
+                struct V;
+                impl<'de> ::serde::de::Visitor<'de> for V {
+                    type Value = $name;
+                    fn expecting(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                        f.write_str("a string")
+                    }
+                    fn visit_str<E: ::serde::de::Error>(self, s: &str) -> ::std::result::Result<$name, E> {
+                        // Matching on the borrowed text allocates only for unknown values.
+                        Ok(s.parse().unwrap_or_else(|e: ::std::convert::Infallible| match e {}))
+                    }
+                }
+                d.deserialize_str(V)
             }
         }
     };
