@@ -5,7 +5,6 @@
 //! input (differential property test and fuzz target).
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 
 use crate::addr::{Address, Family, ip_to_u128, net_bounds};
 use crate::eval::{
@@ -339,6 +338,21 @@ struct Field {
     starts: Vec<u128>,
     rows: Vec<u64>,
     words: usize,
+    /// Per row, one bit per non-zero word of the row.
+    summaries: Vec<u64>,
+    swords: usize,
+}
+
+fn summarize(row: &[u64]) -> Vec<u64> {
+    let mut s = vec![0u64; row.len().div_ceil(64)];
+    for (w, x) in row.iter().enumerate() {
+        if *x != 0 {
+            if let Some(slot) = s.get_mut(w / 64) {
+                *slot |= 1u64 << (w % 64);
+            }
+        }
+    }
+    s
 }
 
 impl Field {
@@ -383,35 +397,60 @@ impl Field {
             m_starts.push(*s);
             m_rows.extend_from_slice(row);
         }
+        let swords = words.div_ceil(64);
+        let summaries = if words == 0 {
+            Vec::new()
+        } else {
+            m_rows.chunks(words).flat_map(summarize).collect()
+        };
         Field {
             starts: m_starts,
             rows: m_rows,
             words,
+            summaries,
+            swords,
         }
     }
 
     #[inline]
-    fn row(&self, key: u128) -> &[u64] {
+    fn row(&self, key: u128) -> (&[u64], &[u64]) {
         let k = self.starts.partition_point(|s| *s <= key).saturating_sub(1);
-        self.rows
-            .get(k * self.words..(k + 1) * self.words)
-            .unwrap_or(&[])
+        (
+            self.rows
+                .get(k * self.words..(k + 1) * self.words)
+                .unwrap_or(&[]),
+            self.summaries
+                .get(k * self.swords..(k + 1) * self.swords)
+                .unwrap_or(&[]),
+        )
     }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum FieldKind {
+    Src,
+    Dst,
+    Proto,
+    Dport,
+    Sport,
+    Icmp,
+    Iface,
 }
 
 #[derive(Clone, Debug, Default)]
 struct FamTable {
     entries: Vec<Entry>,
     ifaces: Vec<Iface>,
-    iface: Field,
-    src: Field,
-    dst: Field,
-    proto: Field,
-    dport: Field,
-    sport: Field,
-    icmp: Field,
+    /// AND of the fields that have a single interval (nothing to look up per packet).
+    base: Vec<u64>,
+    /// One bit per non-zero word of `base`.
+    base_summary: Vec<u64>,
+    /// Fields that need a lookup, most selective first.
+    fields: Vec<(FieldKind, Field)>,
     macfilter: Option<(usize, MacAddr)>,
 }
+
+const NO_ROW: (&[u64], &[u64]) = (&[], &[]);
 
 impl FamTable {
     fn build(plan: &ChainPlan<'_>, fam: Family) -> FamTable {
@@ -432,55 +471,95 @@ impl FamTable {
             .collect();
         let n = list.len();
         let f = |g: fn(&Atom) -> &[Iv]| Field::build(list.iter().map(move |(_, a)| g(a)), n);
+        let all = [
+            (FieldKind::Dport, f(|a| &a.dport)),
+            (FieldKind::Src, f(|a| &a.src)),
+            (FieldKind::Proto, f(|a| &a.proto)),
+            (FieldKind::Dst, f(|a| &a.dst)),
+            (FieldKind::Sport, f(|a| &a.sport)),
+            (FieldKind::Icmp, f(|a| &a.icmp)),
+            (
+                FieldKind::Iface,
+                Field::build(iface_sets.iter().map(Vec::as_slice), n),
+            ),
+        ];
+        let words = n.div_ceil(64);
+        let mut base = vec![u64::MAX; words];
+        let mut fields = Vec::new();
+        for (kind, field) in all {
+            if field.starts.len() == 1 {
+                for (b, r) in base.iter_mut().zip(field.row(0).0) {
+                    *b &= r;
+                }
+            } else {
+                fields.push((kind, field));
+            }
+        }
         FamTable {
-            iface: Field::build(iface_sets.iter().map(Vec::as_slice), n),
-            src: f(|a| &a.src),
-            dst: f(|a| &a.dst),
-            proto: f(|a| &a.proto),
-            dport: f(|a| &a.dport),
-            sport: f(|a| &a.sport),
-            icmp: f(|a| &a.icmp),
             entries: list.into_iter().map(|(e, _)| e).collect(),
             ifaces,
+            base_summary: summarize(&base),
+            base,
+            fields,
             macfilter,
         }
     }
 
     #[inline]
+    fn key(&self, kind: FieldKind, pkt: &Packet) -> u128 {
+        match kind {
+            FieldKind::Src => ip_to_u128(&pkt.source),
+            FieldKind::Dst => ip_to_u128(&pkt.dest),
+            FieldKind::Proto => u128::from(pkt.proto),
+            FieldKind::Dport => pkt.dport.map_or(PORT_ABSENT, u128::from),
+            FieldKind::Sport => pkt.sport.map_or(PORT_ABSENT, u128::from),
+            FieldKind::Icmp => pkt
+                .icmp
+                .map_or(ICMP_ABSENT, |(t, c)| u128::from(t) * 256 + u128::from(c)),
+            FieldKind::Iface => {
+                let k = match &pkt.iface {
+                    Some(i) => self.ifaces.binary_search(i).unwrap_or(self.ifaces.len()),
+                    None => self.ifaces.len(),
+                };
+                k as u128
+            }
+        }
+    }
+
+    #[inline]
     fn first_match(&self, pkt: &Packet) -> Option<usize> {
-        let iface_key = match &pkt.iface {
-            Some(i) => self.ifaces.binary_search(i).unwrap_or(self.ifaces.len()),
-            None => self.ifaces.len(),
-        } as u128;
-        let ip = |a: &IpAddr| ip_to_u128(a);
-        let rows = [
-            self.src.row(ip(&pkt.source)),
-            self.dst.row(ip(&pkt.dest)),
-            self.proto.row(u128::from(pkt.proto)),
-            self.dport.row(pkt.dport.map_or(PORT_ABSENT, u128::from)),
-            self.sport.row(pkt.sport.map_or(PORT_ABSENT, u128::from)),
-            self.icmp.row(
-                pkt.icmp
-                    .map_or(ICMP_ABSENT, |(t, c)| u128::from(t) * 256 + u128::from(c)),
-            ),
-            self.iface.row(iface_key),
-        ];
+        let mut rows = [NO_ROW; 7];
+        for (slot, (kind, field)) in rows.iter_mut().zip(&self.fields) {
+            *slot = field.row(self.key(*kind, pkt));
+        }
+        let rows = rows.get(..self.fields.len()).unwrap_or(&[]);
         // The MacFilter entry matches every header; it only applies to a foreign MAC.
         let skip = match self.macfilter {
             Some((i, mac)) if pkt.source_mac.is_none_or(|m| m == mac) => Some(i),
             _ => None,
         };
-        let [r0, r1, r2, r3, r4, r5, r6] = rows;
-        let it = r0.iter().zip(r1).zip(r2).zip(r3).zip(r4).zip(r5).zip(r6);
-        for (w, ((((((a, b), c), d), e), f), g)) in it.enumerate() {
-            let mut m = a & b & c & d & e & f & g;
-            if let Some(i) = skip
-                && i / 64 == w
-            {
-                m &= !(1u64 << (i % 64));
+        // Only words that are non-zero in every row can hold a match: walk the AND of the
+        // summaries, in order, and stop at the first word with a surviving bit.
+        for (sw, bs) in self.base_summary.iter().enumerate() {
+            let mut cand = *bs;
+            for (_, summary) in rows {
+                cand &= summary.get(sw).copied().unwrap_or(0);
             }
-            if m != 0 {
-                return Some(w * 64 + m.trailing_zeros() as usize);
+            while cand != 0 {
+                let w = sw * 64 + cand.trailing_zeros() as usize;
+                cand &= cand - 1;
+                let mut m = self.base.get(w).copied().unwrap_or(0);
+                for (row, _) in rows {
+                    m &= row.get(w).copied().unwrap_or(0);
+                }
+                if let Some(i) = skip
+                    && i / 64 == w
+                {
+                    m &= !(1u64 << (i % 64));
+                }
+                if m != 0 {
+                    return Some(w * 64 + m.trailing_zeros() as usize);
+                }
             }
         }
         None

@@ -177,6 +177,24 @@ fn rule_line(c: &mut Choices<'_>, out: &mut String, allow_group: bool) {
     out.push('\n');
 }
 
+/// A rule that matches few packets (one port of 3,000), so big rule sets get deep matches.
+fn narrow_rule(c: &mut Choices<'_>, out: &mut String) {
+    let port = (u16::from(c.byte()) << 8 | u16::from(c.byte())) % NARROW_PORTS;
+    let _ = write!(
+        out,
+        "{} {} -p {} -dport {port}",
+        c.pick(&["IN", "OUT"]),
+        c.pick(&["ACCEPT", "DROP", "REJECT"]),
+        c.pick(&["tcp", "udp"])
+    );
+    if c.chance(30) {
+        let _ = write!(out, " -source {}", c.pick(ADDRS));
+    }
+    out.push('\n');
+}
+
+const NARROW_PORTS: u16 = 3000;
+
 fn ipset(c: &mut Choices<'_>, name: &str, out: &mut String) {
     let _ = writeln!(out, "[IPSET {name}]");
     for _ in 0..c.count(5) {
@@ -188,6 +206,12 @@ fn ipset(c: &mut Choices<'_>, name: &str, out: &mut String) {
 /// Generates `cluster.fw`, `host.fw` and `100.fw` texts from bytes (lenient parsing drops the
 /// invalid combinations).
 pub fn config_texts(c: &mut Choices<'_>) -> (String, String, String) {
+    let n = c.count(12);
+    config_texts_sized(c, n)
+}
+
+/// Like [`config_texts`] with `guest_rules` rules in the guest file.
+pub fn config_texts_sized(c: &mut Choices<'_>, guest_rules: usize) -> (String, String, String) {
     let mut cluster = String::from("[OPTIONS]\n");
     let _ = writeln!(cluster, "enable: {}", u8::from(c.chance(90)));
     if c.chance(30) {
@@ -243,8 +267,13 @@ pub fn config_texts(c: &mut Choices<'_>) -> (String, String, String) {
         ipset(c, "ipfilter-net0", &mut guest);
     }
     guest.push_str("[RULES]\n");
-    for _ in 0..c.count(12) {
-        rule_line(c, &mut guest, true);
+    let narrow = guest_rules > 64;
+    for _ in 0..guest_rules {
+        if narrow && c.chance(99) {
+            narrow_rule(c, &mut guest);
+        } else {
+            rule_line(c, &mut guest, true);
+        }
     }
     (cluster, host, guest)
 }
@@ -253,7 +282,13 @@ const NIC_MAC: MacAddr = MacAddr::new([0x52, 0x54, 0, 0, 1, 0]);
 
 /// Builds a node (one guest, VM 100, with net0 and net1) from bytes.
 pub fn node_from(c: &mut Choices<'_>) -> Node {
-    let (cl, h, g) = config_texts(c);
+    let n = c.count(12);
+    node_sized(c, n)
+}
+
+/// Like [`node_from`] with `guest_rules` rules in the guest file.
+pub fn node_sized(c: &mut Choices<'_>, guest_rules: usize) -> Node {
+    let (cl, h, g) = config_texts_sized(c, guest_rules);
     let ip = |s: &str| s.parse::<IpAddr>().ok();
     let kind = if c.chance(30) {
         GuestKind::Ct
@@ -341,7 +376,13 @@ pub fn packet_from(c: &mut Choices<'_>) -> (ChainId, Packet) {
     ];
     let has_ports = matches!(proto, 6 | 17 | 132);
     let sport = (has_ports && c.chance(90)).then(|| c.pick(ports));
-    let dport = (has_ports && c.chance(95)).then(|| c.pick(ports));
+    let dport = (has_ports && c.chance(95)).then(|| {
+        if c.chance(50) {
+            (u16::from(c.byte()) << 8 | u16::from(c.byte())) % NARROW_PORTS
+        } else {
+            c.pick(ports)
+        }
+    });
     let icmp = (matches!(proto, 1 | 58) && c.chance(90)).then(|| {
         c.pick(&[
             (8u8, 0u8),
@@ -384,15 +425,26 @@ pub fn packet_from(c: &mut Choices<'_>) -> (ChainId, Packet) {
 pub fn differential(data: &[u8]) -> Result<(), String> {
     let mut c = Choices::new(data);
     let node = node_from(&mut c);
+    compare(&node, &mut c, 32)
+}
+
+/// Differential check on a big guest rule set (many bitset words), `packets` packets.
+pub fn differential_sized(data: &[u8], guest_rules: usize, packets: usize) -> Result<(), String> {
+    let mut c = Choices::new(data);
+    let node = node_sized(&mut c, guest_rules);
+    compare(&node, &mut c, packets)
+}
+
+fn compare(node: &Node, c: &mut Choices<'_>, packets: usize) -> Result<(), String> {
     roundtrip(&node.cluster)?;
     roundtrip(&node.host)?;
     for g in node.guests.values() {
         roundtrip(&g.firewall)?;
     }
-    let compiled = CompiledNode::compile(&node);
-    let reference = Reference(&node);
-    for _ in 0..32 {
-        let (chain, pkt) = packet_from(&mut c);
+    let compiled = CompiledNode::compile(node);
+    let reference = Reference(node);
+    for _ in 0..packets {
+        let (chain, pkt) = packet_from(c);
         let r = reference.evaluate_chain(chain, &pkt);
         let k = compiled.evaluate_chain(chain, &pkt);
         let fast = compiled.chain(chain).map(|ch| ch.verdict(&pkt));

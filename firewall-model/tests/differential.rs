@@ -29,3 +29,32 @@ proptest! {
         let _ = fuzzing::parse_roundtrip(&data);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    /// Hundreds of rules: many bitset words and summary bits.
+    #[test]
+    fn compiled_agrees_on_big_rule_sets(data in proptest::collection::vec(any::<u8>(), 4000..20000), n in 65usize..700) {
+        if let Err(e) = fuzzing::differential_sized(&data, n, 300) {
+            prop_assert!(false, "{}", e.chars().take(3000).collect::<String>());
+        }
+    }
+}
+
+/// More than 4,096 entries: several summary words.
+#[test]
+fn compiled_agrees_on_a_huge_rule_set() {
+    let mut seed = 0x5eed_u64;
+    let data: Vec<u8> = (0..120_000)
+        .map(|_| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as u8
+        })
+        .collect();
+    if let Err(e) = fuzzing::differential_sized(&data, 5000, 1500) {
+        panic!("{}", e.chars().take(3000).collect::<String>());
+    }
+}
