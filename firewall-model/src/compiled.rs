@@ -346,10 +346,10 @@ struct Field {
 fn summarize(row: &[u64]) -> Vec<u64> {
     let mut s = vec![0u64; row.len().div_ceil(64)];
     for (w, x) in row.iter().enumerate() {
-        if *x != 0 {
-            if let Some(slot) = s.get_mut(w / 64) {
-                *slot |= 1u64 << (w % 64);
-            }
+        if *x != 0
+            && let Some(slot) = s.get_mut(w / 64)
+        {
+            *slot |= 1u64 << (w % 64);
         }
     }
     s
