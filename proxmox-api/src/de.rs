@@ -202,3 +202,17 @@ pub(crate) fn value_to_string(v: &serde_json::Value) -> Option<String> {
         other => Some(other.to_string()),
     }
 }
+
+/// A secret string (wrapped straight away so it never sits in a plain `String` field).
+pub(crate) fn secret<'de, D: Deserializer<'de>>(d: D) -> Result<secrecy::SecretString, D::Error> {
+    let s: String = serde::Deserialize::deserialize(d)?;
+    Ok(secrecy::SecretString::from(s))
+}
+
+/// An optional secret string.
+pub(crate) fn opt_secret<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<secrecy::SecretString>, D::Error> {
+    let s: Option<String> = serde::Deserialize::deserialize(d)?;
+    Ok(s.map(secrecy::SecretString::from))
+}

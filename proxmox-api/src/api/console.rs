@@ -11,6 +11,7 @@ use std::fmt;
 #[non_exhaustive]
 pub struct VncProxy {
     /// VNC ticket (secret).
+    #[serde(deserialize_with = "crate::de::secret")]
     pub ticket: SecretString,
     /// Port to pass to `vncwebsocket`.
     #[serde(deserialize_with = "crate::de::u64")]
@@ -22,7 +23,7 @@ pub struct VncProxy {
     /// Task id of the proxy.
     pub upid: String,
     /// One-time VNC password (with `generate-password`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::de::opt_secret")]
     pub password: Option<SecretString>,
 }
 
