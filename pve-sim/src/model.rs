@@ -406,7 +406,14 @@ pub(crate) struct State {
     pub(crate) timing: Timing,
     pub(crate) cert_pem: String,
     pub(crate) fingerprint: String,
+    /// Bumped by every change; keys the `/cluster/resources` cache.
+    pub(crate) generation: u64,
+    /// `((generation, second, type filter), answer)`.
+    pub(crate) resources_cache: Option<ResourcesKey>,
 }
+
+/// Cache key and body of the last `/cluster/resources` answer.
+pub(crate) type ResourcesKey = ((u64, u64, Option<String>), bytes::Bytes);
 
 impl State {
     pub(crate) fn new(seed: u64, timing: Timing) -> State {
@@ -428,6 +435,8 @@ impl State {
             timing,
             cert_pem: String::new(),
             fingerprint: String::new(),
+            generation: 0,
+            resources_cache: None,
         }
     }
 
@@ -440,6 +449,7 @@ impl State {
     /// Finish tasks whose time has come and apply scheduled locks.
     pub(crate) fn advance(&mut self, now: u64) {
         if !self.scheduled_locks.is_empty() {
+            self.generation += 1;
             let mut locks = std::mem::take(&mut self.scheduled_locks);
             for l in &mut locks {
                 if !l.applied && now >= l.at_ms {
@@ -469,6 +479,9 @@ impl State {
             .filter(|&i| self.tasks[i].end_ms <= now)
             .collect();
         due.sort_by_key(|&i| (self.tasks[i].end_ms, i));
+        if !due.is_empty() {
+            self.generation += 1;
+        }
         self.active_tasks.retain(|i| !due.contains(i));
         for i in due {
             self.finish_task(i);
@@ -537,6 +550,7 @@ impl State {
             finished: false,
         };
         let idx = self.tasks.len();
+        self.generation += 1;
         self.tasks.push(task);
         self.task_index.insert(upid.clone(), idx);
         self.active_tasks.push(idx);

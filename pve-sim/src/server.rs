@@ -230,6 +230,11 @@ impl PveSim {
         self.http_url().unwrap_or_else(|| self.https_url())
     }
 
+    /// [`PveSim::url`] plus `/api2/json`.
+    pub fn api_url(&self) -> String {
+        format!("{}/api2/json", self.url())
+    }
+
     /// The HTTPS listener's address.
     pub fn https_addr(&self) -> SocketAddr {
         self.https_addr
@@ -275,6 +280,7 @@ impl PveSim {
 
     fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
         let mut st = self.app.lock(now_ms());
+        st.generation += 1;
         f(&mut st)
     }
 

@@ -128,8 +128,16 @@ pub(super) fn resources(st: &mut State, req: &Req) -> ApiResult {
             ),
         ));
     }
+    // Like PVE (which answers from a status cache), the list is rebuilt at most once per second
+    // unless something changed.
+    let key = (st.generation, req.now_s(), filter.map(str::to_string));
+    if let Some((k, bytes)) = &st.resources_cache
+        && *k == key
+    {
+        return Ok(Reply::Raw(bytes.clone()));
+    }
     let mut out: Vec<u8> = Vec::with_capacity(st.vms.len() * 300 + 1024);
-    out.push(b'[');
+    out.extend_from_slice(b"{\"data\":[");
     let mut first = true;
     let mut push = |out: &mut Vec<u8>, v: &dyn erased::Ser| {
         if !first {
@@ -199,10 +207,10 @@ pub(super) fn resources(st: &mut State, req: &Req) -> ApiResult {
             push(&mut out, &row);
         }
     }
-    out.push(b']');
-    Ok(Reply::Raw(
-        String::from_utf8(out).map_err(|_| ApiError::fail("utf8"))?,
-    ))
+    out.extend_from_slice(b"]}");
+    let bytes = bytes::Bytes::from(out);
+    st.resources_cache = Some((key, bytes.clone()));
+    Ok(Reply::Raw(bytes))
 }
 
 /// Minimal type erasure so rows of different types share one writer.

@@ -163,8 +163,8 @@ pub(crate) type ApiResult = Result<Reply, ApiError>;
 #[derive(Debug)]
 pub(crate) enum Reply {
     Json(Value),
-    /// Already serialised JSON for `data` (fast path for large lists).
-    Raw(String),
+    /// The complete serialised answer `{"data":...}` (fast path for large, cached lists).
+    Raw(bytes::Bytes),
 }
 
 impl Reply {
@@ -671,20 +671,17 @@ async fn dispatch(
     };
     let result = {
         let mut st = app.lock(now);
+        if write {
+            st.generation += 1;
+        }
         check_node(&st, &req).and_then(|()| handler(&mut st, &req))
     };
     match result {
         Ok(Reply::Json(v)) => axum::Json(json!({ "data": v })).into_response(),
-        Ok(Reply::Raw(s)) => {
-            let mut text = String::with_capacity(s.len() + 10);
-            text.push_str("{\"data\":");
-            text.push_str(&s);
-            text.push('}');
-            Response::builder()
-                .header(http::header::CONTENT_TYPE, "application/json;charset=UTF-8")
-                .body(Body::from(text))
-                .unwrap_or_else(|_| ApiError::fail("response").into_response())
-        }
+        Ok(Reply::Raw(bytes)) => Response::builder()
+            .header(http::header::CONTENT_TYPE, "application/json;charset=UTF-8")
+            .body(Body::from(bytes))
+            .unwrap_or_else(|_| ApiError::fail("response").into_response()),
         Err(e) => e.into_response(),
     }
 }
