@@ -62,7 +62,14 @@ fn http(c: &mut Criterion) {
         )
         .build()
         .expect("client");
-    let bare = reqwest::Client::builder().build().expect("reqwest client");
+    // reqwest is built without a default crypto provider: hand it the same kind of rustls config.
+    let tls = proxmox_api::Tls::DangerAcceptInvalidCerts
+        .rustls_client_config(None)
+        .expect("tls config");
+    let bare = reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .build()
+        .expect("reqwest client");
     let url = format!("{base}/api2/json/version");
 
     // Both must work before measuring.

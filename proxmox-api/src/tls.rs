@@ -85,6 +85,20 @@ pub enum Tls {
     DangerAcceptInvalidCerts,
 }
 
+impl Tls {
+    /// The rustls client configuration this mode gives (ring provider, no global state), with an
+    /// optional extra pin checked in every mode. Use it for connections the [`Client`] does not
+    /// make itself, such as relaying the VNC websocket.
+    ///
+    /// [`Client`]: crate::Client
+    pub fn rustls_client_config(
+        &self,
+        pin: Option<Fingerprint>,
+    ) -> Result<rustls::ClientConfig, Error> {
+        client_config(self, pin, Arc::new(PinMismatchSlot::default()))
+    }
+}
+
 /// The pin mismatch seen by the verifier, so the client can turn the TLS failure into
 /// [`Error::FingerprintMismatch`].
 #[derive(Debug, Default)]
