@@ -143,6 +143,8 @@ async fn power_tasks_take_time_and_report_upids() {
                 .iter()
                 .all(|p| p.len() == 8 && u32::from_str_radix(p, 16).is_ok())
         );
+        // warm the cluster-resources cache while the VM still runs
+        api.get_q("/cluster/resources", &[("type", "vm")]).await;
         // still running right after dispatch
         let st = api
             .get(&format!("/nodes/pve1/tasks/{}/status", enc(u)))
@@ -157,6 +159,16 @@ async fn power_tasks_take_time_and_report_upids() {
             api.get("/nodes/pve1/qemu/100/status/current").await["status"],
             "stopped"
         );
+        // the (cached) cluster view reflects the change at once
+        let res = api.get_q("/cluster/resources", &[("type", "vm")]).await;
+        let vm = res
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["vmid"] == 100)
+            .unwrap()
+            .clone();
+        assert_eq!(vm["status"], "stopped");
         let up = api.post("/nodes/pve1/qemu/100/status/start", &[]).await;
         assert_eq!(api.wait(&up).await, "OK");
         let cur = api.get("/nodes/pve1/qemu/100/status/current").await;
@@ -709,8 +721,9 @@ async fn injected_faults() {
             104,
             "backup",
             Duration::from_millis(50),
-            Some(Duration::from_millis(300)),
+            Some(Duration::from_millis(1000)),
         );
+        assert_eq!(sim.vm_lock(104), None, "not yet");
         tokio::time::sleep(Duration::from_millis(80)).await;
         let (s, b) = api
             .call(Method::POST, "/nodes/pve3/qemu/104/status/shutdown", &[])
@@ -719,7 +732,7 @@ async fn injected_faults() {
             (s, b["message"].as_str().unwrap()),
             (500, "VM is locked (backup)\n")
         );
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
         assert_eq!(sim.vm_lock(104), None);
         // a node that disappears
         sim.set_node_online("pve3", false).unwrap();

@@ -496,3 +496,36 @@ pub(super) fn delete_alias(st: &mut State, req: &Req) -> ApiResult {
     }
     Reply::null()
 }
+
+/// `GET .../firewall/refs`: IP sets and aliases usable as source/dest (cluster ones everywhere,
+/// guest ones for a VM).
+pub(super) fn refs(st: &mut State, req: &Req) -> ApiResult {
+    let kind = req.arg("type");
+    let mut out = Vec::new();
+    let mut add = |fw: &Firewall, scope: &str| {
+        if kind.is_none_or(|k| k == "alias") {
+            for (name, (_, comment)) in &fw.aliases {
+                let mut o = json!({ "type": "alias", "name": name, "ref": format!("{scope}/{name}"), "scope": scope });
+                if let Some(c) = comment {
+                    o["comment"] = json!(c);
+                }
+                out.push(o);
+            }
+        }
+        if kind.is_none_or(|k| k == "ipset") {
+            for (name, set) in &fw.ipsets {
+                let mut o = json!({ "type": "ipset", "name": name, "ref": format!("+{scope}/{name}"), "scope": scope });
+                if let Some(c) = &set.comment {
+                    o["comment"] = json!(c);
+                }
+                out.push(o);
+            }
+        }
+    };
+    add(&st.cluster_fw.clone(), "dc");
+    if req.path.contains_key("vmid") {
+        let fw = vm_mut(st, req)?.firewall.clone();
+        add(&fw, "guest");
+    }
+    Reply::json(Value::Array(out))
+}

@@ -209,6 +209,7 @@ macro_rules! fw_routes {
                 concat!($prefix, "/firewall/options"),
                 firewall::get_options,
             ),
+            r("GET", concat!($prefix, "/firewall/refs"), firewall::refs),
             r(
                 "PUT",
                 concat!($prefix, "/firewall/options"),
