@@ -1,0 +1,174 @@
+//! Configuration: the cluster (or the embedded simulator), products, customers, listen address.
+//!
+//! Read from environment variables, or from a TOML file named by `PORTAL_CONFIG` with the same
+//! keys in lower case (`pve_url = "..."`). With no `PVE_URL` the portal starts the embedded
+//! `pve-sim` demo scenario.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use vm_services::service::Service;
+
+/// The example products file (documented; see `examples/config/products.toml`).
+pub const DEFAULT_PRODUCTS: &str = include_str!("../../config/products.toml");
+/// The demo customers file (see `examples/config/customers.toml`).
+pub const DEFAULT_CUSTOMERS: &str = include_str!("../../config/customers.toml");
+
+/// A real cluster to connect to.
+#[derive(Clone, Deserialize)]
+pub struct ClusterConfig {
+    /// `https://host:8006`.
+    pub pve_url: String,
+    /// API token id, `user@realm!name`.
+    pub pve_token_id: String,
+    /// API token secret.
+    pub pve_token_secret: String,
+    /// SHA-256 fingerprint of the node certificate (`AA:BB:..`); system roots when absent.
+    pub pve_fingerprint: Option<String>,
+    /// User for the console relay (`user@realm`): PVE's vncwebsocket needs a ticket session.
+    pub pve_console_user: Option<String>,
+    /// Its password.
+    pub pve_console_password: Option<String>,
+}
+
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("pve_url", &self.pve_url)
+            .field("pve_token_id", &self.pve_token_id)
+            .field("pve_fingerprint", &self.pve_fingerprint)
+            .field("pve_console_user", &self.pve_console_user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything the portal is started with.
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct PortalConfig {
+    /// Address to listen on (default `127.0.0.1:8080`).
+    pub listen: Option<SocketAddr>,
+    /// The URL customers use; `https://...` turns on the cookies' `Secure` flag.
+    pub public_url: Option<String>,
+    /// Products file (default: the example file compiled in).
+    pub products: Option<PathBuf>,
+    /// Customers file (default: the demo customers compiled in).
+    pub customers: Option<PathBuf>,
+    /// SQLite file for customers and sessions (default: in memory).
+    pub db: Option<PathBuf>,
+    /// Cache directory for the noVNC client (default: `$XDG_CACHE_HOME/pve-vps-portal` or
+    /// `~/.cache/pve-vps-portal`).
+    pub cache_dir: Option<PathBuf>,
+    /// The cluster; the embedded simulator when absent.
+    #[serde(flatten)]
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// A customer and the services they own.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Customer {
+    /// Login name.
+    pub username: String,
+    /// Password (demo: hashed into the store at start).
+    pub password: String,
+    /// The services (VMs) this customer owns.
+    #[serde(default)]
+    pub services: Vec<Service>,
+}
+
+#[derive(Debug, Deserialize)]
+struct CustomersFile {
+    customers: Vec<Customer>,
+}
+
+/// Parses a customers file.
+pub fn parse_customers(s: &str) -> Result<Vec<Customer>, toml::de::Error> {
+    Ok(toml::from_str::<CustomersFile>(s)?.customers)
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl PortalConfig {
+    /// From `PORTAL_CONFIG` (a TOML file) when set, else from the environment.
+    pub fn from_env() -> Result<Self, String> {
+        if let Some(path) = env("PORTAL_CONFIG") {
+            let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+            return toml::from_str(&text).map_err(|e| format!("{path}: {e}"));
+        }
+        let cluster = match env("PVE_URL") {
+            None => None,
+            Some(pve_url) => Some(ClusterConfig {
+                pve_url,
+                pve_token_id: env("PVE_TOKEN_ID")
+                    .ok_or("PVE_URL is set but PVE_TOKEN_ID is not")?,
+                pve_token_secret: env("PVE_TOKEN_SECRET")
+                    .ok_or("PVE_URL is set but PVE_TOKEN_SECRET is not")?,
+                pve_fingerprint: env("PVE_FINGERPRINT"),
+                pve_console_user: env("PVE_CONSOLE_USER"),
+                pve_console_password: env("PVE_CONSOLE_PASSWORD"),
+            }),
+        };
+        Ok(Self {
+            listen: env("PORTAL_LISTEN")
+                .map(|v| v.parse().map_err(|e| format!("PORTAL_LISTEN: {e}")))
+                .transpose()?,
+            public_url: env("PORTAL_PUBLIC_URL"),
+            products: env("PORTAL_PRODUCTS").map(PathBuf::from),
+            customers: env("PORTAL_CUSTOMERS").map(PathBuf::from),
+            db: env("PORTAL_DB").map(PathBuf::from),
+            cache_dir: env("PORTAL_CACHE_DIR").map(PathBuf::from),
+            cluster,
+        })
+    }
+
+    /// The products file's text.
+    pub fn products_text(&self) -> Result<String, String> {
+        match &self.products {
+            Some(p) => std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display())),
+            None => Ok(DEFAULT_PRODUCTS.to_owned()),
+        }
+    }
+
+    /// The customers file's text.
+    pub fn customers_text(&self) -> Result<String, String> {
+        match &self.customers {
+            Some(p) => std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display())),
+            None => Ok(DEFAULT_CUSTOMERS.to_owned()),
+        }
+    }
+
+    /// The noVNC cache directory.
+    pub fn cache_dir(&self) -> PathBuf {
+        if let Some(d) = &self.cache_dir {
+            return d.clone();
+        }
+        if let Some(d) = env("XDG_CACHE_HOME") {
+            return PathBuf::from(d).join("pve-vps-portal");
+        }
+        if let Some(h) = env("HOME") {
+            return PathBuf::from(h).join(".cache").join("pve-vps-portal");
+        }
+        std::env::temp_dir().join("pve-vps-portal")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vm_services::product::Catalog;
+
+    #[test]
+    fn example_files_load_and_match() {
+        let catalog = Catalog::from_toml_str(DEFAULT_PRODUCTS).unwrap();
+        let customers = parse_customers(DEFAULT_CUSTOMERS).unwrap();
+        assert_eq!(customers.len(), 2);
+        for c in &customers {
+            assert!(c.services.len() >= 2);
+            for s in &c.services {
+                assert!(catalog.get(&s.product).is_some(), "{}", s.product);
+            }
+        }
+    }
+}

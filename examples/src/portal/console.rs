@@ -1,0 +1,363 @@
+//! The console: one-time links (from `vm-services`), the noVNC client (the `@novnc/novnc` npm
+//! package, fetched on first start and cached) and the websocket relay to the cluster's
+//! `vncwebsocket` over pinned TLS.
+
+use std::path::{Component, Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use axum::extract::ws::{Message as AxMsg, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Json, Response};
+use futures_util::{SinkExt, StreamExt};
+use secrecy::ExposeSecret;
+use tokio_tungstenite::tungstenite::Message as TMsg;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use vm_services::console::ConsoleToken;
+use vm_services::permissions::{self, Feature};
+
+use super::cluster::Cluster;
+use super::web::{App, check_csrf, owned, session};
+
+/// The npm package and version range of the noVNC client.
+pub const NOVNC_PACKAGE: &str = "@novnc/novnc@1";
+
+/// Makes sure the noVNC package is unpacked under `cache`; returns the package directory.
+/// Runs `npm pack` (the npm registry) once and unpacks the tarball with `tar`.
+pub async fn ensure_novnc(cache: &FsPath) -> Result<PathBuf, String> {
+    let dir = cache.join("novnc-1");
+    let pkg = dir.join("package");
+    if pkg.join("core").join("rfb.js").is_file() {
+        return Ok(pkg);
+    }
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    tracing::info!(cache = %dir.display(), "fetching the noVNC client ({NOVNC_PACKAGE}) with npm pack");
+    let out = tokio::process::Command::new("npm")
+        .args(["pack", NOVNC_PACKAGE, "--silent"])
+        .current_dir(&dir)
+        .output()
+        .await
+        .map_err(|e| format!("cannot run npm (install Debian's `npm`): {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "npm pack {NOVNC_PACKAGE} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let tgz = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    let st = tokio::process::Command::new("tar")
+        .args(["-xzf", &tgz])
+        .current_dir(&dir)
+        .status()
+        .await
+        .map_err(|e| format!("cannot run tar: {e}"))?;
+    if !st.success() || !pkg.join("core").join("rfb.js").is_file() {
+        return Err(format!("unpacking {tgz} failed"));
+    }
+    Ok(pkg)
+}
+
+/// `POST /s/{vmid}/console`: a one-time link (10 s, single use).
+pub async fn create_link(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(vmid): Path<u32>,
+) -> Response {
+    let err = |code: StatusCode, m: String| {
+        (code, Json(serde_json::json!({ "error": m }))).into_response()
+    };
+    let s = match session(&app, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if let Err(r) = check_csrf(&s, &headers, None) {
+        return r;
+    }
+    let (svc, product) = match owned(&app, &s, vmid) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let live = match app.cluster.live(svc).await {
+        Ok(l) => l,
+        Err(e) => {
+            return err(
+                StatusCode::BAD_GATEWAY,
+                format!("Something went wrong: {e}"),
+            );
+        }
+    };
+    if let Err(e) = permissions::require(product, Feature::Console, &live.state) {
+        return err(StatusCode::FORBIDDEN, e.to_string());
+    }
+    let token = app
+        .console_tokens
+        .issue(svc, &mut rand::rng(), time::OffsetDateTime::now_utc());
+    Json(serde_json::json!({ "url": format!("/console/{vmid}-{}", token.to_hex()) }))
+        .into_response()
+}
+
+fn split(t: &str) -> Option<(u32, &str)> {
+    let (v, tok) = t.split_once('-')?;
+    Some((v.parse().ok()?, tok))
+}
+
+/// `GET /console/{vmid}-{token}`: the noVNC page (the token is redeemed by its websocket).
+pub async fn console_page(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(t): Path<String>,
+) -> Response {
+    let s = match session(&app, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let Some((vmid, token)) = split(&t) else {
+        return (StatusCode::NOT_FOUND, "no such console link").into_response();
+    };
+    if let Err(r) = owned(&app, &s, vmid) {
+        return r;
+    }
+    if ConsoleToken::parse(token).is_err() {
+        return (StatusCode::NOT_FOUND, "no such console link").into_response();
+    }
+    if app.novnc_dir.get().is_none() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the noVNC client is still being fetched; try again in a moment",
+        )
+            .into_response();
+    }
+    Html(format!(
+        "<!doctype html><html><head><meta charset=utf-8><title>Console · {vmid}</title>\
+         <style>body{{margin:0;background:#222;color:#ddd;font:13px system-ui}}#bar{{padding:6px 10px}}#screen{{width:100vw;height:calc(100vh - 30px)}}</style></head>\
+         <body><div id=bar>Console of VM {vmid} · <span id=state>connecting…</span></div><div id=screen></div>\
+         <script type=module>\
+         import RFB from '/novnc/core/rfb.js';\
+         const url=(location.protocol==='https:'?'wss://':'ws://')+location.host+'/console/{t}/ws';\
+         const rfb=new RFB(document.getElementById('screen'),url,{{wsProtocols:['binary']}});\
+         rfb.scaleViewport=true;\
+         rfb.addEventListener('connect',()=>{{document.getElementById('state').textContent='connected'}});\
+         rfb.addEventListener('disconnect',e=>{{document.getElementById('state').textContent=e.detail.clean?'disconnected':'connection failed'}});\
+         window.rfb=rfb;\
+         </script></body></html>"
+    ))
+    .into_response()
+}
+
+/// `GET /novnc/{*path}`: the cached noVNC files.
+pub async fn novnc_file(State(app): State<Arc<App>>, Path(path): Path<String>) -> Response {
+    let Some(root) = app.novnc_dir.get() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "noVNC not fetched yet").into_response();
+    };
+    let rel = PathBuf::from(&path);
+    if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    match tokio::fs::read(root.join(&rel)).await {
+        Ok(bytes) => {
+            let ct = match rel.extension().and_then(|e| e.to_str()) {
+                Some("js") => "text/javascript; charset=utf-8",
+                Some("html") => "text/html; charset=utf-8",
+                Some("css") => "text/css",
+                Some("svg") => "image/svg+xml",
+                Some("png") => "image/png",
+                _ => "application/octet-stream",
+            };
+            (
+                [
+                    (header::CONTENT_TYPE, ct),
+                    (header::CACHE_CONTROL, "max-age=3600"),
+                ],
+                bytes,
+            )
+                .into_response()
+        }
+        Err(_) => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// `GET /console/{vmid}-{token}/ws`: redeems the token and relays to the cluster.
+pub async fn relay(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(t): Path<String>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let s = match session(&app, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let Some((vmid, token)) = split(&t) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let (svc, _product) = match owned(&app, &s, vmid) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let Ok(token) = ConsoleToken::parse(token) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let live = match app.cluster.live(svc).await {
+        Ok(l) => l,
+        Err(e) => return (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+    };
+    if let Err(e) =
+        app.console_tokens
+            .redeem(&token, svc, &live.state, time::OffsetDateTime::now_utc())
+    {
+        return (StatusCode::FORBIDDEN, e.to_string()).into_response();
+    }
+    let upstream = match open_upstream(&app.cluster, svc.vm.node().as_str(), vmid).await {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::warn!(error = %e, vmid, "console upstream failed");
+            return (StatusCode::BAD_GATEWAY, e).into_response();
+        }
+    };
+    ws.protocols(["binary"])
+        .on_upgrade(move |socket| pump(socket, upstream))
+}
+
+type Upstream =
+    tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
+fn tls_config(cluster: &Cluster) -> Result<Arc<rustls::ClientConfig>, String> {
+    let fp = cluster
+        .fingerprint
+        .as_deref()
+        .ok_or("the console relay needs the cluster's certificate fingerprint (PVE_FINGERPRINT)")?;
+    Ok(Arc::new(pve_sim::pinned_client_config(fp)))
+}
+
+/// Logs in with a ticket session, asks for a vncproxy and opens the vncwebsocket.
+pub async fn open_upstream(cluster: &Cluster, node: &str, vmid: u32) -> Result<Upstream, String> {
+    let login = cluster
+        .console_login
+        .as_ref()
+        .ok_or("no console login configured (PVE_CONSOLE_USER / PVE_CONSOLE_PASSWORD)")?;
+    let cfg = tls_config(cluster)?;
+    let http = reqwest::Client::builder()
+        .use_preconfigured_tls((*cfg).clone())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let base = cluster.base_url.trim_end_matches('/');
+    cluster.count();
+    let auth: serde_json::Value = http
+        .post(format!("{base}/api2/json/access/ticket"))
+        .form(&[
+            ("username", login.userid.as_str()),
+            ("password", login.password.expose_secret()),
+        ])
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .error_for_status()
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    let ticket = auth["data"]["ticket"]
+        .as_str()
+        .ok_or("login gave no ticket")?
+        .to_owned();
+    let csrf = auth["data"]["CSRFPreventionToken"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let cookie = format!("PVEAuthCookie={}", enc(&ticket));
+    cluster.count();
+    let proxy: serde_json::Value = http
+        .post(format!(
+            "{base}/api2/json/nodes/{node}/qemu/{vmid}/vncproxy"
+        ))
+        .header("Cookie", &cookie)
+        .header("CSRFPreventionToken", &csrf)
+        .form(&[("websocket", "1")])
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .error_for_status()
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    let port = proxy["data"]["port"]
+        .as_u64()
+        .or_else(|| proxy["data"]["port"].as_str().and_then(|p| p.parse().ok()))
+        .ok_or("vncproxy gave no port")?;
+    let vncticket = proxy["data"]["ticket"]
+        .as_str()
+        .ok_or("vncproxy gave no ticket")?;
+    let u = url::Url::parse(base).map_err(|e| e.to_string())?;
+    let host = u.host_str().ok_or("no host")?.to_owned();
+    let hport = u.port_or_known_default().unwrap_or(8006);
+    let ws_url = format!(
+        "wss://{host}:{hport}/api2/json/nodes/{node}/qemu/{vmid}/vncwebsocket?port={port}&vncticket={}",
+        enc(vncticket)
+    );
+    let mut req = ws_url.into_client_request().map_err(|e| e.to_string())?;
+    req.headers_mut()
+        .insert("Cookie", cookie.parse().map_err(|_| "bad cookie")?);
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "binary".parse().map_err(|_| "bad header")?,
+    );
+    cluster.count();
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), hport))
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = rustls_pki_types::ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
+    let tls = tokio_rustls::TlsConnector::from(cfg)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (ws, _) = tokio_tungstenite::client_async(req, tls)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(ws)
+}
+
+async fn pump(browser: WebSocket, upstream: Upstream) {
+    let (mut bt, mut br) = browser.split();
+    let (mut ut, mut ur) = upstream.split();
+    let to_cluster = async {
+        while let Some(Ok(m)) = br.next().await {
+            let m = match m {
+                AxMsg::Binary(b) => TMsg::Binary(b),
+                AxMsg::Text(t) => TMsg::Text(t.as_str().into()),
+                AxMsg::Close(_) => break,
+                _ => continue,
+            };
+            if ut.send(m).await.is_err() {
+                break;
+            }
+        }
+        let _ = ut.close().await;
+    };
+    let to_browser = async {
+        while let Some(Ok(m)) = ur.next().await {
+            let m = match m {
+                TMsg::Binary(b) => AxMsg::Binary(b),
+                TMsg::Text(t) => AxMsg::Text(t.as_str().into()),
+                TMsg::Close(_) => break,
+                _ => continue,
+            };
+            if bt.send(m).await.is_err() {
+                break;
+            }
+        }
+        let _ = bt.close().await;
+    };
+    tokio::select! {
+        () = to_cluster => {},
+        () = to_browser => {},
+    }
+}

@@ -1,0 +1,365 @@
+//! End to end, as a customer: the portal on `pve-sim`, driven through headless Chromium with
+//! WebDriver. Needs Debian's `chromium` and `chromium-driver` (the test fails, with that message,
+//! when they are missing) and the noVNC npm package (fetched by the portal's first start, as
+//! `cargo run -p examples --bin portal` does; needs `npm`).
+//!
+//! Screenshots go to `$CARGO_TARGET_TMPDIR/screenshots`, and to `docs/screenshots/` when
+//! `PORTAL_SCREENSHOTS=docs`.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use examples::portal::{self, StartOptions, config::PortalConfig};
+use fantoccini::{Client, ClientBuilder, Locator};
+use pve_sim::SimConfig;
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn which(bin: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| PathBuf::from(d).join(bin))
+        .find(|p| p.is_file())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+async fn shot(c: &Client, name: &str) {
+    let png = c.screenshot().await.expect("screenshot");
+    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&tmp).expect("screenshot dir");
+    std::fs::write(tmp.join(format!("{name}.png")), &png).expect("write screenshot");
+    if std::env::var("PORTAL_SCREENSHOTS").as_deref() == Ok("docs") {
+        let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
+        std::fs::create_dir_all(&docs).expect("docs/screenshots");
+        std::fs::write(docs.join(format!("{name}.png")), &png).expect("write screenshot");
+    }
+}
+
+/// Polls `f` until it returns `Some`, or fails with `what` after `secs`.
+async fn wait_for<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let end = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn text(c: &Client, css: &str) -> Option<String> {
+    c.find(Locator::Css(css)).await.ok()?.text().await.ok()
+}
+
+async fn wait_text(c: &Client, css: &str, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    wait_for(30, what, || async {
+        text(c, css).await.filter(|t| pred(t))
+    })
+    .await
+}
+
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click {css}: {e}"));
+}
+
+async fn fill(c: &Client, css: &str, value: &str) {
+    let e = c
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"));
+    e.clear().await.expect("clear");
+    e.send_keys(value).await.expect("type");
+}
+
+/// Waits for a task box (if any) to finish and the page to reload without `task=`.
+async fn wait_task_done(c: &Client) {
+    wait_for(30, "the task to finish", || async {
+        let url = c.current_url().await.ok()?;
+        (!url.query().unwrap_or("").contains("task=")).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customer_walks_through_the_client_area() {
+    tokio::time::timeout(Duration::from_secs(150), run())
+        .await
+        .expect("the browser test took longer than 150 s");
+}
+
+async fn run() {
+    let chromium = which("chromium").or_else(|| which("chromium-browser"));
+    let driver_bin = which("chromedriver");
+    let (Some(chromium), Some(driver_bin)) = (chromium, driver_bin) else {
+        panic!(
+            "the browser test needs Debian's `chromium` and `chromium-driver` packages: \
+             apt-get install -y --no-install-recommends chromium chromium-driver"
+        );
+    };
+
+    let cfg = PortalConfig {
+        listen: Some("127.0.0.1:0".parse().expect("addr")),
+        ..Default::default()
+    };
+    let opts = StartOptions {
+        sim: Some(SimConfig::for_tests()),
+        fetch_novnc: true,
+        ..Default::default()
+    };
+    let running = portal::start(cfg, opts).await.expect("portal starts");
+    let base = format!("http://{}", running.addr);
+
+    let port = free_port();
+    let _driver = Driver(
+        Command::new(&driver_bin)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts"),
+    );
+    let profile =
+        std::env::temp_dir().join(format!("portal-browser-{}-{port}", std::process::id()));
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": chromium,
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage", "--window-size=1280,900",
+                format!("--user-data-dir={}", profile.display()),
+            ]
+        }),
+    );
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    let wd = format!("http://127.0.0.1:{port}");
+    let c: Client = wait_for(20, "chromedriver to accept a session", || {
+        let mut b = ClientBuilder::new(connector.clone());
+        b.capabilities(caps.clone());
+        let wd = wd.clone();
+        async move { b.connect(&wd).await.ok() }
+    })
+    .await;
+
+    // Log in.
+    c.goto(&format!("{base}/login")).await.expect("login page");
+    shot(&c, "login").await;
+    fill(&c, "#username", "alice").await;
+    fill(&c, "#password", "alice-demo-pass").await;
+    click(&c, "#login").await;
+    wait_text(&c, "h1", "the services list", |t| t == "My services").await;
+
+    // Overview: IPs and a status that changes after Stop.
+    c.goto(&format!("{base}/s/100")).await.expect("overview");
+    wait_text(&c, "#status", "status running", |t| {
+        t.starts_with("running")
+    })
+    .await;
+    let ips = text(&c, "#ips").await.expect("ips");
+    assert!(
+        ips.contains("203.0.113.10/24") && ips.contains("2001:db8:10::10/64"),
+        "{ips}"
+    );
+    shot(&c, "overview").await;
+    click(&c, "#btn-stop").await;
+    wait_task_done(&c).await;
+    wait_text(&c, "#status", "status stopped", |t| {
+        t.starts_with("stopped")
+    })
+    .await;
+    let start_enabled = c
+        .find(Locator::Css("#btn-start"))
+        .await
+        .expect("start")
+        .attr("disabled")
+        .await
+        .expect("attr");
+    assert_eq!(start_enabled, None, "Start is usable when stopped");
+    click(&c, "#btn-start").await;
+    wait_task_done(&c).await;
+    wait_text(&c, "#status", "status running again", |t| {
+        t.starts_with("running")
+    })
+    .await;
+
+    // Snapshots: take one, see it with its lifetime.
+    c.goto(&format!("{base}/s/100/snapshots"))
+        .await
+        .expect("snapshots");
+    click(&c, "#take-snapshot").await;
+    wait_task_done(&c).await;
+    let row = wait_text(&c, "#snapshots", "the new snapshot", |t| {
+        t.contains("snap_")
+    })
+    .await;
+    assert!(row.contains("0d 23h"), "lifetime countdown shown: {row}");
+    shot(&c, "snapshots").await;
+
+    // Backups: schedule Monday 02:30, then back up now.
+    c.goto(&format!("{base}/s/100/backups"))
+        .await
+        .expect("backups");
+    click(&c, "#day1").await;
+    click(&c, "#save-schedule").await;
+    wait_text(&c, "#flash", "schedule saved", |t| {
+        t.contains("Schedule saved")
+    })
+    .await;
+    let checked = c
+        .find(Locator::Css("#day1"))
+        .await
+        .expect("day1")
+        .prop("checked")
+        .await
+        .expect("prop");
+    assert_eq!(checked.as_deref(), Some("true"), "Monday stays scheduled");
+    let before = text(&c, "#backup-quota").await.expect("quota");
+    fill(&c, "#backup-notes", "from the browser test").await;
+    click(&c, "#run-backup").await;
+    wait_task_done(&c).await;
+    let table = wait_text(&c, "#backups", "the new backup", |t| {
+        t.contains("from the browser test")
+    })
+    .await;
+    let after = text(&c, "#backup-quota").await.expect("quota");
+    assert_ne!(before, after, "quota counts the new backup: {table}");
+    shot(&c, "backups").await;
+
+    // Access Denied: mail-01's product has no firewall.
+    c.goto(&format!("{base}/s/102/firewall"))
+        .await
+        .expect("denied page");
+    wait_text(&c, "#denied", "Access Denied", |t| {
+        t.contains("Access Denied")
+    })
+    .await;
+    shot(&c, "access-denied").await;
+
+    // Firewall: add a rule at position 1 and see it there.
+    c.goto(&format!("{base}/s/100/firewall"))
+        .await
+        .expect("firewall");
+    fill(&c, "#dport", "8443").await;
+    fill(&c, "#comment", "browser-test").await;
+    fill(&c, "#position", "1").await;
+    click(&c, "#add").await;
+    wait_text(&c, "#flash", "rule added", |t| t.contains("Rule added")).await;
+    let pos = wait_for(10, "the new rule's row", || async {
+        for row in c.find_all(Locator::Css("tr.rule")).await.ok()? {
+            if row.text().await.ok()?.contains("browser-test") {
+                return row.find(Locator::Css(".pos")).await.ok()?.text().await.ok();
+            }
+        }
+        None
+    })
+    .await;
+    assert_eq!(pos, "1", "the rule sits where it was asked");
+    shot(&c, "firewall").await;
+
+    // ISO: mount the Ubuntu image.
+    c.goto(&format!("{base}/s/100/iso")).await.expect("iso");
+    let rows = c.find_all(Locator::Css("tr")).await.expect("rows");
+    let mut mounted_one = false;
+    for row in rows {
+        if row
+            .text()
+            .await
+            .unwrap_or_default()
+            .contains("Ubuntu-24.04")
+        {
+            row.find(Locator::Css("button.mount"))
+                .await
+                .expect("mount button")
+                .click()
+                .await
+                .expect("click");
+            mounted_one = true;
+            break;
+        }
+    }
+    assert!(mounted_one, "the Ubuntu ISO is listed");
+    wait_text(&c, "#mounted", "the mounted ISO", |t| {
+        t.contains("Ubuntu-24.04")
+    })
+    .await;
+    shot(&c, "iso").await;
+
+    // Charts.
+    c.goto(&format!("{base}/s/100/charts?tf=day"))
+        .await
+        .expect("charts");
+    let n = c
+        .find_all(Locator::Css("#charts svg path"))
+        .await
+        .expect("plots")
+        .len();
+    assert!(n >= 4, "four plots drawn, found {n} lines");
+    shot(&c, "charts").await;
+
+    // Console: the noVNC button opens the one-time link; the canvas shows the framebuffer.
+    wait_for(90, "the noVNC client to be fetched", || async {
+        running.app.novnc_dir.get().map(|_| ())
+    })
+    .await;
+    c.goto(&format!("{base}/s/100")).await.expect("overview");
+    wait_for(20, "the console button to be enabled", || async {
+        let b = c.find(Locator::Css("#btn-console")).await.ok()?;
+        let running = text(&c, "#status").await?.starts_with("running");
+        (running && b.attr("disabled").await.ok()?.is_none()).then_some(())
+    })
+    .await;
+    let before = c.windows().await.expect("windows");
+    click(&c, "#btn-console").await;
+    let console = wait_for(10, "the console window", || async {
+        let now = c.windows().await.ok()?;
+        now.into_iter().find(|w| !before.contains(w))
+    })
+    .await;
+    c.switch_to_window(console).await.expect("switch");
+    wait_text(&c, "#state", "the console to connect", |t| t == "connected").await;
+    let lit = wait_for(20, "a non-blank canvas", || async {
+        let v = c
+            .execute(
+                "const cv=document.querySelector('#screen canvas'); if(!cv||!cv.width) return 0;\
+                 const d=cv.getContext('2d').getImageData(0,0,cv.width,cv.height).data; let n=0;\
+                 for(let i=0;i<d.length;i+=4){ if(d[i]||d[i+1]||d[i+2]) n++; } return n;",
+                vec![],
+            )
+            .await
+            .ok()?;
+        v.as_u64().filter(|n| *n > 1000)
+    })
+    .await;
+    assert!(lit > 1000);
+    shot(&c, "console").await;
+
+    c.close().await.expect("close browser");
+    running.shutdown().await;
+    let _ = std::fs::remove_dir_all(profile);
+}
