@@ -79,7 +79,8 @@ pub(crate) struct Ticket {
 /// Runtime state of the authentication.
 pub(crate) enum AuthState {
     Token {
-        header: SecretString,
+        /// The ready `Authorization` value, marked sensitive (built once, cloned cheaply).
+        header: http::HeaderValue,
     },
     Ticket {
         userid: Userid,
@@ -109,15 +110,20 @@ impl fmt::Debug for AuthState {
 }
 
 impl AuthState {
-    pub(crate) fn new(auth: Auth, renew_after: Duration) -> Self {
-        match auth {
-            Auth::ApiToken { id, secret } => AuthState::Token {
-                header: SecretString::from(format!(
-                    "PVEAPIToken={}={}",
-                    id,
-                    secret.expose_secret()
-                )),
-            },
+    pub(crate) fn new(auth: Auth, renew_after: Duration) -> Result<Self> {
+        Ok(match auth {
+            Auth::ApiToken { id, secret } => {
+                let text =
+                    SecretString::from(format!("PVEAPIToken={}={}", id, secret.expose_secret()));
+                let mut header =
+                    http::HeaderValue::from_str(text.expose_secret()).map_err(|_| {
+                        Error::Config(
+                            "api token secret contains characters not allowed in a header".into(),
+                        )
+                    })?;
+                header.set_sensitive(true);
+                AuthState::Token { header }
+            }
             Auth::Password { userid, password } => AuthState::Ticket {
                 userid,
                 password,
@@ -125,13 +131,13 @@ impl AuthState {
                 current: RwLock::new(None),
                 login: Mutex::new(()),
             },
-        }
+        })
     }
 }
 
 /// Which headers to attach to one request.
 pub(crate) enum Credentials {
-    Token(SecretString),
+    Token(http::HeaderValue),
     Ticket(Ticket),
 }
 

@@ -203,7 +203,7 @@ impl ClientBuilder {
                 host: base_parsed.host_str().unwrap_or_default().to_owned(),
                 port: base_parsed.port_or_known_default().unwrap_or(DEFAULT_PORT),
                 base,
-                auth: AuthState::new(auth, self.ticket_renew_after),
+                auth: AuthState::new(auth, self.ticket_renew_after)?,
                 limit: Semaphore::new(self.max_concurrent),
                 retry: self.retry,
                 pin_slot: slot,
@@ -470,7 +470,7 @@ impl Client {
                     .map_err(|_| Error::Config("client closed".into()))?;
                 let mut rb = self.inner.http.request(method.to_http(), &url);
                 rb = match &creds {
-                    Credentials::Token(h) => rb.header(http::header::AUTHORIZATION, sensitive(h)?),
+                    Credentials::Token(h) => rb.header(http::header::AUTHORIZATION, h.clone()),
                     Credentials::Ticket(t) => {
                         let cookie = SecretString::from(format!(
                             "PVEAuthCookie={}",
