@@ -336,6 +336,9 @@ pub(crate) fn atoms(plan: &ChainPlan<'_>, fam: Family) -> Flattened {
 #[derive(Clone, Debug, Default)]
 struct Field {
     starts: Vec<u128>,
+    /// `starts` as `u32` when every start fits (IPv4, ports, protocols): smaller and faster to
+    /// search.
+    starts32: Option<Vec<u32>>,
     rows: Vec<u64>,
     words: usize,
     /// Per row, one bit per non-zero word of the row.
@@ -403,7 +406,12 @@ impl Field {
         } else {
             m_rows.chunks(words).flat_map(summarize).collect()
         };
+        let starts32 = m_starts
+            .iter()
+            .map(|s| u32::try_from(*s).ok())
+            .collect::<Option<Vec<u32>>>();
         Field {
+            starts32,
             starts: m_starts,
             rows: m_rows,
             words,
@@ -414,7 +422,13 @@ impl Field {
 
     #[inline]
     fn row(&self, key: u128) -> (&[u64], &[u64]) {
-        let k = self.starts.partition_point(|s| *s <= key).saturating_sub(1);
+        let k = match (&self.starts32, u32::try_from(key)) {
+            (Some(s32), Ok(k32)) => s32.partition_point(|s| *s <= k32),
+            // A key above every u32 start lands in the last interval.
+            (Some(s32), Err(_)) => s32.len(),
+            (None, _) => self.starts.partition_point(|s| *s <= key),
+        }
+        .saturating_sub(1);
         (
             self.rows
                 .get(k * self.words..(k + 1) * self.words)
