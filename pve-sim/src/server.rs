@@ -345,6 +345,28 @@ impl PveSim {
         })
     }
 
+    /// The log lines a task has written so far.
+    pub fn task_log(&self, upid: &str) -> Vec<String> {
+        self.with(|st| {
+            let now = now_ms();
+            st.task_index
+                .get(upid)
+                .map(|&i| {
+                    st.tasks[i]
+                        .visible_log(now)
+                        .into_iter()
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+    }
+
+    /// A VM's pending changes (`None` marks a pending delete).
+    pub fn vm_pending(&self, vmid: u32) -> Option<BTreeMap<String, Option<String>>> {
+        self.with(|st| st.vms.get(&vmid).map(|v| v.pending.clone()))
+    }
+
     /// Wait until a task stops (or `timeout` passes) and return its exit status.
     pub async fn wait_task(&self, upid: &str, timeout: Duration) -> Option<String> {
         let deadline = tokio::time::Instant::now() + timeout;

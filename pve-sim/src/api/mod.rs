@@ -331,6 +331,17 @@ pub(crate) fn table() -> Vec<Route> {
         ),
         r("GET", "/nodes/{node}/tasks/{upid}/log", cluster::task_log),
         r("DELETE", "/nodes/{node}/tasks/{upid}", cluster::task_stop),
+        r("GET", "/nodes/{node}/qemu/{vmid}", qemu::index),
+        r(
+            "GET",
+            "/nodes/{node}/qemu/{vmid}/status",
+            qemu::status_index,
+        ),
+        r(
+            "GET",
+            "/nodes/{node}/qemu/{vmid}/snapshot/{snapname}",
+            snapshot::index,
+        ),
         r("GET", "/nodes/{node}/qemu", qemu::list),
         r("POST", "/nodes/{node}/qemu", qemu::create),
         r("DELETE", "/nodes/{node}/qemu/{vmid}", qemu::destroy),

@@ -1119,3 +1119,35 @@ pub(super) fn rrddata(st: &mut State, req: &Req) -> ApiResult {
 pub(super) fn ci_key(k: &str) -> bool {
     is_cloudinit_key(k)
 }
+
+/// `GET /nodes/{node}/qemu/{vmid}`: the directory index of a VM.
+pub(super) fn index(st: &mut State, req: &Req) -> ApiResult {
+    vm_mut(st, req)?;
+    let dirs = [
+        "config",
+        "pending",
+        "status",
+        "snapshot",
+        "firewall",
+        "agent",
+        "rrddata",
+        "cloudinit",
+        "vncproxy",
+        "vncwebsocket",
+        "clone",
+        "resize",
+        "template",
+    ];
+    Reply::json(Value::Array(
+        dirs.iter().map(|d| json!({ "subdir": d })).collect(),
+    ))
+}
+
+/// `GET /nodes/{node}/qemu/{vmid}/status`: the directory index of the power actions.
+pub(super) fn status_index(st: &mut State, req: &Req) -> ApiResult {
+    vm_mut(st, req)?;
+    let dirs = ["current", "start", "stop", "shutdown", "reboot"];
+    Reply::json(Value::Array(
+        dirs.iter().map(|d| json!({ "subdir": d })).collect(),
+    ))
+}

@@ -258,3 +258,13 @@ pub(super) fn set_config(st: &mut State, req: &Req) -> ApiResult {
     }
     Reply::null()
 }
+
+/// `GET .../snapshot/{snapname}`: the directory index of one snapshot.
+pub(super) fn index(st: &mut State, req: &Req) -> ApiResult {
+    let name = snap_name(req);
+    let vm = vm_mut(st, req)?;
+    if !vm.snapshots.contains_key(&name) {
+        return Err(ApiError::fail(format!("snapshot '{name}' does not exist")));
+    }
+    Reply::json(json!([{ "subdir": "config" }, { "subdir": "rollback" }]))
+}
