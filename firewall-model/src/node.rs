@@ -136,6 +136,20 @@ impl Node {
     }
 }
 
+impl Node {
+    /// A copy of the node with one guest's `<vmid>.fw` replaced: the "after" side of a
+    /// [`lockout_check`](crate::lint::lockout_check) for a client's proposed change.
+    pub fn with_guest_firewall(&self, vmid: u32, firewall: FwFile) -> Result<Node> {
+        let mut node = self.clone();
+        let guest = node.guests.get_mut(&vmid).ok_or_else(|| Error::Unknown {
+            what: "guest",
+            name: vmid.to_string(),
+        })?;
+        guest.firewall = firewall;
+        Ok(node)
+    }
+}
+
 impl Default for Node {
     fn default() -> Self {
         Self::new()

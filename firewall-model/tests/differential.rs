@@ -58,3 +58,23 @@ fn compiled_agrees_on_a_huge_rule_set() {
         panic!("{}", e.chars().take(3000).collect::<String>());
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    /// Every parsed rule survives model -> API JSON -> model.
+    #[test]
+    fn rules_round_trip_through_api_json(data in proptest::collection::vec(any::<u8>(), 16..800)) {
+        let mut c = fuzzing::Choices::new(&data);
+        let (cl, _, g) = fuzzing::config_texts(&mut c);
+        for (text, kind) in [(cl, firewall_model::FileKind::Cluster), (g, firewall_model::FileKind::Guest)] {
+            let (file, _) = firewall_model::parse_lenient(&text, kind);
+            let groups = file.groups.iter().flat_map(|g| g.rules.iter().map(|r| (r, true)));
+            for (rule, in_group) in file.rules.iter().map(|r| (r, false)).chain(groups) {
+                let json = serde_json::to_string(&firewall_model::ApiRule::from_rule(rule)).unwrap();
+                let back = firewall_model::ApiRule::from_json(&json).and_then(|a| a.to_rule(kind, in_group));
+                prop_assert_eq!(back.as_ref().ok(), Some(rule), "{} -> {}", rule, json);
+            }
+        }
+    }
+}

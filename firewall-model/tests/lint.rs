@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use firewall_model::{
-    FileKind, LintKind, ManagementPorts, Node, Protocol, Topology, Zone, lint_guest, lockout_check,
-    parse,
+    FileKind, FwFile, LintKind, ManagementPorts, Node, Protocol, Topology, Zone, lint_guest,
+    lockout_check, parse,
 };
 
 fn node(guest: &str) -> Node {
@@ -116,4 +116,17 @@ fn lockout_check_catches_a_policy_change_that_blocks_ssh() {
     assert_eq!(blocked, vec![22]);
     let why = r.newly_blocked().next().unwrap().after.explain();
     assert!(why.contains("100.fw [RULES] #0"), "{why}");
+    // The same check from a proposed file, as vm-services will call it.
+    let proposed = parse("[OPTIONS]\nenable: 1\npolicy_in: DROP\n", FileKind::Guest).unwrap();
+    let after = before.with_guest_firewall(100, proposed).unwrap();
+    assert!(
+        lockout_check(&before, &after, &ports, me)
+            .unwrap()
+            .locks_out()
+    );
+    assert!(
+        before
+            .with_guest_firewall(999, FwFile::new(FileKind::Guest))
+            .is_err()
+    );
 }
