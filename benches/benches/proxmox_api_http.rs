@@ -6,7 +6,7 @@
 //! exact same fixed answer.
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use std::hint::black_box;
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -113,5 +113,75 @@ fn http(c: &mut Criterion) {
     group.finish();
 }
 
+/// Interleaved rounds of both clients, so load drift on a busy machine hits both alike; prints
+/// the median per-request time of each and the overhead.
+fn interleaved() {
+    let port = start_server();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let base = format!("http://127.0.0.1:{port}");
+    let ours = proxmox_api::Client::builder(base.clone())
+        .auth(
+            proxmox_api::Auth::api_token("bench@pve!b", "0f1e2d3c-4b5a-6978-8776-a5b4c3d2e1f0")
+                .expect("token"),
+        )
+        .build()
+        .expect("client");
+    let tls = proxmox_api::Tls::DangerAcceptInvalidCerts
+        .rustls_client_config(None)
+        .expect("tls config");
+    let bare = reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .build()
+        .expect("reqwest client");
+    let url = format!("{base}/api2/json/version");
+    let (rounds, per_round) = (30, 200);
+    let mut bare_t = Vec::with_capacity(rounds);
+    let mut ours_t = Vec::with_capacity(rounds);
+    rt.block_on(async {
+        for _ in 0..rounds {
+            let t = std::time::Instant::now();
+            for _ in 0..per_round {
+                let resp = bare
+                    .get(&url)
+                    .header("authorization", TOKEN)
+                    .send()
+                    .await
+                    .expect("send");
+                let v: serde_json::Value =
+                    serde_json::from_slice(&resp.bytes().await.expect("body")).expect("json");
+                black_box(v);
+            }
+            bare_t.push(t.elapsed().as_secs_f64() / per_round as f64);
+            let t = std::time::Instant::now();
+            for _ in 0..per_round {
+                black_box(ours.version().await.expect("version"));
+            }
+            ours_t.push(t.elapsed().as_secs_f64() / per_round as f64);
+        }
+    });
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (b, o) = (median(&mut bare_t), median(&mut ours_t));
+    println!(
+        "interleaved medians over {rounds}x{per_round} requests: bare reqwest {:.1} us ({:.0} req/s), proxmox-api {:.1} us ({:.0} req/s), overhead {:+.1}%",
+        b * 1e6,
+        1.0 / b,
+        o * 1e6,
+        1.0 / o,
+        (o / b - 1.0) * 100.0
+    );
+}
+
 criterion_group!(benches, http);
-criterion_main!(benches);
+
+fn main() {
+    interleaved();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
