@@ -184,6 +184,59 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A Proxmox VE request failed (network, credentials, API error, task failure): the
+    /// client area shows "Something went wrong".
+    #[error("proxmox request failed: {context}")]
+    Pve {
+        /// What was being done.
+        context: String,
+        /// The client's error.
+        #[source]
+        source: Box<proxmox_api::Error>,
+    },
+    /// The reverse-DNS provider refused or failed.
+    #[error("reverse dns provider failed")]
+    Dns {
+        /// The provider's error.
+        #[source]
+        source: Box<dns_providers::Error>,
+    },
+    /// A firewall rule or option does not validate.
+    #[error("firewall rule is invalid")]
+    InvalidRule {
+        /// The model's error (names the field).
+        #[source]
+        source: Box<firewall_model::Error>,
+    },
+    /// The change would make a management port unreachable; pass `confirm_lockout = true` to
+    /// apply it anyway.
+    #[error("change would block management port(s) {ports}: confirm to apply it anyway")]
+    Lockout {
+        /// The ports, e.g. `tcp/22`.
+        ports: String,
+    },
+    /// Something the operation needs is not configured (e.g. no reverse-DNS provider).
+    #[error("{what} is not configured")]
+    NotConfigured {
+        /// What is missing.
+        what: &'static str,
+    },
+    /// Another long operation (restore, reinstall, backup) of this service is in progress.
+    #[error("another operation is in progress on this vm ({operation})")]
+    InProgress {
+        /// Which one.
+        operation: String,
+    },
+    /// A restore failed; retry it (same archive) with `resume` or reinstall instead.
+    #[error("restore of `{archive}` failed (plan `{plan}`): {reason}")]
+    RestoreFailed {
+        /// The archive.
+        archive: VolumeId,
+        /// The stored plan to resume.
+        plan: String,
+        /// What failed.
+        reason: String,
+    },
     /// A storage other than the product's was named.
     #[error("storage `{got}` is not the product's storage `{expected}`")]
     ForeignStorage {
@@ -208,7 +261,39 @@ impl Error {
 
     /// The VM is locked by another operation: retry later.
     pub fn is_locked(&self) -> bool {
-        matches!(self, Self::Locked { .. })
+        match self {
+            Self::Locked { .. } | Self::InProgress { .. } => true,
+            Self::Pve { source, .. } => source.is_locked(),
+            _ => false,
+        }
+    }
+
+    /// The VM (or another object) does not exist on Proxmox VE.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::Pve { source, .. } if source.is_not_found())
+    }
+
+    /// Proxmox VE or the DNS provider failed ("Something went wrong" in the client area).
+    pub fn is_upstream(&self) -> bool {
+        matches!(self, Self::Pve { .. } | Self::Dns { .. })
+    }
+
+    /// The change was refused because it would lock the customer out.
+    pub fn is_lockout(&self) -> bool {
+        matches!(self, Self::Lockout { .. })
+    }
+
+    /// A restore failed: offer retry (same archive) or reinstall.
+    pub fn is_restore_failed(&self) -> bool {
+        matches!(self, Self::RestoreFailed { .. })
+    }
+
+    pub(crate) fn pve(context: impl Into<String>) -> impl FnOnce(proxmox_api::Error) -> Self {
+        let context = context.into();
+        move |source| Self::Pve {
+            context,
+            source: Box::new(source),
+        }
     }
 
     /// The input was wrong: show the message to the user.
@@ -226,7 +311,8 @@ impl Error {
                 | Self::UnknownIso { .. }
                 | Self::RulePosition { .. }
                 | Self::ForeignStorage { .. }
-        )
+                | Self::InvalidRule { .. }
+        ) || matches!(self, Self::Dns { source } if source.is_invalid_input() || source.is_out_of_scope())
     }
 
     /// A quota is full or misconfigured.

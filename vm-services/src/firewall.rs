@@ -16,6 +16,19 @@ use crate::error::Error;
 use crate::ids::MacAddr;
 use crate::service::Service;
 
+/// A VM's firewall as the customer set it (options and rules), kept across a reinstall.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SavedFirewall {
+    /// `enable`.
+    pub enable: Option<bool>,
+    /// `policy_in` (`ACCEPT`, `DROP`, `REJECT`).
+    pub policy_in: Option<String>,
+    /// `policy_out`.
+    pub policy_out: Option<String>,
+    /// The rules in order, as the API sends them.
+    pub rules: Vec<firewall_model::ApiRule>,
+}
+
 /// The anti-spoofing IP set of `net0`, managed by the provider.
 pub const IPFILTER_NET0: &str = "ipfilter-net0";
 

@@ -70,12 +70,29 @@ pub fn group(listing: &[IsoItem]) -> Vec<IsoFolder> {
         .collect()
 }
 
-/// What `ide2` holds: `Some(volid)` when an image is mounted.
+/// What `ide2` holds: `Some(volid)` when an ISO image is mounted (a cloud-init drive there is
+/// not a mounted ISO).
 pub fn mounted(config: &VmConfig) -> Result<Option<VolumeId>, Error> {
     Ok(match config.cdrom(CDROM_KEY)? {
-        Some(CdromMedia::Volume(v)) => Some(v),
+        Some(CdromMedia::Volume(v)) if !is_cloudinit(&v) => Some(v),
         _ => None,
     })
+}
+
+fn is_cloudinit(v: &VolumeId) -> bool {
+    v.volname().contains("cloudinit")
+}
+
+/// Refuses to touch `ide2` when it holds the VM's cloud-init drive: replacing it would break
+/// password resets and reinstalls (the provider must move that drive, e.g. to `ide0`).
+pub fn check_drive_free(config: &VmConfig) -> Result<(), Error> {
+    match config.cdrom(CDROM_KEY)? {
+        Some(CdromMedia::Volume(v)) if is_cloudinit(&v) => Err(Error::UnknownIso {
+            volid: CDROM_KEY.to_owned(),
+            reason: "the cd drive holds the cloud-init drive".to_owned(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// A config change for the CD drive: `PUT .../config` with `key=value`.
@@ -156,6 +173,17 @@ mod tests {
             item("iso-store:iso/myimage.iso"),
             item("iso-store:iso/Debian-11.0.0-amd64-netinst.iso"),
         ]
+    }
+
+    #[test]
+    fn cloud_init_drive_is_not_an_iso() {
+        let c: VmConfig = [("ide2", "local-lvm:vm-104-cloudinit,media=cdrom")]
+            .into_iter()
+            .collect();
+        assert_eq!(mounted(&c).unwrap(), None);
+        assert!(check_drive_free(&c).unwrap_err().is_invalid_input());
+        let c: VmConfig = [("ide2", "none,media=cdrom")].into_iter().collect();
+        assert!(check_drive_free(&c).is_ok());
     }
 
     #[test]

@@ -19,6 +19,11 @@ pub mod reinstall;
 pub mod service;
 pub mod snapshots;
 pub mod stores;
+pub mod tasks;
+
+pub mod shell;
+
+pub use shell::{ClientArea, ClientAreaBuilder, Clock, ManualClock, OverviewHub, SystemClock};
 
 pub use error::{Error, Result};
 

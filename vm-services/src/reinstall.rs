@@ -150,6 +150,10 @@ pub struct ReinstallPlan {
     pub identity: Identity,
     /// The steps.
     pub steps: Vec<ReinstallStep>,
+    /// The customer's firewall, saved by the executor right before [`ReinstallStep::Redeploy`]
+    /// destroys `<vmid>.fw`, and written back after the clone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firewall: Option<crate::firewall::SavedFirewall>,
 }
 
 fn is_backup_volume(v: &VolumeId, product: &Product) -> bool {
@@ -216,6 +220,7 @@ pub fn plan(
         template,
         identity,
         steps,
+        firewall: None,
     })
 }
 

@@ -1,0 +1,550 @@
+//! Firewall: policies and rules, each validated through `firewall-model` before it is sent,
+//! the lockout guard, and the provider-managed `ipfilter-net0`.
+
+use std::collections::BTreeMap;
+
+use firewall_model::{
+    ApiRule, FileKind, FwFile, Guest, GuestKind, ManagementPorts, Nic, Node, Rule, Zone,
+};
+use proxmox_api::api::firewall::{FirewallOptionsUpdate, FirewallRule, Policy, RuleSpec};
+use serde::Serialize;
+
+use super::ClientArea;
+use crate::error::Error;
+use crate::firewall::{self as fwcore, SavedFirewall};
+use crate::permissions::Feature;
+use crate::product::Proto;
+use crate::service::Service;
+
+/// One rule as the table shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CustomerRule {
+    /// Position (evaluation order).
+    pub pos: usize,
+    /// The rule as the API sends it.
+    pub rule: ApiRule,
+    /// The rule in `.fw` syntax (`IN ACCEPT -p tcp -dport 22`).
+    pub text: String,
+}
+
+/// The firewall page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FirewallView {
+    /// Whether the VM's firewall is on.
+    pub enabled: bool,
+    /// Input policy (default DROP).
+    pub policy_in: String,
+    /// Output policy (default ACCEPT).
+    pub policy_out: String,
+    /// The rules in order.
+    pub rules: Vec<CustomerRule>,
+}
+
+fn to_api_rule(r: &FirewallRule) -> ApiRule {
+    ApiRule {
+        kind: r.kind.clone(),
+        action: r.action.clone(),
+        macro_name: r.macro_name.clone(),
+        iface: r.iface.clone(),
+        source: r.source.clone(),
+        dest: r.dest.clone(),
+        proto: r.proto.clone(),
+        sport: r.sport.clone(),
+        dport: r.dport.clone(),
+        icmp_type: r.icmp_type.clone(),
+        log: r.log.clone(),
+        enable: Some(u64::from(r.enable)),
+        comment: r.comment.clone(),
+        pos: Some(r.pos),
+        digest: None,
+    }
+}
+
+fn invalid(source: firewall_model::Error) -> Error {
+    Error::InvalidRule {
+        source: Box::new(source),
+    }
+}
+
+fn api_err(e: proxmox_api::Error) -> Error {
+    Error::invalid("firewall rule", "", e.to_string())
+}
+
+/// Validates a customer's rule: `in`/`out` only, every field through the model.
+fn validate(rule: &ApiRule) -> Result<Rule, Error> {
+    let r = rule.to_rule(FileKind::Guest, false).map_err(invalid)?;
+    match r.kind {
+        firewall_model::RuleKind::Group(_) => Err(Error::invalid(
+            "firewall rule",
+            rule.kind.clone(),
+            "security groups are managed by the provider",
+        )),
+        _ => Ok(r),
+    }
+}
+
+/// The request fields of a validated rule (strict: what the model prints).
+fn spec_of(rule: &Rule) -> Result<RuleSpec, Error> {
+    let a = ApiRule::from_rule(rule);
+    let mut s = RuleSpec::new(&a.kind, &a.action).map_err(api_err)?;
+    let set = |s: RuleSpec,
+               v: &Option<String>,
+               f: fn(RuleSpec, &str) -> proxmox_api::Result<RuleSpec>| {
+        match v {
+            Some(v) => f(s, v).map_err(api_err),
+            None => Ok(s),
+        }
+    };
+    s = set(s, &a.macro_name, RuleSpec::macro_name)?;
+    s = set(s, &a.iface, RuleSpec::iface)?;
+    s = set(s, &a.source, RuleSpec::source)?;
+    s = set(s, &a.dest, RuleSpec::dest)?;
+    s = set(s, &a.proto, RuleSpec::proto)?;
+    s = set(s, &a.sport, RuleSpec::sport)?;
+    s = set(s, &a.dport, RuleSpec::dport)?;
+    s = set(s, &a.icmp_type, RuleSpec::icmp_type)?;
+    s = set(s, &a.log, RuleSpec::log)?;
+    s = set(s, &a.comment, RuleSpec::comment)?;
+    Ok(s.enable(rule.enabled))
+}
+
+fn parse_policy(s: &str) -> Result<Policy, Error> {
+    match s.to_ascii_uppercase().as_str() {
+        "ACCEPT" => Ok(Policy::Accept),
+        "DROP" => Ok(Policy::Drop),
+        "REJECT" => Ok(Policy::Reject),
+        _ => Err(Error::invalid(
+            "firewall policy",
+            s,
+            "must be ACCEPT, DROP or REJECT",
+        )),
+    }
+}
+
+/// What the model needs to evaluate the guest: its options, rules and NIC.
+#[derive(Debug, Clone)]
+struct FwState {
+    enabled: bool,
+    policy_in: String,
+    policy_out: String,
+    rules: Vec<Rule>,
+    api: Vec<ApiRule>,
+}
+
+impl FwState {
+    fn file(&self) -> Result<FwFile, Error> {
+        let mut f = FwFile::new(FileKind::Guest);
+        f.options.enable = Some(self.enabled);
+        f.options.policy_in = Some(self.policy_in.parse().map_err(invalid)?);
+        f.options.policy_out = Some(self.policy_out.parse().map_err(invalid)?);
+        f.rules = self.rules.clone();
+        Ok(f)
+    }
+}
+
+impl ClientArea {
+    async fn fw_state(&self, service: &Service) -> Result<FwState, Error> {
+        let fw = self.vm(service)?.firewall();
+        let (opts, rules) = futures_util::future::try_join(
+            async {
+                fw.options()
+                    .await
+                    .map_err(Error::pve("read firewall options"))
+            },
+            async { fw.rules().await.map_err(Error::pve("read firewall rules")) },
+        )
+        .await?;
+        let mut rules = rules;
+        rules.sort_by_key(|r| r.pos);
+        let api: Vec<ApiRule> = rules.iter().map(to_api_rule).collect();
+        // Rules PVE holds are read leniently: one the model cannot read is kept out of the
+        // lockout evaluation but still listed.
+        let model = api
+            .iter()
+            .filter_map(|r| r.to_rule(FileKind::Guest, false).ok())
+            .collect();
+        Ok(FwState {
+            enabled: opts.enable.unwrap_or(false),
+            policy_in: opts
+                .policy_in
+                .map_or_else(|| "DROP".to_owned(), |p| p.as_str().to_owned()),
+            policy_out: opts
+                .policy_out
+                .map_or_else(|| "ACCEPT".to_owned(), |p| p.as_str().to_owned()),
+            rules: model,
+            api,
+        })
+    }
+
+    /// The firewall page.
+    pub async fn firewall(&self, service: &Service) -> Result<FirewallView, Error> {
+        self.allow(service, Feature::Firewall)?;
+        let st = self.fw_state(service).await?;
+        Ok(FirewallView {
+            enabled: st.enabled,
+            policy_in: st.policy_in.clone(),
+            policy_out: st.policy_out.clone(),
+            rules: st
+                .api
+                .iter()
+                .enumerate()
+                .map(|(pos, r)| CustomerRule {
+                    pos,
+                    text: r
+                        .to_rule(FileKind::Guest, false)
+                        .map(|m| m.to_string())
+                        .unwrap_or_default(),
+                    rule: ApiRule {
+                        pos: Some(pos as u64),
+                        ..r.clone()
+                    },
+                })
+                .collect(),
+        })
+    }
+
+    /// Refuses (unless confirmed) a change that blocks a product management port that was
+    /// reachable, evaluated by `firewall-model` from the configured probe address.
+    fn lockout_guard(
+        &self,
+        service: &Service,
+        before: &FwState,
+        after: &FwState,
+        confirm: bool,
+    ) -> Result<(), Error> {
+        if confirm {
+            return Ok(());
+        }
+        let product = self.product(service)?;
+        let vmid = service.vmid().get();
+        let node = |st: &FwState| -> Result<Node, Error> {
+            let mut n = Node::new();
+            // Assume the cluster firewall is on: the guard must not depend on it being off.
+            n.cluster = firewall_model::parse("[OPTIONS]\nenable: 1\n", FileKind::Cluster)
+                .map_err(invalid)?;
+            let mut guests = BTreeMap::new();
+            guests.insert(
+                vmid,
+                Guest {
+                    vmid,
+                    kind: GuestKind::Vm,
+                    firewall: st.file()?,
+                    nics: vec![Nic {
+                        index: 0,
+                        mac: service.mac.to_string().parse().map_err(invalid)?,
+                        bridge: product.network.bridge.clone(),
+                        firewall: true,
+                        ips: service.addresses(),
+                    }],
+                },
+            );
+            n.guests = guests;
+            Ok(n)
+        };
+        let ports = ManagementPorts {
+            target: Zone::Guest { vmid, nic: Some(0) },
+            ports: product
+                .lockout_ports
+                .iter()
+                .map(|p| {
+                    let proto = match p.proto {
+                        Proto::Tcp => firewall_model::Protocol::TCP,
+                        Proto::Udp => firewall_model::Protocol::UDP,
+                    };
+                    (proto, p.port)
+                })
+                .collect(),
+        };
+        if ports.ports.is_empty() || service.addresses().is_empty() {
+            return Ok(());
+        }
+        let report = firewall_model::lockout_check(
+            &node(before)?,
+            &node(after)?,
+            &ports,
+            self.inner.lockout_probe,
+        )
+        .map_err(invalid)?;
+        let blocked: Vec<String> = report
+            .newly_blocked()
+            .map(|c| {
+                let p = if c.proto == 17 { "udp" } else { "tcp" };
+                format!("{p}/{}", c.port)
+            })
+            .collect();
+        if blocked.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Lockout {
+                ports: blocked.join(", "),
+            })
+        }
+    }
+
+    async fn fw_prepare(&self, service: &Service) -> Result<FwState, Error> {
+        self.check_not_busy(service)?;
+        self.require(service, Feature::Firewall).await?;
+        self.fw_state(service).await
+    }
+
+    /// Sets the input and output policies.
+    pub async fn set_firewall_policies(
+        &self,
+        service: &Service,
+        policy_in: &str,
+        policy_out: &str,
+        confirm_lockout: bool,
+    ) -> Result<(), Error> {
+        let (pin, pout) = (parse_policy(policy_in)?, parse_policy(policy_out)?);
+        let before = self.fw_prepare(service).await?;
+        let after = FwState {
+            policy_in: pin.as_str().to_owned(),
+            policy_out: pout.as_str().to_owned(),
+            ..before.clone()
+        };
+        self.lockout_guard(service, &before, &after, confirm_lockout)?;
+        self.vm(service)?
+            .firewall()
+            .set_options(&FirewallOptionsUpdate::new().policy_in(pin).policy_out(pout))
+            .await
+            .map_err(Error::pve("set firewall policies"))?;
+        self.sync_ipfilter(service, None).await
+    }
+
+    /// Turns the VM's firewall (and the anti-spoofing filter) on or off.
+    pub async fn set_firewall_enabled(
+        &self,
+        service: &Service,
+        enabled: bool,
+        confirm_lockout: bool,
+    ) -> Result<(), Error> {
+        let before = self.fw_prepare(service).await?;
+        let after = FwState {
+            enabled,
+            ..before.clone()
+        };
+        self.lockout_guard(service, &before, &after, confirm_lockout)?;
+        self.sync_ipfilter(service, None).await?;
+        self.vm(service)?
+            .firewall()
+            .set_options(
+                &FirewallOptionsUpdate::new()
+                    .enable(enabled)
+                    .ipfilter(enabled),
+            )
+            .await
+            .map_err(Error::pve("set firewall enable"))
+    }
+
+    /// Adds a rule at the customer's position (PVE inserts at the top, then it is moved).
+    pub async fn add_firewall_rule(
+        &self,
+        service: &Service,
+        rule: &ApiRule,
+        position: usize,
+        confirm_lockout: bool,
+    ) -> Result<(), Error> {
+        let model = validate(rule)?;
+        let before = self.fw_prepare(service).await?;
+        let mv = fwcore::insert_position(position, before.api.len())?;
+        let mut after = before.clone();
+        after
+            .rules
+            .insert(position.min(after.rules.len()), model.clone());
+        self.lockout_guard(service, &before, &after, confirm_lockout)?;
+        let fw = self.vm(service)?.firewall();
+        fw.create_rule(&spec_of(&model)?)
+            .await
+            .map_err(Error::pve("create firewall rule"))?;
+        if let Some(mv) = mv {
+            fw.update_rule(mv.pos as u64, &RuleSpec::update().move_to(mv.moveto as u64))
+                .await
+                .map_err(Error::pve("move firewall rule"))?;
+        }
+        self.sync_ipfilter(service, None).await
+    }
+
+    /// Replaces the rule at `pos`.
+    pub async fn update_firewall_rule(
+        &self,
+        service: &Service,
+        pos: usize,
+        rule: &ApiRule,
+        confirm_lockout: bool,
+    ) -> Result<(), Error> {
+        let model = validate(rule)?;
+        let before = self.fw_prepare(service).await?;
+        if pos >= before.api.len() {
+            return Err(Error::RulePosition {
+                pos,
+                len: before.api.len(),
+            });
+        }
+        let mut after = before.clone();
+        let mut rules: Vec<Rule> = before
+            .api
+            .iter()
+            .map(|r| r.to_rule(FileKind::Guest, false).map_err(invalid))
+            .collect::<Result<_, _>>()?;
+        rules[pos] = model.clone();
+        after.rules = rules;
+        self.lockout_guard(service, &before, &after, confirm_lockout)?;
+        let mut spec = spec_of(&model)?;
+        let sent = ApiRule::from_rule(&model);
+        for (key, v) in [
+            ("macro", &sent.macro_name),
+            ("iface", &sent.iface),
+            ("source", &sent.source),
+            ("dest", &sent.dest),
+            ("proto", &sent.proto),
+            ("sport", &sent.sport),
+            ("dport", &sent.dport),
+            ("icmp-type", &sent.icmp_type),
+            ("log", &sent.log),
+            ("comment", &sent.comment),
+        ] {
+            let had = before.api[pos].clone();
+            let old = match key {
+                "macro" => had.macro_name,
+                "iface" => had.iface,
+                "source" => had.source,
+                "dest" => had.dest,
+                "proto" => had.proto,
+                "sport" => had.sport,
+                "dport" => had.dport,
+                "icmp-type" => had.icmp_type,
+                "log" => had.log,
+                _ => had.comment,
+            };
+            if v.is_none() && old.is_some() {
+                spec = spec.delete(key).map_err(api_err)?;
+            }
+        }
+        self.vm(service)?
+            .firewall()
+            .update_rule(pos as u64, &spec)
+            .await
+            .map_err(Error::pve("update firewall rule"))?;
+        self.sync_ipfilter(service, None).await
+    }
+
+    /// Deletes the rule at `pos`.
+    pub async fn delete_firewall_rule(
+        &self,
+        service: &Service,
+        pos: usize,
+        confirm_lockout: bool,
+    ) -> Result<(), Error> {
+        let before = self.fw_prepare(service).await?;
+        if pos >= before.api.len() {
+            return Err(Error::RulePosition {
+                pos,
+                len: before.api.len(),
+            });
+        }
+        let mut after = before.clone();
+        after.rules = before
+            .api
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != pos)
+            .filter_map(|(_, r)| r.to_rule(FileKind::Guest, false).ok())
+            .collect();
+        self.lockout_guard(service, &before, &after, confirm_lockout)?;
+        self.vm(service)?
+            .firewall()
+            .delete_rule(pos as u64, None)
+            .await
+            .map_err(Error::pve("delete firewall rule"))?;
+        self.sync_ipfilter(service, None).await
+    }
+
+    /// Drag and drop: moves the rule at `from` to index `to`.
+    pub async fn move_firewall_rule(
+        &self,
+        service: &Service,
+        from: usize,
+        to: usize,
+        confirm_lockout: bool,
+    ) -> Result<(), Error> {
+        let before = self.fw_prepare(service).await?;
+        let Some(mv) = fwcore::drag(from, to, before.api.len())? else {
+            return Ok(());
+        };
+        let mut after = before.clone();
+        let rules: Vec<Rule> = before
+            .api
+            .iter()
+            .map(|r| r.to_rule(FileKind::Guest, false).map_err(invalid))
+            .collect::<Result<_, _>>()?;
+        after.rules = fwcore::apply_move(&rules, mv);
+        self.lockout_guard(service, &before, &after, confirm_lockout)?;
+        self.vm(service)?
+            .firewall()
+            .update_rule(mv.pos as u64, &RuleSpec::update().move_to(mv.moveto as u64))
+            .await
+            .map_err(Error::pve("move firewall rule"))?;
+        self.sync_ipfilter(service, None).await
+    }
+
+    /// Reads the customer's firewall (options and rules) to keep it across a reinstall.
+    pub(crate) async fn save_firewall(&self, service: &Service) -> Result<SavedFirewall, Error> {
+        let st = self.fw_state(service).await?;
+        Ok(SavedFirewall {
+            enable: Some(st.enabled),
+            policy_in: Some(st.policy_in),
+            policy_out: Some(st.policy_out),
+            rules: st.api,
+        })
+    }
+
+    /// Writes a saved firewall back (idempotent: nothing is sent when it already matches).
+    pub(crate) async fn restore_firewall(
+        &self,
+        service: &Service,
+        saved: &SavedFirewall,
+    ) -> Result<(), Error> {
+        let fw = self.vm(service)?.firewall();
+        let cur = self.fw_state(service).await?;
+        let mut u = FirewallOptionsUpdate::new();
+        if let Some(e) = saved.enable {
+            u = u.enable(e);
+        }
+        if let Some(p) = &saved.policy_in {
+            u = u.policy_in(parse_policy(p)?);
+        }
+        if let Some(p) = &saved.policy_out {
+            u = u.policy_out(parse_policy(p)?);
+        }
+        fw.set_options(&u)
+            .await
+            .map_err(Error::pve("restore firewall options"))?;
+        let strip = |r: &ApiRule| ApiRule {
+            pos: None,
+            digest: None,
+            ..r.clone()
+        };
+        let same = cur.api.len() == saved.rules.len()
+            && cur
+                .api
+                .iter()
+                .zip(&saved.rules)
+                .all(|(a, b)| strip(a) == strip(b));
+        if same {
+            return Ok(());
+        }
+        for _ in 0..cur.api.len() {
+            fw.delete_rule(0, None)
+                .await
+                .map_err(Error::pve("clear firewall rules"))?;
+        }
+        // Each new rule goes to the top: create them last first.
+        for r in saved.rules.iter().rev() {
+            let model = r.to_rule(FileKind::Guest, false).map_err(invalid)?;
+            fw.create_rule(&spec_of(&model)?)
+                .await
+                .map_err(Error::pve("restore firewall rule"))?;
+        }
+        Ok(())
+    }
+}

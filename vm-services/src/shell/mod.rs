@@ -1,0 +1,442 @@
+//! The thin async shell: [`ClientArea`] fetches what the pure core needs through
+//! `proxmox-api`, asks the core, and carries out its plans.
+//!
+//! Every method takes the customer's [`Service`] and touches only that VM: vm-services' ids are
+//! mapped to proxmox-api's newtypes here, at the boundary, and nothing else is addressed.
+
+mod backup_ops;
+mod basic;
+mod exec;
+mod firewall_ops;
+mod hub;
+mod reinstall_ops;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use time::{OffsetDateTime, UtcOffset};
+
+use crate::console::ConsoleTokens;
+use crate::error::Error;
+use crate::ids::{NodeName, StorageId, VmId, VolumeId};
+use crate::notify::Notifier;
+use crate::permissions::{self, Access, Feature, VmState};
+use crate::product::{Catalog, Product};
+use crate::pve::VmConfig;
+use crate::service::Service;
+use crate::stores::{PlanStore, ScheduleStore};
+
+pub use backup_ops::{BackupList, BackupView, RestoreOutcome, Resumed, TickReport};
+pub use basic::{
+    ConsoleLink, ConsoleSession, IsoPage, PasswordReset, SnapshotList, SnapshotView, SweepReport,
+};
+pub use exec::{TaskProgress, TaskRef};
+pub use firewall_ops::{CustomerRule, FirewallView};
+pub use hub::{OverviewHub, OverviewUpdate, OverviewWatch, REFRESH, TickStats};
+pub use reinstall_ops::ReinstallOutcome;
+
+/// Where `now` comes from; tests pass a clock they control.
+pub trait Clock: Send + Sync + fmt::Debug {
+    /// The current time.
+    fn now(&self) -> OffsetDateTime;
+}
+
+/// The system clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+}
+
+/// A clock that only moves when told to (tests).
+#[derive(Debug)]
+pub struct ManualClock(Mutex<OffsetDateTime>);
+
+impl ManualClock {
+    /// A clock showing `t`.
+    pub fn new(t: OffsetDateTime) -> Self {
+        Self(Mutex::new(t))
+    }
+
+    /// Sets the time.
+    pub fn set(&self, t: OffsetDateTime) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = t;
+    }
+
+    /// Moves the time forward.
+    pub fn advance(&self, d: time::Duration) {
+        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *g += d;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> OffsetDateTime {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Builds a [`ClientArea`]; everything but the client and catalog has a default.
+#[derive(Debug)]
+pub struct ClientAreaBuilder {
+    client: proxmox_api::Client,
+    catalog: Catalog,
+    plans: Option<Arc<dyn PlanStore>>,
+    schedules: Option<Arc<dyn ScheduleStore>>,
+    notifier: Arc<dyn Notifier>,
+    rdns: Option<Arc<dyn dns_providers::ReverseDns>>,
+    clock: Arc<dyn Clock>,
+    offset: UtcOffset,
+    lockout_probe: IpAddr,
+    task_timeout: Duration,
+    sqlite_path: Option<std::path::PathBuf>,
+}
+
+impl ClientAreaBuilder {
+    /// Plans of interrupted restores and reinstalls (default: the SQLite store).
+    pub fn plan_store(mut self, s: Arc<dyn PlanStore>) -> Self {
+        self.plans = Some(s);
+        self
+    }
+
+    /// Backup schedules (default: the SQLite store).
+    pub fn schedule_store(mut self, s: Arc<dyn ScheduleStore>) -> Self {
+        self.schedules = Some(s);
+        self
+    }
+
+    /// Both stores in one SQLite file (the default is an in-memory SQLite database).
+    pub fn sqlite_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.sqlite_path = Some(path.into());
+        self
+    }
+
+    /// Who tells the customer (default: [`crate::notify::LoggingNotifier`]).
+    pub fn notifier(mut self, n: Arc<dyn Notifier>) -> Self {
+        self.notifier = n;
+        self
+    }
+
+    /// The reverse-DNS provider (without one, the rDNS calls answer `NotConfigured`).
+    pub fn reverse_dns(mut self, r: Arc<dyn dns_providers::ReverseDns>) -> Self {
+        self.rdns = Some(r);
+        self
+    }
+
+    /// The clock (default: the system clock).
+    pub fn clock(mut self, c: Arc<dyn Clock>) -> Self {
+        self.clock = c;
+        self
+    }
+
+    /// The operator's UTC offset for backup schedules (default UTC).
+    pub fn schedule_offset(mut self, o: UtcOffset) -> Self {
+        self.offset = o;
+        self
+    }
+
+    /// The outside address the firewall lockout guard checks from (default `203.0.113.9`).
+    pub fn lockout_probe(mut self, ip: IpAddr) -> Self {
+        self.lockout_probe = ip;
+        self
+    }
+
+    /// How long to wait for one PVE task (default 3 h: backups of large VMs).
+    pub fn task_timeout(mut self, d: Duration) -> Self {
+        self.task_timeout = d;
+        self
+    }
+
+    /// Builds it.
+    pub fn build(self) -> Result<ClientArea, Error> {
+        let (plans, schedules) = match (self.plans, self.schedules) {
+            (Some(p), Some(s)) => (p, s),
+            (p, s) => {
+                let db = Arc::new(match &self.sqlite_path {
+                    Some(path) => crate::stores::SqliteStore::open(path)?,
+                    None => crate::stores::SqliteStore::open_in_memory()?,
+                });
+                (
+                    p.unwrap_or_else(|| db.clone() as Arc<dyn PlanStore>),
+                    s.unwrap_or(db as Arc<dyn ScheduleStore>),
+                )
+            }
+        };
+        Ok(ClientArea {
+            inner: Arc::new(Inner {
+                client: self.client,
+                catalog: self.catalog,
+                plans,
+                schedules,
+                notifier: self.notifier,
+                rdns: self.rdns,
+                clock: self.clock,
+                offset: self.offset,
+                lockout_probe: self.lockout_probe,
+                task_timeout: self.task_timeout,
+                tokens: ConsoleTokens::new(),
+                busy: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    client: proxmox_api::Client,
+    catalog: Catalog,
+    plans: Arc<dyn PlanStore>,
+    schedules: Arc<dyn ScheduleStore>,
+    notifier: Arc<dyn Notifier>,
+    rdns: Option<Arc<dyn dns_providers::ReverseDns>>,
+    clock: Arc<dyn Clock>,
+    offset: UtcOffset,
+    lockout_probe: IpAddr,
+    task_timeout: Duration,
+    tokens: ConsoleTokens,
+    // Long operations running in this process, per VMID: refuses a second one at once.
+    busy: Mutex<HashMap<VmId, &'static str>>,
+}
+
+/// The client-area facade the portal and the scheduler use. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ClientArea {
+    inner: Arc<Inner>,
+}
+
+/// Holds a VM's "busy" mark while a long operation runs in this process.
+#[derive(Debug)]
+pub(crate) struct BusyGuard {
+    inner: Arc<Inner>,
+    vmid: VmId,
+}
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.inner
+            .busy
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.vmid);
+    }
+}
+
+/// What a VM looks like right now: state for permission checks and the parsed config.
+#[derive(Debug, Clone)]
+pub(crate) struct Live {
+    pub(crate) state: VmState,
+    pub(crate) config: VmConfig,
+}
+
+impl ClientArea {
+    /// Starts a builder from a client for one cluster and the product catalog.
+    pub fn builder(client: proxmox_api::Client, catalog: Catalog) -> ClientAreaBuilder {
+        ClientAreaBuilder {
+            client,
+            catalog,
+            plans: None,
+            schedules: None,
+            notifier: Arc::new(crate::notify::LoggingNotifier),
+            rdns: None,
+            clock: Arc::new(SystemClock),
+            offset: UtcOffset::UTC,
+            lockout_probe: IpAddr::from([203, 0, 113, 9]),
+            task_timeout: Duration::from_secs(3 * 3600),
+            sqlite_path: None,
+        }
+    }
+
+    /// The proxmox-api client (one cluster).
+    pub fn client(&self) -> &proxmox_api::Client {
+        &self.inner.client
+    }
+
+    /// The catalog.
+    pub fn catalog(&self) -> &Catalog {
+        &self.inner.catalog
+    }
+
+    /// The schedule store.
+    pub fn schedules(&self) -> &Arc<dyn ScheduleStore> {
+        &self.inner.schedules
+    }
+
+    /// The plan store.
+    pub fn plans(&self) -> &Arc<dyn PlanStore> {
+        &self.inner.plans
+    }
+
+    pub(crate) fn now(&self) -> OffsetDateTime {
+        self.inner.clock.now()
+    }
+
+    /// The product of a service; an unknown product refuses everything.
+    pub(crate) fn product(&self, service: &Service) -> Result<&Product, Error> {
+        self.inner.catalog.get(&service.product).ok_or_else(|| {
+            Error::invalid("product", service.product.as_str(), "not in the catalog")
+        })
+    }
+
+    pub(crate) fn vm(&self, service: &Service) -> Result<proxmox_api::api::VmHandle, Error> {
+        Ok(self
+            .inner
+            .client
+            .node(&api_node(service.vm.node())?)
+            .qemu(api_vmid(service.vmid())?))
+    }
+
+    pub(crate) fn node(&self, node: &NodeName) -> Result<proxmox_api::api::NodeHandle, Error> {
+        Ok(self.inner.client.node(&api_node(node)?))
+    }
+
+    /// Live state: one `status/current` and one `config` call.
+    pub(crate) async fn live(&self, service: &Service) -> Result<Live, Error> {
+        let vm = self.vm(service)?;
+        let (status, config) = futures_util::future::try_join(
+            async { vm.status().await.map_err(Error::pve("read vm status")) },
+            async { vm.config().await.map_err(Error::pve("read vm config")) },
+        )
+        .await?;
+        let config = VmConfig::from_map(config.raw);
+        let lock = match status.lock.as_deref().filter(|l| !l.is_empty()) {
+            Some(l) => Some(l.parse()?),
+            None => config.lock()?,
+        };
+        Ok(Live {
+            state: VmState {
+                lock,
+                running: status.status == proxmox_api::api::qemu_status::VmState::Running,
+            },
+            config,
+        })
+    }
+
+    /// Live state only (one `status/current` call).
+    pub(crate) async fn state(&self, service: &Service) -> Result<VmState, Error> {
+        let st = self
+            .vm(service)?
+            .status()
+            .await
+            .map_err(Error::pve("read vm status"))?;
+        Ok(VmState {
+            lock: st
+                .lock
+                .as_deref()
+                .filter(|l| !l.is_empty())
+                .map(str::parse)
+                .transpose()?,
+            running: st.status == proxmox_api::api::qemu_status::VmState::Running,
+        })
+    }
+
+    /// Refuses when a long operation of this VM runs in this process or is stored unfinished.
+    pub(crate) fn check_not_busy(&self, service: &Service) -> Result<(), Error> {
+        if let Some(op) = self
+            .inner
+            .busy
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&service.vmid())
+        {
+            return Err(Error::InProgress {
+                operation: (*op).to_owned(),
+            });
+        }
+        if let Some(p) = self
+            .inner
+            .plans
+            .unfinished()?
+            .into_iter()
+            .find(|p| p.vm == service.vm)
+        {
+            return Err(Error::InProgress {
+                operation: format!("unfinished plan `{}`", p.id),
+            });
+        }
+        Ok(())
+    }
+
+    /// Marks the VM busy for a long operation; refused when already busy here.
+    pub(crate) fn mark_busy(
+        &self,
+        service: &Service,
+        operation: &'static str,
+    ) -> Result<BusyGuard, Error> {
+        let mut busy = self.inner.busy.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(op) = busy.get(&service.vmid()) {
+            return Err(Error::InProgress {
+                operation: (*op).to_owned(),
+            });
+        }
+        busy.insert(service.vmid(), operation);
+        Ok(BusyGuard {
+            inner: self.inner.clone(),
+            vmid: service.vmid(),
+        })
+    }
+
+    /// Whether `feature` is usable now (Allowed / Denied / Unavailable with the reason): one
+    /// `status/current` call. A long operation of this process or an unfinished stored plan
+    /// makes every VM-changing feature unavailable too.
+    pub async fn access(&self, service: &Service, feature: Feature) -> Result<Access, Error> {
+        let product = self.product(service)?;
+        let state = self.state(service).await?;
+        Ok(permissions::check(product, feature, &state))
+    }
+
+    /// Every feature with its access, in menu order (for dimming buttons): one API call.
+    pub async fn access_all(&self, service: &Service) -> Result<Vec<(Feature, Access)>, Error> {
+        let product = self.product(service)?;
+        let state = self.state(service).await?;
+        Ok(permissions::check_all(product, &state))
+    }
+
+    /// Checks permission and lock on live state and returns it with the config.
+    pub(crate) async fn require(&self, service: &Service, feature: Feature) -> Result<Live, Error> {
+        let product = self.product(service)?;
+        // Denied needs no request.
+        if !product.permissions.allows(feature) {
+            return Err(Error::AccessDenied { feature });
+        }
+        let live = self.live(service).await?;
+        permissions::require(product, feature, &live.state)?;
+        Ok(live)
+    }
+}
+
+pub(crate) fn api_vmid(v: VmId) -> Result<proxmox_api::VmId, Error> {
+    proxmox_api::VmId::new(v.get())
+        .map_err(|e| Error::invalid("vmid", v.to_string(), e.to_string()))
+}
+
+pub(crate) fn api_node(n: &NodeName) -> Result<proxmox_api::NodeName, Error> {
+    n.as_str()
+        .parse()
+        .map_err(|e: proxmox_api::Error| Error::invalid("node name", n.as_str(), e.to_string()))
+}
+
+pub(crate) fn api_storage(s: &StorageId) -> Result<proxmox_api::StorageId, Error> {
+    s.as_str()
+        .parse()
+        .map_err(|e: proxmox_api::Error| Error::invalid("storage id", s.as_str(), e.to_string()))
+}
+
+pub(crate) fn api_volume(v: &VolumeId) -> Result<proxmox_api::VolumeId, Error> {
+    v.to_string()
+        .parse()
+        .map_err(|e: proxmox_api::Error| Error::invalid("volume id", v.to_string(), e.to_string()))
+}
+
+pub(crate) fn api_snapshot(
+    n: &crate::snapshots::SnapshotName,
+) -> Result<proxmox_api::SnapshotName, Error> {
+    n.as_str()
+        .parse()
+        .map_err(|e: proxmox_api::Error| Error::invalid("snapshot name", n.as_str(), e.to_string()))
+}

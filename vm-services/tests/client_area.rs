@@ -1,0 +1,508 @@
+//! The facade against pve-sim: access, overview, power, console, charts, snapshots, ISO,
+//! password reset, reverse DNS and firewall, each with its refusals.
+
+mod common;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{env, env_with, run, svc100, svc101, svc102_bare, svc104, wait_unlocked};
+use secrecy::ExposeSecret;
+use vm_services::charts::Timeframe;
+use vm_services::console::ConsoleToken;
+use vm_services::permissions::{Access, Feature, Unavailable};
+use vm_services::pve::LockKind;
+
+#[test]
+fn access_reflects_product_and_live_lock() {
+    run(30, async {
+        let e = env().await;
+        let s = svc104();
+        let all = e.area.access_all(&s).await.unwrap();
+        assert!(all.iter().all(|(_, a)| a.is_allowed()), "{all:?}");
+        e.sim.set_lock(104, Some("backup")).unwrap();
+        assert_eq!(
+            e.area.access(&s, Feature::Snapshots).await.unwrap(),
+            Access::Unavailable {
+                reason: Unavailable::Locked(LockKind::Backup)
+            }
+        );
+        assert!(
+            e.area
+                .access(&s, Feature::Overview)
+                .await
+                .unwrap()
+                .is_allowed()
+        );
+        let bare = svc102_bare();
+        assert_eq!(
+            e.area.access(&bare, Feature::Firewall).await.unwrap(),
+            Access::Denied
+        );
+        // Stopped VM: console unavailable, overview allowed.
+        assert_eq!(
+            e.area.access(&bare, Feature::Console).await.unwrap(),
+            Access::Unavailable {
+                reason: Unavailable::NotRunning
+            }
+        );
+    });
+}
+
+#[test]
+fn overview_of_a_running_vm() {
+    run(30, async {
+        let e = env().await;
+        let o = e.area.overview(&svc104()).await.unwrap();
+        assert_eq!(o.status, vm_services::overview::VmStatus::Running);
+        assert_eq!(o.cores, 1);
+        let nic = o.nic.unwrap();
+        assert_eq!(nic.mac.unwrap().to_string(), pve_sim::mac_for(104, 0));
+        assert_eq!(o.system_disk.unwrap().size.unwrap().to_string(), "25G");
+        assert_eq!(o.network.ipv4_extra.len(), 1);
+        // A VMID the cluster does not have is an upstream "not found".
+        let mut gone = svc104();
+        gone.vm =
+            vm_services::service::VmRef::new("pve3".parse().unwrap(), 4242.try_into().unwrap());
+        let err = e.area.overview(&gone).await.unwrap_err();
+        assert!(err.is_upstream(), "{err}");
+    });
+}
+
+#[test]
+fn power_actions_return_pollable_tasks_and_refuse_while_locked() {
+    run(60, async {
+        let e = env().await;
+        let s = svc104();
+        let t = e.area.shutdown(&s, Some(5), true).await.unwrap();
+        let p = e.area.wait_task(&s, &t).await.unwrap();
+        assert_eq!(p.ok, Some(true), "{p:?}");
+        assert_eq!(e.sim.vm_status(104), Some("stopped"));
+        assert!(
+            e.area
+                .stop(&s)
+                .await
+                .unwrap_err()
+                .to_string()
+                .contains("not running")
+        );
+        let t = e.area.start(&s).await.unwrap();
+        e.area.wait_task(&s, &t).await.unwrap();
+        assert_eq!(e.sim.vm_status(104), Some("running"));
+        // A task of another VM cannot be polled through this service.
+        let other = svc101();
+        assert!(
+            e.area
+                .task_progress(&other, &t)
+                .await
+                .unwrap_err()
+                .is_invalid_input()
+        );
+        e.sim.set_lock(104, Some("snapshot")).unwrap();
+        let err = e.area.stop(&s).await.unwrap_err();
+        assert!(err.is_locked(), "{err}");
+        e.sim.set_lock(104, None).unwrap();
+        let t = e.area.stop(&s).await.unwrap();
+        e.area.wait_task(&s, &t).await.unwrap();
+    });
+}
+
+#[test]
+fn console_token_is_one_time_short_lived_and_bound_to_the_service() {
+    run(30, async {
+        let e = env().await;
+        let s = svc104();
+        let link = e.area.console_link(&s).await.unwrap();
+        let token = ConsoleToken::parse(&link.token.to_hex()).unwrap();
+        let session = e.area.open_console(&token, &s).await.unwrap();
+        assert!(session.port >= 5900);
+        assert!(
+            session
+                .websocket_url
+                .expose_secret()
+                .contains("vncwebsocket")
+        );
+        assert!(session.websocket_url.expose_secret().starts_with("wss://"));
+        assert!(
+            !format!("{session:?}").contains("PVEVNC"),
+            "ticket leaks into Debug"
+        );
+        let err = e.area.open_console(&token, &s).await.unwrap_err();
+        assert!(err.is_token_rejected(), "reuse: {err}");
+
+        let link = e.area.console_link(&s).await.unwrap();
+        e.clock.advance(vm_services::time::Duration::seconds(11));
+        let err = e.area.open_console(&link.token, &s).await.unwrap_err();
+        assert!(matches!(err, vm_services::Error::TokenExpired), "{err}");
+
+        let link = e.area.console_link(&s).await.unwrap();
+        let err = e
+            .area
+            .open_console(&link.token, &svc101())
+            .await
+            .unwrap_err();
+        assert!(err.is_denied() && err.is_token_rejected(), "{err}");
+
+        // A stopped VM gets no link.
+        let err = e.area.console_link(&svc102_bare()).await.unwrap_err();
+        assert!(matches!(err, vm_services::Error::NotRunning), "{err}");
+    });
+}
+
+#[test]
+fn charts_and_their_access() {
+    run(30, async {
+        let e = env().await;
+        let c = e.area.charts(&svc104(), Timeframe::Hour).await.unwrap();
+        assert!(!c.cpu.points.is_empty());
+        let err = e
+            .area
+            .charts(&svc102_bare(), Timeframe::Day)
+            .await
+            .unwrap_err();
+        assert!(err.is_denied(), "{err}");
+    });
+}
+
+#[test]
+fn snapshots_create_quota_rollback_remove_and_sweep() {
+    run(90, async {
+        let e = env().await;
+        let s = svc104();
+        let l = e.area.snapshots(&s).await.unwrap();
+        assert_eq!(l.quota.to_string(), "0/2");
+        let (n1, t) = e.area.create_snapshot(&s, "before upgrade").await.unwrap();
+        assert!(e.area.wait_task(&s, &t).await.unwrap().ok.unwrap());
+        e.clock.advance(vm_services::time::Duration::seconds(2));
+        let (_n2, t) = e.area.create_snapshot(&s, "").await.unwrap();
+        e.area.wait_task(&s, &t).await.unwrap();
+        let l = e.area.snapshots(&s).await.unwrap();
+        assert_eq!(l.quota.to_string(), "2/2");
+        assert!(
+            l.snapshots.iter().all(|v| v.remaining_secs > 86_000),
+            "{l:?}"
+        );
+        assert!(l.snapshots[0].vmstate, "running vm: RAM saved");
+        let err = e.area.create_snapshot(&s, "third").await.unwrap_err();
+        assert!(err.is_quota(), "{err}");
+        // Bad input: unknown snapshot, reserved name.
+        assert!(
+            e.area
+                .remove_snapshot(&s, "nope")
+                .await
+                .unwrap_err()
+                .is_invalid_input()
+        );
+        assert!(
+            e.area
+                .rollback_snapshot(&s, "current")
+                .await
+                .unwrap_err()
+                .is_invalid_input()
+        );
+        // Locked.
+        e.sim.set_lock(104, Some("backup")).unwrap();
+        assert!(
+            e.area
+                .remove_snapshot(&s, n1.as_str())
+                .await
+                .unwrap_err()
+                .is_locked()
+        );
+        e.sim.set_lock(104, None).unwrap();
+        let t = e.area.rollback_snapshot(&s, n1.as_str()).await.unwrap();
+        assert!(e.area.wait_task(&s, &t).await.unwrap().ok.unwrap());
+        let t = e.area.remove_snapshot(&s, n1.as_str()).await.unwrap();
+        e.area.wait_task(&s, &t).await.unwrap();
+        assert_eq!(e.sim.snapshot_names(104).len(), 1);
+        // Denied.
+        assert!(
+            e.area
+                .snapshots(&svc102_bare())
+                .await
+                .unwrap_err()
+                .is_denied()
+        );
+
+        // Sweep: nothing is due now; a day later the remaining one is removed, once.
+        let r = e.area.sweep_expired_snapshots(std::slice::from_ref(&s)).await;
+        assert!(r.removed.is_empty() && r.skipped.is_empty(), "{r:?}");
+        e.clock.advance(vm_services::time::Duration::days(1));
+        let r = e.area.sweep_expired_snapshots(std::slice::from_ref(&s)).await;
+        assert_eq!(r.removed.len(), 1, "{r:?}");
+        assert!(e.sim.snapshot_names(104).is_empty());
+        let r = e.area.sweep_expired_snapshots(std::slice::from_ref(&s)).await;
+        assert!(r.removed.is_empty(), "idempotent: {r:?}");
+    });
+}
+
+#[test]
+fn iso_list_mount_unmount_and_refusals() {
+    run(30, async {
+        let e = env().await;
+        let s = svc100();
+        let page = e.area.isos(&s).await.unwrap();
+        assert_eq!(
+            page.mounted.unwrap().to_string(),
+            "local:iso/Debian-12.5.0-amd64-netinst.iso"
+        );
+        let names: Vec<&str> = page.folders.iter().map(|f| f.name.as_str()).collect();
+        assert!(
+            names.contains(&"Debian") && names.contains(&"virtio"),
+            "{names:?}"
+        );
+        e.area
+            .mount_iso(&s, "local:iso/AlmaLinux-9.4-x86_64-minimal.iso")
+            .await
+            .unwrap();
+        assert_eq!(
+            e.sim.vm_config(100).unwrap()["ide2"],
+            "local:iso/AlmaLinux-9.4-x86_64-minimal.iso,media=cdrom"
+        );
+        for bad in [
+            "local:iso/unknown.iso",
+            "local-lvm:iso/Debian-12.5.0-amd64-netinst.iso",
+            "local:iso/../../etc/passwd.iso",
+        ] {
+            let err = e.area.mount_iso(&s, bad).await.unwrap_err();
+            assert!(err.is_invalid_input(), "{bad}: {err}");
+        }
+        e.sim.set_lock(100, Some("backup")).unwrap();
+        assert!(e.area.unmount_iso(&s).await.unwrap_err().is_locked());
+        e.sim.set_lock(100, None).unwrap();
+        e.area.unmount_iso(&s).await.unwrap();
+        assert_eq!(e.sim.vm_config(100).unwrap()["ide2"], "none,media=cdrom");
+        assert_eq!(e.area.isos(&s).await.unwrap().mounted, None);
+        // VM 104 keeps its cloud-init drive in ide2: never replaced by an ISO.
+        let v104 = svc104();
+        assert_eq!(e.area.isos(&v104).await.unwrap().mounted, None);
+        let err = e
+            .area
+            .mount_iso(&v104, "local:iso/Debian-12.5.0-amd64-netinst.iso")
+            .await
+            .unwrap_err();
+        assert!(err.is_invalid_input(), "{err}");
+        assert!(e.sim.vm_config(104).unwrap()["ide2"].contains("cloudinit"));
+        assert!(e.area.isos(&svc102_bare()).await.unwrap_err().is_denied());
+    });
+}
+
+#[test]
+fn password_reset_via_agent_and_cloud_init_never_logged() {
+    run(30, async {
+        let e = env().await;
+        let s = svc104();
+        let r = e.area.reset_password(&s).await.unwrap();
+        assert!(r.applied_by_agent);
+        assert!(r.password.expose_secret().len() >= 16);
+        assert!(!format!("{r:?}").contains(r.password.expose_secret()));
+        let cfg = e.sim.vm_config(104).unwrap();
+        assert!(cfg.contains_key("cipassword"));
+        assert_eq!(e.notes.kinds(), vec!["new password"]);
+        // Agent silent: still set through cloud-init, no error.
+        e.sim.set_agent_responding(104, false).unwrap();
+        let r2 = e.area.reset_password(&s).await.unwrap();
+        assert!(!r2.applied_by_agent);
+        assert_ne!(r.password.expose_secret(), r2.password.expose_secret());
+        e.sim.set_lock(104, Some("backup")).unwrap();
+        assert!(e.area.reset_password(&s).await.unwrap_err().is_locked());
+        assert!(
+            e.area
+                .reset_password(&svc102_bare())
+                .await
+                .unwrap_err()
+                .is_denied()
+        );
+    });
+}
+
+#[test]
+fn reverse_dns_only_for_the_services_addresses() {
+    run(30, async {
+        let zones = dns_providers::Zones::new([dns_providers::ReverseZone::new(
+            "100.51.198.in-addr.arpa.",
+        )
+        .unwrap()]);
+        let dns = Arc::new(dns_providers::InMemory::new(zones));
+        let e = env_with(|b| b.reverse_dns(dns.clone())).await;
+        let s = svc104();
+        let ip: IpAddr = "198.51.100.104".parse().unwrap();
+        e.area.rdns_set(&s, ip, "vps104.example.com").await.unwrap();
+        let list = e.area.rdns_list(&s).await.unwrap();
+        assert_eq!(list[0], (ip, Some("vps104.example.com".into())));
+        assert_eq!(list[1].1, None);
+        let foreign: IpAddr = "198.51.100.7".parse().unwrap();
+        assert!(
+            e.area
+                .rdns_set(&s, foreign, "x.example.com")
+                .await
+                .unwrap_err()
+                .is_invalid_input()
+        );
+        assert!(
+            e.area
+                .rdns_set(&s, ip, "bad_name")
+                .await
+                .unwrap_err()
+                .is_invalid_input()
+        );
+        e.area.rdns_remove(&s, ip).await.unwrap();
+        assert_eq!(e.area.rdns_list(&s).await.unwrap()[0].1, None);
+        assert!(
+            e.area
+                .rdns_list(&svc102_bare())
+                .await
+                .unwrap_err()
+                .is_denied()
+        );
+        // Without a provider.
+        let e2 = env().await;
+        assert!(matches!(
+            e2.area.rdns_list(&s).await.unwrap_err(),
+            vm_services::Error::NotConfigured { .. }
+        ));
+    });
+}
+
+fn rule(json: &str) -> firewall_model::ApiRule {
+    firewall_model::ApiRule::from_json(json).unwrap()
+}
+
+#[test]
+fn firewall_rules_positions_validation_lockout_and_ipfilter() {
+    run(60, async {
+        let e = env().await;
+        let s = svc104();
+        // Turn the VM firewall on with an SSH rule (policy DROP comes next).
+        let ssh = rule(
+            r#"{"type":"in","action":"ACCEPT","proto":"tcp","dport":"22","enable":1,"comment":"ssh"}"#,
+        );
+        e.area.add_firewall_rule(&s, &ssh, 0, false).await.unwrap();
+        e.area
+            .set_firewall_policies(&s, "DROP", "ACCEPT", false)
+            .await
+            .unwrap();
+        e.area.set_firewall_enabled(&s, true, false).await.unwrap();
+        let web =
+            rule(r#"{"type":"in","action":"ACCEPT","proto":"tcp","dport":"80,443","enable":1}"#);
+        e.area.add_firewall_rule(&s, &web, 1, false).await.unwrap();
+        let smtp = rule(r#"{"type":"out","action":"DROP","proto":"tcp","dport":"25","enable":1}"#);
+        e.area.add_firewall_rule(&s, &smtp, 1, false).await.unwrap();
+        let v = e.area.firewall(&s).await.unwrap();
+        let texts: Vec<&str> = v.rules.iter().map(|r| r.text.as_str()).collect();
+        assert_eq!(
+            texts,
+            vec![
+                "IN ACCEPT -p tcp -dport 22 # ssh",
+                "OUT DROP -p tcp -dport 25",
+                "IN ACCEPT -p tcp -dport 80,443"
+            ]
+        );
+        // Drag the web rule to the top.
+        e.area.move_firewall_rule(&s, 2, 0, false).await.unwrap();
+        let v = e.area.firewall(&s).await.unwrap();
+        assert_eq!(v.rules[0].text, "IN ACCEPT -p tcp -dport 80,443");
+        assert_eq!(v.rules[1].text, "IN ACCEPT -p tcp -dport 22 # ssh");
+
+        // Lockout: a DROP of all tcp above SSH is refused, then allowed when confirmed.
+        let drop_tcp = rule(r#"{"type":"in","action":"DROP","proto":"tcp","enable":1}"#);
+        let err = e
+            .area
+            .add_firewall_rule(&s, &drop_tcp, 0, false)
+            .await
+            .unwrap_err();
+        assert!(err.is_lockout(), "{err}");
+        assert!(err.to_string().contains("tcp/22"), "{err}");
+        assert_eq!(e.area.firewall(&s).await.unwrap().rules.len(), 3);
+        // Deleting the SSH rule under policy DROP is a lockout too.
+        assert!(
+            e.area
+                .delete_firewall_rule(&s, 1, false)
+                .await
+                .unwrap_err()
+                .is_lockout()
+        );
+        e.area
+            .add_firewall_rule(&s, &drop_tcp, 0, true)
+            .await
+            .unwrap();
+        e.area.delete_firewall_rule(&s, 0, false).await.unwrap();
+        // Update keeps the position.
+        let web8080 =
+            rule(r#"{"type":"in","action":"ACCEPT","proto":"tcp","dport":"8080","enable":1}"#);
+        e.area
+            .update_firewall_rule(&s, 0, &web8080, false)
+            .await
+            .unwrap();
+        assert_eq!(
+            e.area.firewall(&s).await.unwrap().rules[0].text,
+            "IN ACCEPT -p tcp -dport 8080"
+        );
+
+        // Validation through firewall-model: nothing reaches PVE.
+        for bad in [
+            r#"{"type":"in","action":"ACCEPT","dport":"22"}"#,
+            r#"{"type":"in","action":"ACCEPT","comment":"x\n[RULES]"}"#,
+            r#"{"type":"in","action":"ACCEPT","source":"300.1.1.1"}"#,
+            r#"{"type":"group","action":"admins"}"#,
+        ] {
+            let err = e
+                .area
+                .add_firewall_rule(&s, &rule(bad), 0, false)
+                .await
+                .unwrap_err();
+            assert!(err.is_invalid_input(), "{bad}: {err}");
+        }
+        assert!(
+            e.area
+                .add_firewall_rule(&s, &web, 9, false)
+                .await
+                .unwrap_err()
+                .is_invalid_input()
+        );
+        assert!(
+            e.area
+                .set_firewall_policies(&s, "MAYBE", "ACCEPT", false)
+                .await
+                .unwrap_err()
+                .is_invalid_input()
+        );
+
+        // The anti-spoofing set follows the service's addresses.
+        let client = common::client(&e.sim);
+        let fw = client
+            .node(&"pve3".parse().unwrap())
+            .qemu(proxmox_api::VmId::new(104).unwrap())
+            .firewall();
+        let mut cidrs: Vec<String> = fw
+            .ipset_entries(&"ipfilter-net0".parse().unwrap())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.cidr)
+            .collect();
+        cidrs.sort();
+        assert_eq!(cidrs.len(), 2, "{cidrs:?}");
+        assert!(cidrs[0].starts_with("198.51.100.104"), "{cidrs:?}");
+
+        // Denied product, and a backup lock.
+        assert!(
+            e.area
+                .firewall(&svc102_bare())
+                .await
+                .unwrap_err()
+                .is_denied()
+        );
+        e.sim.set_lock(104, Some("backup")).unwrap();
+        assert!(
+            e.area
+                .add_firewall_rule(&s, &web, 0, false)
+                .await
+                .unwrap_err()
+                .is_locked()
+        );
+        let _ = Duration::ZERO;
+        wait_unlocked(&e.sim, 101).await;
+    });
+}
