@@ -188,7 +188,7 @@ pub enum Builtin {
     RouterAdvertisement,
     /// `ipfilter-netN` / `ipfilter: 1` drops spoofed source addresses.
     IpFilter,
-    /// `ndp: 1` lets neighbor discovery through.
+    /// `ndp` (on unless `ndp: 0`) lets neighbor discovery through.
     Ndp,
     /// Management access to the host from the `management` IP set.
     Management,
@@ -637,7 +637,8 @@ fn guest_builtins<'a>(guest: &'a Guest, nic: &'a Nic, dir: Direction, steps: &mu
             })));
         }
     }
-    if o.ndp == Some(true) {
+    // NDP is on by default for guests (the admin guide: "enabled on both host and VM level").
+    if o.ndp != Some(false) {
         steps.push(Step::Builtin(BuiltinStep::Ndp));
     }
 }

@@ -390,3 +390,15 @@ fn explanation_names_rule_line_and_trace() {
     let json = serde_json::to_value(&d).unwrap();
     assert_eq!(json["verdict"], "ACCEPT");
 }
+
+#[test]
+fn ndp_is_on_by_default_and_can_be_turned_off() {
+    let ns = r#"{"from":"outside","to":"vm100","proto":"icmpv6","icmp_type":"neighbor-solicitation","source":"fe80::1"}"#;
+    let n = node(CLUSTER_ON, "", &[(100, "[OPTIONS]\nenable: 1\n")]);
+    assert_eq!(by(&eval(&n, ns)), DecidedBy::Builtin(Builtin::Ndp));
+    let n = node(CLUSTER_ON, "", &[(100, "[OPTIONS]\nenable: 1\nndp: 0\n")]);
+    assert_eq!(
+        (eval(&n, ns).verdict, by(&eval(&n, ns))),
+        (Verdict::Drop, DecidedBy::Policy)
+    );
+}
