@@ -1,6 +1,7 @@
 //! Requests per second over loopback HTTP for a small GET: our client (`client.version()`,
 //! typed decode, auth header, semaphore, retry wrapper) against bare reqwest doing the same GET
-//! with the same header and decoding the body as JSON. Target: overhead within 10%.
+//! with the same header, the same reqwest settings (timeouts, no redirects) and decoding the
+//! body as JSON. Target: overhead within 10%.
 //!
 //! The server is a tiny keep-alive HTTP/1.1 responder on std threads, so both clients hit the
 //! exact same fixed answer.
@@ -68,6 +69,10 @@ fn http(c: &mut Criterion) {
         .expect("tls config");
     let bare = reqwest::Client::builder()
         .use_preconfigured_tls(tls)
+        // Same transport settings as our client, so the difference is the wrapper itself.
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .timeout(std::time::Duration::from_secs(60))
         .build()
         .expect("reqwest client");
     let url = format!("{base}/api2/json/version");
@@ -135,10 +140,14 @@ fn interleaved() {
         .expect("tls config");
     let bare = reqwest::Client::builder()
         .use_preconfigured_tls(tls)
+        // Same transport settings as our client, so the difference is the wrapper itself.
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .timeout(std::time::Duration::from_secs(60))
         .build()
         .expect("reqwest client");
     let url = format!("{base}/api2/json/version");
-    let (rounds, per_round) = (30, 200);
+    let (rounds, per_round) = (100, 50);
     let mut bare_t = Vec::with_capacity(rounds);
     let mut ours_t = Vec::with_capacity(rounds);
     rt.block_on(async {
