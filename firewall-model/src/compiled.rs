@@ -284,6 +284,13 @@ pub(crate) fn atoms(plan: &ChainPlan<'_>, fam: Family) -> Flattened {
                         }
                         a.src = subtract(&[(0, fam_max(fam))], &normalize(allowed));
                     }
+                    BuiltinStep::Blacklist(set) => {
+                        let dc = Resolver {
+                            cluster: res.cluster,
+                            local: None,
+                        };
+                        a.src = set_intervals(&dc, set, fam);
+                    }
                     BuiltinStep::Management(set) => {
                         a.proto = vec![(6, 6)];
                         a.dport = MANAGEMENT_PORTS

@@ -192,6 +192,8 @@ pub enum Builtin {
     Ndp,
     /// Management access to the host from the `management` IP set.
     Management,
+    /// Sources in the cluster's `blacklist` IP set are dropped.
+    Blacklist,
     /// A packet whose source and destination families differ.
     InvalidPacket,
 }
@@ -437,6 +439,8 @@ pub(crate) enum BuiltinStep<'a> {
     Ndp,
     /// Accept management ports from the `management` IP set.
     Management(&'a IpSet),
+    /// Drop sources in the cluster's `blacklist` IP set.
+    Blacklist(&'a IpSet),
 }
 
 /// The ports PVE opens to the `management` IP set.
@@ -466,6 +470,7 @@ impl BuiltinStep<'_> {
             BuiltinStep::IpFilter(_) => Builtin::IpFilter,
             BuiltinStep::Ndp => Builtin::Ndp,
             BuiltinStep::Management(_) => Builtin::Management,
+            BuiltinStep::Blacklist(_) => Builtin::Blacklist,
         }
     }
     pub(crate) fn verdict(&self) -> Verdict {
@@ -492,6 +497,13 @@ impl BuiltinStep<'_> {
             BuiltinStep::RouterAdv => icmp6_type(134, 134),
             BuiltinStep::IpFilter(set) => !set.allows(res, &pkt.source),
             BuiltinStep::Ndp => icmp6_type(133, 136),
+            BuiltinStep::Blacklist(set) => {
+                let dc = Resolver {
+                    cluster: res.cluster,
+                    local: None,
+                };
+                dc.set_contains(set, &pkt.source)
+            }
             BuiltinStep::Management(set) => {
                 pkt.proto == numbers::TCP
                     && pkt
@@ -660,6 +672,11 @@ impl Node {
                     None
                 };
                 if dir == Direction::In
+                    && let Some(set) = cluster.ipset("blacklist")
+                {
+                    steps.push(Step::Builtin(BuiltinStep::Blacklist(set)));
+                }
+                if dir == Direction::In
                     && let Some(set) = cluster.ipset("management")
                 {
                     steps.push(Step::Builtin(BuiltinStep::Management(set)));
@@ -695,6 +712,9 @@ impl Node {
                 } else {
                     None
                 };
+                if let Some(set) = cluster.ipset("blacklist") {
+                    steps.push(Step::Builtin(BuiltinStep::Blacklist(set)));
+                }
                 guest_builtins(guest, nic, dir, &mut steps);
                 push_rules(&mut steps, FileRef::Guest(vmid), &fw.rules, cluster, dir);
                 let policy = match dir {

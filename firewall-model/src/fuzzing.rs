@@ -233,6 +233,9 @@ pub fn config_texts_sized(c: &mut Choices<'_>, guest_rules: usize) -> (String, S
     if c.chance(30) {
         ipset(c, "management", &mut cluster);
     }
+    if c.chance(20) {
+        ipset(c, "blacklist", &mut cluster);
+    }
     cluster.push_str("[RULES]\n");
     for _ in 0..c.count(5) {
         rule_line(c, &mut cluster, true);

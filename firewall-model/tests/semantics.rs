@@ -402,3 +402,21 @@ fn ndp_is_on_by_default_and_can_be_turned_off() {
         (Verdict::Drop, DecidedBy::Policy)
     );
 }
+
+#[test]
+fn blacklist_ip_set_drops_its_sources_first() {
+    let cluster = "[OPTIONS]\nenable: 1\n\n[IPSET blacklist]\n203.0.113.0/24\n\n[IPSET management]\n203.0.113.0/24\n";
+    let fw = "[OPTIONS]\nenable: 1\n\n[RULES]\nIN ACCEPT\n";
+    let n = node(cluster, "", &[(100, fw)]);
+    let to_vm =
+        r#"{"from":"outside","to":"vm100","proto":"tcp","dport":22,"source":"203.0.113.9"}"#;
+    assert_eq!(by(&eval(&n, to_vm)), DecidedBy::Builtin(Builtin::Blacklist));
+    let to_host =
+        r#"{"from":"outside","to":"host","proto":"tcp","dport":8006,"source":"203.0.113.9"}"#;
+    assert_eq!(
+        by(&eval(&n, to_host)),
+        DecidedBy::Builtin(Builtin::Blacklist),
+        "before management"
+    );
+    assert_eq!(eval(&n, SSH_IN).verdict, Verdict::Accept);
+}
