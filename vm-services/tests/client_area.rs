@@ -226,13 +226,22 @@ fn snapshots_create_quota_rollback_remove_and_sweep() {
         );
 
         // Sweep: nothing is due now; a day later the remaining one is removed, once.
-        let r = e.area.sweep_expired_snapshots(std::slice::from_ref(&s)).await;
+        let r = e
+            .area
+            .sweep_expired_snapshots(std::slice::from_ref(&s))
+            .await;
         assert!(r.removed.is_empty() && r.skipped.is_empty(), "{r:?}");
         e.clock.advance(vm_services::time::Duration::days(1));
-        let r = e.area.sweep_expired_snapshots(std::slice::from_ref(&s)).await;
+        let r = e
+            .area
+            .sweep_expired_snapshots(std::slice::from_ref(&s))
+            .await;
         assert_eq!(r.removed.len(), 1, "{r:?}");
         assert!(e.sim.snapshot_names(104).is_empty());
-        let r = e.area.sweep_expired_snapshots(std::slice::from_ref(&s)).await;
+        let r = e
+            .area
+            .sweep_expired_snapshots(std::slice::from_ref(&s))
+            .await;
         assert!(r.removed.is_empty(), "idempotent: {r:?}");
     });
 }
