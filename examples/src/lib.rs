@@ -6,3 +6,32 @@
 //! * `cargo run -p examples --example <name>` — the small examples of the docs.
 
 pub mod portal;
+
+use proxmox_api::{Auth, Client, Tls};
+use pve_sim::{PveSim, SimConfig};
+
+/// A client for the cluster named by `PVE_URL`, `PVE_TOKEN_ID`, `PVE_TOKEN_SECRET` and
+/// `PVE_FINGERPRINT`, or for an embedded `pve-sim` demo (returned too, so it lives as long as the
+/// client is used) when `PVE_URL` is not set. The small examples start with it.
+pub async fn cluster_or_sim() -> Result<(Client, Option<PveSim>), Box<dyn std::error::Error>> {
+    let var = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
+    if let Some(url) = var("PVE_URL") {
+        let id = var("PVE_TOKEN_ID").ok_or("PVE_TOKEN_ID is not set")?;
+        let secret = var("PVE_TOKEN_SECRET").ok_or("PVE_TOKEN_SECRET is not set")?;
+        let mut b = Client::builder(url).auth(Auth::api_token(&id, secret)?);
+        if let Some(fp) = var("PVE_FINGERPRINT") {
+            b = b.tls(Tls::Pinned(fp.parse()?));
+        }
+        return Ok((b.build()?, None));
+    }
+    let sim = PveSim::start(SimConfig::default()).await?;
+    let token = sim.token().ok_or("the simulator has no token")?;
+    let client = Client::builder(sim.https_url())
+        .auth(Auth::api_token(
+            &format!("{}!{}", token.userid, token.tokenid),
+            token.secret.clone(),
+        )?)
+        .tls(Tls::Pinned(sim.fingerprint().parse()?))
+        .build()?;
+    Ok((client, Some(sim)))
+}

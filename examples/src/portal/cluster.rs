@@ -21,8 +21,9 @@ use vm_services::service::Service;
 
 /// How long the shared `/cluster/resources` answer is reused.
 pub const RESOURCES_TTL: Duration = Duration::from_secs(2);
-/// How long a VM config is reused (actions invalidate it at once).
-pub const CONFIG_TTL: Duration = Duration::from_secs(5);
+/// How long a VM config is reused for what rarely changes (disks, NIC, mounted ISO); actions
+/// through the portal invalidate it at once, and the lock comes from the fresher resource row.
+pub const CONFIG_TTL: Duration = Duration::from_secs(60);
 
 /// An error of the shell: the cluster could not be reached or refused, or the core refused.
 #[derive(Debug, thiserror::Error)]
@@ -169,8 +170,13 @@ impl Cluster {
             .cloned()
             .ok_or(ShellError::Missing)?;
         let config = self.config(service).await?;
+        // `/cluster/resources` carries the lock too, so the live state is as fresh as the row.
+        let lock = match row.lock.as_deref() {
+            Some(l) => Some(l.parse()?),
+            None => None,
+        };
         let state = VmState {
-            lock: config.lock()?,
+            lock,
             running: row.status.as_deref() == Some("running"),
         };
         Ok(Live { row, config, state })
