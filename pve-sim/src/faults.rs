@@ -69,6 +69,8 @@ pub(crate) struct Faults {
     pub(crate) http: Vec<HttpFault>,
     pub(crate) drops: Vec<DropFault>,
     pub(crate) tasks: Vec<TaskFault>,
+    /// For this long after dispatch a task's status answers 400, as PVE's can.
+    pub(crate) task_status_lag: Duration,
     pub(crate) requests_seen: u64,
 }
 

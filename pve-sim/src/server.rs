@@ -546,6 +546,11 @@ impl PveSim {
         })
     }
 
+    /// For `lag` after dispatch, a task's status answers 400 (PVE can, right after a task starts).
+    pub fn set_task_status_lag(&self, lag: Duration) {
+        self.with(|st| st.faults.task_status_lag = lag)
+    }
+
     /// Remove every injected fault (latency, statuses, drops, task outcomes).
     pub fn clear_faults(&self) {
         self.with(|st| {

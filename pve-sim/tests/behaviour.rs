@@ -710,6 +710,13 @@ async fn injected_faults() {
         sim.warn_next_task("qmstop", 2);
         let t = api.post("/nodes/pve1/qemu/101/status/stop", &[]).await;
         assert_eq!(api.wait(&t).await, "WARNINGS: 2");
+        // task status answers 400 just after dispatch
+        sim.set_task_status_lag(Duration::from_secs(5));
+        let t = api.post("/nodes/pve1/qemu/101/status/start", &[]).await;
+        let status_path = format!("/nodes/pve1/tasks/{}/status", enc(t.as_str().unwrap()));
+        assert_eq!(api.call(Method::GET, &status_path, &[]).await.0, 400);
+        sim.set_task_status_lag(Duration::ZERO);
+        assert_eq!(api.wait(&t).await, "OK");
         // latency
         sim.set_latency(Duration::from_millis(150));
         let t0 = std::time::Instant::now();

@@ -235,7 +235,17 @@ fn find_task<'a>(st: &'a State, req: &Req) -> Result<&'a crate::model::Task, Api
 }
 
 pub(super) fn task_status(st: &mut State, req: &Req) -> ApiResult {
+    let lag = st.faults.task_status_lag.as_millis() as u64;
     let t = find_task(st, req)?;
+    if req.now < t.start_ms + lag {
+        return Err(ApiError::status(
+            400,
+            format!(
+                "unable to open file '/var/log/pve/tasks/active/{}' - No such file or directory",
+                t.upid
+            ),
+        ));
+    }
     Reply::json(st.task_json(t))
 }
 
