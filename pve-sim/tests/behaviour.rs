@@ -495,6 +495,16 @@ async fn config_mac_rule_digest_delete_and_pending() {
             net1.starts_with("virtio=BC:24:11:") && net1.contains("tag=30"),
             "{net1}"
         );
+        // keys the schema does not know are refused like PVE does
+        let (s, b) = api
+            .call(
+                Method::PUT,
+                "/nodes/pve2/qemu/102/config",
+                &[("colour", "blue")],
+            )
+            .await;
+        assert_eq!(s, 400, "{b}");
+        assert!(b["errors"]["colour"].is_string());
         // digest: stale digest fails
         let digest = cfg["digest"].as_str().unwrap().to_string();
         api.put(

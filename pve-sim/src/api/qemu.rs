@@ -411,12 +411,89 @@ fn allocate_disk(
     Ok(out.join(","))
 }
 
+/// Config keys the schema knows (from `PUT /nodes/{node}/qemu/{vmid}/config`).
+const CONFIG_KEYS: &[&str] = &[
+    "acpi",
+    "affinity",
+    "agent",
+    "allow-ksm",
+    "amd-sev",
+    "arch",
+    "args",
+    "audio0",
+    "autostart",
+    "balloon",
+    "bios",
+    "boot",
+    "bootdisk",
+    "cdrom",
+    "cicustom",
+    "cipassword",
+    "citype",
+    "ciupgrade",
+    "ciuser",
+    "cores",
+    "cpu",
+    "cpulimit",
+    "cpuunits",
+    "description",
+    "efidisk0",
+    "freeze",
+    "hookscript",
+    "hotplug",
+    "hugepages",
+    "intel-tdx",
+    "ivshmem",
+    "keephugepages",
+    "keyboard",
+    "kvm",
+    "localtime",
+    "machine",
+    "memory",
+    "migrate_downtime",
+    "migrate_speed",
+    "name",
+    "nameserver",
+    "numa",
+    "onboot",
+    "ostype",
+    "protection",
+    "reboot",
+    "rng0",
+    "scsihw",
+    "searchdomain",
+    "shares",
+    "smbios1",
+    "smp",
+    "sockets",
+    "spice_enhancements",
+    "sshkeys",
+    "startdate",
+    "startup",
+    "tablet",
+    "tags",
+    "tdf",
+    "template",
+    "tpmstate0",
+    "vcpus",
+    "vga",
+    "vmgenid",
+    "vmstatestorage",
+    "watchdog",
+];
+
+/// Indexed config keys (`net0`, `scsi3`, ...).
+const INDEXED_KEYS: &[&str] = &[
+    "hostpci", "ide", "ipconfig", "net", "numa", "parallel", "sata", "scsi", "serial", "unused",
+    "usb", "virtio", "virtiofs",
+];
+
 fn check_key(k: &str) -> Result<(), ApiError> {
-    let ok = !k.is_empty()
-        && k.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-        && k.as_bytes()[0].is_ascii_lowercase();
-    if ok && !matches!(k, "lock" | "parent" | "snaptime" | "vmstate" | "digest") {
+    let indexed = INDEXED_KEYS.iter().any(|p| {
+        k.strip_prefix(p)
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    });
+    if indexed || CONFIG_KEYS.contains(&k) {
         Ok(())
     } else {
         Err(ApiError::param(
