@@ -5,7 +5,7 @@ use firewall_model::fuzzing;
 use proptest::prelude::*;
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
 
     #[test]
     fn compiled_agrees_with_reference(data in proptest::collection::vec(any::<u8>(), 64..1500)) {
