@@ -356,6 +356,18 @@ fn reverse_dns_only_for_the_services_addresses() {
                 .unwrap_err()
                 .is_invalid_input()
         );
+        e.sim.set_lock(104, Some("backup")).unwrap();
+        let err = e
+            .area
+            .rdns_set(&s, ip, "other.example.com")
+            .await
+            .unwrap_err();
+        assert!(err.is_locked(), "{err}");
+        assert_eq!(
+            e.area.rdns_list(&s).await.unwrap()[0].1.as_deref(),
+            Some("vps104.example.com")
+        );
+        e.sim.set_lock(104, None).unwrap();
         e.area.rdns_remove(&s, ip).await.unwrap();
         assert_eq!(e.area.rdns_list(&s).await.unwrap()[0].1, None);
         assert!(

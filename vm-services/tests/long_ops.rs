@@ -79,6 +79,14 @@ fn overview_hub_costs_one_request_per_tick_whatever_the_watchers() {
             );
             figures.push((watchers, vms, first.requests, steady.requests));
         }
+        // Concurrent ticks are coalesced into one round of requests.
+        let hub = OverviewHub::new(e.area.clone());
+        let _w: Vec<_> = services.iter().map(|s| hub.watch(s)).collect();
+        hub.tick().await;
+        let before = e.sim.request_count();
+        let (a, b, c) = tokio::join!(hub.tick(), hub.tick(), hub.tick());
+        assert_eq!(e.sim.request_count() - before, 1, "{a:?} {b:?} {c:?}");
+        drop(_w);
         // A config change (new lock) refetches only that VM's config.
         let hub = OverviewHub::new(e.area.clone());
         let _w: Vec<_> = services.iter().map(|s| hub.watch(s)).collect();
@@ -309,8 +317,14 @@ fn restore_reconciles_and_survives_task_failure_and_http_500() {
             e.notes.kinds()
         );
         assert_eq!(e.area.backups(&s).await.unwrap(), backups_before);
-        // Other operations wait for the unfinished restore.
+        // Other operations wait for the unfinished restore, and the buttons say why.
         assert!(e.area.reset_password(&s).await.unwrap_err().is_locked());
+        assert_eq!(
+            e.area.access(&s, Feature::Snapshots).await.unwrap(),
+            Access::Unavailable {
+                reason: Unavailable::Locked(LockKind::Other("restore".into()))
+            }
+        );
         let r = e.area.resume(&s, &plan).await.unwrap();
         let Resumed::Restore(outcome) = r else {
             panic!("{r:?}")

@@ -613,6 +613,7 @@ impl ClientArea {
     ) -> Result<dns_providers::Change, Error> {
         let dns = self.rdns(service)?;
         Self::own_ip(service, ip)?;
+        self.require_state(service, Feature::Rdns).await?;
         dns.set_ptr_str(ip, hostname)
             .await
             .map_err(|source| Error::Dns {
@@ -628,6 +629,7 @@ impl ClientArea {
     ) -> Result<dns_providers::Change, Error> {
         let dns = self.rdns(service)?;
         Self::own_ip(service, ip)?;
+        self.require_state(service, Feature::Rdns).await?;
         dns.remove_ptr(ip).await.map_err(|source| Error::Dns {
             source: Box::new(source),
         })

@@ -52,8 +52,9 @@ struct Watched {
 pub struct OverviewHub {
     area: ClientArea,
     vms: Arc<Mutex<HashMap<VmRef, Watched>>>,
-    // One tick at a time: concurrent callers wait for the running one (coalescing).
-    ticking: Arc<tokio::sync::Mutex<()>>,
+    // One tick at a time: a caller arriving while one runs waits for it and shares its
+    // result instead of sending requests of its own (coalescing).
+    ticking: Arc<tokio::sync::Mutex<TickStats>>,
 }
 
 /// The client area's refresh period.
@@ -73,7 +74,7 @@ impl OverviewHub {
         Self {
             area,
             vms: Arc::new(Mutex::new(HashMap::new())),
-            ticking: Arc::new(tokio::sync::Mutex::new(())),
+            ticking: Arc::new(tokio::sync::Mutex::new(TickStats::default())),
         }
     }
 
@@ -103,8 +104,21 @@ impl OverviewHub {
 
     /// One refresh: one `/cluster/resources` call, plus the config of each watched VM whose
     /// row changed shape since its config was read. Watchers that went away are forgotten.
+    /// A call made while another tick runs waits for that tick and returns its figures.
     pub async fn tick(&self) -> TickStats {
-        let _one = self.ticking.lock().await;
+        let mut last = match self.ticking.try_lock() {
+            Ok(g) => g,
+            Err(_) => {
+                let g = self.ticking.lock().await;
+                return TickStats { requests: 0, ..*g };
+            }
+        };
+        let stats = self.tick_inner().await;
+        *last = stats;
+        stats
+    }
+
+    async fn tick_inner(&self) -> TickStats {
         let mut stats = TickStats::default();
         let targets: Vec<(VmRef, Service, Option<String>)> = {
             let mut vms = self.vms.lock().unwrap_or_else(|e| e.into_inner());

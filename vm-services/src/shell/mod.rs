@@ -383,18 +383,51 @@ impl ClientArea {
 
     /// Whether `feature` is usable now (Allowed / Denied / Unavailable with the reason): one
     /// `status/current` call. A long operation of this process or an unfinished stored plan
-    /// makes every VM-changing feature unavailable too.
+    /// (restore, reinstall) counts as a lock named after it, so the VM-changing features are
+    /// unavailable between its steps too.
     pub async fn access(&self, service: &Service, feature: Feature) -> Result<Access, Error> {
         let product = self.product(service)?;
-        let state = self.state(service).await?;
+        let state = self.state_with_operations(service).await?;
         Ok(permissions::check(product, feature, &state))
     }
 
     /// Every feature with its access, in menu order (for dimming buttons): one API call.
     pub async fn access_all(&self, service: &Service) -> Result<Vec<(Feature, Access)>, Error> {
         let product = self.product(service)?;
-        let state = self.state(service).await?;
+        let state = self.state_with_operations(service).await?;
         Ok(permissions::check_all(product, &state))
+    }
+
+    async fn state_with_operations(&self, service: &Service) -> Result<VmState, Error> {
+        let mut state = self.state(service).await?;
+        if state.lock.is_none()
+            && let Err(Error::InProgress { operation }) = self.check_not_busy(service)
+        {
+            let name = if operation.contains("reinstall") {
+                "reinstall"
+            } else if operation.contains("restore") {
+                "restore"
+            } else {
+                "operation"
+            };
+            state.lock = Some(crate::pve::LockKind::Other(name.to_owned()));
+        }
+        Ok(state)
+    }
+
+    /// Checks permission and lock on live state only (one `status/current` call).
+    pub(crate) async fn require_state(
+        &self,
+        service: &Service,
+        feature: Feature,
+    ) -> Result<VmState, Error> {
+        let product = self.product(service)?;
+        if !product.permissions.allows(feature) {
+            return Err(Error::AccessDenied { feature });
+        }
+        let state = self.state(service).await?;
+        permissions::require(product, feature, &state)?;
+        Ok(state)
     }
 
     /// Checks permission and lock on live state and returns it with the config.
