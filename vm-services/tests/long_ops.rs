@@ -108,12 +108,22 @@ fn overview_hub_costs_one_request_per_tick_whatever_the_watchers() {
 #[test]
 fn manual_backup_list_quota_remove_and_refusals() {
     run(60, async {
-        let e = env().await;
+        // Backups take 1.5 s here so the test sees one running.
+        let cfg = pve_sim::SimConfig::for_tests().task_durations(
+            std::time::Duration::from_millis(50),
+            std::time::Duration::from_millis(1500),
+        );
+        let e = common::env_cfg(cfg, |b| b).await;
         let s = svc104();
         let l = e.area.backups(&s).await.unwrap();
         assert_eq!(l.quota.to_string(), "1/3");
         assert!(l.backups[0].protected);
         let t = e.area.backup_now(&s, "before change").await.unwrap();
+        // Progress the UI polls: running, with the percentage vzdump prints.
+        tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+        let mid = e.area.task_progress(&s, &t).await.unwrap();
+        assert!(mid.running && mid.ok.is_none(), "{mid:?}");
+        assert!(mid.percent.is_some_and(|p| p > 0.0 && p < 100.0), "{mid:?}");
         // While the backup runs, everything else is refused with the reason.
         assert_eq!(e.sim.vm_lock(104).as_deref(), Some("backup"));
         assert_eq!(
@@ -146,7 +156,13 @@ fn manual_backup_list_quota_remove_and_refusals() {
         }
         let p = e.area.wait_task(&s, &t).await.unwrap();
         assert_eq!(p.ok, Some(true), "{p:?}");
+        assert_eq!(p.percent, Some(100.0), "{p:?}");
         assert!(p.last_lines.iter().any(|l| l.contains("INFO")), "{p:?}");
+        // The console is refused during a backup too; the overview is not.
+        e.sim.set_lock(104, Some("backup")).unwrap();
+        assert!(e.area.console_link(&s).await.unwrap_err().is_locked());
+        assert!(e.area.overview(&s).await.is_ok());
+        e.sim.set_lock(104, None).unwrap();
         let l = e.area.backups(&s).await.unwrap();
         assert_eq!(l.quota.to_string(), "2/3");
         assert_eq!(l.backups[0].notes, "before change");
@@ -356,7 +372,14 @@ fn restore_reconciles_and_survives_task_failure_and_http_500() {
         assert!(err.is_restore_failed(), "{err}");
         let plan = e.plans.unfinished().unwrap()[0].id.clone();
         assert_eq!(e.area.backups(&s).await.unwrap(), backups_before);
-        e.area.resume(&s, &plan).await.unwrap();
+        // Resumed by another process: a fresh client area over the same plan store.
+        let restarted = ClientArea::builder(common::client(&e.sim), common::catalog())
+            .clock(e.clock.clone())
+            .plan_store(e.plans.clone())
+            .schedule_store(e.area.schedules().clone())
+            .build()
+            .unwrap();
+        restarted.resume(&s, &plan).await.unwrap();
         assert_eq!(e.sim.vm_status(104), Some("running"));
         assert_eq!(e.area.backups(&s).await.unwrap(), backups_before);
         // A plan of another VM cannot be resumed through this service.

@@ -86,7 +86,14 @@ pub async fn env() -> Env {
 pub async fn env_with(
     f: impl FnOnce(vm_services::ClientAreaBuilder) -> vm_services::ClientAreaBuilder,
 ) -> Env {
-    let sim = PveSim::start(SimConfig::for_tests()).await.expect("sim");
+    env_cfg(SimConfig::for_tests(), f).await
+}
+
+pub async fn env_cfg(
+    cfg: SimConfig,
+    f: impl FnOnce(vm_services::ClientAreaBuilder) -> vm_services::ClientAreaBuilder,
+) -> Env {
+    let sim = PveSim::start(cfg).await.expect("sim");
     let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
     let notes = Arc::new(Recorder::default());
     let plans = Arc::new(MemoryPlanStore::new());
