@@ -386,6 +386,33 @@ fn reverse_dns_only_for_the_services_addresses() {
     });
 }
 
+#[test]
+fn ipfilter_drops_addresses_the_service_no_longer_has() {
+    run(30, async {
+        let e = env().await;
+        // VM 100's set holds 203.0.113.10 and 2001:db8:10::10; the service has no IPv6 now.
+        let s = svc100();
+        e.area
+            .set_firewall_policies(&s, "DROP", "ACCEPT", true)
+            .await
+            .unwrap();
+        let client = common::client(&e.sim);
+        let fw = client
+            .node(&"pve1".parse().unwrap())
+            .qemu(proxmox_api::VmId::new(100).unwrap())
+            .firewall();
+        let cidrs: Vec<String> = fw
+            .ipset_entries(&"ipfilter-net0".parse().unwrap())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.cidr)
+            .collect();
+        assert_eq!(cidrs.len(), 1, "{cidrs:?}");
+        assert!(cidrs[0].starts_with("203.0.113.10"), "{cidrs:?}");
+    });
+}
+
 fn rule(json: &str) -> firewall_model::ApiRule {
     firewall_model::ApiRule::from_json(json).unwrap()
 }

@@ -288,7 +288,7 @@ impl ClientArea {
             }
         };
         for r in &diff.remove {
-            match fw.remove_ipset_entry(&name, &r.to_string(), None).await {
+            match fw.remove_ipset_entry(&name, &host_or_net(r), None).await {
                 Ok(()) => {}
                 Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(Error::pve("remove ipfilter entry")(e)),
