@@ -1194,3 +1194,101 @@ async fn untyped_escape_hatch() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn vm_firewall_aliases_and_pending_config() {
+    timed(async {
+        let (server, client) = server_and_client().await;
+        let vm = vm(&client);
+        let fw = vm.firewall();
+        let base = format!("{VM}/firewall");
+        expect(
+            &server,
+            "GET",
+            &format!("{base}/aliases"),
+            query_is(&[]),
+            fixture("aliases.json"),
+        )
+        .await;
+        expect(
+            &server,
+            "POST",
+            &format!("{base}/aliases"),
+            form_is(&[("name", "gw"), ("cidr", "192.0.2.1")]),
+            data(json!(null)),
+        )
+        .await;
+        expect(
+            &server,
+            "PUT",
+            &format!("{base}/aliases/gw"),
+            form_is(&[("cidr", "192.0.2.254"), ("comment", "new gateway")]),
+            data(json!(null)),
+        )
+        .await;
+        Mock::given(method("DELETE"))
+            .and(path(format!("{base}/aliases/gw")))
+            .and(query_is(&[("digest", "ff66")]))
+            .and(header("authorization", TOKEN_HEADER))
+            .respond_with(ResponseTemplate::new(200).set_body_json(data(json!(null))))
+            .expect(1)
+            .mount(&server)
+            .await;
+        expect(
+            &server,
+            "GET",
+            &format!("{VM}/config"),
+            query_is(&[]),
+            fixture("config.json"),
+        )
+        .await;
+
+        assert_eq!(fw.aliases().await.unwrap()[0].name, "office");
+        let gw: FirewallName = "gw".parse().unwrap();
+        fw.create_alias(&gw, "192.0.2.1", None).await.unwrap();
+        fw.update_alias(&gw, "192.0.2.254", Some("new gateway"), None)
+            .await
+            .unwrap();
+        fw.delete_alias(&gw, Some("ff66")).await.unwrap();
+        assert!(fw.create_alias(&gw, "not an address", None).await.is_err());
+        assert_eq!(vm.config_with_pending().await.unwrap().cores, Some(2));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn concurrency_limit_is_enforced() {
+    timed(async {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(data(json!({"version": "8.2.4", "release": "8.2"})))
+                    .set_delay(std::time::Duration::from_millis(100)),
+            )
+            .expect(6)
+            .mount(&server)
+            .await;
+        let client = Client::builder(server.uri())
+            .auth(Auth::api_token(TOKEN_ID, TOKEN_SECRET).unwrap())
+            .max_concurrent_requests(2)
+            .build()
+            .unwrap();
+        let started = std::time::Instant::now();
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..6 {
+            let c = client.clone();
+            set.spawn(async move { c.version().await.map(|_| ()) });
+        }
+        while let Some(r) = set.join_next().await {
+            r.unwrap().unwrap();
+        }
+        // Six 100 ms answers, two at a time: at least three rounds.
+        assert!(
+            started.elapsed() >= std::time::Duration::from_millis(290),
+            "{:?}",
+            started.elapsed()
+        );
+    })
+    .await;
+}
