@@ -143,9 +143,10 @@ async fn twenty_concurrent_requests_after_expiry_renew_once() {
             .expect(20)
             .mount(&server)
             .await;
-        let client = ticket_client(&server, Duration::from_millis(200));
+        // Generous renewal age so a stalled machine does not renew a second time.
+        let client = ticket_client(&server, Duration::from_millis(800));
         client.version().await.unwrap();
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(850)).await;
         let mut set = tokio::task::JoinSet::new();
         for _ in 0..20 {
             let c = client.clone();
