@@ -162,6 +162,76 @@ impl TaskHandle {
         self.wait_inner(Some(on_line)).await
     }
 
+    /// New log lines as a stream, ending after the task has stopped and its last lines were
+    /// delivered. It does not judge the exit status: call [`wait`](Self::wait) afterwards (one
+    /// more status request) for the outcome.
+    pub fn log_stream(&self) -> impl futures_util::Stream<Item = Result<LogLine>> + Send + 'static {
+        struct State {
+            task: TaskHandle,
+            next_line: u64,
+            buffered: std::collections::VecDeque<LogLine>,
+            done: bool,
+            started: Instant,
+        }
+        let state = State {
+            task: self.clone(),
+            next_line: 0,
+            buffered: Default::default(),
+            done: false,
+            started: Instant::now(),
+        };
+        futures_util::stream::unfold(state, |mut st| async move {
+            loop {
+                if let Some(line) = st.buffered.pop_front() {
+                    return Some((Ok(line), st));
+                }
+                if st.done {
+                    return None;
+                }
+                let stopped = match st.task.status().await {
+                    Ok(s) => Some(s.status == TaskState::Stopped),
+                    Err(Error::Api { status: 400, .. })
+                        if st.started.elapsed() < st.task.startup_grace =>
+                    {
+                        None
+                    }
+                    Err(e) => {
+                        st.done = true;
+                        return Some((Err(e), st));
+                    }
+                };
+                if let Some(stopped) = stopped {
+                    match st.task.log(st.next_line, 500).await {
+                        Ok(lines) => {
+                            st.next_line += lines.len() as u64;
+                            st.buffered.extend(lines);
+                        }
+                        Err(e) => {
+                            st.done = true;
+                            return Some((Err(e), st));
+                        }
+                    }
+                    // The log was read after the status said stopped, so it is complete.
+                    st.done = stopped;
+                }
+                if st.buffered.is_empty() && !st.done {
+                    if st.started.elapsed() >= st.task.timeout {
+                        st.done = true;
+                        let waited = st.started.elapsed();
+                        return Some((
+                            Err(Error::TaskTimeout {
+                                upid: st.task.upid.to_string(),
+                                waited,
+                            }),
+                            st,
+                        ));
+                    }
+                    tokio::time::sleep(st.task.poll_interval).await;
+                }
+            }
+        })
+    }
+
     async fn wait_inner(&self, mut on_line: Option<impl FnMut(&LogLine)>) -> Result<TaskOutcome> {
         let started = Instant::now();
         let mut next_line: u64 = 0;

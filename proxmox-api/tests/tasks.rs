@@ -194,3 +194,37 @@ async fn timeout_is_typed() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn log_stream_yields_new_lines_then_ends() {
+    use futures_util::StreamExt;
+    timed(async {
+        let (server, client) = server_and_client().await;
+        sequence(&server, vec![running()], stopped("OK")).await;
+        Mock::given(method("GET"))
+            .and(path(log_path()))
+            .and(query_param("start", "0"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(data(json!([{"n": 1, "t": "INFO:  50%"}]))),
+            )
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(log_path()))
+            .and(query_param("start", "1"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(data(
+                json!([{"n": 2, "t": "INFO: 100%"}, {"n": 3, "t": "TASK OK"}]),
+            )))
+            .mount(&server)
+            .await;
+        let lines: Vec<String> = client
+            .task(UPID.parse().unwrap())
+            .log_stream()
+            .map(|l| l.unwrap().t)
+            .collect()
+            .await;
+        assert_eq!(lines, vec!["INFO:  50%", "INFO: 100%", "TASK OK"]);
+    })
+    .await;
+}
