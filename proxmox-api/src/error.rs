@@ -178,6 +178,23 @@ impl Error {
     }
 }
 
+/// Turn "not found" into `None`, like kube-rs' `get_opt`:
+/// `vm.config().await.optional()?` is `Ok(None)` for a VM that does not exist.
+pub trait OptionalExt<T> {
+    /// `Ok(Some(v))` for success, `Ok(None)` when [`Error::is_not_found`], other errors unchanged.
+    fn optional(self) -> Result<Option<T>>;
+}
+
+impl<T> OptionalExt<T> for Result<T> {
+    fn optional(self) -> Result<Option<T>> {
+        match self {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 pub(crate) fn is_lock_message(msg: &str) -> bool {
     let m = msg.to_ascii_lowercase();
     (m.contains("is locked") && (m.contains("vm ") || m.contains("ct ") || m.contains("(")))
@@ -200,6 +217,15 @@ mod tests {
             message: message.into(),
             errors: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn optional() {
+        let nf: Result<u8> = Err(api(500, "no such VM ('105')"));
+        assert!(nf.optional().unwrap().is_none());
+        let other: Result<u8> = Err(api(500, "VM is locked (backup)"));
+        assert!(other.optional().is_err());
+        assert_eq!(Ok::<u8, Error>(3).optional().unwrap(), Some(3));
     }
 
     #[test]

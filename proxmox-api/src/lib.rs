@@ -14,7 +14,7 @@ pub mod types;
 
 pub use auth::Auth;
 pub use client::{Client, ClientBuilder, RetryPolicy, decode_response};
-pub use error::{Error, Result};
+pub use error::{Error, OptionalExt, Result};
 pub use task::{TaskHandle, TaskOutcome};
 pub use tls::{Fingerprint, Tls};
 pub use types::{

@@ -83,9 +83,13 @@ impl VmHandle {
     }
 }
 
-/// Reject values that would corrupt a PVE property string or form field.
-pub(crate) fn check_text(kind: &'static str, v: &str, allow_comma: bool) -> crate::Result<()> {
-    if v.chars().any(char::is_control) || (!allow_comma && (v.contains(',') || v.contains('='))) {
+/// Reject values that would corrupt a PVE property string or form field. Free text
+/// (`free_text`) may hold `,`, `=` and line breaks; other control characters are never allowed.
+pub(crate) fn check_text(kind: &'static str, v: &str, free_text: bool) -> crate::Result<()> {
+    let bad_control = v
+        .chars()
+        .any(|c| c.is_control() && !(free_text && (c == '\n' || c == '\r')));
+    if bad_control || (!free_text && (v.contains(',') || v.contains('='))) {
         return Err(crate::Error::invalid(
             kind,
             v,

@@ -940,3 +940,16 @@ mod tests {
         assert!(NetSpec::new(NetModel::Virtio, "BC:24:11:00:00:01", "vmbr0,tag=5").is_err());
     }
 }
+
+#[cfg(test)]
+mod text_tests {
+    use super::super::check_text;
+
+    #[test]
+    fn free_text_allows_line_breaks_only() {
+        assert!(check_text("notes", "line 1\nline 2, a=b", true).is_ok());
+        assert!(check_text("notes", "bell\u{7}", true).is_err());
+        assert!(check_text("ip", "10.0.0.1/24,gw=1", false).is_err());
+        assert!(check_text("ip", "10.0.0.1/24\n", false).is_err());
+    }
+}
