@@ -70,8 +70,8 @@ pub struct Cluster {
     pub client: Client,
     /// Base URL (`https://host:port`).
     pub base_url: String,
-    /// Pinned certificate fingerprint, if any.
-    pub fingerprint: Option<String>,
+    /// How the cluster's certificate is checked (the console relay connects the same way).
+    pub tls: proxmox_api::Tls,
     /// Console login, if configured.
     pub console_login: Option<ConsoleLogin>,
     resources: Mutex<Option<(Instant, Arc<Vec<ClusterResource>>)>>,
@@ -95,13 +95,13 @@ impl Cluster {
     pub fn new(
         client: Client,
         base_url: String,
-        fingerprint: Option<String>,
+        tls: proxmox_api::Tls,
         console_login: Option<ConsoleLogin>,
     ) -> Self {
         Self {
             client,
             base_url,
-            fingerprint,
+            tls,
             console_login,
             resources: Mutex::new(None),
             configs: Mutex::new(HashMap::new()),

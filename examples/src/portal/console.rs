@@ -14,7 +14,7 @@ use secrecy::ExposeSecret;
 use tokio_tungstenite::tungstenite::Message as TMsg;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use vm_services::console::ConsoleToken;
-use vm_services::permissions::{self, Feature};
+use vm_services::shell::ConsoleSession;
 
 use super::cluster::Cluster;
 use super::web::{App, check_csrf, owned, session};
@@ -84,21 +84,24 @@ pub async fn create_link(
         Ok(x) => x,
         Err(r) => return r,
     };
-    let live = match app.cluster.live(svc).await {
-        Ok(l) => l,
-        Err(e) => {
+    let _ = product;
+    let Some(area) = &app.console_area else {
+        return err(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the console is not configured (PVE_CONSOLE_USER / PVE_CONSOLE_PASSWORD)".into(),
+        );
+    };
+    app.cluster.count();
+    let token = match area.console_link(svc).await {
+        Ok(link) => link.token,
+        Err(e) if e.is_upstream() => {
             return err(
                 StatusCode::BAD_GATEWAY,
                 format!("Something went wrong: {e}"),
             );
         }
+        Err(e) => return err(StatusCode::FORBIDDEN, e.to_string()),
     };
-    if let Err(e) = permissions::require(product, Feature::Console, &live.state) {
-        return err(StatusCode::FORBIDDEN, e.to_string());
-    }
-    let token = app
-        .console_tokens
-        .issue(svc, &mut rand::rng(), time::OffsetDateTime::now_utc());
     Json(serde_json::json!({ "url": format!("/console/{vmid}-{}", token.to_hex()) }))
         .into_response()
 }
@@ -204,17 +207,20 @@ pub async fn relay(
     let Ok(token) = ConsoleToken::parse(token) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let live = match app.cluster.live(svc).await {
-        Ok(l) => l,
-        Err(e) => return (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+    let Some(area) = &app.console_area else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
-    if let Err(e) =
-        app.console_tokens
-            .redeem(&token, svc, &live.state, time::OffsetDateTime::now_utc())
-    {
-        return (StatusCode::FORBIDDEN, e.to_string()).into_response();
-    }
-    let upstream = match open_upstream(&app.cluster, svc.vm.node().as_str(), vmid).await {
+    // vm-services redeems the one-time token (10 s, single use, this service, running VM) and
+    // opens the VNC proxy; the relay then connects to its websocket.
+    app.cluster.count();
+    let session = match area.open_console(&token, svc).await {
+        Ok(s) => s,
+        Err(e) if e.is_upstream() => {
+            return (StatusCode::BAD_GATEWAY, e.to_string()).into_response();
+        }
+        Err(e) => return (StatusCode::FORBIDDEN, e.to_string()).into_response(),
+    };
+    let upstream = match open_upstream(&app.cluster, &session).await {
         Ok(u) => u,
         Err(e) => {
             tracing::warn!(error = %e, vmid, "console upstream failed");
@@ -228,21 +234,22 @@ pub async fn relay(
 type Upstream =
     tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
 
-fn tls_config(cluster: &Cluster) -> Result<Arc<rustls::ClientConfig>, String> {
-    let fp = cluster
-        .fingerprint
-        .as_deref()
-        .ok_or("the console relay needs the cluster's certificate fingerprint (PVE_FINGERPRINT)")?;
-    Ok(Arc::new(pve_sim::pinned_client_config(fp)))
-}
-
-/// Logs in with a ticket session, asks for a vncproxy and opens the vncwebsocket.
-pub async fn open_upstream(cluster: &Cluster, node: &str, vmid: u32) -> Result<Upstream, String> {
+/// Logs in with the console user (a ticket session: PVE's `vncwebsocket` refuses API tokens)
+/// and opens the session's `vncwebsocket` with the cluster's TLS settings.
+pub async fn open_upstream(
+    cluster: &Cluster,
+    session: &ConsoleSession,
+) -> Result<Upstream, String> {
     let login = cluster
         .console_login
         .as_ref()
         .ok_or("no console login configured (PVE_CONSOLE_USER / PVE_CONSOLE_PASSWORD)")?;
-    let cfg = tls_config(cluster)?;
+    let mut cfg = cluster
+        .tls
+        .rustls_client_config(None)
+        .map_err(|e| e.to_string())?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let cfg = Arc::new(cfg);
     let http = reqwest::Client::builder()
         .use_preconfigured_tls((*cfg).clone())
         .build()
@@ -267,43 +274,17 @@ pub async fn open_upstream(cluster: &Cluster, node: &str, vmid: u32) -> Result<U
         .as_str()
         .ok_or("login gave no ticket")?
         .to_owned();
-    let csrf = auth["data"]["CSRFPreventionToken"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
     let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     let cookie = format!("PVEAuthCookie={}", enc(&ticket));
-    cluster.count();
-    let proxy: serde_json::Value = http
-        .post(format!(
-            "{base}/api2/json/nodes/{node}/qemu/{vmid}/vncproxy"
-        ))
-        .header("Cookie", &cookie)
-        .header("CSRFPreventionToken", &csrf)
-        .form(&[("websocket", "1")])
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .error_for_status()
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
+    let ws_url =
+        url::Url::parse(session.websocket_url.expose_secret()).map_err(|e| e.to_string())?;
+    let host = ws_url.host_str().ok_or("no host")?.to_owned();
+    let port = ws_url.port_or_known_default().unwrap_or(8006);
+    let mut req = session
+        .websocket_url
+        .expose_secret()
+        .into_client_request()
         .map_err(|e| e.to_string())?;
-    let port = proxy["data"]["port"]
-        .as_u64()
-        .or_else(|| proxy["data"]["port"].as_str().and_then(|p| p.parse().ok()))
-        .ok_or("vncproxy gave no port")?;
-    let vncticket = proxy["data"]["ticket"]
-        .as_str()
-        .ok_or("vncproxy gave no ticket")?;
-    let u = url::Url::parse(base).map_err(|e| e.to_string())?;
-    let host = u.host_str().ok_or("no host")?.to_owned();
-    let hport = u.port_or_known_default().unwrap_or(8006);
-    let ws_url = format!(
-        "wss://{host}:{hport}/api2/json/nodes/{node}/qemu/{vmid}/vncwebsocket?port={port}&vncticket={}",
-        enc(vncticket)
-    );
-    let mut req = ws_url.into_client_request().map_err(|e| e.to_string())?;
     req.headers_mut()
         .insert("Cookie", cookie.parse().map_err(|_| "bad cookie")?);
     req.headers_mut().insert(
@@ -311,7 +292,7 @@ pub async fn open_upstream(cluster: &Cluster, node: &str, vmid: u32) -> Result<U
         "binary".parse().map_err(|_| "bad header")?,
     );
     cluster.count();
-    let tcp = tokio::net::TcpStream::connect((host.as_str(), hport))
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
         .await
         .map_err(|e| e.to_string())?;
     let name = rustls_pki_types::ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;

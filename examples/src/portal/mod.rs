@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use proxmox_api::{Auth, Client, Tls};
 use pve_sim::{PveSim, SimConfig};
+use vm_services::ClientArea;
 use vm_services::product::Catalog;
-use vm_services::stores::SqliteStore;
 
 use self::cluster::{Cluster, ConsoleLogin};
 use self::config::{Customer, PortalConfig};
@@ -65,18 +65,13 @@ pub async fn start(cfg: PortalConfig, opts: StartOptions) -> Result<Running, Str
         None => config::parse_customers(&cfg.customers_text()?)
             .map_err(|e| format!("customers: {e}"))?,
     };
-    let (cluster, sim) = match &cfg.cluster {
+    // Where the cluster is, how to authenticate and how to check its certificate.
+    let (url, token_id, token_secret, tls, login, sim) = match &cfg.cluster {
         Some(c) => {
-            let mut b = Client::builder(c.pve_url.clone()).auth(
-                Auth::api_token(&c.pve_token_id, c.pve_token_secret.clone())
-                    .map_err(|e| e.to_string())?,
-            );
-            if let Some(fp) = &c.pve_fingerprint {
-                b = b.tls(Tls::Pinned(
-                    fp.parse().map_err(|e: proxmox_api::Error| e.to_string())?,
-                ));
-            }
-            let client = b.build().map_err(|e| e.to_string())?;
+            let tls = match &c.pve_fingerprint {
+                Some(fp) => Tls::Pinned(fp.parse().map_err(|e: proxmox_api::Error| e.to_string())?),
+                None => Tls::SystemRoots,
+            };
             let login = match (&c.pve_console_user, &c.pve_console_password) {
                 (Some(u), Some(p)) => Some(ConsoleLogin {
                     userid: u.clone(),
@@ -85,7 +80,11 @@ pub async fn start(cfg: PortalConfig, opts: StartOptions) -> Result<Running, Str
                 _ => None,
             };
             (
-                Cluster::new(client, c.pve_url.clone(), c.pve_fingerprint.clone(), login),
+                c.pve_url.clone(),
+                c.pve_token_id.clone(),
+                c.pve_token_secret.clone(),
+                tls,
+                login,
                 None,
             )
         }
@@ -94,43 +93,65 @@ pub async fn start(cfg: PortalConfig, opts: StartOptions) -> Result<Running, Str
                 .await
                 .map_err(|e| format!("cannot start the simulator: {e}"))?;
             let token = sim.token().ok_or("the simulator has no token")?;
-            let client = Client::builder(sim.https_url())
-                .auth(
-                    Auth::api_token(
-                        &format!("{}!{}", token.userid, token.tokenid),
-                        token.secret.clone(),
-                    )
-                    .map_err(|e| e.to_string())?,
-                )
-                .tls(Tls::Pinned(
-                    sim.fingerprint()
-                        .parse()
-                        .map_err(|e: proxmox_api::Error| e.to_string())?,
-                ))
-                .build()
-                .map_err(|e| e.to_string())?;
+            let tls = Tls::Pinned(
+                sim.fingerprint()
+                    .parse()
+                    .map_err(|e: proxmox_api::Error| e.to_string())?,
+            );
             let login = sim.user_password().map(|(u, p)| ConsoleLogin {
                 userid: u.to_owned(),
                 password: p.to_owned().into(),
             });
-            let cluster = Cluster::new(
-                client,
+            let id = format!("{}!{}", token.userid, token.tokenid);
+            (
                 sim.https_url(),
-                Some(sim.fingerprint().to_owned()),
+                id,
+                token.secret.clone(),
+                tls,
                 login,
-            );
-            (cluster, Some(sim))
+                Some(sim),
+            )
         }
     };
-    let (store, schedules) = match &cfg.db {
-        Some(p) => (
-            store::Store::open(p).map_err(|e| format!("{}: {e}", p.display()))?,
-            SqliteStore::open(p).map_err(|e| format!("{}: {e}", p.display()))?,
-        ),
-        None => (
-            store::Store::in_memory().map_err(|e| e.to_string())?,
-            SqliteStore::open_in_memory().map_err(|e| e.to_string())?,
-        ),
+    let client = Client::builder(url.clone())
+        .auth(Auth::api_token(&token_id, token_secret).map_err(|e| e.to_string())?)
+        .tls(tls.clone())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let rdns: Arc<dyn dns_providers::ReverseDns> = Arc::new(dns_providers::InMemory::any_zone());
+    let mut area = ClientArea::builder(client.clone(), catalog.clone()).reverse_dns(rdns);
+    if let Some(p) = &cfg.db {
+        area = area.sqlite_file(p);
+    }
+    let area = area.build().map_err(|e| e.to_string())?;
+    // The console needs a ticket session (PVE's vncwebsocket refuses API tokens).
+    let console_area = match &login {
+        Some(l) => {
+            let (user, realm) = l
+                .userid
+                .rsplit_once('@')
+                .ok_or("console user must be user@realm")?;
+            use secrecy::ExposeSecret;
+            let c = Client::builder(url.clone())
+                .auth(
+                    Auth::password(user, realm, l.password.expose_secret().to_owned())
+                        .map_err(|e| e.to_string())?,
+                )
+                .tls(tls.clone())
+                .build()
+                .map_err(|e| e.to_string())?;
+            Some(
+                ClientArea::builder(c, catalog.clone())
+                    .build()
+                    .map_err(|e| e.to_string())?,
+            )
+        }
+        None => None,
+    };
+    let cluster = Cluster::new(client, url, tls, login);
+    let store = match &cfg.db {
+        Some(p) => store::Store::open(p).map_err(|e| format!("{}: {e}", p.display()))?,
+        None => store::Store::in_memory().map_err(|e| e.to_string())?,
     };
     // Hash every password on the blocking pool (Argon2id is deliberately slow).
     let pairs: Vec<(String, String)> = customers
@@ -170,14 +191,14 @@ pub async fn start(cfg: PortalConfig, opts: StartOptions) -> Result<Running, Str
         catalog,
         services,
         store,
-        schedules,
+        area,
+        console_area,
+        operations: Default::default(),
         secure_cookies: cfg
             .public_url
             .as_deref()
             .is_some_and(|u| u.starts_with("https://")),
-        console_tokens: Default::default(),
         novnc_dir: Default::default(),
-        rdns: Arc::new(dns_providers::InMemory::any_zone()),
     });
     if opts.fetch_novnc {
         let app2 = app.clone();

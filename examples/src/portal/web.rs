@@ -14,18 +14,15 @@ use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Json, Redirect, Response};
 use axum::routing::{get, post};
-use dns_providers::ReverseDns;
 use serde::Deserialize;
-use vm_services::backups::{self, BackupItem, ScheduleStore, WeeklySchedule};
-use vm_services::charts::{self, RrdRow, Timeframe};
-use vm_services::console::ConsoleTokens;
-use vm_services::iso::{self, IsoItem};
+use vm_services::ClientArea;
+use vm_services::backups::WeeklySchedule;
+use vm_services::charts::Timeframe;
 use vm_services::overview;
 use vm_services::permissions::{self, Access, Feature};
 use vm_services::product::{Catalog, Product};
 use vm_services::service::Service;
-use vm_services::snapshots::{self, SnapshotEntry};
-use vm_services::stores::SqliteStore;
+use vm_services::shell::TaskRef;
 
 use super::cluster::{Cluster, ShellError};
 use super::html::{Nav, csrf_field, esc, flash, page, svg_plot, task_box};
@@ -42,19 +39,25 @@ pub struct App {
     pub services: HashMap<String, Vec<Service>>,
     /// Customers and sessions.
     pub store: Store,
-    /// Backup schedules (vm-services' SQLite store).
-    pub schedules: SqliteStore,
+    /// The client-area executor of `vm-services` (every operation goes through it).
+    pub area: ClientArea,
+    /// The executor the console uses: on a ticket (user/password) session, because PVE's
+    /// `vncwebsocket` only accepts a VNC ticket issued to a user with a ticket session.
+    pub console_area: Option<ClientArea>,
     /// Whether cookies get `Secure`.
     pub secure_cookies: bool,
-    /// One-time console tokens.
-    pub console_tokens: ConsoleTokens,
     /// Where the noVNC package was unpacked (once available).
     pub novnc_dir: tokio::sync::OnceCell<PathBuf>,
-    /// The reverse-DNS backend.
-    pub rdns: Arc<dyn ReverseDns>,
+    /// Long operations (restore, reinstall) started from the portal, by VMID: what and how
+    /// it ended (`None` while running).
+    pub operations: std::sync::Mutex<HashMap<u32, Operation>>,
 }
 
 type Shared = State<Arc<App>>;
+
+/// A long operation started from the portal: what it is, and how it ended (`None` while it
+/// runs).
+pub type Operation = (String, Option<Result<String, String>>);
 
 /// The router.
 pub fn router(app: Arc<App>) -> Router {
@@ -83,8 +86,14 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/s/{vmid}/firewall/move", post(firewall_move))
         .route("/s/{vmid}/rdns", get(rdns_page).post(rdns_set))
-        .route("/s/{vmid}/password", get(not_yet_page))
-        .route("/s/{vmid}/reinstall", get(not_yet_page))
+        .route(
+            "/s/{vmid}/password",
+            get(password_page).post(password_reset),
+        )
+        .route(
+            "/s/{vmid}/reinstall",
+            get(reinstall_page).post(reinstall_start),
+        )
         .route("/s/{vmid}/console", post(super::console::create_link))
         .route("/console/{token}", get(super::console::console_page))
         .route("/console/{token}/ws", get(super::console::relay))
@@ -140,7 +149,7 @@ fn user(s: &Session) -> Option<(&str, &str)> {
 }
 
 /// "Something went wrong": the cluster could not be reached or answered with an error.
-pub fn went_wrong(s: &Session, e: &ShellError) -> Response {
+pub fn went_wrong(s: &Session, e: &dyn std::fmt::Display) -> Response {
     tracing::warn!(error = %e, "cluster call failed");
     let body = "<div class='card denied'><h1>Something went wrong</h1><p>The service cannot be reached right now. \
                 Please try again in a few minutes.</p><p><a href='/services'>Back to my services</a></p></div>";
@@ -207,6 +216,38 @@ fn back(vmid: u32, path: &str, r: Result<Option<String>, String>, ok: &str) -> R
 
 fn err_text(e: impl std::fmt::Display) -> String {
     e.to_string()
+}
+
+/// A refusal or failure of `vm-services` on a page: the cluster's fault is "Something went
+/// wrong", a product refusal is "Access Denied", anything else is shown as it is.
+fn fail(s: &Session, nav: &Nav<'_>, e: &vm_services::Error) -> Response {
+    if e.is_upstream() {
+        return went_wrong(s, e);
+    }
+    if matches!(e, vm_services::Error::AccessDenied { .. }) {
+        return access_denied(s, nav);
+    }
+    let body = format!(
+        "<div class='msg err' id=flash>{}</div>",
+        esc(&e.to_string())
+    );
+    (
+        StatusCode::CONFLICT,
+        Html(page("Error", user(s), Some(nav), &body)),
+    )
+        .into_response()
+}
+
+fn unknown(what: &'static str, value: &str) -> vm_services::Error {
+    vm_services::Error::InvalidValue {
+        what,
+        value: value.to_owned(),
+        reason: "unknown".to_owned(),
+    }
+}
+
+fn task_result(r: Result<TaskRef, vm_services::Error>) -> Result<Option<String>, String> {
+    r.map(|t| Some(t.as_str().to_owned())).map_err(err_text)
 }
 
 #[derive(Deserialize, Default)]
@@ -400,7 +441,7 @@ async function refresh(){
   const p=d.access.power_control, c=d.access.console;
   const running=d.status==='running';
   setBtn('btn-start',{allowed:p.allowed&&!running,reason:running?'already running':p.reason});
-  for(const id of ['btn-stop','btn-shutdown','btn-reboot'])setBtn(id,{allowed:p.allowed&&running,reason:running?p.reason:'the vm is not running'});
+  for(const id of ['btn-stop','btn-shutdown'])setBtn(id,{allowed:p.allowed&&running,reason:running?p.reason:'the vm is not running'});
   setBtn('btn-console',c);
   document.getElementById('updated').textContent=new Date().toLocaleTimeString();
   }catch(e){document.getElementById('live-error').textContent='Something went wrong: '+e}
@@ -479,10 +520,10 @@ async fn overview_page(
         )
     };
     let body = format!(
-        "<h1>{domain}</h1>{flash}{task}<div id=live data-vmid={vmid}></div><div class=err id=live-error></div>\
+        "<h1>{domain}</h1>{flash}{task}{op}<div id=live data-vmid={vmid}></div><div class=err id=live-error></div>\
          <div class=card><b>Status:</b> <span id=status>…</span> · uptime <span id=uptime>…</span>\
          <span class=muted style='float:right'>updated <span id=updated>—</span> (every 7 s)</span>\
-         <p>{start}{stop}{shutdown}{reboot}<button id=btn-console onclick='openConsole()' type=button>Console (noVNC)</button></p></div>\
+         <p>{start}{stop}{shutdown}<button id=btn-console onclick='openConsole()' type=button>Console (noVNC)</button></p></div>\
          <div class=grid><div class=card><h2>CPU</h2><div id=cpu>…</div><div class=bar><div id=cpubar style='width:0'></div></div>\
          <h2>Memory</h2><div id=ram>…</div><div class=bar><div id=rambar style='width:0'></div></div></div>\
          <div class=card><h2>Resources</h2><table class=kv><tr><td>System disk</td><td>{sysdisk}</td></tr>\
@@ -492,10 +533,10 @@ async fn overview_page(
         domain = esc(svc.domain.as_str()),
         flash = flash(m.ok.as_deref(), m.err.as_deref()),
         task = task_box(vmid, m.task.as_deref()),
+        op = operation_box(&app, vmid),
         start = power_btn("start", "Start", ""),
         stop = power_btn("stop", "Stop", "danger"),
         shutdown = power_btn("shutdown", "Shut down", ""),
-        reboot = power_btn("reboot", "Reboot", ""),
         sysdisk = esc(&disk(&o.system_disk)),
         adddisk = esc(&disk(&o.additional_disk)),
         nic = esc(&o
@@ -522,31 +563,26 @@ async fn power(
     Path(vmid): Path<u32>,
     Form(f): Form<PowerForm>,
 ) -> Response {
-    let (s, svc, product, live) =
-        match feature_start(&app, &headers, vmid, Feature::PowerControl).await {
-            Ok(x) => x,
-            Err(r) => return r,
-        };
+    let s = match session(&app, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
     if let Err(r) = check_csrf(&s, &headers, Some(&f.csrf)) {
         return r;
     }
-    let r = async {
-        permissions::require(product, Feature::PowerControl, &live.state).map_err(err_text)?;
-        let vm = app.cluster.vm(svc).map_err(err_text)?;
-        app.cluster.count();
-        let task = match f.action.as_str() {
-            "start" => vm.start().await,
-            "stop" => vm.stop().await,
-            "shutdown" => vm.shutdown(&Default::default()).await,
-            "reboot" => vm.reboot(None).await,
-            _ => return Err("unknown action".to_owned()),
-        }
-        .map_err(err_text)?;
-        app.cluster.invalidate(svc).await;
-        Ok(Some(task.upid().to_string()))
-    }
-    .await;
-    back(vmid, "", r, &format!("{} requested", f.action))
+    let svc = match owned(&app, &s, vmid) {
+        Ok((svc, _)) => svc,
+        Err(r) => return r,
+    };
+    app.cluster.count();
+    let r = match f.action.as_str() {
+        "start" => app.area.start(svc).await,
+        "stop" => app.area.stop(svc).await,
+        "shutdown" => app.area.shutdown(svc, None, false).await,
+        _ => Err(unknown("power action", &f.action)),
+    };
+    app.cluster.invalidate(svc).await;
+    back(vmid, "", task_result(r), &format!("{} requested", f.action))
 }
 
 #[derive(Deserialize)]
@@ -568,38 +604,28 @@ async fn task_json(
         Ok((svc, _)) => svc,
         Err(r) => return r,
     };
-    // Only tasks of the customer's own VM.
-    let Ok(upid) = q.upid.parse::<proxmox_api::Upid>() else {
-        return (StatusCode::BAD_REQUEST, "bad upid").into_response();
-    };
-    if !q.upid.contains(&format!(":{}:", svc.vmid().get())) {
-        return (StatusCode::NOT_FOUND, "no such task").into_response();
-    }
-    let t = app.cluster.client.task(upid);
-    app.cluster.count();
-    let st = match t.status().await {
-        Ok(st) => st,
-        Err(e) => return (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+    let Ok(task) = TaskRef::parse(&q.upid) else {
+        return (StatusCode::BAD_REQUEST, "bad task reference").into_response();
     };
     app.cluster.count();
-    let lines: Vec<String> = t
-        .log(0, 50)
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .map(|l| l.t)
-        .collect();
-    let running = st.exitstatus.is_none();
-    if !running {
-        app.cluster.invalidate(svc).await;
+    // vm-services refuses a task of another VM.
+    match app.area.task_progress(svc, &task).await {
+        Ok(p) => {
+            if !p.running {
+                app.cluster.invalidate(svc).await;
+            }
+            Json(serde_json::json!({
+                "running": p.running,
+                "exitstatus": p.exit_status,
+                "percent": p.percent,
+                "kind": q.upid.split(':').nth(5).unwrap_or("task"),
+                "lines": p.last_lines,
+            }))
+            .into_response()
+        }
+        Err(e) if e.is_upstream() => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+        Err(e) => (StatusCode::NOT_FOUND, e.to_string()).into_response(),
     }
-    Json(serde_json::json!({
-        "running": running,
-        "exitstatus": st.exitstatus,
-        "kind": st.worker_type.clone(),
-        "lines": lines.iter().rev().take(6).rev().collect::<Vec<_>>(),
-    }))
-    .into_response()
 }
 
 // ---------- charts ----------
@@ -614,22 +640,16 @@ async fn charts_page(
         Ok(x) => x,
         Err(r) => return r,
     };
+    let nv = nav(svc, product, &live.state, Feature::Charts);
     let tf = Timeframe::ALL
         .into_iter()
         .find(|t| Some(t.as_pve_str()) == m.tf.as_deref())
         .unwrap_or(Timeframe::Hour);
-    let path = format!("/nodes/{}/qemu/{vmid}/rrddata", svc.vm.node());
     app.cluster.count();
-    let rows: Vec<RrdRow> = match app
-        .cluster
-        .client
-        .get(&path, &[("timeframe", tf.as_pve_str()), ("cf", "AVERAGE")])
-        .await
-    {
-        Ok(r) => r,
-        Err(e) => return went_wrong(&s, &ShellError::Api(e)),
+    let c = match app.area.charts(svc, tf).await {
+        Ok(c) => c,
+        Err(e) => return fail(&s, &nv, &e),
     };
-    let c = charts::build(&rows, tf);
     let mut body = String::from("<h1>Charts</h1><div class=tabs>");
     for t in Timeframe::ALL {
         let on = if t == tf { " class=on" } else { "" };
@@ -643,35 +663,10 @@ async fn charts_page(
         svg_plot("Disk I/O", &[&c.disk[0], &c.disk[1]]),
         svg_plot("Network traffic", &[&c.net[0], &c.net[1]]),
     );
-    let nv = nav(svc, product, &live.state, Feature::Charts);
     Html(page("Charts", user(&s), Some(&nv), &body)).into_response()
 }
 
 // ---------- snapshots ----------
-
-async fn snapshot_listing(app: &App, svc: &Service) -> Result<Vec<SnapshotEntry>, ShellError> {
-    app.cluster.count();
-    let list = app.cluster.vm(svc)?.snapshots().list().await?;
-    Ok(list
-        .into_iter()
-        .map(|i| SnapshotEntry {
-            name: i.name,
-            snaptime: i.snaptime,
-            description: i.description.unwrap_or_default(),
-            vmstate: i.vmstate.unwrap_or(false),
-        })
-        .collect())
-}
-
-fn dur(d: time::Duration) -> String {
-    let s = d.whole_seconds().max(0);
-    format!(
-        "{}d {:02}h {:02}m",
-        s / 86_400,
-        (s % 86_400) / 3600,
-        (s % 3600) / 60
-    )
-}
 
 async fn snapshots_page(
     State(app): Shared,
@@ -684,12 +679,13 @@ async fn snapshots_page(
             Ok(x) => x,
             Err(r) => return r,
         };
-    let list = match snapshot_listing(&app, svc).await {
+    let nv = nav(svc, product, &live.state, Feature::Snapshots);
+    app.cluster.count();
+    let list = match app.area.snapshots(svc).await {
         Ok(l) => l,
-        Err(e) => return went_wrong(&s, &e),
+        Err(e) => return fail(&s, &nv, &e),
     };
-    let q = snapshots::quota(product, &list);
-    let now = time::OffsetDateTime::now_utc();
+    let q = list.quota;
     let access = permissions::check(product, Feature::Snapshots, &live.state);
     let dis = if access.is_allowed() && q.has_room() {
         ""
@@ -708,34 +704,24 @@ async fn snapshots_page(
         csrf_field(&s.csrf)
     );
     let act_dis = if access.is_allowed() { "" } else { " disabled" };
-    for e in list.iter().filter(|e| e.is_real()) {
+    for e in &list.snapshots {
         let taken = e
             .snaptime
             .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
             .map(|t| format!("{} {:02}:{:02} UTC", t.date(), t.hour(), t.minute()))
             .unwrap_or_default();
-        let left = e
-            .snaptime
-            .map(|t| {
-                dur(snapshots::remaining_lifetime(
-                    t,
-                    product.snapshots.lifetime,
-                    now,
-                ))
-            })
-            .unwrap_or_default();
         let _ = write!(
             body,
-            "<tr class=snap><td>{n}</td><td>{taken}</td><td class=lifetime>{left}</td><td>{}</td><td>\
+            "<tr class=snap><td>{n}</td><td>{taken}</td><td class=lifetime>{}</td><td>{}</td><td>\
              <form method=post action='/s/{vmid}/snapshots/action' style='display:inline'>{c}<input type=hidden name=name value='{n}'>\
              <button name=action value=rollback{act_dis}>Rollback</button> <button class=danger name=action value=delete{act_dis}>Remove</button></form></td></tr>",
+            esc(&e.remaining),
             esc(&e.description),
             n = esc(&e.name),
             c = csrf_field(&s.csrf)
         );
     }
     body.push_str("</table>");
-    let nv = nav(svc, product, &live.state, Feature::Snapshots);
     Html(page("Snapshots", user(&s), Some(&nv), &body)).into_response()
 }
 
@@ -752,40 +738,25 @@ async fn snapshot_create(
     Path(vmid): Path<u32>,
     Form(f): Form<SnapForm>,
 ) -> Response {
-    let (s, svc, product, live) =
-        match feature_start(&app, &headers, vmid, Feature::Snapshots).await {
-            Ok(x) => x,
-            Err(r) => return r,
-        };
+    let s = match session(&app, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
     if let Err(r) = check_csrf(&s, &headers, Some(&f.csrf)) {
         return r;
     }
-    let r = async {
-        let list = snapshot_listing(&app, svc).await.map_err(err_text)?;
-        let plan = snapshots::plan_create(
-            product,
-            &live.state,
-            &list,
-            &f.description,
-            time::OffsetDateTime::now_utc(),
-        )
-        .map_err(err_text)?;
-        let name: proxmox_api::SnapshotName = plan.name.as_str().parse().map_err(err_text)?;
-        app.cluster.count();
-        let desc = (!plan.description.is_empty()).then_some(plan.description.as_str());
-        let t = app
-            .cluster
-            .vm(svc)
-            .map_err(err_text)?
-            .snapshots()
-            .create(&name, desc, plan.vmstate)
-            .await
-            .map_err(err_text)?;
-        app.cluster.invalidate(svc).await;
-        Ok(Some(t.upid().to_string()))
-    }
-    .await;
-    back(vmid, "/snapshots", r, "Snapshot requested")
+    let svc = match owned(&app, &s, vmid) {
+        Ok((svc, _)) => svc,
+        Err(r) => return r,
+    };
+    app.cluster.count();
+    let r = app
+        .area
+        .create_snapshot(svc, &f.description)
+        .await
+        .map(|(_, t)| t);
+    app.cluster.invalidate(svc).await;
+    back(vmid, "/snapshots", task_result(r), "Snapshot requested")
 }
 
 #[derive(Deserialize)]
@@ -801,61 +772,32 @@ async fn snapshot_action(
     Path(vmid): Path<u32>,
     Form(f): Form<SnapAction>,
 ) -> Response {
-    let (s, svc, product, live) =
-        match feature_start(&app, &headers, vmid, Feature::Snapshots).await {
-            Ok(x) => x,
-            Err(r) => return r,
-        };
+    let s = match session(&app, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
     if let Err(r) = check_csrf(&s, &headers, Some(&f.csrf)) {
         return r;
     }
-    let r = async {
-        permissions::require(product, Feature::Snapshots, &live.state).map_err(err_text)?;
-        let list = snapshot_listing(&app, svc).await.map_err(err_text)?;
-        if !list.iter().any(|e| e.is_real() && e.name == f.name) {
-            return Err("no such snapshot".to_owned());
-        }
-        let name: proxmox_api::SnapshotName = f.name.parse().map_err(err_text)?;
-        let snaps = app.cluster.vm(svc).map_err(err_text)?.snapshots();
-        app.cluster.count();
-        let t = match f.action.as_str() {
-            "rollback" => snaps.rollback(&name, false).await,
-            "delete" => snaps.delete(&name, false).await,
-            _ => return Err("unknown action".into()),
-        }
-        .map_err(err_text)?;
-        app.cluster.invalidate(svc).await;
-        Ok(Some(t.upid().to_string()))
-    }
-    .await;
+    let svc = match owned(&app, &s, vmid) {
+        Ok((svc, _)) => svc,
+        Err(r) => return r,
+    };
+    app.cluster.count();
+    let r = match f.action.as_str() {
+        "rollback" => app.area.rollback_snapshot(svc, &f.name).await,
+        _ => app.area.remove_snapshot(svc, &f.name).await,
+    };
+    app.cluster.invalidate(svc).await;
     back(
         vmid,
         "/snapshots",
-        r,
+        task_result(r),
         &format!("{} of {} requested", f.action, f.name),
     )
 }
 
 // ---------- backups ----------
-
-async fn backup_listing(
-    app: &App,
-    svc: &Service,
-    product: &Product,
-) -> Result<Vec<BackupItem>, ShellError> {
-    app.cluster.count();
-    let path = format!(
-        "/nodes/{}/storage/{}/content",
-        svc.vm.node(),
-        product.backups.storage
-    );
-    let vmid = svc.vmid().get().to_string();
-    Ok(app
-        .cluster
-        .client
-        .get(&path, &[("content", "backup"), ("vmid", &vmid)])
-        .await?)
-}
 
 const DAYS: [&str; 7] = [
     "Sunday",
@@ -866,6 +808,27 @@ const DAYS: [&str; 7] = [
     "Friday",
     "Saturday",
 ];
+
+fn operation_box(app: &App, vmid: u32) -> String {
+    let ops = app.operations.lock().unwrap_or_else(|e| e.into_inner());
+    match ops.get(&vmid) {
+        None => String::new(),
+        Some((what, None)) => format!(
+            "<div class='card' id=operation>Running: {} … (the VM is locked until it finishes)</div>",
+            esc(what)
+        ),
+        Some((what, Some(Ok(m)))) => format!(
+            "<div class='msg ok' id=operation>{} finished: {}</div>",
+            esc(what),
+            esc(m)
+        ),
+        Some((what, Some(Err(e)))) => format!(
+            "<div class='msg err' id=operation>{} failed: {}</div>",
+            esc(what),
+            esc(e)
+        ),
+    }
+}
 
 async fn backups_page(
     State(app): Shared,
@@ -878,30 +841,29 @@ async fn backups_page(
         Ok(x) => x,
         Err(r) => return r,
     };
-    let list = match backup_listing(&app, svc, product).await {
-        Ok(l) => l,
-        Err(e) => return went_wrong(&s, &e),
-    };
-    let q = backups::quota(product, svc, &list);
-    let schedule = app
-        .schedules
-        .get(svc.vmid())
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+    let nv = nav(svc, product, &live.state, Feature::Backups);
+    app.cluster.count();
+    let (list, schedule) =
+        match tokio::try_join!(app.area.backups(svc), app.area.backup_schedule(svc)) {
+            Ok(x) => x,
+            Err(e) => return fail(&s, &nv, &e),
+        };
+    let q = list.quota;
     let access = permissions::check(product, Feature::Backups, &live.state);
     let dis = if access.is_allowed() && q.has_room() {
         ""
     } else {
         " disabled"
     };
+    let adis = if access.is_allowed() { "" } else { " disabled" };
     let c = csrf_field(&s.csrf);
     let mut body = format!(
-        "<h1>Backups</h1>{}{}<div class=card>Quota: <b id=backup-quota>{} / {}</b> (the schedule replaces the oldest backup when full)\
+        "<h1>Backups</h1>{}{}{}<div class=card>Quota: <b id=backup-quota>{} / {}</b> (the schedule replaces the oldest backup when full)\
          <form method=post style='margin-top:8px'>{c}<input name=notes id=backup-notes placeholder='Notes (optional)'> <button id=run-backup{dis}>Back up now</button></form></div>\
          <div class=card><h2>Weekly schedule</h2><form method=post action='/s/{vmid}/backups/schedule' id=schedule>{c}<table><tr>",
         flash(m.ok.as_deref(), m.err.as_deref()),
         task_box(vmid, m.task.as_deref()),
+        operation_box(&app, vmid),
         q.used,
         q.limit
     );
@@ -922,7 +884,7 @@ async fn backups_page(
         "</tr></table><p><button id=save-schedule>Save schedule</button></p></form></div>\
          <table id=backups><tr><th>Archive</th><th>Created</th><th>Size</th><th>Notes</th><th></th></tr>"
     );
-    let mut sorted = list.clone();
+    let mut sorted = list.backups.clone();
     sorted.sort_by_key(|b| std::cmp::Reverse(b.ctime));
     for b in &sorted {
         let created = time::OffsetDateTime::from_unix_timestamp(b.ctime)
@@ -931,11 +893,11 @@ async fn backups_page(
         let _ = write!(
             body,
             "<tr class=backup><td>{f}{p}</td><td>{created}</td><td>{:.1} MB</td><td>{}</td><td>\
-             <form method=post action='/s/{vmid}/backups/action' style='display:inline'>{c}<input type=hidden name=volid value='{v}'>\
-             <button name=action value=restore disabled title='Restore with reconciliation waits on the vm-services executor'>Restore</button> \
+             <form method=post action='/s/{vmid}/backups/action' style='display:inline' onsubmit=\"return this.action.value!=='restore'||confirm('Restore this backup? The VM is stopped and its disks replaced.')\">{c}<input type=hidden name=volid value='{v}'>\
+             <button name=action value=restore{adis} onclick=\"this.form.action.value='restore'\">Restore</button> \
              <button class=danger name=action value=delete{d}>Remove</button></form></td></tr>",
             b.size as f64 / 1e6,
-            esc(b.notes.as_deref().unwrap_or("")),
+            esc(&b.notes),
             f = esc(b.volid.file_name()),
             p = if b.protected { " (protected)" } else { "" },
             v = esc(&b.volid.to_string()),
@@ -947,7 +909,6 @@ async fn backups_page(
         );
     }
     body.push_str("</table>");
-    let nv = nav(svc, product, &live.state, Feature::Backups);
     Html(page("Backups", user(&s), Some(&nv), &body)).into_response()
 }
 
@@ -964,38 +925,21 @@ async fn backup_run(
     Path(vmid): Path<u32>,
     Form(f): Form<BackupForm>,
 ) -> Response {
-    let (s, svc, product, live) = match feature_start(&app, &headers, vmid, Feature::Backups).await
-    {
-        Ok(x) => x,
+    let s = match session(&app, &headers) {
+        Ok(s) => s,
         Err(r) => return r,
     };
     if let Err(r) = check_csrf(&s, &headers, Some(&f.csrf)) {
         return r;
     }
-    let r = async {
-        let list = backup_listing(&app, svc, product).await.map_err(err_text)?;
-        let plan =
-            backups::plan_manual(product, svc, &live.state, &list, &f.notes).map_err(err_text)?;
-        let vmid = proxmox_api::VmId::new(plan.vm.vmid().get()).map_err(err_text)?;
-        let mut req = proxmox_api::api::backup::VzdumpRequest::new(vmid)
-            .storage(plan.storage.as_str().parse().map_err(err_text)?)
-            .mode(proxmox_api::api::backup::BackupMode::Snapshot);
-        if !plan.notes.is_empty() {
-            req = req.notes_template(&plan.notes).map_err(err_text)?;
-        }
-        app.cluster.count();
-        let t = app
-            .cluster
-            .node(svc)
-            .map_err(err_text)?
-            .vzdump(&req)
-            .await
-            .map_err(err_text)?;
-        app.cluster.invalidate(svc).await;
-        Ok(Some(t.upid().to_string()))
-    }
-    .await;
-    back(vmid, "/backups", r, "Backup started")
+    let svc = match owned(&app, &s, vmid) {
+        Ok((svc, _)) => svc,
+        Err(r) => return r,
+    };
+    app.cluster.count();
+    let r = app.area.backup_now(svc, &f.notes).await;
+    app.cluster.invalidate(svc).await;
+    back(vmid, "/backups", task_result(r), "Backup started")
 }
 
 async fn backup_schedule(
@@ -1004,28 +948,34 @@ async fn backup_schedule(
     Path(vmid): Path<u32>,
     Form(f): Form<HashMap<String, String>>,
 ) -> Response {
-    let (s, svc, product, live) = match feature_start(&app, &headers, vmid, Feature::Backups).await
-    {
-        Ok(x) => x,
+    let s = match session(&app, &headers) {
+        Ok(s) => s,
         Err(r) => return r,
     };
     if let Err(r) = check_csrf(&s, &headers, f.get("csrf").map(String::as_str)) {
         return r;
     }
-    let r = (|| {
-        permissions::require(product, Feature::Backups, &live.state).map_err(err_text)?;
-        let days: [(bool, &str); 7] = std::array::from_fn(|i| {
-            (
-                f.contains_key(&format!("on{i}")),
-                f.get(&format!("time{i}"))
-                    .map(String::as_str)
-                    .unwrap_or("03:00"),
-            )
-        });
-        let sched = WeeklySchedule::from_form(days).map_err(err_text)?;
-        app.schedules.put(svc.vmid(), &sched).map_err(err_text)?;
-        Ok(None)
-    })();
+    let svc = match owned(&app, &s, vmid) {
+        Ok((svc, _)) => svc,
+        Err(r) => return r,
+    };
+    let days: [(bool, &str); 7] = std::array::from_fn(|i| {
+        (
+            f.contains_key(&format!("on{i}")),
+            f.get(&format!("time{i}"))
+                .map(String::as_str)
+                .unwrap_or("03:00"),
+        )
+    });
+    let r = match WeeklySchedule::from_form(days) {
+        Ok(sched) => app
+            .area
+            .set_backup_schedule(svc, &sched)
+            .await
+            .map(|()| None)
+            .map_err(err_text),
+        Err(e) => Err(e.to_string()),
+    };
     back(vmid, "/backups", r, "Schedule saved")
 }
 
@@ -1042,57 +992,58 @@ async fn backup_action(
     Path(vmid): Path<u32>,
     Form(f): Form<BackupAction>,
 ) -> Response {
-    let (s, svc, product, live) = match feature_start(&app, &headers, vmid, Feature::Backups).await
-    {
-        Ok(x) => x,
+    let s = match session(&app, &headers) {
+        Ok(s) => s,
         Err(r) => return r,
     };
     if let Err(r) = check_csrf(&s, &headers, Some(&f.csrf)) {
         return r;
     }
-    let r = async {
-        permissions::require(product, Feature::Backups, &live.state).map_err(err_text)?;
-        let list = backup_listing(&app, svc, product).await.map_err(err_text)?;
-        let volid: vm_services::ids::VolumeId = f.volid.parse().map_err(err_text)?;
-        // The same ownership rule as restore: only this service's archives on its storage.
-        backups::validate_restore_archive(product, svc, &list, &volid).map_err(err_text)?;
-        match f.action.as_str() {
-            "delete" => {
-                let storage: proxmox_api::StorageId =
-                    volid.storage().as_str().parse().map_err(err_text)?;
-                let vol: proxmox_api::VolumeId = f.volid.parse().map_err(err_text)?;
-                app.cluster.count();
-                let t = app
-                    .cluster
-                    .node(svc)
-                    .map_err(err_text)?
-                    .storage(&storage)
-                    .delete_volume(&vol)
-                    .await
-                    .map_err(err_text)?;
-                Ok(t.map(|t| t.upid().to_string()))
+    let svc = match owned(&app, &s, vmid) {
+        Ok((svc, _)) => svc,
+        Err(r) => return r,
+    };
+    let volid: vm_services::ids::VolumeId = match f.volid.parse() {
+        Ok(v) => v,
+        Err(e) => return back(vmid, "/backups", Err(err_text(e)), ""),
+    };
+    app.cluster.count();
+    if f.action == "restore" {
+        // A restore stops the VM, restores the archive and reconciles the config step by step
+        // (resumable); it runs in the background and the page shows how it ended.
+        app.operations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(vmid, (format!("Restore of {}", volid.file_name()), None));
+        let (app2, svc2) = (app.clone(), svc.clone());
+        tokio::spawn(async move {
+            let r = app2.area.restore(&svc2, &volid).await;
+            let done = match r {
+                Ok(o) => Ok(format!("{} reconciliation step(s)", o.reconciled.len())),
+                Err(e) => Err(e.to_string()),
+            };
+            app2.cluster.invalidate(&svc2).await;
+            if let Some(op) = app2
+                .operations
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_mut(&vmid)
+            {
+                op.1 = Some(done);
             }
-            _ => Err("restore is not available yet (waiting on the vm-services executor)".into()),
-        }
+        });
+        return back(vmid, "/backups", Ok(None), "Restore started");
     }
-    .await;
-    back(vmid, "/backups", r, "Backup removal requested")
+    let r = app.area.remove_backup(svc, &volid).await;
+    back(
+        vmid,
+        "/backups",
+        r.map(|()| None).map_err(err_text),
+        "Backup removed",
+    )
 }
 
 // ---------- ISO ----------
-
-async fn iso_listing(
-    app: &App,
-    svc: &Service,
-    product: &Product,
-) -> Result<Vec<IsoItem>, ShellError> {
-    let Some(storage) = &product.iso_storage else {
-        return Ok(Vec::new());
-    };
-    app.cluster.count();
-    let path = format!("/nodes/{}/storage/{storage}/content", svc.vm.node());
-    Ok(app.cluster.client.get(&path, &[("content", "iso")]).await?)
-}
 
 async fn iso_page(
     State(app): Shared,
@@ -1104,31 +1055,31 @@ async fn iso_page(
         Ok(x) => x,
         Err(r) => return r,
     };
-    let list = match iso_listing(&app, svc, product).await {
+    let nv = nav(svc, product, &live.state, Feature::Iso);
+    app.cluster.count();
+    let isos = match app.area.isos(svc).await {
         Ok(l) => l,
-        Err(e) => return went_wrong(&s, &e),
+        Err(e) => return fail(&s, &nv, &e),
     };
-    let mounted = iso::mounted(&live.config).ok().flatten();
     let access = permissions::check(product, Feature::Iso, &live.state);
     let dis = if access.is_allowed() { "" } else { " disabled" };
     let c = csrf_field(&s.csrf);
     let mut body = format!(
-        "<h1>ISO images</h1>{}{}<div class=card>Mounted: <b id=mounted>{}</b>",
+        "<h1>ISO images</h1>{}<div class=card>Mounted: <b id=mounted>{}</b>",
         flash(m.ok.as_deref(), m.err.as_deref()),
-        task_box(vmid, m.task.as_deref()),
-        mounted
+        isos.mounted
             .as_ref()
             .map(|v| esc(v.file_name()))
             .unwrap_or_else(|| "nothing".into())
     );
-    if mounted.is_some() {
+    if isos.mounted.is_some() {
         let _ = write!(
             body,
             " <form method=post style='display:inline'>{c}<button name=action value=unmount id=unmount{dis}>Unmount</button></form>"
         );
     }
     body.push_str("</div>");
-    for folder in iso::group(&list) {
+    for folder in &isos.folders {
         let _ = write!(
             body,
             "<div class=card><h2>{} ({})</h2><table>",
@@ -1146,7 +1097,6 @@ async fn iso_page(
         }
         body.push_str("</table></div>");
     }
-    let nv = nav(svc, product, &live.state, Feature::Iso);
     Html(page("ISO images", user(&s), Some(&nv), &body)).into_response()
 }
 
@@ -1164,36 +1114,28 @@ async fn iso_action(
     Path(vmid): Path<u32>,
     Form(f): Form<IsoForm>,
 ) -> Response {
-    let (s, svc, product, live) = match feature_start(&app, &headers, vmid, Feature::Iso).await {
-        Ok(x) => x,
+    let s = match session(&app, &headers) {
+        Ok(s) => s,
         Err(r) => return r,
     };
     if let Err(r) = check_csrf(&s, &headers, Some(&f.csrf)) {
         return r;
     }
-    let r = async {
-        let change = if f.action == "mount" {
-            let list = iso_listing(&app, svc, product).await.map_err(err_text)?;
-            iso::plan_mount(product, &live.state, &list, &f.volid).map_err(err_text)?
-        } else {
-            iso::plan_unmount(product, &live.state).map_err(err_text)?
-        };
-        let path = format!("/nodes/{}/qemu/{vmid}/config", svc.vm.node());
-        app.cluster.count();
-        let _: serde_json::Value = app
-            .cluster
-            .client
-            .put(&path, &[(change.key.as_str(), change.value.as_str())])
-            .await
-            .map_err(err_text)?;
-        app.cluster.invalidate(svc).await;
-        Ok(None)
-    }
-    .await;
+    let svc = match owned(&app, &s, vmid) {
+        Ok((svc, _)) => svc,
+        Err(r) => return r,
+    };
+    app.cluster.count();
+    let r = if f.action == "mount" {
+        app.area.mount_iso(svc, &f.volid).await
+    } else {
+        app.area.unmount_iso(svc).await
+    };
+    app.cluster.invalidate(svc).await;
     back(
         vmid,
         "/iso",
-        r,
+        r.map(|()| None).map_err(err_text),
         if f.action == "mount" {
             "ISO mounted"
         } else {
@@ -1215,58 +1157,57 @@ async fn firewall_page(
         Ok(x) => x,
         Err(r) => return r,
     };
-    let fw = match app.cluster.vm(svc) {
-        Ok(v) => v.firewall(),
-        Err(e) => return went_wrong(&s, &e),
-    };
+    let nv = nav(svc, product, &live.state, Feature::Firewall);
     app.cluster.count();
-    app.cluster.count();
-    let (opts, rules) = match tokio::try_join!(fw.options(), fw.rules()) {
-        Ok(x) => x,
-        Err(e) => return went_wrong(&s, &ShellError::Api(e)),
+    let fw = match app.area.firewall(svc).await {
+        Ok(f) => f,
+        Err(e) => return fail(&s, &nv, &e),
     };
     let c = csrf_field(&s.csrf);
-    let pol = |p: &Option<proxmox_api::api::firewall::Policy>| {
-        p.as_ref()
-            .map(|p| format!("{p:?}").to_uppercase())
-            .unwrap_or_else(|| "—".into())
+    let opt = |v: &str, cur: &str| {
+        format!(
+            "<option{}>{v}</option>",
+            if v == cur { " selected" } else { "" }
+        )
+    };
+    let pol = |cur: &str| {
+        ["ACCEPT", "DROP", "REJECT"]
+            .iter()
+            .map(|v| opt(v, cur))
+            .collect::<String>()
     };
     let mut body = format!(
-        "<h1>Firewall</h1>{}<div class=card><h2>Policies</h2>Firewall: <b>{}</b> · incoming policy: <b id=policy-in>{}</b> · outgoing policy: <b id=policy-out>{}</b></div>\
+        "<h1>Firewall</h1>{flash}<div class=card><h2>Policies</h2><form method=post id=policies>{c}<input type=hidden name=action value=policies>\
+         Firewall: <b id=fw-enabled>{en}</b> · incoming <select name=policy_in id=policy-in>{pin}</select> · outgoing <select name=policy_out id=policy-out>{pout}</select> \
+         <label><input type=checkbox name=confirm value=1> I understand this may lock me out</label> <button>Save policies</button></form></div>\
          <div class=card><h2>Add a rule</h2><form method=post id=add-rule>{c}<input type=hidden name=action value=add>\
          <select name=direction><option>in</option><option>out</option></select> <select name=verdict><option>ACCEPT</option><option>DROP</option><option>REJECT</option></select> \
-         <select name=proto><option value=tcp>tcp</option><option value=udp>udp</option><option value=icmp>icmp</option></select> \
+         <select name=proto><option value=tcp>tcp</option><option value=udp>udp</option><option value=icmp>icmp</option><option value=''>any</option></select> \
          <input name=dport id=dport placeholder='port' size=6> <input name=source id=source placeholder='source (optional)' size=16> \
-         <input name=comment id=comment placeholder='comment' size=16> position <input name=position id=position type=number min=0 value={} style='width:4em'> <button id=add>Add rule</button></form></div>\
-         <table id=rules><tr><th>#</th><th>Direction</th><th>Action</th><th>Protocol</th><th>Port</th><th>Source</th><th>Comment</th><th></th></tr>",
-        flash(m.ok.as_deref(), m.err.as_deref()),
-        if opts.enable == Some(true) {
-            "on"
-        } else {
-            "off"
-        },
-        pol(&opts.policy_in),
-        pol(&opts.policy_out),
-        rules.len()
+         <input name=comment id=comment placeholder='comment' size=16> position <input name=position id=position type=number min=0 value={n} style='width:4em'> \
+         <label><input type=checkbox name=confirm value=1> allow lock-out</label> <button id=add>Add rule</button></form></div>\
+         <table id=rules><tr><th>#</th><th>Rule</th><th>Comment</th><th></th></tr>",
+        flash = flash(m.ok.as_deref(), m.err.as_deref()),
+        en = if fw.enabled { "on" } else { "off" },
+        pin = pol(&fw.policy_in),
+        pout = pol(&fw.policy_out),
+        n = fw.rules.len()
     );
-    for r in &rules {
+    for r in &fw.rules {
         let _ = write!(
             body,
-            "<tr draggable=true data-pos={p} class=rule><td class=pos>{p}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=comment>{}</td>\
+            "<tr draggable=true data-pos={p} class=rule><td class=pos>{p}</td><td><code>{}</code></td><td class=comment>{}</td>\
              <td><form method=post style='display:inline'>{c}<input type=hidden name=action value=delete><input type=hidden name=pos value={p}>\
              <button class=danger>Delete</button></form></td></tr>",
-            esc(&r.kind),
-            esc(&r.action),
-            esc(r.proto.as_deref().unwrap_or("any")),
-            esc(r.dport.as_deref().unwrap_or("any")),
-            esc(r.source.as_deref().unwrap_or("any")),
-            esc(r.comment.as_deref().unwrap_or("")),
+            esc(&r.text),
+            esc(r.rule.comment.as_deref().unwrap_or("")),
             p = r.pos
         );
     }
     let _ = write!(
         body,
-        "</table><p class=muted>Drag a rule to change its position; rules are evaluated top to bottom.</p><script>
+        "</table><p class=muted>Drag a rule to change its position; rules are evaluated top to bottom. A change that would block SSH \
+         from outside is refused unless you allow it.</p><script>
 let dragged=null;
 document.querySelectorAll('tr.rule').forEach(tr=>{{
  tr.addEventListener('dragstart',()=>{{dragged=tr;tr.classList.add('drag')}});
@@ -1279,7 +1220,6 @@ document.querySelectorAll('tr.rule').forEach(tr=>{{
 }});
 </script>"
     );
-    let nv = nav(svc, product, &live.state, Feature::Firewall);
     Html(page("Firewall", user(&s), Some(&nv), &body)).into_response()
 }
 
@@ -1302,7 +1242,13 @@ struct FwForm {
     #[serde(default)]
     position: Option<usize>,
     #[serde(default)]
-    pos: Option<u64>,
+    pos: Option<usize>,
+    #[serde(default)]
+    policy_in: String,
+    #[serde(default)]
+    policy_out: String,
+    #[serde(default)]
+    confirm: Option<String>,
 }
 
 async fn firewall_action(
@@ -1311,78 +1257,61 @@ async fn firewall_action(
     Path(vmid): Path<u32>,
     Form(f): Form<FwForm>,
 ) -> Response {
-    let (s, svc, product, live) = match feature_start(&app, &headers, vmid, Feature::Firewall).await
-    {
-        Ok(x) => x,
+    let s = match session(&app, &headers) {
+        Ok(s) => s,
         Err(r) => return r,
     };
     if let Err(r) = check_csrf(&s, &headers, Some(&f.csrf)) {
         return r;
     }
-    let r = async {
-        permissions::require(product, Feature::Firewall, &live.state).map_err(err_text)?;
-        let fw = app.cluster.vm(svc).map_err(err_text)?.firewall();
-        app.cluster.count();
-        let rules = fw.rules().await.map_err(err_text)?;
-        match f.action.as_str() {
-            "add" => {
-                let mv = vm_services::firewall::insert_position(
-                    f.position.unwrap_or(rules.len()),
-                    rules.len(),
-                )
-                .map_err(err_text)?;
-                let mut spec = proxmox_api::api::firewall::RuleSpec::new(&f.direction, &f.verdict)
-                    .map_err(err_text)?
-                    .enable(true);
-                if !f.proto.is_empty() {
-                    spec = spec.proto(&f.proto).map_err(err_text)?;
-                }
-                if !f.dport.is_empty() {
-                    spec = spec.dport(&f.dport).map_err(err_text)?;
-                }
-                if !f.source.is_empty() {
-                    spec = spec.source(&f.source).map_err(err_text)?;
-                }
-                if !f.comment.is_empty() {
-                    spec = spec.comment(&f.comment).map_err(err_text)?;
-                }
-                app.cluster.count();
-                fw.create_rule(&spec).await.map_err(err_text)?;
-                // PVE inserts a new rule at position 0; move it where the customer asked.
-                if let Some(mv) = mv {
-                    app.cluster.count();
-                    fw.update_rule(
-                        mv.pos as u64,
-                        &proxmox_api::api::firewall::RuleSpec::update().move_to(mv.moveto as u64),
-                    )
-                    .await
-                    .map_err(err_text)?;
-                }
-                Ok(None)
-            }
-            "delete" => {
-                let pos = f.pos.ok_or("no position")?;
-                if !rules.iter().any(|r| r.pos == pos) {
-                    return Err("no such rule".into());
-                }
-                app.cluster.count();
-                fw.delete_rule(pos, None).await.map_err(err_text)?;
-                Ok(None)
-            }
-            _ => Err("unknown action".into()),
+    let svc = match owned(&app, &s, vmid) {
+        Ok((svc, _)) => svc,
+        Err(r) => return r,
+    };
+    let confirm = f.confirm.is_some();
+    let some = |v: &str| (!v.trim().is_empty()).then(|| v.trim().to_owned());
+    app.cluster.count();
+    let (r, ok) = match f.action.as_str() {
+        "add" => {
+            let rule = firewall_model::ApiRule {
+                kind: f.direction.clone(),
+                action: f.verdict.clone(),
+                proto: some(&f.proto),
+                dport: some(&f.dport),
+                source: some(&f.source),
+                comment: some(&f.comment),
+                enable: Some(1),
+                ..Default::default()
+            };
+            let at = f.position.unwrap_or(usize::MAX);
+            let len = app
+                .area
+                .firewall(svc)
+                .await
+                .map(|v| v.rules.len())
+                .unwrap_or(0);
+            (
+                app.area
+                    .add_firewall_rule(svc, &rule, at.min(len), confirm)
+                    .await,
+                "Rule added",
+            )
         }
-    }
-    .await;
-    back(
-        vmid,
-        "/firewall",
-        r,
-        if f.action == "add" {
-            "Rule added"
-        } else {
-            "Rule deleted"
-        },
-    )
+        "delete" => (
+            app.area
+                .delete_firewall_rule(svc, f.pos.unwrap_or(usize::MAX), confirm)
+                .await,
+            "Rule deleted",
+        ),
+        "policies" => (
+            app.area
+                .set_firewall_policies(svc, &f.policy_in, &f.policy_out, confirm)
+                .await,
+            "Policies saved",
+        ),
+        _ => (Err(unknown("firewall action", &f.action)), ""),
+    };
+    back(vmid, "/firewall", r.map(|()| None).map_err(err_text), ok)
 }
 
 #[derive(Deserialize)]
@@ -1397,36 +1326,21 @@ async fn firewall_move(
     Path(vmid): Path<u32>,
     Form(f): Form<MoveForm>,
 ) -> Response {
-    let (s, svc, product, live) = match feature_start(&app, &headers, vmid, Feature::Firewall).await
-    {
-        Ok(x) => x,
+    let s = match session(&app, &headers) {
+        Ok(s) => s,
         Err(r) => return r,
     };
     if let Err(r) = check_csrf(&s, &headers, None) {
         return r;
     }
-    let r = async {
-        permissions::require(product, Feature::Firewall, &live.state).map_err(err_text)?;
-        let fw = app.cluster.vm(svc).map_err(err_text)?.firewall();
-        app.cluster.count();
-        let rules = fw.rules().await.map_err(err_text)?;
-        if let Some(mv) =
-            vm_services::firewall::drag(f.from, f.to, rules.len()).map_err(err_text)?
-        {
-            app.cluster.count();
-            fw.update_rule(
-                mv.pos as u64,
-                &proxmox_api::api::firewall::RuleSpec::update().move_to(mv.moveto as u64),
-            )
-            .await
-            .map_err(err_text)?;
-        }
-        Ok::<(), String>(())
-    }
-    .await;
-    match r {
+    let svc = match owned(&app, &s, vmid) {
+        Ok((svc, _)) => svc,
+        Err(r) => return r,
+    };
+    app.cluster.count();
+    match app.area.move_firewall_rule(svc, f.from, f.to, false).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
     }
 }
 
@@ -1442,28 +1356,25 @@ async fn rdns_page(
         Ok(x) => x,
         Err(r) => return r,
     };
-    let ips = svc.addresses();
-    let ptrs = app.rdns.list_ptrs(&ips).await.unwrap_or_default();
+    let nv = nav(svc, product, &live.state, Feature::Rdns);
+    let ptrs = match app.area.rdns_list(svc).await {
+        Ok(p) => p,
+        Err(e) => return fail(&s, &nv, &e),
+    };
     let c = csrf_field(&s.csrf);
     let mut body = format!(
         "<h1>Reverse DNS</h1>{}<table id=rdns><tr><th>IP address</th><th>PTR</th><th></th></tr>",
         flash(m.ok.as_deref(), m.err.as_deref())
     );
-    for ip in &ips {
-        let cur = ptrs
-            .iter()
-            .find(|(i, _)| i == ip)
-            .and_then(|(_, p)| p.as_ref().map(|p| p.hostname().to_string()))
-            .unwrap_or_default();
+    for (ip, cur) in &ptrs {
         let _ = write!(
             body,
             "<tr><td>{ip}</td><td><form method=post style='display:inline'>{c}<input type=hidden name=ip value='{ip}'>\
-             <input name=hostname value='{}' size=32></td><td><button>Save</button></form></td></tr>",
-            esc(&cur)
+             <input name=hostname value='{}' size=32 placeholder='empty: remove'> <button>Save</button></form></td><td></td></tr>",
+            esc(cur.as_deref().unwrap_or(""))
         );
     }
     body.push_str("</table>");
-    let nv = nav(svc, product, &live.state, Feature::Rdns);
     Html(page("Reverse DNS", user(&s), Some(&nv), &body)).into_response()
 }
 
@@ -1480,55 +1391,202 @@ async fn rdns_set(
     Path(vmid): Path<u32>,
     Form(f): Form<RdnsForm>,
 ) -> Response {
-    let (s, svc, _product, _live) = match feature_start(&app, &headers, vmid, Feature::Rdns).await {
-        Ok(x) => x,
+    let s = match session(&app, &headers) {
+        Ok(s) => s,
         Err(r) => return r,
     };
     if let Err(r) = check_csrf(&s, &headers, Some(&f.csrf)) {
         return r;
     }
-    let r = async {
-        dns_providers::check_allowed(f.ip, &svc.host_nets()).map_err(err_text)?;
-        if f.hostname.trim().is_empty() {
-            app.rdns.remove_ptr(f.ip).await.map_err(err_text)?;
-        } else {
-            app.rdns
-                .set_ptr_str(f.ip, f.hostname.trim())
-                .await
-                .map_err(err_text)?;
-        }
-        Ok(None)
-    }
-    .await;
-    back(vmid, "/rdns", r, "PTR saved")
+    let svc = match owned(&app, &s, vmid) {
+        Ok((svc, _)) => svc,
+        Err(r) => return r,
+    };
+    let r = if f.hostname.trim().is_empty() {
+        app.area.rdns_remove(svc, f.ip).await
+    } else {
+        app.area.rdns_set(svc, f.ip, f.hostname.trim()).await
+    };
+    back(
+        vmid,
+        "/rdns",
+        r.map(|c| Some(c.to_string()))
+            .map(|_| None)
+            .map_err(err_text),
+        "PTR saved",
+    )
 }
 
-// ---------- not yet ----------
+// ---------- reset password ----------
 
-async fn not_yet_page(
+async fn password_page(
     State(app): Shared,
     headers: HeaderMap,
     Path(vmid): Path<u32>,
-    uri: axum::http::Uri,
+    Query(m): Query<Msg>,
 ) -> Response {
-    let feature = if uri.path().ends_with("/password") {
-        Feature::ResetPassword
+    let (s, svc, product, live) =
+        match feature_start(&app, &headers, vmid, Feature::ResetPassword).await {
+            Ok(x) => x,
+            Err(r) => return r,
+        };
+    let nv = nav(svc, product, &live.state, Feature::ResetPassword);
+    let dis = if permissions::check(product, Feature::ResetPassword, &live.state).is_allowed() {
+        ""
     } else {
-        Feature::Reinstall
+        " disabled"
     };
-    let (s, svc, product, live) = match feature_start(&app, &headers, vmid, feature).await {
+    let body = format!(
+        "<h1>Reset password</h1>{}<div class=card>A new random password is set for the VM's user (through the guest agent \
+         when it runs, else through cloud-init at the next boot). It is shown once.<form method=post style='margin-top:8px'>{}\
+         <button id=reset-password{dis}>Reset password</button></form></div>",
+        flash(m.ok.as_deref(), m.err.as_deref()),
+        csrf_field(&s.csrf)
+    );
+    Html(page("Reset password", user(&s), Some(&nv), &body)).into_response()
+}
+
+async fn password_reset(
+    State(app): Shared,
+    headers: HeaderMap,
+    Path(vmid): Path<u32>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    let (s, svc, product, live) =
+        match feature_start(&app, &headers, vmid, Feature::ResetPassword).await {
+            Ok(x) => x,
+            Err(r) => return r,
+        };
+    if let Err(r) = check_csrf(&s, &headers, Some(&f.csrf)) {
+        return r;
+    }
+    let nv = nav(svc, product, &live.state, Feature::ResetPassword);
+    app.cluster.count();
+    match app.area.reset_password(svc).await {
+        Ok(reset) => {
+            use secrecy::ExposeSecret;
+            let how = if reset.applied_by_agent {
+                "applied now by the guest agent"
+            } else {
+                "applied by cloud-init at the next boot"
+            };
+            let body = format!(
+                "<h1>Reset password</h1><div class='msg ok'>The new password ({how}). It is shown only this once; the portal does not keep it.</div>\
+                 <div class=card><code id=new-password style='font-size:18px'>{}</code></div>",
+                esc(reset.password.expose_secret())
+            );
+            let mut r = Html(page("Reset password", user(&s), Some(&nv), &body)).into_response();
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
+        Err(e) if e.is_upstream() => went_wrong(&s, &e),
+        Err(e) => back(vmid, "/password", Err(e.to_string()), ""),
+    }
+}
+
+// ---------- reinstall ----------
+
+async fn reinstall_page(
+    State(app): Shared,
+    headers: HeaderMap,
+    Path(vmid): Path<u32>,
+    Query(m): Query<Msg>,
+) -> Response {
+    let (s, svc, product, live) =
+        match feature_start(&app, &headers, vmid, Feature::Reinstall).await {
+            Ok(x) => x,
+            Err(r) => return r,
+        };
+    let nv = nav(svc, product, &live.state, Feature::Reinstall);
+    let dis = if permissions::check(product, Feature::Reinstall, &live.state).is_allowed() {
+        ""
+    } else {
+        " disabled"
+    };
+    let mut opts = String::new();
+    for t in &product.templates {
+        let _ = write!(
+            opts,
+            "<option value={}>{}</option>",
+            t.vmid.get(),
+            esc(&t.name)
+        );
+    }
+    let body = format!(
+        "<h1>Reinstall</h1>{}{}<div class=card><p>Reinstalling replaces the VM's disks with a fresh operating system; \
+         everything on them is lost. The IP addresses, MAC and hostname stay.</p><form method=post>{}\
+         <p><label>Operating system <select name=template id=template>{opts}</select></label></p>\
+         <p><label>Type <b>REINSTALL</b> to confirm <input name=confirmation id=confirmation autocomplete=off></label></p>\
+         <button class=danger id=reinstall{dis}>Reinstall</button></form></div>",
+        flash(m.ok.as_deref(), m.err.as_deref()),
+        operation_box(&app, vmid),
+        csrf_field(&s.csrf)
+    );
+    Html(page("Reinstall", user(&s), Some(&nv), &body)).into_response()
+}
+
+#[derive(Deserialize)]
+struct ReinstallForm {
+    csrf: String,
+    template: u32,
+    confirmation: String,
+}
+
+async fn reinstall_start(
+    State(app): Shared,
+    headers: HeaderMap,
+    Path(vmid): Path<u32>,
+    Form(f): Form<ReinstallForm>,
+) -> Response {
+    let s = match session(&app, &headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if let Err(r) = check_csrf(&s, &headers, Some(&f.csrf)) {
+        return r;
+    }
+    let (svc, product) = match owned(&app, &s, vmid) {
         Ok(x) => x,
         Err(r) => return r,
     };
-    let body = format!(
-        "<h1>{}</h1><div class=card>Not available yet: this screen waits on the vm-services executor \
-         (guest-agent password reset / reinstall plan execution).</div>",
-        if feature == Feature::Reinstall {
-            "Reinstall"
-        } else {
-            "Reset password"
+    let template = match vm_services::ids::VmId::new(f.template) {
+        Ok(t) => t,
+        Err(e) => return back(vmid, "/reinstall", Err(e.to_string()), ""),
+    };
+    // The cheap refusals (wrong word, template not offered) answer at once; the reinstall itself
+    // runs in the background, step by step and resumable, and the page shows how it ended.
+    if let Err(e) = vm_services::reinstall::validate(
+        product,
+        &permissions::VmState::default(),
+        template,
+        &f.confirmation,
+    ) {
+        return back(vmid, "/reinstall", Err(e.to_string()), "");
+    }
+    let name = product
+        .template(template)
+        .map(|t| t.name.clone())
+        .unwrap_or_default();
+    app.operations
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(vmid, (format!("Reinstall with {name}"), None));
+    let (app2, svc2, word) = (app.clone(), svc.clone(), f.confirmation.clone());
+    tokio::spawn(async move {
+        let r = app2.area.reinstall(&svc2, template, &word).await;
+        let done = r
+            .map(|o| format!("installed {}", o.template))
+            .map_err(|e| e.to_string());
+        app2.cluster.invalidate(&svc2).await;
+        if let Some(op) = app2
+            .operations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&vmid)
+        {
+            op.1 = Some(done);
         }
-    );
-    let nv = nav(svc, product, &live.state, feature);
-    Html(page("Not available yet", user(&s), Some(&nv), &body)).into_response()
+    });
+    back(vmid, "/reinstall", Ok(None), "Reinstall started")
 }
