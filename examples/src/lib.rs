@@ -6,6 +6,7 @@
 //! * `cargo run -p examples --example <name>` — the small examples of the docs.
 
 pub mod portal;
+pub mod scheduler;
 
 use proxmox_api::{Auth, Client, Tls};
 use pve_sim::{PveSim, SimConfig};

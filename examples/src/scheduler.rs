@@ -1,0 +1,86 @@
+//! One round of the scheduled work (the `cron` binary runs it on an interval).
+
+use tracing::{error, info, warn};
+use vm_services::ClientArea;
+use vm_services::service::Service;
+
+/// What one round did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RoundReport {
+    /// Scheduled backups created.
+    pub backups_created: usize,
+    /// Old archives deleted by the rotation.
+    pub backups_deleted: usize,
+    /// Expired snapshots removed.
+    pub snapshots_removed: usize,
+    /// Interrupted operations resumed to the end.
+    pub resumed: usize,
+    /// Problems (logged; retried next round).
+    pub problems: Vec<String>,
+}
+
+/// The backup schedule tick, the snapshot expiry sweep, then resuming restores and reinstalls
+/// left unfinished in the plan store. Safe to run on two hosts at once: vm-services re-checks
+/// the lock and today's backups right before each action.
+pub async fn round(area: &ClientArea, services: &[Service]) -> RoundReport {
+    let mut report = RoundReport::default();
+    match area.backup_tick(services).await {
+        Ok(r) => {
+            info!(
+                created = r.created.len(),
+                deleted = r.deleted.len(),
+                skipped = r.skipped.len(),
+                failed = r.failed.len(),
+                listings = r.listing_requests,
+                "backup tick"
+            );
+            report.backups_created = r.created.len();
+            report.backups_deleted = r.deleted.len();
+            report.problems.extend(
+                r.failed
+                    .iter()
+                    .map(|(vm, why)| format!("backup of {vm}: {why}")),
+            );
+        }
+        Err(e) => {
+            error!(error = %e, "backup tick failed");
+            report.problems.push(format!("backup tick: {e}"));
+        }
+    }
+    let sweep = area.sweep_expired_snapshots(services).await;
+    for (vm, name) in &sweep.removed {
+        info!(%vm, snapshot = %name, "expired snapshot removed");
+    }
+    for (vm, why) in &sweep.skipped {
+        warn!(%vm, reason = %why, "snapshot sweep skipped a vm (retried next round)");
+        report
+            .problems
+            .push(format!("snapshot sweep of {vm}: {why}"));
+    }
+    report.snapshots_removed = sweep.removed.len();
+    match area.plans().unfinished() {
+        Ok(plans) => {
+            for p in plans {
+                let Some(svc) = services.iter().find(|s| s.vm == p.vm) else {
+                    warn!(plan = %p.id, vm = %p.vm, "unfinished plan for a vm no customer owns");
+                    continue;
+                };
+                match area.resume(svc, &p.id).await {
+                    Ok(_) => {
+                        info!(plan = %p.id, vm = %p.vm, "interrupted operation resumed and finished");
+                        report.resumed += 1;
+                    }
+                    Err(e) => {
+                        warn!(plan = %p.id, vm = %p.vm, error = %e, "resume failed (retried next round)");
+                        report.problems.push(format!("resume {}: {e}", p.id));
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            error!(error = %e, "cannot read the plan store");
+            report.problems.push(format!("plan store: {e}"));
+        }
+    }
+    report
+}
