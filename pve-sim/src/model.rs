@@ -526,6 +526,10 @@ impl State {
         log: Vec<(u64, String)>,
         effect: impl FnOnce(&mut State, &mut TaskEnd) + Send + 'static,
     ) -> String {
+        debug_assert!(
+            !id.contains(':') && !kind.contains(':'),
+            "a UPID field cannot hold `:` ({kind}:{id})"
+        );
         self.next_pid += 1;
         let pid = self.next_pid;
         let starttime = now / 1000;

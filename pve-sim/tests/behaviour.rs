@@ -283,6 +283,12 @@ async fn backup_locks_the_vm_and_writes_a_volume() {
         api.put(&vpath, &[("protected", "0"), ("notes", "keep")])
             .await;
         let t = api.delete(&vpath).await;
+        // Like PVE, the imgdel worker has an empty id: the volid holds `:` and would break
+        // the UPID's nine fields.
+        let u = t.as_str().unwrap();
+        let parts: Vec<&str> = u.split(':').collect();
+        assert_eq!(parts.len(), 9, "{u}");
+        assert_eq!((parts[5], parts[6], parts[8]), ("imgdel", "", ""), "{u}");
         assert_eq!(api.wait(&t).await, "OK");
         assert!(!sim.backup_volids(101).contains(&volid.to_string()));
         sim.shutdown().await;

@@ -188,6 +188,23 @@ fn manual_backup_list_quota_remove_and_refusals() {
             err.is_invalid_input() && err.to_string().contains("100"),
             "{err}"
         );
+        // The removal waits for PVE's `imgdel` task: its failure is reported at once, not
+        // after polling the listing until the task timeout.
+        e.sim
+            .fail_next_task("imgdel", "lvremove failed: volume busy");
+        let started = std::time::Instant::now();
+        let err = e
+            .area
+            .remove_backup(&s, &l.backups[0].volid)
+            .await
+            .unwrap_err();
+        assert!(err.is_upstream(), "{err}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(e.area.backups(&s).await.unwrap().quota.to_string(), "2/3");
         e.area.remove_backup(&s, &l.backups[0].volid).await.unwrap();
         assert_eq!(e.area.backups(&s).await.unwrap().quota.to_string(), "1/3");
         // Quota: a manual backup never rotates.

@@ -165,12 +165,13 @@ pub(super) fn volume_delete(st: &mut State, req: &Req) -> ApiResult {
             "cannot delete protected volume '{volid}'"
         )));
     }
-    let id = volid.clone();
+    // PVE forks this worker without an id (`UPID:node:...:imgdel::user@realm:`); the volid
+    // contains `:` and would break UPID parsing.
     let upid = st.spawn_task(
         req.now,
         req.node(),
         "imgdel",
-        &id,
+        "",
         &req.user,
         0,
         vec![],

@@ -188,27 +188,9 @@ impl ClientArea {
     async fn delete_archive(&self, node: &NodeName, volid: &VolumeId) -> Result<(), Error> {
         let storage = self.node(node)?.storage(&api_storage(volid.storage())?);
         match storage.delete_volume(&api_volume(volid)?).await {
+            // The delete runs as an `imgdel` task: wait for it so a failure is reported.
             Ok(Some(t)) => self.wait(t, "remove backup").await,
             Ok(None) => Ok(()),
-            // The request was accepted but its UPID did not decode (pve-sim names the task
-            // with the volid, which contains `:`): wait until the archive is gone instead.
-            Err(proxmox_api::Error::Decode { .. }) => {
-                for _ in 0..(self.inner.task_timeout.as_millis() / 50).max(1) {
-                    let items = storage
-                        .content(Some("backup"), None)
-                        .await
-                        .map_err(Error::pve("list backups"))?;
-                    if !items.iter().any(|i| i.volid == volid.to_string()) {
-                        return Ok(());
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-                Err(Error::invalid(
-                    "backup",
-                    volid.to_string(),
-                    "removal did not finish",
-                ))
-            }
             Err(e) => Err(Error::pve("remove backup")(e)),
         }
     }
