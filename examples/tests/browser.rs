@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use examples::portal::{self, StartOptions, config::PortalConfig};
 use fantoccini::{Client, ClientBuilder, Locator};
-use pve_sim::SimConfig;
+use pve_sim::{RequestMatch, SimConfig};
 
 struct Driver(Child);
 
@@ -106,9 +106,9 @@ async fn wait_task_done(c: &Client) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn customer_walks_through_the_client_area() {
-    tokio::time::timeout(Duration::from_secs(150), run())
+    tokio::time::timeout(Duration::from_secs(180), run())
         .await
-        .expect("the browser test took longer than 150 s");
+        .expect("the browser test took longer than 180 s");
 }
 
 async fn run() {
@@ -268,6 +268,68 @@ async fn run() {
     .await;
     shot(&c, "access-denied").await;
 
+    // Something went wrong: the cluster answers errors.
+    let sim = running
+        .sim
+        .as_ref()
+        .expect("the portal runs on the simulator");
+    sim.fail_requests(RequestMatch::path("/cluster/resources"), 500, 1000);
+    tokio::time::sleep(Duration::from_millis(2100)).await; // the shared read cache expires
+    c.goto(&format!("{base}/s/100")).await.expect("overview");
+    wait_text(&c, "h1", "Something went wrong", |t| {
+        t == "Something went wrong"
+    })
+    .await;
+    shot(&c, "something-went-wrong").await;
+    sim.clear_faults();
+
+    // Reverse DNS: set the PTR of the main IPv4.
+    c.goto(&format!("{base}/s/100/rdns")).await.expect("rdns");
+    let mut set = false;
+    for row in c.find_all(Locator::Css("#rdns tr")).await.expect("rows") {
+        if row
+            .text()
+            .await
+            .unwrap_or_default()
+            .starts_with("203.0.113.10")
+        {
+            let input = row
+                .find(Locator::Css("input[name=hostname]"))
+                .await
+                .expect("input");
+            input.clear().await.expect("clear");
+            input.send_keys("web-01.example.com").await.expect("type");
+            row.find(Locator::Css("button"))
+                .await
+                .expect("save")
+                .click()
+                .await
+                .expect("click");
+            set = true;
+            break;
+        }
+    }
+    assert!(set, "the main IPv4 is listed");
+    wait_text(&c, "#flash", "PTR saved", |t| t.contains("PTR saved")).await;
+    let v = c
+        .execute("return [...document.querySelectorAll('#rdns input[name=hostname]')].map(i=>i.value).join(',')", vec![])
+        .await
+        .expect("values");
+    assert!(
+        v.as_str().unwrap_or("").contains("web-01.example.com"),
+        "{v}"
+    );
+    shot(&c, "rdns").await;
+
+    // Reset password: shown once.
+    c.goto(&format!("{base}/s/100/password"))
+        .await
+        .expect("password");
+    click(&c, "#reset-password").await;
+    let pw = wait_text(&c, "#new-password", "the new password", |t| t.len() >= 16).await;
+    assert!(!pw.contains(' '), "{pw}");
+    shot(&c, "reset-password").await;
+
     // Firewall: add a rule at position 1 and see it there.
     c.goto(&format!("{base}/s/100/firewall"))
         .await
@@ -288,6 +350,23 @@ async fn run() {
     .await;
     assert_eq!(pos, "1", "the rule sits where it was asked");
     shot(&c, "firewall").await;
+
+    // Drag the new rule (position 1) onto the first row: it moves to position 0.
+    c.execute(
+        "const rows=[...document.querySelectorAll('tr.rule')];\
+         const from=rows.find(r=>r.textContent.includes('browser-test'));\
+         from.dispatchEvent(new DragEvent('dragstart',{bubbles:true}));\
+         rows[0].dispatchEvent(new DragEvent('drop',{bubbles:true,cancelable:true}));",
+        vec![],
+    )
+    .await
+    .expect("drag and drop");
+    wait_text(&c, "#flash", "rule moved", |t| t.contains("Rule moved")).await;
+    let first = text(&c, "tr.rule").await.expect("first rule");
+    assert!(
+        first.contains("browser-test"),
+        "dragged to the top: {first}"
+    );
 
     // ISO: mount the Ubuntu image.
     c.goto(&format!("{base}/s/100/iso")).await.expect("iso");
@@ -365,6 +444,52 @@ async fn run() {
     .await;
     assert!(lit > 1000);
     shot(&c, "console").await;
+
+    // Reinstall with the REINSTALL confirmation (back in the first window).
+    let first_window = before[0].clone();
+    c.switch_to_window(first_window).await.expect("switch back");
+    c.goto(&format!("{base}/s/100/reinstall"))
+        .await
+        .expect("reinstall");
+    fill(&c, "#confirmation", "reinstall").await;
+    click(&c, "#reinstall").await;
+    wait_text(&c, "#flash", "the wrong word refused", |t| {
+        t.contains("REINSTALL")
+    })
+    .await;
+    fill(&c, "#confirmation", "REINSTALL").await;
+    click(&c, "#reinstall").await;
+    wait_text(&c, "#flash", "reinstall started", |t| {
+        t.contains("Reinstall started")
+    })
+    .await;
+    shot(&c, "reinstall").await;
+    let done = wait_for(60, "the reinstall to finish", || async {
+        c.refresh().await.ok()?;
+        let t = text(&c, "#operation").await?;
+        (t.contains("finished") || t.contains("failed")).then_some(t)
+    })
+    .await;
+    assert!(done.contains("finished"), "{done}");
+
+    // Restore the backup made above (confirm dialog), in the background until it ends.
+    c.goto(&format!("{base}/s/100/backups"))
+        .await
+        .expect("backups");
+    click(&c, "tr.backup button[value=restore]").await;
+    c.accept_alert().await.expect("confirm the restore");
+    wait_text(&c, "#flash", "restore started", |t| {
+        t.contains("Restore started")
+    })
+    .await;
+    let done = wait_for(60, "the restore to finish", || async {
+        c.refresh().await.ok()?;
+        let t = text(&c, "#operation").await?;
+        (t.contains("finished") || t.contains("failed")).then_some(t)
+    })
+    .await;
+    assert!(done.contains("finished"), "{done}");
+    shot(&c, "restore").await;
 
     c.close().await.expect("close browser");
     running.shutdown().await;

@@ -874,7 +874,7 @@ async fn backups_page(
     for (i, d) in schedule.days().iter().enumerate() {
         let _ = write!(
             body,
-            "<td><label><input type=checkbox name=on{i} id=day{i}{}> on</label><br><input type=time name=time{i} value='{}' style='width:7em'></td>",
+            "<td><label><input type=checkbox name=on{i} id=day{i}{}> on</label><br><input type=time name=time{i} value='{}' style='width:8.5em'></td>",
             if d.enabled { " checked" } else { "" },
             d.time
         );
@@ -893,8 +893,8 @@ async fn backups_page(
         let _ = write!(
             body,
             "<tr class=backup><td>{f}{p}</td><td>{created}</td><td>{:.1} MB</td><td>{}</td><td>\
-             <form method=post action='/s/{vmid}/backups/action' style='display:inline' onsubmit=\"return this.action.value!=='restore'||confirm('Restore this backup? The VM is stopped and its disks replaced.')\">{c}<input type=hidden name=volid value='{v}'>\
-             <button name=action value=restore{adis} onclick=\"this.form.action.value='restore'\">Restore</button> \
+             <form method=post action='/s/{vmid}/backups/action' style='display:inline'>{c}<input type=hidden name=volid value='{v}'>\
+             <button name=action value=restore{adis} onclick=\"return confirm('Restore this backup? The VM is stopped and its disks are replaced.')\">Restore</button> \
              <button class=danger name=action value=delete{d}>Remove</button></form></td></tr>",
             b.size as f64 / 1e6,
             esc(&b.notes),
