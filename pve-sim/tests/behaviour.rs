@@ -1096,3 +1096,91 @@ async fn vnc_websocket_speaks_rfb() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn detached_disks_become_unused_and_deleting_unused_destroys_them() {
+    timed(async {
+        let sim = common::start().await;
+        let api = Api::token(&sim);
+        let cfg_path = "/nodes/pve1/qemu/100/config";
+        let images = || async {
+            api.get_q(
+                "/nodes/pve1/storage/local-lvm/content",
+                &[("content", "images"), ("vmid", "100")],
+            )
+            .await
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| {
+                (
+                    v["volid"].as_str().unwrap().to_string(),
+                    v["size"].as_u64().unwrap(),
+                )
+            })
+            .collect::<Vec<_>>()
+        };
+        let used_before = sim.storage_used("local-lvm");
+        // Deleting a disk key keeps the volume as `unused0`.
+        api.put(cfg_path, &[("delete", "scsi1")]).await;
+        let cfg = api.get(cfg_path).await;
+        assert!(cfg.get("scsi1").is_none(), "{cfg}");
+        assert_eq!(cfg["unused0"], "local-lvm:vm-100-disk-1", "{cfg}");
+        assert!(
+            images()
+                .await
+                .contains(&("local-lvm:vm-100-disk-1".to_string(), 50 << 30))
+        );
+        assert_eq!(sim.storage_used("local-lvm"), used_before);
+        // CD-ROM and cloud-init drives are just removed.
+        api.put(cfg_path, &[("delete", "ide0,ide2")]).await;
+        let cfg = api.get(cfg_path).await;
+        assert!(
+            cfg.get("ide0").is_none() && cfg.get("ide2").is_none(),
+            "{cfg}"
+        );
+        assert!(cfg.get("unused1").is_none(), "{cfg}");
+        // A new volume on the key; then re-attaching the unused one detaches the new one.
+        api.put(cfg_path, &[("scsi1", "local-lvm:4")]).await;
+        let cfg = api.get(cfg_path).await;
+        let scsi1 = cfg["scsi1"].as_str().unwrap();
+        assert!(scsi1.starts_with("local-lvm:vm-100-disk-2,"), "{scsi1}");
+        api.put(cfg_path, &[("scsi1", "local-lvm:vm-100-disk-1,size=50G")])
+            .await;
+        let cfg = api.get(cfg_path).await;
+        assert_eq!(cfg["unused0"], "local-lvm:vm-100-disk-2", "{cfg}");
+        assert!(cfg.get("unused1").is_none(), "{cfg}");
+        let vols = images().await;
+        assert!(
+            cfg["scsi1"]
+                .as_str()
+                .unwrap()
+                .starts_with("local-lvm:vm-100-disk-1,")
+        );
+        // listed once: as the attached disk, no longer as an unused volume
+        assert_eq!(
+            vols.iter()
+                .filter(|(v, _)| v == "local-lvm:vm-100-disk-1")
+                .count(),
+            1,
+            "{vols:?}"
+        );
+        assert!(
+            vols.contains(&("local-lvm:vm-100-disk-2".to_string(), 4 << 30)),
+            "{vols:?}"
+        );
+        // Deleting `unusedN` destroys the volume.
+        api.put(cfg_path, &[("delete", "unused0")]).await;
+        let cfg = api.get(cfg_path).await;
+        assert!(cfg.get("unused0").is_none(), "{cfg}");
+        assert!(
+            !images()
+                .await
+                .iter()
+                .any(|(v, _)| v == "local-lvm:vm-100-disk-2")
+        );
+        assert_eq!(sim.storage_used("local-lvm"), used_before);
+        sim.shutdown().await;
+    })
+    .await;
+}

@@ -6,8 +6,8 @@ use serde_json::{Value, json};
 
 use super::{ApiError, ApiResult, Reply, Req, check_lock, vm_mut};
 use crate::model::{
-    Firewall, Outcome, State, Vm, format_size, is_cloudinit_key, is_cold_key, is_disk_key, noise,
-    parse_size,
+    Firewall, Outcome, State, Vm, Volume, disk_size, format_size, is_cloudinit_key, is_cold_key,
+    is_disk_key, noise, parse_size,
 };
 
 /// Parameters of config writes that are not config keys.
@@ -564,10 +564,45 @@ pub(crate) fn write_config(
             ));
         }
     }
+    // Like PVE: a disk that is deleted or replaced by another volume stays as `unusedN`;
+    // deleting `unusedN` destroys the volume; CD-ROM and cloud-init drives just go.
+    let before = st.vms[&vmid].config.clone();
+    let mut detached: Vec<(String, u64)> = Vec::new();
+    let mut reattached: Vec<String> = Vec::new();
+    let mut destroyed: Vec<String> = Vec::new();
+    for (k, v) in &sets {
+        if !is_disk_key(k) {
+            continue;
+        }
+        let new_vol = v.split(',').next().unwrap_or("");
+        if let Some(old) = before.get(k).and_then(|o| detachable(o))
+            && old.0 != new_vol
+        {
+            detached.push(old);
+        }
+        reattached.extend(
+            before
+                .iter()
+                .filter(|(uk, uv)| is_unused_key(uk) && uv.split(',').next() == Some(new_vol))
+                .map(|(uk, _)| uk.clone()),
+        );
+    }
+    for d in &deletes {
+        if is_disk_key(d) {
+            detached.extend(before.get(d).and_then(|o| detachable(o)));
+        } else if is_unused_key(d)
+            && let Some(v) = before.get(d)
+        {
+            destroyed.push(v.split(',').next().unwrap_or("").to_string());
+        }
+    }
     let vm = st
         .vms
         .get_mut(&vmid)
         .ok_or_else(|| ApiError::fail("vm vanished"))?;
+    for k in &reattached {
+        vm.config.remove(k);
+    }
     for (k, v) in sets {
         if running && is_cold_key(&k) {
             vm.pending.insert(k, Some(v));
@@ -589,7 +624,59 @@ pub(crate) fn write_config(
             vm.pending.remove(k);
         }
     }
+    for (volid, _) in &detached {
+        let n = (0u32..)
+            .find(|n| !vm.config.contains_key(&format!("unused{n}")))
+            .unwrap_or_default();
+        vm.config.insert(format!("unused{n}"), volid.clone());
+    }
+    // Unused disks are listed and counted as storage volumes of the VM.
+    for key in &reattached {
+        if let Some(v) = before.get(key) {
+            st.volumes.remove(v.split(',').next().unwrap_or(""));
+        }
+    }
+    for (volid, size) in detached {
+        st.volumes.insert(
+            volid.clone(),
+            Volume {
+                storage: volid.split(':').next().unwrap_or("").to_string(),
+                volid,
+                content: "images".into(),
+                format: "raw".into(),
+                size,
+                ctime: req.now / 1000,
+                vmid: Some(vmid),
+                notes: None,
+                protected: false,
+                archive: None,
+            },
+        );
+    }
+    for volid in destroyed {
+        st.volumes.remove(&volid);
+    }
     Ok(())
+}
+
+/// `unused0`, `unused1`, ...: disks detached from the VM but still on its storage.
+pub(crate) fn is_unused_key(k: &str) -> bool {
+    k.strip_prefix("unused")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The volume and size of a drive that becomes `unusedN` when detached: not a CD-ROM, not a
+/// cloud-init drive, not empty.
+fn detachable(drive: &str) -> Option<(String, u64)> {
+    let volid = drive.split(',').next()?;
+    if drive.split(',').any(|p| p == "media=cdrom")
+        || volid.is_empty()
+        || volid == "none"
+        || volid.contains("cloudinit")
+    {
+        return None;
+    }
+    Some((volid.to_string(), disk_size(drive).unwrap_or(0)))
 }
 
 pub(super) fn put_config(st: &mut State, req: &Req) -> ApiResult {
@@ -740,7 +827,8 @@ pub(super) fn clone_vm(st: &mut State, req: &Req) -> ApiResult {
         if matches!(
             k.as_str(),
             "template" | "lock" | "parent" | "vmgenid" | "meta"
-        ) {
+        ) || is_unused_key(k)
+        {
             continue;
         }
         let v = if k.starts_with("net") && k[3..].bytes().all(|b| b.is_ascii_digit()) {
@@ -912,6 +1000,8 @@ pub(super) fn destroy(st: &mut State, req: &Req) -> ApiResult {
                 return;
             }
             st.vms.remove(&vmid);
+            st.volumes
+                .retain(|_, v| !(v.content == "images" && v.vmid == Some(vmid)));
         },
     );
     Reply::json(json!(upid))
@@ -1083,7 +1173,7 @@ fn restore(st: &mut State, req: &Req, vmid: u32, archive: String) -> ApiResult {
             }
             let mut config: BTreeMap<String, String> = BTreeMap::new();
             for (k, v) in &arch.config {
-                if matches!(k.as_str(), "lock" | "parent") {
+                if matches!(k.as_str(), "lock" | "parent") || is_unused_key(k) {
                     continue;
                 }
                 if is_disk_key(k) && v.contains("backup=0") {
@@ -1121,6 +1211,9 @@ fn restore(st: &mut State, req: &Req, vmid: u32, archive: String) -> ApiResult {
                 let u = fake_uuid(st);
                 config.insert("smbios1".into(), format!("uuid={u}"));
             }
+            // The old config's unused disks are destroyed with it.
+            st.volumes
+                .retain(|_, v| !(v.content == "images" && v.vmid == Some(vmid)));
             if let Some(vm) = st.vms.get_mut(&vmid) {
                 vm.config = config;
                 vm.pending.clear();
