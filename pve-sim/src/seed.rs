@@ -113,7 +113,8 @@ impl State {
                     "scsi0",
                     format!("local-lvm:vm-{vmid}-disk-0,iothread=1,size={disk}G"),
                 )
-                .set("ide2", format!("local-lvm:vm-{vmid}-cloudinit,media=cdrom"))
+                .set("ide0", format!("local-lvm:vm-{vmid}-cloudinit,media=cdrom"))
+                .set("ide2", "none,media=cdrom")
                 .set(
                     "ipconfig0",
                     format!(
@@ -245,7 +246,8 @@ pub(crate) fn build(st: &mut State, scenario: &Scenario, now: u64) {
                         "scsi0",
                         format!("local-lvm:base-{vmid}-disk-0,iothread=1,size=10G"),
                     )
-                    .set("ide2", format!("local-lvm:vm-{vmid}-cloudinit,media=cdrom"))
+                    .set("ide0", format!("local-lvm:vm-{vmid}-cloudinit,media=cdrom"))
+                    .set("ide2", "none,media=cdrom")
                     .set("serial0", "socket")
                     .set("vga", "serial0")
                     .set("ipconfig0", "ip=dhcp")
@@ -260,7 +262,7 @@ pub(crate) fn build(st: &mut State, scenario: &Scenario, now: u64) {
                 .set("memory", "4096")
                 .set("scsi0", "local-lvm:vm-100-disk-0,iothread=1,mbps_rd=200,mbps_wr=150,iops_rd=4000,iops_wr=2000,size=32G")
                 .set("scsi1", "local-lvm:vm-100-disk-1,iothread=1,backup=0,size=50G")
-                .set("ide2", "local:iso/Debian-12.5.0-amd64-netinst.iso,media=cdrom")
+                .set("ide2", "none,media=cdrom")
                 .set("ide0", "local-lvm:vm-100-cloudinit,media=cdrom")
                 .set("net0", format!("virtio={},bridge=vmbr0,firewall=1,tag=10,rate=125", mac_for(100, 0)))
                 .set("ipconfig0", "ip=203.0.113.10/24,gw=203.0.113.1,ip6=2001:db8:10::10/64,gw6=2001:db8:10::1")
@@ -278,7 +280,8 @@ pub(crate) fn build(st: &mut State, scenario: &Scenario, now: u64) {
                 .set("sockets", "1")
                 .set("memory", "8192")
                 .set("scsi0", "local-lvm:vm-101-disk-0,iothread=1,size=100G")
-                .set("ide2", "local-lvm:vm-101-cloudinit,media=cdrom")
+                .set("ide0", "local-lvm:vm-101-cloudinit,media=cdrom")
+                .set("ide2", "none,media=cdrom")
                 .set(
                     "net0",
                     format!("virtio={},bridge=vmbr0,firewall=1", mac_for(101, 0)),
@@ -301,7 +304,8 @@ pub(crate) fn build(st: &mut State, scenario: &Scenario, now: u64) {
                     "virtio0",
                     "local-lvm:vm-102-disk-0,mbps_rd=100,mbps_wr=100,size=40G",
                 )
-                .set("ide2", "local-lvm:vm-102-cloudinit,media=cdrom")
+                .set("ide0", "local-lvm:vm-102-cloudinit,media=cdrom")
+                .set("ide2", "none,media=cdrom")
                 .set(
                     "net0",
                     format!("virtio={},bridge=vmbr0,firewall=1", mac_for(102, 0)),
@@ -313,7 +317,8 @@ pub(crate) fn build(st: &mut State, scenario: &Scenario, now: u64) {
                 .name("staging")
                 .set("cores", "2")
                 .set("memory", "2048")
-                .set("ide2", "local-lvm:vm-103-cloudinit,media=cdrom")
+                .set("ide0", "local-lvm:vm-103-cloudinit,media=cdrom")
+                .set("ide2", "none,media=cdrom")
                 .set("ipconfig0", "ip=dhcp")
                 .set("agent", "0")
                 .running(true);
@@ -323,7 +328,8 @@ pub(crate) fn build(st: &mut State, scenario: &Scenario, now: u64) {
                 .set("cores", "1")
                 .set("memory", "1024")
                 .set("scsi0", "local-lvm:vm-104-disk-0,iothread=1,size=25G")
-                .set("ide2", "local-lvm:vm-104-cloudinit,media=cdrom")
+                .set("ide0", "local-lvm:vm-104-cloudinit,media=cdrom")
+                .set("ide2", "none,media=cdrom")
                 .set(
                     "net0",
                     format!(
@@ -343,7 +349,7 @@ pub(crate) fn build(st: &mut State, scenario: &Scenario, now: u64) {
                 .set("memory", "8192")
                 .set("bios", "ovmf")
                 .set("scsi0", "local-lvm:vm-105-disk-0,size=80G")
-                .set("ide2", "local:iso/virtio-win.iso,media=cdrom")
+                .set("ide2", "none,media=cdrom")
                 .set("net0", format!("e1000={},bridge=vmbr0", mac_for(105, 0)))
                 .set("agent", "0");
             st.insert_vm(win, now);

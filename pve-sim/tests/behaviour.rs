@@ -1184,3 +1184,32 @@ async fn detached_disks_become_unused_and_deleting_unused_destroys_them() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn demo_cd_drive_is_free_and_cloud_init_lives_in_ide0() {
+    timed(async {
+        let sim = common::start().await;
+        let ids = sim.vm_ids();
+        assert!(ids.contains(&9000) && ids.contains(&105), "{ids:?}");
+        for vmid in ids {
+            let cfg = sim.vm_config(vmid).unwrap();
+            assert_eq!(cfg["ide2"], "none,media=cdrom", "VM {vmid}: {cfg:?}");
+            let ci: Vec<&String> = cfg
+                .iter()
+                .filter(|(_, v)| v.contains("cloudinit"))
+                .map(|(k, _)| k)
+                .collect();
+            if vmid == 105 {
+                assert!(ci.is_empty(), "{cfg:?}");
+            } else {
+                assert_eq!(ci, ["ide0"], "VM {vmid}: {cfg:?}");
+                assert_eq!(
+                    cfg["ide0"],
+                    format!("local-lvm:vm-{vmid}-cloudinit,media=cdrom")
+                );
+            }
+        }
+        sim.shutdown().await;
+    })
+    .await;
+}

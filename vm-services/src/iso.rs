@@ -10,8 +10,59 @@ use crate::permissions::{Feature, VmState, require};
 use crate::product::Product;
 use crate::pve::{CdromMedia, VmConfig};
 
-/// The CD drive the module uses.
+/// The CD drive the module uses by default (a product may choose another: [`CdDrive`]).
 pub const CDROM_KEY: &str = "ide2";
+
+/// The CD drive the ISO feature uses: `ide0`..`ide3`, `sata0`..`sata5` or `scsi0`..`scsi30`
+/// (default [`CDROM_KEY`]). Set per product as `iso.drive`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CdDrive(String);
+
+impl CdDrive {
+    /// The config key (`ide2`).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for CdDrive {
+    fn default() -> Self {
+        Self(CDROM_KEY.to_owned())
+    }
+}
+
+impl std::str::FromStr for CdDrive {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let ok = [("ide", 3u8), ("sata", 5), ("scsi", 30)]
+            .iter()
+            .any(|(p, max)| {
+                s.strip_prefix(p).is_some_and(|n| {
+                    !n.is_empty()
+                        && n.bytes().all(|b| b.is_ascii_digit())
+                        && (n == "0" || !n.starts_with('0'))
+                        && n.parse::<u8>().is_ok_and(|n| n <= *max)
+                })
+            });
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(Error::invalid(
+                "cd drive",
+                s.chars().filter(|c| !c.is_control()).collect::<String>(),
+                "must be one of ide0..ide3, sata0..sata5, scsi0..scsi30",
+            ))
+        }
+    }
+}
+
+impl std::fmt::Display for CdDrive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+crate::ids::serde_via_str!(CdDrive);
 
 /// The folder of files whose name has no `-`.
 pub const OTHER_FOLDER: &str = "OTHER";
@@ -71,9 +122,15 @@ pub fn group(listing: &[IsoItem]) -> Vec<IsoFolder> {
 }
 
 /// What `ide2` holds: `Some(volid)` when an ISO image is mounted (a cloud-init drive there is
-/// not a mounted ISO).
+/// not a mounted ISO). See [`mounted_in`] for a product's drive.
 pub fn mounted(config: &VmConfig) -> Result<Option<VolumeId>, Error> {
-    Ok(match config.cdrom(CDROM_KEY)? {
+    mounted_in(config, &CdDrive::default())
+}
+
+/// What `drive` holds: `Some(volid)` when an ISO image is mounted (a cloud-init drive there
+/// is not a mounted ISO).
+pub fn mounted_in(config: &VmConfig, drive: &CdDrive) -> Result<Option<VolumeId>, Error> {
+    Ok(match config.cdrom(drive.as_str())? {
         Some(CdromMedia::Volume(v)) if !is_cloudinit(&v) => Some(v),
         _ => None,
     })
@@ -84,13 +141,26 @@ fn is_cloudinit(v: &VolumeId) -> bool {
 }
 
 /// Refuses to touch `ide2` when it holds the VM's cloud-init drive: replacing it would break
-/// password resets and reinstalls (the provider must move that drive, e.g. to `ide0`).
+/// password resets and reinstalls (the provider must move that drive, e.g. to `ide0`). See
+/// [`check_drive_free_in`] for a product's drive.
 pub fn check_drive_free(config: &VmConfig) -> Result<(), Error> {
-    match config.cdrom(CDROM_KEY)? {
-        Some(CdromMedia::Volume(v)) if is_cloudinit(&v) => Err(Error::UnknownIso {
-            volid: CDROM_KEY.to_owned(),
-            reason: "the cd drive holds the cloud-init drive".to_owned(),
-        }),
+    check_drive_free_in(config, &CdDrive::default())
+}
+
+/// Refuses to touch `drive` when it holds the VM's cloud-init drive (replacing it would break
+/// password resets and reinstalls) or a disk that is not a CD drive.
+pub fn check_drive_free_in(config: &VmConfig, drive: &CdDrive) -> Result<(), Error> {
+    let refuse = |reason: &str| {
+        Err(Error::UnknownIso {
+            volid: drive.to_string(),
+            reason: reason.to_owned(),
+        })
+    };
+    match config.cdrom(drive.as_str())? {
+        Some(CdromMedia::Volume(v)) if is_cloudinit(&v) => {
+            refuse("the cd drive holds the cloud-init drive")
+        }
+        None if config.get(drive.as_str()).is_some() => refuse("the drive is not a cd drive"),
         _ => Ok(()),
     }
 }
@@ -98,7 +168,7 @@ pub fn check_drive_free(config: &VmConfig) -> Result<(), Error> {
 /// A config change for the CD drive: `PUT .../config` with `key=value`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CdromChange {
-    /// The drive key ([`CDROM_KEY`]).
+    /// The drive key (the product's [`CdDrive`], [`CDROM_KEY`] by default).
     pub key: String,
     /// The value (`<volid>,media=cdrom` or `none,media=cdrom`).
     pub value: String,
@@ -140,7 +210,7 @@ pub fn plan_mount(
         return Err(refuse("not in the storage listing"));
     }
     Ok(CdromChange {
-        key: CDROM_KEY.to_owned(),
+        key: product.iso_drive.to_string(),
         value: CdromMedia::Volume(volid).config_value(),
     })
 }
@@ -149,7 +219,7 @@ pub fn plan_mount(
 pub fn plan_unmount(product: &Product, state: &VmState) -> Result<CdromChange, Error> {
     require(product, Feature::Iso, state)?;
     Ok(CdromChange {
-        key: CDROM_KEY.to_owned(),
+        key: product.iso_drive.to_string(),
         value: CdromMedia::Empty.config_value(),
     })
 }
@@ -184,6 +254,44 @@ mod tests {
         assert!(check_drive_free(&c).unwrap_err().is_invalid_input());
         let c: VmConfig = [("ide2", "none,media=cdrom")].into_iter().collect();
         assert!(check_drive_free(&c).is_ok());
+    }
+
+    #[test]
+    fn cd_drive_keys() {
+        for ok in ["ide0", "ide3", "sata5", "scsi0", "scsi30"] {
+            assert_eq!(ok.parse::<CdDrive>().unwrap().as_str(), ok);
+        }
+        for bad in [
+            "ide4", "sata6", "scsi31", "virtio0", "ide", "ide02", "net0", "ide2\n", "",
+        ] {
+            assert!(
+                bad.parse::<CdDrive>().unwrap_err().is_invalid_input(),
+                "{bad}"
+            );
+        }
+        assert_eq!(CdDrive::default().as_str(), CDROM_KEY);
+        let c: VmConfig = [
+            ("ide0", "local-lvm:vm-104-cloudinit,media=cdrom"),
+            ("ide2", "none,media=cdrom"),
+            ("scsi0", "local-lvm:vm-104-disk-0,size=25G"),
+        ]
+        .into_iter()
+        .collect();
+        let ide0: CdDrive = "ide0".parse().unwrap();
+        assert!(
+            check_drive_free_in(&c, &ide0)
+                .unwrap_err()
+                .is_invalid_input()
+        );
+        assert_eq!(mounted_in(&c, &ide0).unwrap(), None);
+        assert!(check_drive_free_in(&c, &CdDrive::default()).is_ok());
+        let scsi0: CdDrive = "scsi0".parse().unwrap();
+        assert!(
+            check_drive_free_in(&c, &scsi0)
+                .unwrap_err()
+                .is_invalid_input()
+        );
+        assert!(check_drive_free_in(&c, &"sata1".parse().unwrap()).is_ok());
     }
 
     #[test]

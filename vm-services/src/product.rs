@@ -225,6 +225,9 @@ pub struct Product {
     pub backups: BackupPolicy,
     /// The storage whose ISOs the customer may mount.
     pub iso_storage: Option<StorageId>,
+    /// The CD drive ISO mounts use (`iso.drive`, default `ide2`).
+    #[serde(default)]
+    pub iso_drive: crate::iso::CdDrive,
     /// The OS templates the customer may reinstall from.
     pub templates: Vec<OsTemplate>,
     /// CPU.
@@ -294,6 +297,7 @@ struct RawProduct {
     snapshots: RawSnapshots,
     backups: RawBackups,
     iso_storage: Option<String>,
+    iso: Option<RawIso>,
     #[serde(default)]
     templates: Vec<RawTemplate>,
     cpu: RawCpu,
@@ -302,6 +306,12 @@ struct RawProduct {
     additional_disk: Option<RawDisk>,
     network: RawNetwork,
     lockout_ports: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIso {
+    drive: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -472,6 +482,12 @@ impl RawProduct {
                 "must be set when iso mount is allowed",
             ));
         }
+        let iso_drive: crate::iso::CdDrive = self
+            .iso
+            .and_then(|i| i.drive)
+            .map(|d| parsed(&format!("{path}.iso"), "drive", &d))
+            .transpose()?
+            .unwrap_or_default();
         let mut templates: Vec<OsTemplate> = Vec::new();
         for (i, t) in self.templates.into_iter().enumerate() {
             let tp = format!("{path}.templates[{i}]");
@@ -518,6 +534,18 @@ impl RawProduct {
                 format!("`{}` is already the system disk", a.key),
             ));
         }
+        for (disk, what) in [
+            (Some(&system_disk), "the system disk"),
+            (additional_disk.as_ref(), "the additional disk"),
+        ] {
+            if disk.is_some_and(|d| d.key == iso_drive.as_str()) {
+                return Err(field_err(
+                    &format!("{path}.iso"),
+                    "drive",
+                    format!("`{iso_drive}` is already {what}"),
+                ));
+            }
+        }
         let np = format!("{path}.network");
         let n = self.network;
         if !(!n.bridge.is_empty()
@@ -558,6 +586,7 @@ impl RawProduct {
             snapshots,
             backups,
             iso_storage,
+            iso_drive,
             templates,
             cpu,
             memory_mib,
@@ -675,6 +704,29 @@ mod tests {
             e,
             "products.vps-small.network.vlan_tag: must be 1..=4094, got 5000"
         );
+
+        let bad = EXAMPLE.replacen("drive = \"ide2\"", "drive = \"virtio0\"", 1);
+        let e = Catalog::from_toml_str(&bad).unwrap_err();
+        assert!(e.is_invalid_input());
+        assert_eq!(
+            e.to_string(),
+            "products.vps-small.iso.drive: `virtio0`: must be one of ide0..ide3, sata0..sata5, scsi0..scsi30"
+        );
+        let bad = EXAMPLE.replacen("drive = \"ide2\"", "drive = \"scsi0\"", 1);
+        let e = Catalog::from_toml_str(&bad).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "products.vps-small.iso.drive: `scsi0` is already the system disk"
+        );
+        let ok = EXAMPLE.replacen("drive = \"ide2\"", "drive = \"sata1\"", 1);
+        let c = Catalog::from_toml_str(&ok).unwrap();
+        let p = c.get(&"vps-small".parse().unwrap()).unwrap();
+        assert_eq!(p.iso_drive.as_str(), "sata1");
+        let omitted = EXAMPLE.replacen("[products.vps-small.iso]\ndrive = \"ide2\"\n", "", 1);
+        assert_ne!(omitted, EXAMPLE);
+        let c = Catalog::from_toml_str(&omitted).unwrap();
+        let p = c.get(&"vps-small".parse().unwrap()).unwrap();
+        assert_eq!(p.iso_drive.as_str(), "ide2");
 
         let bad = EXAMPLE.replacen(
             "[products.vps-small.cpu]",

@@ -251,11 +251,9 @@ fn iso_list_mount_unmount_and_refusals() {
     run(30, async {
         let e = env().await;
         let s = svc100();
+        // The demo keeps the cloud-init drive in ide0 and an empty CD drive in ide2.
         let page = e.area.isos(&s).await.unwrap();
-        assert_eq!(
-            page.mounted.unwrap().to_string(),
-            "local:iso/Debian-12.5.0-amd64-netinst.iso"
-        );
+        assert_eq!(page.mounted, None);
         let names: Vec<&str> = page.folders.iter().map(|f| f.name.as_str()).collect();
         assert!(
             names.contains(&"Debian") && names.contains(&"virtio"),
@@ -283,17 +281,72 @@ fn iso_list_mount_unmount_and_refusals() {
         e.area.unmount_iso(&s).await.unwrap();
         assert_eq!(e.sim.vm_config(100).unwrap()["ide2"], "none,media=cdrom");
         assert_eq!(e.area.isos(&s).await.unwrap().mounted, None);
-        // VM 104 keeps its cloud-init drive in ide2: never replaced by an ISO.
-        let v104 = svc104();
-        assert_eq!(e.area.isos(&v104).await.unwrap().mounted, None);
-        let err = e
-            .area
-            .mount_iso(&v104, "local:iso/Debian-12.5.0-amd64-netinst.iso")
-            .await
-            .unwrap_err();
-        assert!(err.is_invalid_input(), "{err}");
-        assert!(e.sim.vm_config(104).unwrap()["ide2"].contains("cloudinit"));
         assert!(e.area.isos(&svc102_bare()).await.unwrap_err().is_denied());
+    });
+}
+
+#[test]
+fn iso_mount_and_unmount_debian_on_demo_vm_100() {
+    run(30, async {
+        let e = env().await;
+        let s = svc100();
+        let debian = "local:iso/Debian-12.5.0-amd64-netinst.iso";
+        e.area.mount_iso(&s, debian).await.unwrap();
+        let cfg = e.sim.vm_config(100).unwrap();
+        assert_eq!(cfg["ide2"], format!("{debian},media=cdrom"));
+        assert_eq!(cfg["ide0"], "local-lvm:vm-100-cloudinit,media=cdrom");
+        assert_eq!(
+            e.area.isos(&s).await.unwrap().mounted.unwrap().to_string(),
+            debian
+        );
+        e.area.unmount_iso(&s).await.unwrap();
+        assert_eq!(e.sim.vm_config(100).unwrap()["ide2"], "none,media=cdrom");
+        assert_eq!(e.area.isos(&s).await.unwrap().mounted, None);
+    });
+}
+
+#[test]
+fn iso_drive_setting_is_used_and_a_cloud_init_drive_is_never_replaced() {
+    run(30, async {
+        let e = env().await;
+        let s = svc104();
+        let debian = "local:iso/Debian-12.5.0-amd64-netinst.iso";
+        let with_drive = |drive: &str| {
+            let file = include_str!("data/sim-products.toml").replacen(
+                "[products.vps.permissions]",
+                &format!("[products.vps.iso]\ndrive = \"{drive}\"\n\n[products.vps.permissions]"),
+                1,
+            );
+            let catalog = vm_services::product::Catalog::from_toml_str(&file).unwrap();
+            vm_services::ClientArea::builder(common::client(&e.sim), catalog)
+                .plan_store(Arc::new(vm_services::stores::MemoryPlanStore::new()))
+                .schedule_store(Arc::new(vm_services::stores::MemoryScheduleStore::new()))
+                .build()
+                .unwrap()
+        };
+        // ide0 holds the demo's cloud-init drive: never replaced, never ejected.
+        let area = with_drive("ide0");
+        assert_eq!(area.isos(&s).await.unwrap().mounted, None);
+        let err = area.mount_iso(&s, debian).await.unwrap_err();
+        assert!(err.is_invalid_input(), "{err}");
+        assert!(err.to_string().contains("cloud-init"), "{err}");
+        assert!(area.unmount_iso(&s).await.unwrap_err().is_invalid_input());
+        let cfg = e.sim.vm_config(104).unwrap();
+        assert_eq!(cfg["ide0"], "local-lvm:vm-104-cloudinit,media=cdrom");
+        assert_eq!(cfg["ide2"], "none,media=cdrom");
+        // Another free CD slot is used as configured.
+        let area = with_drive("ide3");
+        area.mount_iso(&s, debian).await.unwrap();
+        let cfg = e.sim.vm_config(104).unwrap();
+        assert_eq!(cfg["ide3"], format!("{debian},media=cdrom"));
+        assert_eq!(cfg["ide2"], "none,media=cdrom");
+        assert_eq!(
+            area.isos(&s).await.unwrap().mounted.unwrap().to_string(),
+            debian
+        );
+        assert_eq!(e.area.isos(&s).await.unwrap().mounted, None);
+        area.unmount_iso(&s).await.unwrap();
+        assert_eq!(e.sim.vm_config(104).unwrap()["ide3"], "none,media=cdrom");
     });
 }
 

@@ -97,7 +97,7 @@ pub struct SweepReport {
 /// The ISO page.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct IsoPage {
-    /// What `ide2` holds.
+    /// What the product's CD drive (`iso.drive`, default `ide2`) holds.
     pub mounted: Option<VolumeId>,
     /// The product's ISO storage in folders.
     pub folders: Vec<IsoFolder>,
@@ -477,19 +477,21 @@ impl ClientArea {
         let config = self.config(service).await?;
         let listing = self.iso_listing(service).await?;
         Ok(IsoPage {
-            mounted: iso::mounted(&config)?,
+            mounted: iso::mounted_in(&config, &product.iso_drive)?,
             folders: iso::group(&listing),
         })
     }
 
-    /// Mounts an ISO of the product's ISO storage in `ide2` (replacing any mounted one).
+    /// Mounts an ISO of the product's ISO storage in the product's CD drive (`iso.drive`,
+    /// default `ide2`), replacing any mounted one; refused when that drive holds the
+    /// cloud-init drive.
     pub async fn mount_iso(&self, service: &Service, volid: &str) -> Result<(), Error> {
         self.check_not_busy(service)?;
         let product = self.product(service)?;
         let live = self.require(service, Feature::Iso).await?;
         let listing = self.iso_listing(service).await?;
         let change = iso::plan_mount(product, &live.state, &listing, volid)?;
-        iso::check_drive_free(&live.config)?;
+        iso::check_drive_free_in(&live.config, &product.iso_drive)?;
         self.set_keys(service, vec![(change.key, change.value)])
             .await
     }
@@ -500,7 +502,7 @@ impl ClientArea {
         let product = self.product(service)?;
         let live = self.require(service, Feature::Iso).await?;
         let change = iso::plan_unmount(product, &live.state)?;
-        iso::check_drive_free(&live.config)?;
+        iso::check_drive_free_in(&live.config, &product.iso_drive)?;
         self.set_keys(service, vec![(change.key, change.value)])
             .await
     }
