@@ -6,9 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_pkgs=()
-command -v pdns_server >/dev/null 2>&1 || need_pkgs+=(pdns-server)
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
+have pdns_server || need_pkgs+=(pdns-server)
 [ -f /usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql ] || need_pkgs+=(pdns-backend-sqlite3)
-command -v sqlite3 >/dev/null 2>&1 || need_pkgs+=(sqlite3)
+have sqlite3 || need_pkgs+=(sqlite3)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
     echo "installing test dependencies: ${need_pkgs[*]}"
     sudo_cmd=""
