@@ -9,7 +9,7 @@ use proxmox_api::api::cloudinit::CloudInitDump;
 use proxmox_api::api::cluster::{NodeStatus, ResourceFilter, ResourceKind};
 use proxmox_api::api::firewall::{FirewallOptionsUpdate, Policy, RuleSpec};
 use proxmox_api::api::qemu_config::{
-    CloneOptions, ConfigUpdate, CreateVm, IpConfig, NetModel, NetSpec,
+    CloneFormat, CloneOptions, ConfigUpdate, CreateVm, IpConfig, NetModel, NetSpec,
 };
 use proxmox_api::api::qemu_status::{ShutdownOptions, VmState};
 use proxmox_api::api::rrd::{Consolidation, Timeframe};
@@ -317,6 +317,12 @@ async fn resize_clone_delete_create_restore() {
                 ("name", "web-2"),
                 ("full", "1"),
                 ("storage", "local-lvm"),
+                ("target", "pve2"),
+                ("snapname", "before-upgrade"),
+                ("description", "customer 42\nweb tier"),
+                ("format", "qcow2"),
+                ("pool", "customers"),
+                ("bwlimit", "51200"),
             ]),
             upid(),
         )
@@ -366,7 +372,25 @@ async fn resize_clone_delete_create_restore() {
             .name("web-2")
             .unwrap()
             .full(true)
-            .storage("local-lvm".parse().unwrap());
+            .storage("local-lvm".parse().unwrap())
+            .target("pve2".parse().unwrap())
+            .snapshot("before-upgrade".parse().unwrap())
+            .description("customer 42\nweb tier")
+            .unwrap()
+            .format(CloneFormat::Qcow2)
+            .pool("customers")
+            .unwrap()
+            .bwlimit(51200);
+        assert!(
+            CloneOptions::new(VmId::new(124).unwrap())
+                .description("bell\u{7}")
+                .is_err()
+        );
+        assert!(
+            CloneOptions::new(VmId::new(124).unwrap())
+                .pool("a,b")
+                .is_err()
+        );
         vm.clone_vm(&opts).await.unwrap();
         vm.destroy(true, true).await.unwrap();
         let restore = CreateVm::restore(

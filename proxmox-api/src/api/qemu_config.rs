@@ -2,7 +2,7 @@
 
 use super::{NodeHandle, VmHandle, check_text};
 use crate::error::{Error, Result};
-use crate::macros::lenient_enum;
+use crate::macros::{lenient_enum, wire_enum};
 use crate::request::{self, Request};
 use crate::task::TaskHandle;
 use crate::types::{DiskSlot, NodeName, SnapshotName, StorageId, Upid, VmId, VolumeId};
@@ -740,7 +740,11 @@ impl VmHandle {
             .opt("full", opts.full)
             .opt("target", opts.target.as_ref().map(|t| t.to_string()))
             .opt("storage", opts.storage.as_ref().map(|s| s.to_string()))
-            .opt("snapname", opts.snapname.as_ref().map(|s| s.to_string()));
+            .opt("snapname", opts.snapname.as_ref().map(|s| s.to_string()))
+            .opt("description", opts.description.as_deref())
+            .opt("format", opts.format.map(|f| f.as_str()))
+            .opt("pool", opts.pool.as_deref())
+            .opt("bwlimit", opts.bwlimit);
         let upid: Upid = self.client.call(req).await?;
         Ok(self.task(upid))
     }
@@ -770,6 +774,22 @@ pub struct CloneOptions {
     target: Option<NodeName>,
     storage: Option<StorageId>,
     snapname: Option<SnapshotName>,
+    description: Option<String>,
+    format: Option<CloneFormat>,
+    pool: Option<String>,
+    bwlimit: Option<u64>,
+}
+
+wire_enum! {
+    /// Image format of a full clone's disks (`format`).
+    pub enum CloneFormat {
+        /// raw
+        Raw => "raw",
+        /// qcow2
+        Qcow2 => "qcow2",
+        /// vmdk
+        Vmdk => "vmdk",
+    }
 }
 
 impl CloneOptions {
@@ -782,6 +802,10 @@ impl CloneOptions {
             target: None,
             storage: None,
             snapname: None,
+            description: None,
+            format: None,
+            pool: None,
+            bwlimit: None,
         }
     }
     /// Name of the new VM.
@@ -808,6 +832,35 @@ impl CloneOptions {
     /// Clone from this snapshot.
     pub fn snapshot(mut self, name: SnapshotName) -> Self {
         self.snapname = Some(name);
+        self
+    }
+    /// Description of the new VM (free text: line breaks allowed, other control characters
+    /// refused).
+    pub fn description(mut self, text: &str) -> Result<Self> {
+        check_text("description", text, true)?;
+        self.description = Some(text.to_owned());
+        Ok(self)
+    }
+    /// Image format of the target disks (full clones on file storages).
+    pub fn format(mut self, format: CloneFormat) -> Self {
+        self.format = Some(format);
+        self
+    }
+    /// Add the new VM to this resource pool.
+    pub fn pool(mut self, pool: &str) -> Result<Self> {
+        let ok = !pool.is_empty()
+            && pool
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
+        if !ok {
+            return Err(Error::invalid("pool", pool, "must be a pool id"));
+        }
+        self.pool = Some(pool.to_owned());
+        Ok(self)
+    }
+    /// I/O bandwidth limit in KiB/s.
+    pub fn bwlimit(mut self, kib_per_s: u64) -> Self {
+        self.bwlimit = Some(kib_per_s);
         self
     }
 }
