@@ -16,12 +16,37 @@ use tokio::sync::Semaphore;
 /// Default PVE API port.
 pub const DEFAULT_PORT: u16 = 8006;
 
-/// Bounded exponential backoff for idempotent requests.
+/// How much randomness is added to each retry delay, so that many clients hitting the same
+/// overloaded node do not retry in lockstep.
+///
+/// With `d` = [`RetryPolicy::backoff`]`(n)` (the exponential delay, already capped at the
+/// maximum), the delay actually waited before retry `n` is:
+///
+/// - [`Jitter::None`]: exactly `d`;
+/// - [`Jitter::Full`]: uniformly in `[0, d]`;
+/// - [`Jitter::Equal`] (the default): uniformly in `[d/2, d]`.
+///
+/// Jitter never makes a delay longer than `d`, so the maximum backoff stays a hard bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Jitter {
+    /// No randomness: the plain exponential delay.
+    None,
+    /// Uniform in `[0, d]`.
+    Full,
+    /// Uniform in `[d/2, d]`.
+    #[default]
+    Equal,
+}
+
+/// Bounded exponential backoff with jitter for idempotent requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     max_retries: u32,
     initial_backoff: Duration,
     max_backoff: Duration,
+    jitter: Jitter,
+    jitter_seed: Option<u64>,
 }
 
 impl Default for RetryPolicy {
@@ -30,17 +55,22 @@ impl Default for RetryPolicy {
             max_retries: 3,
             initial_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(5),
+            jitter: Jitter::default(),
+            jitter_seed: None,
         }
     }
 }
 
 impl RetryPolicy {
-    /// `max_retries` extra attempts, waiting `initial`, `2*initial`, ... capped at `max`.
+    /// `max_retries` extra attempts, waiting up to `initial`, `2*initial`, ... capped at `max`,
+    /// with [`Jitter::Equal`] (see [`with_jitter`](Self::with_jitter)).
     pub fn new(max_retries: u32, initial: Duration, max: Duration) -> Self {
         RetryPolicy {
             max_retries,
             initial_backoff: initial,
             max_backoff: max.max(initial),
+            jitter: Jitter::default(),
+            jitter_seed: None,
         }
     }
 
@@ -49,17 +79,84 @@ impl RetryPolicy {
         RetryPolicy::new(0, Duration::ZERO, Duration::ZERO)
     }
 
+    /// Use this jitter mode.
+    pub fn with_jitter(mut self, jitter: Jitter) -> Self {
+        self.jitter = jitter;
+        self
+    }
+
+    /// Seed the client's jitter generator (for reproducible delays in tests). Without a seed
+    /// every client seeds itself randomly.
+    pub fn with_jitter_seed(mut self, seed: u64) -> Self {
+        self.jitter_seed = Some(seed);
+        self
+    }
+
+    /// The jitter mode.
+    pub fn jitter(&self) -> Jitter {
+        self.jitter
+    }
+
     /// Number of retries after the first attempt.
     pub fn max_retries(&self) -> u32 {
         self.max_retries
     }
 
-    /// Delay before retry number `n` (0-based).
+    /// Exponential delay before retry number `n` (0-based), capped at the maximum: the upper
+    /// bound of the jittered delay.
     pub fn backoff(&self, n: u32) -> Duration {
         let factor = 1u32.checked_shl(n.min(30)).unwrap_or(u32::MAX);
         self.initial_backoff
             .saturating_mul(factor)
             .min(self.max_backoff)
+    }
+
+    /// The delay actually waited before retry `n`, given a uniformly random `random` (the client
+    /// draws it from its generator). Always within the bounds documented on [`Jitter`].
+    pub fn jittered_backoff(&self, n: u32, random: u64) -> Duration {
+        let d = self.backoff(n);
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        // Uniform in [0, span] without modulo bias worth caring about.
+        let pick = |span: u64| ((u128::from(random) * (u128::from(span) + 1)) >> 64) as u64;
+        match self.jitter {
+            Jitter::None => d,
+            Jitter::Full => Duration::from_nanos(pick(nanos)),
+            Jitter::Equal => {
+                let half = nanos / 2;
+                Duration::from_nanos(nanos - half + pick(half))
+            }
+        }
+    }
+}
+
+/// splitmix64: a tiny, well-mixed generator; good enough to spread retry delays.
+#[derive(Debug)]
+struct JitterRng(std::sync::atomic::AtomicU64);
+
+impl JitterRng {
+    fn new(seed: Option<u64>) -> Self {
+        let seed = seed.unwrap_or_else(|| {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u128(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0),
+            );
+            h.finish()
+        });
+        JitterRng(std::sync::atomic::AtomicU64::new(seed))
+    }
+
+    fn next(&self) -> u64 {
+        let mut z = self
+            .0
+            .fetch_add(0x9E37_79B9_7F4A_7C15, std::sync::atomic::Ordering::Relaxed)
+            .wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
     }
 }
 
@@ -206,6 +303,7 @@ impl ClientBuilder {
                 auth: AuthState::new(auth, self.ticket_renew_after)?,
                 limit: Semaphore::new(self.max_concurrent),
                 retry: self.retry,
+                jitter_rng: JitterRng::new(self.retry.jitter_seed),
                 pin_slot: slot,
                 task_poll_interval: self.task_poll_interval,
                 task_timeout: self.task_timeout,
@@ -223,6 +321,7 @@ struct Inner {
     auth: AuthState,
     limit: Semaphore,
     retry: RetryPolicy,
+    jitter_rng: JitterRng,
     pin_slot: Arc<PinMismatchSlot>,
     task_poll_interval: Duration,
     task_timeout: Duration,
@@ -524,7 +623,7 @@ impl Client {
                     self.invalidate_ticket(&creds).await;
                 }
                 Err(e) if idempotent && attempt < retry.max_retries() && retryable(&e) => {
-                    let wait = retry.backoff(attempt);
+                    let wait = retry.jittered_backoff(attempt, self.inner.jitter_rng.next());
                     tracing::debug!(%path, attempt, ?wait, error = %e, "retrying idempotent request");
                     attempt += 1;
                     tokio::time::sleep(wait).await;
@@ -617,6 +716,52 @@ mod tests {
         assert_eq!(p.backoff(2), Duration::from_millis(40));
         assert_eq!(p.backoff(3), Duration::from_millis(50));
         assert_eq!(p.backoff(40), Duration::from_millis(50));
+    }
+
+    #[test]
+    fn jitter_stays_within_bounds_and_varies() {
+        let base = RetryPolicy::new(10, Duration::from_millis(100), Duration::from_secs(2));
+        assert_eq!(base.jitter(), Jitter::Equal, "jitter is on by default");
+        let rng = JitterRng::new(Some(42));
+        for n in 0..12 {
+            let d = base.backoff(n);
+            // Extremes of the random input hit the ends of the window exactly.
+            let equal = base.with_jitter(Jitter::Equal);
+            assert_eq!(equal.jittered_backoff(n, u64::MAX), d);
+            assert_eq!(equal.jittered_backoff(n, 0), d - d / 2);
+            let full = base.with_jitter(Jitter::Full);
+            assert_eq!(full.jittered_backoff(n, 0), Duration::ZERO);
+            assert_eq!(full.jittered_backoff(n, u64::MAX), d);
+            assert_eq!(base.with_jitter(Jitter::None).jittered_backoff(n, 7), d);
+            let mut seen = std::collections::HashSet::new();
+            for _ in 0..200 {
+                let r = rng.next();
+                let e = equal.jittered_backoff(n, r);
+                assert!(
+                    e >= d / 2 && e <= d,
+                    "equal jitter {e:?} outside [{:?}, {d:?}]",
+                    d / 2
+                );
+                let f = full.jittered_backoff(n, r);
+                assert!(f <= d, "full jitter {f:?} above {d:?}");
+                seen.insert(e);
+            }
+            assert!(
+                seen.len() > 100,
+                "jitter barely varies: {} values",
+                seen.len()
+            );
+        }
+    }
+
+    #[test]
+    fn jitter_seed_makes_delays_reproducible() {
+        let (a, b) = (JitterRng::new(Some(7)), JitterRng::new(Some(7)));
+        let seq_a: Vec<u64> = (0..8).map(|_| a.next()).collect();
+        let seq_b: Vec<u64> = (0..8).map(|_| b.next()).collect();
+        assert_eq!(seq_a, seq_b);
+        let c = JitterRng::new(Some(8));
+        assert_ne!(seq_a, (0..8).map(|_| c.next()).collect::<Vec<_>>());
     }
 
     #[test]

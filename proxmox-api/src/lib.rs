@@ -13,7 +13,7 @@ pub mod tls;
 pub mod types;
 
 pub use auth::Auth;
-pub use client::{Client, ClientBuilder, RetryPolicy, decode_response};
+pub use client::{Client, ClientBuilder, Jitter, RetryPolicy, decode_response};
 pub use error::{Error, OptionalExt, Result};
 pub use task::{TaskHandle, TaskOutcome};
 pub use tls::{Fingerprint, Tls};
