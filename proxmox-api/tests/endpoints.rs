@@ -490,6 +490,59 @@ async fn snapshots() {
 }
 
 #[tokio::test]
+async fn snapshot_config_is_typed() {
+    timed(async {
+        let (server, client) = server_and_client().await;
+        let snaps = vm(&client).snapshots();
+        let name: SnapshotName = "before-upgrade".parse().unwrap();
+        Mock::given(method("GET"))
+            .and(path(format!("{VM}/snapshot/before-upgrade/config")))
+            .and(query_is(&[]))
+            .and(header("authorization", TOKEN_HEADER))
+            .respond_with(ResponseTemplate::new(200).set_body_json(fixture("snapshot_config.json")))
+            .expect(2)
+            .mount(&server)
+            .await;
+
+        let s = snaps.typed_config(&name).await.unwrap();
+        // Snapshot metadata.
+        assert_eq!(s.snaptime, Some(1_700_000_000));
+        assert_eq!(s.parent.as_deref(), Some("base-install"));
+        assert_eq!(s.description.as_deref(), Some("pre upgrade\n"));
+        assert_eq!(
+            s.vmstate.as_deref(),
+            Some("local-lvm:vm-100-state-before-upgrade")
+        );
+        assert!(s.has_vmstate());
+        assert_eq!(s.runningmachine.as_deref(), Some("pc-i440fx-8.1+pve0"));
+        assert_eq!(s.snapstate, None);
+        // The VM config as it was, typed like `config()`.
+        let c = &s.config;
+        assert_eq!(c.name.as_deref(), Some("web-1"));
+        assert_eq!(
+            (c.cores, c.sockets, c.memory),
+            (Some(2), Some(1), Some(2048))
+        );
+        assert_eq!(c.onboot, Some(true));
+        assert_eq!(c.agent, Some(true));
+        let scsi0 = &c.disks[&"scsi0".parse::<DiskSlot>().unwrap()];
+        assert_eq!(scsi0.volume, "local-lvm:vm-100-disk-0");
+        assert_eq!(scsi0.size, Some(32 << 30));
+        assert!(c.disks[&"ide2".parse::<DiskSlot>().unwrap()].is_cdrom());
+        assert_eq!(c.nets[&0].mac.as_deref(), Some("BC:24:11:AA:BB:CC"));
+        assert_eq!(c.ipconfigs[&0].gw.as_deref(), Some("192.0.2.1"));
+        assert_eq!(c.description.as_deref(), Some("pre upgrade\n"));
+        // Every key is kept raw, numbers as strings.
+        assert_eq!(c.raw["snaptime"], "1700000000");
+        assert_eq!(c.raw["vmgenid"], "0c9b8a7d-6e5f-4a3b-2c1d-0e9f8a7b6c5d");
+        assert_eq!(c.raw["numa"], "0");
+        // The untyped call still works and sees the same data.
+        assert_eq!(snaps.config(&name).await.unwrap()["cores"], 2);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn backup_and_storage() {
     timed(async {
         let (server, client) = server_and_client().await;

@@ -1,5 +1,6 @@
 //! Snapshots: `/nodes/{node}/qemu/{vmid}/snapshot/...`.
 
+use super::qemu_config::VmConfig;
 use super::{VmHandle, check_text};
 use crate::error::Result;
 use crate::request::{self, Request};
@@ -37,6 +38,63 @@ impl SnapshotInfo {
     /// The validated name, or `None` for the `current` pseudo-entry.
     pub fn snapshot_name(&self) -> Option<SnapshotName> {
         self.name.parse().ok()
+    }
+}
+
+/// The VM config saved in a snapshot (`GET .../snapshot/{snapname}/config`): the same typed
+/// [`VmConfig`] as [`VmHandle::config`] (every key kept in its `raw` map), plus the snapshot's
+/// own metadata.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct SnapshotConfig {
+    /// The VM config as it was when the snapshot was taken.
+    pub config: VmConfig,
+    /// Snapshot description (also in `config.description`).
+    pub description: Option<String>,
+    /// Parent snapshot.
+    pub parent: Option<String>,
+    /// Creation time (Unix seconds).
+    pub snaptime: Option<i64>,
+    /// Volume holding the saved RAM state, when the snapshot includes it.
+    pub vmstate: Option<String>,
+    /// `prepare` or `delete` while a snapshot task is in progress.
+    pub snapstate: Option<String>,
+    /// Machine type the VM was running with (snapshots with RAM state).
+    pub runningmachine: Option<String>,
+    /// CPU flags the VM was running with (snapshots with RAM state).
+    pub runningcpu: Option<String>,
+}
+
+impl SnapshotConfig {
+    /// Build from the key/value map PVE returns.
+    pub fn from_map(map: BTreeMap<String, serde_json::Value>) -> Self {
+        let config = VmConfig::from_map(map);
+        let s = |k: &str| config.raw.get(k).cloned();
+        SnapshotConfig {
+            description: s("description"),
+            parent: s("parent"),
+            snaptime: config
+                .raw
+                .get("snaptime")
+                .and_then(|v| v.trim().parse().ok()),
+            vmstate: s("vmstate"),
+            snapstate: s("snapstate"),
+            runningmachine: s("runningmachine"),
+            runningcpu: s("runningcpu"),
+            config,
+        }
+    }
+
+    /// Does the snapshot include the RAM state?
+    pub fn has_vmstate(&self) -> bool {
+        self.vmstate.as_deref().is_some_and(|v| !v.is_empty())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SnapshotConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let map = BTreeMap::<String, serde_json::Value>::deserialize(d)?;
+        Ok(SnapshotConfig::from_map(map))
     }
 }
 
@@ -100,7 +158,21 @@ impl Snapshots {
         Ok(self.vm.task(upid))
     }
 
-    /// `GET .../snapshot/{snapname}/config`: the VM config saved in the snapshot.
+    /// `GET .../snapshot/{snapname}/config`: the VM config saved in the snapshot, typed like
+    /// [`VmHandle::config`] plus the snapshot metadata.
+    pub async fn typed_config(&self, name: &SnapshotName) -> Result<SnapshotConfig> {
+        let (n, v) = self.vm.args();
+        self.vm
+            .client
+            .call(Request::new(
+                &request::SNAPSHOT_CONFIG_GET,
+                &[&n, &v, name.as_str()],
+            ))
+            .await
+    }
+
+    /// `GET .../snapshot/{snapname}/config` as an untyped map; prefer
+    /// [`typed_config`](Self::typed_config).
     pub async fn config(&self, name: &SnapshotName) -> Result<BTreeMap<String, serde_json::Value>> {
         let (n, v) = self.vm.args();
         self.vm
