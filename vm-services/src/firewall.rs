@@ -210,6 +210,73 @@ pub fn apply_ipset_diff(current: &[IpsetEntry], diff: &IpsetDiff) -> Vec<IpsetEn
     out
 }
 
+/// The addresses the lockout guard evaluates for the management `sources`: for each source
+/// network, its first address and every address inside it where a boundary of an address,
+/// network, range, IP set entry or alias of `files` starts or ends. The firewall's answer for
+/// a source address can only change at such a boundary, so checking these addresses checks
+/// every address of the networks.
+pub fn probe_addresses(sources: &[IpNet], files: &[&firewall_model::FwFile]) -> Vec<IpAddr> {
+    use firewall_model::{AddrItem, Address, IpSetValue};
+    fn to_u128(ip: IpAddr) -> u128 {
+        match ip {
+            IpAddr::V4(a) => u128::from(u32::from(a)),
+            IpAddr::V6(a) => u128::from(a),
+        }
+    }
+    // (is IPv4, start) of every interval boundary: an item [lo, hi] gives lo and hi + 1.
+    let mut cuts: BTreeSet<(bool, u128)> = BTreeSet::new();
+    let mut span = |lo: IpAddr, hi: IpAddr| {
+        cuts.insert((lo.is_ipv4(), to_u128(lo)));
+        cuts.insert((hi.is_ipv4(), to_u128(hi).saturating_add(1)));
+    };
+    for f in files {
+        let rules = f.rules.iter().chain(f.groups.iter().flat_map(|g| &g.rules));
+        for r in rules {
+            for a in [&r.source, &r.dest].into_iter().flatten() {
+                if let Address::List(items) = a {
+                    for it in items {
+                        match *it {
+                            AddrItem::Ip(ip) => span(ip, ip),
+                            AddrItem::Cidr(n) => span(n.network(), n.broadcast()),
+                            AddrItem::Range(lo, hi) => span(lo, hi),
+                        }
+                    }
+                }
+            }
+        }
+        for set in &f.ipsets {
+            for e in &set.entries {
+                if let IpSetValue::Cidr(c) = &e.value {
+                    span(c.net().network(), c.net().broadcast());
+                }
+            }
+        }
+        for a in &f.aliases {
+            span(a.cidr.net().network(), a.cidr.net().broadcast());
+        }
+    }
+    let mut out = BTreeSet::new();
+    for net in sources {
+        let (v4, lo, hi) = (
+            net.addr().is_ipv4(),
+            to_u128(net.network()),
+            to_u128(net.broadcast()),
+        );
+        out.insert(net.network());
+        if hi == lo {
+            continue;
+        }
+        for &(_, c) in cuts.range((v4, lo + 1)..=(v4, hi)) {
+            out.insert(if v4 {
+                IpAddr::from(std::net::Ipv4Addr::from(c as u32))
+            } else {
+                IpAddr::from(Ipv6Addr::from(c))
+            });
+        }
+    }
+    out.into_iter().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,6 +329,41 @@ mod tests {
         );
         assert!(check_customer_ipset("IPFILTER-NET1").is_err());
         assert!(check_customer_ipset("office").is_ok());
+    }
+
+    #[test]
+    fn probes_cover_every_boundary_inside_the_sources() {
+        use firewall_model::{FileKind, parse};
+        let f = parse(
+            "[ALIASES]\nadmin 198.51.100.7\n\n[IPSET blocked]\n198.51.100.128/25\n!198.51.100.200\n\n\
+             [RULES]\nIN DROP -source 10.0.0.0/8\nIN DROP -source 198.51.100.10-198.51.100.12\n",
+            FileKind::Cluster,
+        )
+        .unwrap();
+        let src: Vec<IpNet> = vec![
+            "198.51.100.0/24".parse().unwrap(),
+            "192.0.2.9/32".parse().unwrap(),
+        ];
+        let got: Vec<String> = probe_addresses(&src, &[&f])
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "192.0.2.9",
+                "198.51.100.0",
+                "198.51.100.7",
+                "198.51.100.8",
+                "198.51.100.10",
+                "198.51.100.13",
+                "198.51.100.128",
+                "198.51.100.200",
+                "198.51.100.201",
+            ]
+        );
+        // Without any boundary, one address per source.
+        assert_eq!(probe_addresses(&src, &[]).len(), 2);
     }
 
     proptest! {

@@ -607,3 +607,184 @@ fn firewall_rules_positions_validation_lockout_and_ipfilter() {
         wait_unlocked(&e.sim, 101).await;
     });
 }
+
+/// The lockout guard evaluates the cluster's firewall as PVE holds it: `+dc/` IP sets and
+/// aliases resolve to their entries, every management source network is checked, and with
+/// the cluster firewall off nothing can lock out.
+#[test]
+fn lockout_guard_resolves_cluster_ipsets_aliases_and_management_sources() {
+    run(60, async {
+        let e = env().await;
+        let s = svc104();
+        let cluster = e.area.client().cluster_firewall();
+        let name = |n: &str| -> proxmox_api::FirewallName { n.parse().unwrap() };
+        // The default probe address is 203.0.113.9.
+        cluster.create_ipset(&name("blocked"), None).await.unwrap();
+        cluster
+            .add_ipset_entry(&name("blocked"), "203.0.113.0/28", false, None)
+            .await
+            .unwrap();
+        cluster.create_ipset(&name("others"), None).await.unwrap();
+        cluster
+            .add_ipset_entry(&name("others"), "192.0.2.64/26", false, None)
+            .await
+            .unwrap();
+        cluster
+            .create_alias(&name("probe"), "203.0.113.9", None)
+            .await
+            .unwrap();
+        cluster
+            .create_alias(&name("elsewhere"), "192.0.2.50", None)
+            .await
+            .unwrap();
+        // SSH allowed, policy DROP, firewall on.
+        let ssh = rule(r#"{"type":"in","action":"ACCEPT","proto":"tcp","dport":"22","enable":1}"#);
+        e.area.add_firewall_rule(&s, &ssh, 0, false).await.unwrap();
+        e.area
+            .set_firewall_policies(&s, "DROP", "ACCEPT", false)
+            .await
+            .unwrap();
+        e.area.set_firewall_enabled(&s, true, false).await.unwrap();
+
+        // An IP set holding the probe: refused, named with the source.
+        let drop_blocked =
+            rule(r#"{"type":"in","action":"DROP","source":"+dc/blocked","enable":1}"#);
+        let err = e
+            .area
+            .add_firewall_rule(&s, &drop_blocked, 0, false)
+            .await
+            .unwrap_err();
+        assert!(err.is_lockout(), "{err}");
+        assert!(err.to_string().contains("tcp/22 from 203.0.113.9"), "{err}");
+        // An IP set without it: allowed.
+        let drop_others = rule(r#"{"type":"in","action":"DROP","source":"+dc/others","enable":1}"#);
+        e.area
+            .add_firewall_rule(&s, &drop_others, 0, false)
+            .await
+            .unwrap();
+        // Aliases likewise.
+        let drop_probe = rule(r#"{"type":"in","action":"DROP","source":"dc/probe","enable":1}"#);
+        assert!(
+            e.area
+                .add_firewall_rule(&s, &drop_probe, 0, false)
+                .await
+                .unwrap_err()
+                .is_lockout()
+        );
+        let drop_elsewhere =
+            rule(r#"{"type":"in","action":"DROP","source":"elsewhere","enable":1}"#);
+        e.area
+            .add_firewall_rule(&s, &drop_elsewhere, 0, false)
+            .await
+            .unwrap();
+        // A VM-level alias shadows the cluster's: `probe` at VM level is harmless.
+        let vm_fw = e
+            .area
+            .client()
+            .node(&"pve3".parse().unwrap())
+            .qemu(proxmox_api::VmId::new(104).unwrap())
+            .firewall();
+        vm_fw
+            .create_alias(&name("probe"), "192.0.2.77", None)
+            .await
+            .unwrap();
+        let drop_auto = rule(r#"{"type":"in","action":"DROP","source":"probe","enable":1}"#);
+        e.area
+            .add_firewall_rule(&s, &drop_auto, 0, false)
+            .await
+            .unwrap();
+        // A VM-level IP set with the probe is refused.
+        vm_fw.create_ipset(&name("mine"), None).await.unwrap();
+        vm_fw
+            .add_ipset_entry(&name("mine"), "203.0.113.9", false, None)
+            .await
+            .unwrap();
+        let drop_mine = rule(r#"{"type":"in","action":"DROP","source":"+guest/mine","enable":1}"#);
+        assert!(
+            e.area
+                .add_firewall_rule(&s, &drop_mine, 0, false)
+                .await
+                .unwrap_err()
+                .is_lockout()
+        );
+        // Changing the cluster set changes the answer.
+        cluster
+            .remove_ipset_entry(&name("blocked"), "203.0.113.0/28", None)
+            .await
+            .unwrap();
+        e.area
+            .add_firewall_rule(&s, &drop_blocked, 0, false)
+            .await
+            .unwrap();
+
+        // The cluster firewall off: PVE filters nothing, so nothing locks out.
+        cluster
+            .set_options(&proxmox_api::api::firewall::FirewallOptionsUpdate::new().enable(false))
+            .await
+            .unwrap();
+        let drop_all = rule(r#"{"type":"in","action":"DROP","enable":1}"#);
+        e.area
+            .add_firewall_rule(&s, &drop_all, 0, false)
+            .await
+            .unwrap();
+        e.area.delete_firewall_rule(&s, 0, false).await.unwrap();
+        cluster
+            .set_options(&proxmox_api::api::firewall::FirewallOptionsUpdate::new().enable(true))
+            .await
+            .unwrap();
+        assert!(
+            e.area
+                .add_firewall_rule(&s, &drop_all, 0, false)
+                .await
+                .unwrap_err()
+                .is_lockout()
+        );
+    });
+}
+
+/// Management sources given as networks: a rule blocking only part of a network is caught.
+#[test]
+fn lockout_guard_checks_every_address_of_the_management_networks() {
+    run(60, async {
+        let e = env_with(|b| {
+            b.management_sources([
+                "198.51.100.0/24".parse().unwrap(),
+                "192.0.2.9/32".parse().unwrap(),
+            ])
+        })
+        .await;
+        let s = svc104();
+        let ssh = rule(r#"{"type":"in","action":"ACCEPT","proto":"tcp","dport":"22","enable":1}"#);
+        e.area.add_firewall_rule(&s, &ssh, 0, false).await.unwrap();
+        e.area
+            .set_firewall_policies(&s, "DROP", "ACCEPT", false)
+            .await
+            .unwrap();
+        e.area.set_firewall_enabled(&s, true, false).await.unwrap();
+        // The upper half of the network only (its first address stays reachable).
+        let half = rule(r#"{"type":"in","action":"DROP","source":"198.51.100.128/25","enable":1}"#);
+        let err = e
+            .area
+            .add_firewall_rule(&s, &half, 0, false)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("tcp/22 from 198.51.100.128"),
+            "{err}"
+        );
+        // The old single probe address is not a management source here.
+        let probe = rule(r#"{"type":"in","action":"DROP","source":"203.0.113.9","enable":1}"#);
+        e.area
+            .add_firewall_rule(&s, &probe, 0, false)
+            .await
+            .unwrap();
+        let one = rule(r#"{"type":"in","action":"DROP","source":"192.0.2.9","enable":1}"#);
+        assert!(
+            e.area
+                .add_firewall_rule(&s, &one, 0, false)
+                .await
+                .unwrap_err()
+                .is_lockout()
+        );
+    });
+}

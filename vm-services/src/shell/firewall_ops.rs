@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use firewall_model::{
-    ApiRule, FileKind, FwFile, Guest, GuestKind, ManagementPorts, Nic, Node, Rule, Zone,
+    Alias, AliasName, ApiRule, FileKind, FwFile, Guest, GuestKind, IpSet, IpSetEntry, IpSetName,
+    ManagementPorts, Nic, Node, Rule, Zone,
 };
 use proxmox_api::api::firewall::{FirewallOptionsUpdate, FirewallRule, Policy, RuleSpec};
 use serde::Serialize;
@@ -14,6 +15,7 @@ use crate::error::Error;
 use crate::firewall::{self as fwcore, SavedFirewall};
 use crate::permissions::Feature;
 use crate::product::Proto;
+use crate::pve::VmConfig;
 use crate::service::Service;
 
 /// One rule as the table shows it.
@@ -106,6 +108,52 @@ fn spec_of(rule: &Rule) -> Result<RuleSpec, Error> {
     s = set(s, &a.log, RuleSpec::log)?;
     s = set(s, &a.comment, RuleSpec::comment)?;
     Ok(s.enable(rule.enabled))
+}
+
+/// A cluster or VM alias for the model; one the model cannot read is skipped, as
+/// `pve-firewall` skips a bad line.
+fn model_alias(a: &proxmox_api::api::firewall::Alias) -> Option<Alias> {
+    Some(Alias {
+        name: AliasName::new(&a.name).ok()?,
+        cidr: a.cidr.parse().ok()?,
+        comment: None,
+    })
+}
+
+/// Every IP set of one level with its entries, for the model (unreadable entries skipped).
+async fn read_ipsets(
+    fw: &proxmox_api::api::firewall::Firewall,
+    level: &'static str,
+) -> Result<Vec<IpSet>, Error> {
+    let sets = fw
+        .ipsets()
+        .await
+        .map_err(Error::pve(format!("list {level} ipsets")))?;
+    let reads = sets.iter().filter_map(|set| {
+        let name = IpSetName::new(&set.name).ok()?;
+        let api_name: proxmox_api::FirewallName = set.name.parse().ok()?;
+        Some(async move {
+            let entries = fw
+                .ipset_entries(&api_name)
+                .await
+                .map_err(Error::pve(format!("read {level} ipset")))?;
+            Ok::<_, Error>(IpSet {
+                name,
+                comment: None,
+                entries: entries
+                    .iter()
+                    .filter_map(|e| {
+                        Some(IpSetEntry {
+                            nomatch: e.nomatch,
+                            value: e.cidr.parse().ok()?,
+                            comment: None,
+                        })
+                    })
+                    .collect(),
+            })
+        })
+    });
+    futures_util::future::try_join_all(reads).await
 }
 
 fn parse_policy(s: &str) -> Result<Policy, Error> {
@@ -204,10 +252,19 @@ impl ClientArea {
     }
 
     /// Refuses (unless confirmed) a change that blocks a product management port that was
-    /// reachable, evaluated by `firewall-model` from the configured probe address.
-    fn lockout_guard(
+    /// reachable from one of the configured management sources, evaluated by
+    /// `firewall-model` on the cluster's firewall as PVE holds it: the cluster `enable`
+    /// option, the cluster's and the VM's IP sets and aliases (so `+dc/name`, `+name`,
+    /// `dc/alias` and `alias` rules resolve as `pve-firewall` resolves them), and `net0`'s
+    /// `firewall=` flag. When the cluster firewall or the NIC's firewall is off nothing is
+    /// filtered, so no change can lock the customer out.
+    ///
+    /// Security groups are not read (proxmox-api has no call for them, and customers cannot
+    /// add `GROUP` rules): a provider's `GROUP` rule in the VM's file is skipped.
+    async fn lockout_guard(
         &self,
         service: &Service,
+        config: &VmConfig,
         before: &FwState,
         after: &FwState,
         confirm: bool,
@@ -217,30 +274,6 @@ impl ClientArea {
         }
         let product = self.product(service)?;
         let vmid = service.vmid().get();
-        let node = |st: &FwState| -> Result<Node, Error> {
-            let mut n = Node::new();
-            // Assume the cluster firewall is on: the guard must not depend on it being off.
-            n.cluster = firewall_model::parse("[OPTIONS]\nenable: 1\n", FileKind::Cluster)
-                .map_err(invalid)?;
-            let mut guests = BTreeMap::new();
-            guests.insert(
-                vmid,
-                Guest {
-                    vmid,
-                    kind: GuestKind::Vm,
-                    firewall: st.file()?,
-                    nics: vec![Nic {
-                        index: 0,
-                        mac: service.mac.to_string().parse().map_err(invalid)?,
-                        bridge: product.network.bridge.clone(),
-                        firewall: true,
-                        ips: service.addresses(),
-                    }],
-                },
-            );
-            n.guests = guests;
-            Ok(n)
-        };
         let ports = ManagementPorts {
             target: Zone::Guest { vmid, nic: Some(0) },
             ports: product
@@ -258,33 +291,105 @@ impl ClientArea {
         if ports.ports.is_empty() || service.addresses().is_empty() {
             return Ok(());
         }
-        let report = firewall_model::lockout_check(
-            &node(before)?,
-            &node(after)?,
-            &ports,
-            self.inner.lockout_probe,
-        )
-        .map_err(invalid)?;
-        let blocked: Vec<String> = report
-            .newly_blocked()
-            .map(|c| {
-                let p = if c.proto == 17 { "udp" } else { "tcp" };
-                format!("{p}/{}", c.port)
-            })
-            .collect();
-        if blocked.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::Lockout {
-                ports: blocked.join(", "),
-            })
+        let net0 = config
+            .nets()?
+            .into_iter()
+            .find(|(k, _)| k == "net0")
+            .map(|(_, d)| d);
+        let Some(net0) = net0.filter(|d| d.firewall == Some(true)) else {
+            // PVE does not filter a NIC without `firewall=1`.
+            return Ok(());
+        };
+        let cluster_fw = self.inner.client.cluster_firewall();
+        let cluster_opts = cluster_fw
+            .options()
+            .await
+            .map_err(Error::pve("read cluster firewall options"))?;
+        if !cluster_opts.enable.unwrap_or(false) {
+            // The cluster firewall is off: PVE filters nothing, on any VM.
+            return Ok(());
         }
+        let vm_fw = self.vm(service)?.firewall();
+        let (cluster_sets, cluster_aliases, vm_sets, vm_aliases) = futures_util::future::try_join4(
+            read_ipsets(&cluster_fw, "cluster"),
+            async {
+                cluster_fw
+                    .aliases()
+                    .await
+                    .map_err(Error::pve("read cluster firewall aliases"))
+            },
+            read_ipsets(&vm_fw, "vm"),
+            async {
+                vm_fw
+                    .aliases()
+                    .await
+                    .map_err(Error::pve("read vm firewall aliases"))
+            },
+        )
+        .await?;
+        let mut cluster = FwFile::new(FileKind::Cluster);
+        cluster.options.enable = Some(true);
+        cluster.ipsets = cluster_sets;
+        cluster.aliases = cluster_aliases.iter().filter_map(model_alias).collect();
+        let vm_aliases: Vec<Alias> = vm_aliases.iter().filter_map(model_alias).collect();
+        let mac: firewall_model::MacAddr = service.mac.to_string().parse().map_err(invalid)?;
+        let node = |st: &FwState| -> Result<Node, Error> {
+            let mut file = st.file()?;
+            file.ipsets = vm_sets.clone();
+            file.aliases = vm_aliases.clone();
+            let mut n = Node::new();
+            n.cluster = cluster.clone();
+            n.guests.insert(
+                vmid,
+                Guest {
+                    vmid,
+                    kind: GuestKind::Vm,
+                    firewall: file,
+                    nics: vec![Nic {
+                        index: 0,
+                        mac,
+                        bridge: net0
+                            .bridge
+                            .clone()
+                            .unwrap_or_else(|| product.network.bridge.clone()),
+                        firewall: true,
+                        ips: service.addresses(),
+                    }],
+                },
+            );
+            Ok(n)
+        };
+        let (nb, na) = (node(before)?, node(after)?);
+        let files = [
+            &nb.cluster,
+            &nb.guests[&vmid].firewall,
+            &na.guests[&vmid].firewall,
+        ];
+        let mut blocked: BTreeMap<(u8, u16), std::net::IpAddr> = BTreeMap::new();
+        for src in fwcore::probe_addresses(&self.inner.lockout_sources, &files) {
+            let report = firewall_model::lockout_check(&nb, &na, &ports, src).map_err(invalid)?;
+            for c in report.newly_blocked() {
+                blocked.entry((c.proto, c.port)).or_insert(src);
+            }
+        }
+        if blocked.is_empty() {
+            return Ok(());
+        }
+        let ports = blocked
+            .iter()
+            .map(|((proto, port), src)| {
+                let p = if *proto == 17 { "udp" } else { "tcp" };
+                format!("{p}/{port} from {src}")
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        Err(Error::Lockout { ports })
     }
 
-    async fn fw_prepare(&self, service: &Service) -> Result<FwState, Error> {
+    async fn fw_prepare(&self, service: &Service) -> Result<(FwState, VmConfig), Error> {
         self.check_not_busy(service)?;
-        self.require(service, Feature::Firewall).await?;
-        self.fw_state(service).await
+        let live = self.require(service, Feature::Firewall).await?;
+        Ok((self.fw_state(service).await?, live.config))
     }
 
     /// Sets the input and output policies.
@@ -296,13 +401,14 @@ impl ClientArea {
         confirm_lockout: bool,
     ) -> Result<(), Error> {
         let (pin, pout) = (parse_policy(policy_in)?, parse_policy(policy_out)?);
-        let before = self.fw_prepare(service).await?;
+        let (before, config) = self.fw_prepare(service).await?;
         let after = FwState {
             policy_in: pin.as_str().to_owned(),
             policy_out: pout.as_str().to_owned(),
             ..before.clone()
         };
-        self.lockout_guard(service, &before, &after, confirm_lockout)?;
+        self.lockout_guard(service, &config, &before, &after, confirm_lockout)
+            .await?;
         self.vm(service)?
             .firewall()
             .set_options(&FirewallOptionsUpdate::new().policy_in(pin).policy_out(pout))
@@ -318,12 +424,13 @@ impl ClientArea {
         enabled: bool,
         confirm_lockout: bool,
     ) -> Result<(), Error> {
-        let before = self.fw_prepare(service).await?;
+        let (before, config) = self.fw_prepare(service).await?;
         let after = FwState {
             enabled,
             ..before.clone()
         };
-        self.lockout_guard(service, &before, &after, confirm_lockout)?;
+        self.lockout_guard(service, &config, &before, &after, confirm_lockout)
+            .await?;
         self.sync_ipfilter(service, None).await?;
         self.vm(service)?
             .firewall()
@@ -345,13 +452,14 @@ impl ClientArea {
         confirm_lockout: bool,
     ) -> Result<(), Error> {
         let model = validate(rule)?;
-        let before = self.fw_prepare(service).await?;
+        let (before, config) = self.fw_prepare(service).await?;
         let mv = fwcore::insert_position(position, before.api.len())?;
         let mut after = before.clone();
         after
             .rules
             .insert(position.min(after.rules.len()), model.clone());
-        self.lockout_guard(service, &before, &after, confirm_lockout)?;
+        self.lockout_guard(service, &config, &before, &after, confirm_lockout)
+            .await?;
         let fw = self.vm(service)?.firewall();
         fw.create_rule(&spec_of(&model)?)
             .await
@@ -373,7 +481,7 @@ impl ClientArea {
         confirm_lockout: bool,
     ) -> Result<(), Error> {
         let model = validate(rule)?;
-        let before = self.fw_prepare(service).await?;
+        let (before, config) = self.fw_prepare(service).await?;
         if pos >= before.api.len() {
             return Err(Error::RulePosition {
                 pos,
@@ -388,7 +496,8 @@ impl ClientArea {
             .collect::<Result<_, _>>()?;
         rules[pos] = model.clone();
         after.rules = rules;
-        self.lockout_guard(service, &before, &after, confirm_lockout)?;
+        self.lockout_guard(service, &config, &before, &after, confirm_lockout)
+            .await?;
         let mut spec = spec_of(&model)?;
         let sent = ApiRule::from_rule(&model);
         for (key, v) in [
@@ -435,7 +544,7 @@ impl ClientArea {
         pos: usize,
         confirm_lockout: bool,
     ) -> Result<(), Error> {
-        let before = self.fw_prepare(service).await?;
+        let (before, config) = self.fw_prepare(service).await?;
         if pos >= before.api.len() {
             return Err(Error::RulePosition {
                 pos,
@@ -450,7 +559,8 @@ impl ClientArea {
             .filter(|(i, _)| *i != pos)
             .filter_map(|(_, r)| r.to_rule(FileKind::Guest, false).ok())
             .collect();
-        self.lockout_guard(service, &before, &after, confirm_lockout)?;
+        self.lockout_guard(service, &config, &before, &after, confirm_lockout)
+            .await?;
         self.vm(service)?
             .firewall()
             .delete_rule(pos as u64, None)
@@ -467,7 +577,7 @@ impl ClientArea {
         to: usize,
         confirm_lockout: bool,
     ) -> Result<(), Error> {
-        let before = self.fw_prepare(service).await?;
+        let (before, config) = self.fw_prepare(service).await?;
         let Some(mv) = fwcore::drag(from, to, before.api.len())? else {
             return Ok(());
         };
@@ -478,7 +588,8 @@ impl ClientArea {
             .map(|r| r.to_rule(FileKind::Guest, false).map_err(invalid))
             .collect::<Result<_, _>>()?;
         after.rules = fwcore::apply_move(&rules, mv);
-        self.lockout_guard(service, &before, &after, confirm_lockout)?;
+        self.lockout_guard(service, &config, &before, &after, confirm_lockout)
+            .await?;
         self.vm(service)?
             .firewall()
             .update_rule(mv.pos as u64, &RuleSpec::update().move_to(mv.moveto as u64))

@@ -94,6 +94,7 @@ pub struct ClientAreaBuilder {
     clock: Arc<dyn Clock>,
     offset: UtcOffset,
     lockout_probe: IpAddr,
+    management_sources: Vec<ipnet::IpNet>,
     task_timeout: Duration,
     sqlite_path: Option<std::path::PathBuf>,
 }
@@ -141,9 +142,19 @@ impl ClientAreaBuilder {
         self
     }
 
-    /// The outside address the firewall lockout guard checks from (default `203.0.113.9`).
+    /// The outside address the firewall lockout guard checks from (default `203.0.113.9`),
+    /// used when no [`management_sources`](Self::management_sources) are set.
     pub fn lockout_probe(mut self, ip: IpAddr) -> Self {
         self.lockout_probe = ip;
+        self
+    }
+
+    /// The addresses and networks customers manage their VMs from. The lockout guard refuses
+    /// a change that makes a product management port unreachable from any address of any of
+    /// them (a network is checked at every address where the firewall's answer can change).
+    /// Empty (the default): the [`lockout_probe`](Self::lockout_probe) address alone.
+    pub fn management_sources(mut self, sources: impl IntoIterator<Item = ipnet::IpNet>) -> Self {
+        self.management_sources = sources.into_iter().collect();
         self
     }
 
@@ -178,7 +189,11 @@ impl ClientAreaBuilder {
                 rdns: self.rdns,
                 clock: self.clock,
                 offset: self.offset,
-                lockout_probe: self.lockout_probe,
+                lockout_sources: if self.management_sources.is_empty() {
+                    vec![ipnet::IpNet::from(self.lockout_probe)]
+                } else {
+                    self.management_sources
+                },
                 task_timeout: self.task_timeout,
                 tokens: ConsoleTokens::new(),
                 busy: Mutex::new(HashMap::new()),
@@ -197,7 +212,7 @@ struct Inner {
     rdns: Option<Arc<dyn dns_providers::ReverseDns>>,
     clock: Arc<dyn Clock>,
     offset: UtcOffset,
-    lockout_probe: IpAddr,
+    lockout_sources: Vec<ipnet::IpNet>,
     task_timeout: Duration,
     tokens: ConsoleTokens,
     // Long operations running in this process, per VMID: refuses a second one at once.
@@ -247,6 +262,7 @@ impl ClientArea {
             clock: Arc::new(SystemClock),
             offset: UtcOffset::UTC,
             lockout_probe: IpAddr::from([203, 0, 113, 9]),
+            management_sources: Vec::new(),
             task_timeout: Duration::from_secs(3 * 3600),
             sqlite_path: None,
         }
