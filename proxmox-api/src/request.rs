@@ -108,6 +108,43 @@ pub fn param_name_matches(declared: &str, concrete: &str) -> bool {
     }
 }
 
+/// Highest index PVE accepts for an indexed VM config key (`net[n]` -> 31), by its prefix.
+/// `None` for a prefix that is not indexed or not known.
+pub fn vm_config_index_max(prefix: &str) -> Option<u32> {
+    Some(match prefix {
+        "net" | "ipconfig" => 31,
+        "scsi" => 30,
+        "virtio" | "hostpci" => 15,
+        "ide" | "serial" => 3,
+        "sata" => 5,
+        "unused" => 255,
+        "usb" => 13,
+        "parallel" => 2,
+        "numa" => 7,
+        "virtiofs" => 9,
+        _ => return None,
+    })
+}
+
+/// Strict form of [`param_name_matches`] for VM config keys: `x[n]` matches `x0`..`xMAX` with
+/// PVE's index range ([`vm_config_index_max`]) and no leading zeros.
+pub fn vm_config_key_matches(declared: &str, concrete: &str) -> bool {
+    match declared.strip_suffix("[n]") {
+        Some(prefix) => {
+            let Some(d) = concrete.strip_prefix(prefix) else {
+                return false;
+            };
+            let canonical = !d.is_empty()
+                && d.bytes().all(|b| b.is_ascii_digit())
+                && (d == "0" || !d.starts_with('0'));
+            canonical
+                && d.parse::<u32>()
+                    .is_ok_and(|i| vm_config_index_max(prefix).is_some_and(|max| i <= max))
+        }
+        None => declared == concrete,
+    }
+}
+
 /// A ready request: endpoint, rendered path and encoded parameters.
 #[derive(Debug, Clone)]
 pub(crate) struct Request {
@@ -267,14 +304,44 @@ endpoints! {
         "onboot": Boolean, "agent": String, "nameserver": String, "searchdomain": String,
         "ciuser": String, "cipassword": String, "net[n]": String, "ipconfig[n]": String,
         "scsi[n]": String, "virtio[n]": String, "ide[n]": String, "sata[n]": String,
-        "delete": String, "digest": String, "skiplock": Boolean
+        "delete": String, "digest": String, "skiplock": Boolean,
+        // Keys without a typed setter, sent by `ConfigUpdate::set_other`.
+        "acpi": Boolean, "affinity": String, "allow-ksm": Boolean, "amd-sev": String, "audio0": String,
+        "autostart": Boolean, "balloon": Integer, "bios": String, "boot": String, "bootdisk": String,
+        "cdrom": String, "cicustom": String, "citype": String, "ciupgrade": Boolean, "cpu": String,
+        "cpulimit": Number, "cpuunits": Integer, "efidisk0": String, "freeze": Boolean,
+        "hostpci[n]": String, "hotplug": String, "hugepages": String, "intel-tdx": String,
+        "ivshmem": String, "keephugepages": Boolean, "keyboard": String, "kvm": Boolean,
+        "localtime": Boolean, "machine": String, "migrate_downtime": Number, "migrate_speed": Integer,
+        "numa": Boolean, "numa[n]": String, "ostype": String, "parallel[n]": String,
+        "protection": Boolean, "reboot": Boolean, "rng0": String, "scsihw": String, "serial[n]": String,
+        "shares": Integer, "smbios1": String, "smp": Integer, "spice_enhancements": String,
+        "sshkeys": String, "startdate": String, "startup": String, "tablet": Boolean, "tags": String,
+        "tdf": Boolean, "template": Boolean, "tpmstate0": String, "unused[n]": String, "usb[n]": String,
+        "vcpus": Integer, "vga": String, "virtiofs[n]": String, "vmgenid": String,
+        "vmstatestorage": String, "watchdog": String
     ];
     QEMU_CONFIG_POST = Post "/nodes/{node}/qemu/{vmid}/config", idempotent = false, [
         "name": String, "cores": Integer, "sockets": Integer, "memory": String, "description": String,
         "onboot": Boolean, "agent": String, "nameserver": String, "searchdomain": String,
         "ciuser": String, "cipassword": String, "net[n]": String, "ipconfig[n]": String,
         "scsi[n]": String, "virtio[n]": String, "ide[n]": String, "sata[n]": String,
-        "delete": String, "digest": String, "skiplock": Boolean
+        "delete": String, "digest": String, "skiplock": Boolean,
+        // Keys without a typed setter, sent by `ConfigUpdate::set_other`.
+        "acpi": Boolean, "affinity": String, "allow-ksm": Boolean, "amd-sev": String, "audio0": String,
+        "autostart": Boolean, "balloon": Integer, "bios": String, "boot": String, "bootdisk": String,
+        "cdrom": String, "cicustom": String, "citype": String, "ciupgrade": Boolean, "cpu": String,
+        "cpulimit": Number, "cpuunits": Integer, "efidisk0": String, "freeze": Boolean,
+        "hostpci[n]": String, "hotplug": String, "hugepages": String, "intel-tdx": String,
+        "ivshmem": String, "keephugepages": Boolean, "keyboard": String, "kvm": Boolean,
+        "localtime": Boolean, "machine": String, "migrate_downtime": Number, "migrate_speed": Integer,
+        "numa": Boolean, "numa[n]": String, "ostype": String, "parallel[n]": String,
+        "protection": Boolean, "reboot": Boolean, "rng0": String, "scsihw": String, "serial[n]": String,
+        "shares": Integer, "smbios1": String, "smp": Integer, "spice_enhancements": String,
+        "sshkeys": String, "startdate": String, "startup": String, "tablet": Boolean, "tags": String,
+        "tdf": Boolean, "template": Boolean, "tpmstate0": String, "unused[n]": String, "usb[n]": String,
+        "vcpus": Integer, "vga": String, "virtiofs[n]": String, "vmgenid": String,
+        "vmstatestorage": String, "watchdog": String
     ];
     QEMU_RESIZE = Put "/nodes/{node}/qemu/{vmid}/resize", idempotent = false,
         ["disk": String, "size": String, "digest": String];
@@ -290,7 +357,22 @@ endpoints! {
         "name": String, "cores": Integer, "sockets": Integer, "memory": String, "description": String,
         "onboot": Boolean, "agent": String, "nameserver": String, "searchdomain": String,
         "ciuser": String, "cipassword": String, "net[n]": String, "ipconfig[n]": String,
-        "scsi[n]": String, "virtio[n]": String, "ide[n]": String, "sata[n]": String
+        "scsi[n]": String, "virtio[n]": String, "ide[n]": String, "sata[n]": String,
+        // Keys without a typed setter, sent by `ConfigUpdate::set_other`.
+        "acpi": Boolean, "affinity": String, "allow-ksm": Boolean, "amd-sev": String, "audio0": String,
+        "autostart": Boolean, "balloon": Integer, "bios": String, "boot": String, "bootdisk": String,
+        "cdrom": String, "cicustom": String, "citype": String, "ciupgrade": Boolean, "cpu": String,
+        "cpulimit": Number, "cpuunits": Integer, "efidisk0": String, "freeze": Boolean,
+        "hostpci[n]": String, "hotplug": String, "hugepages": String, "intel-tdx": String,
+        "ivshmem": String, "keephugepages": Boolean, "keyboard": String, "kvm": Boolean,
+        "localtime": Boolean, "machine": String, "migrate_downtime": Number, "migrate_speed": Integer,
+        "numa": Boolean, "numa[n]": String, "ostype": String, "parallel[n]": String,
+        "protection": Boolean, "reboot": Boolean, "rng0": String, "scsihw": String, "serial[n]": String,
+        "shares": Integer, "smbios1": String, "smp": Integer, "spice_enhancements": String,
+        "sshkeys": String, "startdate": String, "startup": String, "tablet": Boolean, "tags": String,
+        "tdf": Boolean, "template": Boolean, "tpmstate0": String, "unused[n]": String, "usb[n]": String,
+        "vcpus": Integer, "vga": String, "virtiofs[n]": String, "vmgenid": String,
+        "vmstatestorage": String, "watchdog": String
     ];
 
     SNAPSHOT_LIST = Get "/nodes/{node}/qemu/{vmid}/snapshot", idempotent = true, [];
@@ -431,6 +513,28 @@ mod tests {
         assert!(!param_name_matches("net[n]", "net"));
         assert!(!param_name_matches("net[n]", "netx"));
         assert!(!param_name_matches("net", "net0"));
+    }
+
+    #[test]
+    fn strict_vm_config_keys() {
+        assert!(vm_config_key_matches("unused[n]", "unused3"));
+        assert!(vm_config_key_matches("unused[n]", "unused255"));
+        assert!(!vm_config_key_matches("unused[n]", "unused256"));
+        assert!(vm_config_key_matches("virtio[n]", "virtio15"));
+        assert!(!vm_config_key_matches("virtio[n]", "virtio16"));
+        assert!(!vm_config_key_matches("virtio[n]", "virtio07"));
+        assert!(vm_config_key_matches("virtio[n]", "virtio0"));
+        assert!(!vm_config_key_matches("virtio[n]", "virtio"));
+        assert!(!vm_config_key_matches("bogus[n]", "bogus1"));
+        assert!(vm_config_key_matches("tags", "tags"));
+        // Every indexed key the config endpoints declare has a known range.
+        for ep in [&QEMU_CONFIG_PUT, &QEMU_CONFIG_POST, &QEMU_CREATE] {
+            for (p, _) in ep.params {
+                if let Some(prefix) = p.strip_suffix("[n]") {
+                    assert!(vm_config_index_max(prefix).is_some(), "no range for {p}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Every endpoint the client can call exists in the official schema extract, with every
 //! parameter it can send declared there with a compatible type.
 
-use proxmox_api::request::{Endpoint, Method, ParamKind, catalogue, param_name_matches};
+use proxmox_api::request::{
+    Endpoint, Method, ParamKind, catalogue, param_name_matches, vm_config_index_max,
+};
 use serde_json::Value;
 use std::collections::HashSet;
 
@@ -73,6 +75,45 @@ fn every_catalogued_endpoint_conforms_to_the_schema() {
         "schema conformance problems:\n{}",
         problems.join("\n")
     );
+}
+
+/// `ConfigUpdate` (typed setters, `set_other`, `delete`) is applied to `PUT`/`POST .../config`
+/// and to `POST /nodes/{node}/qemu`: whatever it accepts for `PUT` must be declared (and so
+/// schema-checked above) on the other two as well, and every indexed key needs PVE's range.
+#[test]
+fn config_keys_are_declared_on_every_config_endpoint() {
+    let find = |m: Method, p: &str| {
+        *catalogue()
+            .iter()
+            .find(|e| e.method == m && e.path == p)
+            .expect("endpoint catalogued")
+    };
+    let put = find(Method::Put, "/nodes/{node}/qemu/{vmid}/config");
+    let post = find(Method::Post, "/nodes/{node}/qemu/{vmid}/config");
+    let create = find(Method::Post, "/nodes/{node}/qemu");
+    let control = ["delete", "digest", "skiplock", "revert", "force"];
+    assert!(
+        put.params.len() > 60,
+        "PUT config declares the untyped keys too"
+    );
+    for (name, kind) in put.params {
+        if let Some(prefix) = name.strip_suffix("[n]") {
+            assert!(
+                vm_config_index_max(prefix).is_some(),
+                "no index range for {name}"
+            );
+        }
+        assert!(
+            post.params.contains(&(*name, *kind)),
+            "POST config lacks {name}"
+        );
+        if !control.contains(name) {
+            assert!(
+                create.params.contains(&(*name, *kind)),
+                "create lacks {name}"
+            );
+        }
+    }
 }
 
 #[test]

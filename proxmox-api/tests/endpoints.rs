@@ -296,6 +296,123 @@ async fn qemu_config_get_pending_and_set() {
 }
 
 #[tokio::test]
+async fn config_update_other_keys_are_validated_before_sending() {
+    timed(async {
+        let (server, client) = server_and_client().await;
+        let vm = vm(&client);
+        // Exactly one PUT and one create: refused updates never reach the server.
+        expect(
+            &server,
+            "PUT",
+            &format!("{VM}/config"),
+            form_is(&[
+                ("cores", "2"),
+                ("tags", "customer-42;web"),
+                ("boot", "order=scsi0;net0"),
+                ("protection", "1"),
+                ("balloon", "1024"),
+                ("cpulimit", "1.5"),
+                ("unused3", "local-lvm:vm-100-disk-3"),
+                ("delete", "unused2,virtio7,tags"),
+            ]),
+            data(json!(null)),
+        )
+        .await;
+        expect(
+            &server,
+            "POST",
+            "/api2/json/nodes/pve1/qemu",
+            form_is(&[
+                ("vmid", "101"),
+                ("ostype", "l26"),
+                ("scsihw", "virtio-scsi-single"),
+            ]),
+            upid(),
+        )
+        .await;
+
+        let u = ConfigUpdate::new()
+            .cores(2)
+            .set_other("tags", "old")
+            .unwrap()
+            .set_other("tags", "customer-42;web")
+            .unwrap()
+            .set_other("boot", "order=scsi0;net0")
+            .unwrap()
+            .set_other("protection", "yes")
+            .unwrap()
+            .set_other("balloon", "1024")
+            .unwrap()
+            .set_other("cpulimit", "1.5")
+            .unwrap()
+            .set_other("unused3", "local-lvm:vm-100-disk-3")
+            .unwrap()
+            .delete("unused2")
+            .unwrap()
+            .delete("virtio7")
+            .unwrap()
+            .delete("tags")
+            .unwrap();
+        vm.update_config(&u).await.unwrap();
+
+        let err = |r: Result<ConfigUpdate>| r.unwrap_err().to_string();
+        let c = ConfigUpdate::new;
+        // Not declared at all, or outside PVE's index range, or not canonical.
+        assert!(err(c().set_other("bogus", "1")).contains("not a declared config key"));
+        assert!(err(c().set_other("unused256", "x")).contains("not a declared config key"));
+        assert!(err(c().set_other("hostpci16", "0000:01:00")).contains("not a declared"));
+        assert!(err(c().set_other("unused03", "x")).contains("not a declared"));
+        assert!(err(c().set_other("args", "-no-reboot")).contains("not a declared"));
+        // Control parameters.
+        for k in ["digest", "delete", "skiplock", "revert", "force"] {
+            assert!(err(c().set_other(k, "1")).contains("not a declared"), "{k}");
+            assert!(err(c().delete(k)).contains("not a declared"), "{k}");
+        }
+        // Keys with a typed setter.
+        for k in [
+            "cores",
+            "name",
+            "cipassword",
+            "net0",
+            "ipconfig1",
+            "scsi0",
+            "virtio7",
+        ] {
+            assert!(err(c().set_other(k, "1")).contains("typed setter"), "{k}");
+        }
+        // Values.
+        assert!(err(c().set_other("tags", "a\nb")).contains("control characters"));
+        assert!(err(c().set_other("tags", "a\rb")).contains("control characters"));
+        assert!(err(c().set_other("tags", "a\tb")).contains("control characters"));
+        assert!(err(c().set_other("tags", "")).contains("non-empty"));
+        assert!(err(c().set_other("balloon", "lots")).contains("integer"));
+        assert!(err(c().set_other("cpulimit", "NaN")).contains("number"));
+        assert!(err(c().set_other("protection", "maybe")).contains("boolean"));
+        // Delete: declared keys only, within ranges.
+        assert!(err(c().delete("unused256")).contains("not a declared"));
+        assert!(err(c().delete("virtio16")).contains("not a declared"));
+        assert!(err(c().delete("bogus")).contains("not a declared"));
+        assert!(err(c().delete("net0,net1")).contains("not a declared"));
+        assert!(c().delete("unused255").is_ok() && c().delete("cipassword").is_ok());
+
+        // The same keys work at create/restore time.
+        let create = CreateVm::new(VmId::new(101).unwrap()).config(
+            ConfigUpdate::new()
+                .set_other("ostype", "l26")
+                .unwrap()
+                .set_other("scsihw", "virtio-scsi-single")
+                .unwrap(),
+        );
+        client
+            .node(&"pve1".parse().unwrap())
+            .create_vm(&create)
+            .await
+            .unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn resize_clone_delete_create_restore() {
     timed(async {
         let (server, client) = server_and_client().await;

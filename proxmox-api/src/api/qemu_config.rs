@@ -519,6 +519,43 @@ pub struct ConfigUpdate {
     cipassword: Option<SecretString>,
     delete: Vec<String>,
     digest: Option<String>,
+    other: Vec<(String, String)>,
+}
+
+/// Keys [`ConfigUpdate`] has a typed setter for (indexed ones as `x[n]`).
+const TYPED_KEYS: &[&str] = &[
+    "name",
+    "cores",
+    "sockets",
+    "memory",
+    "description",
+    "onboot",
+    "agent",
+    "nameserver",
+    "searchdomain",
+    "ciuser",
+    "cipassword",
+    "net[n]",
+    "ipconfig[n]",
+    "scsi[n]",
+    "virtio[n]",
+    "ide[n]",
+    "sata[n]",
+];
+
+/// Parameters of `PUT .../config` that steer the request instead of naming a config key.
+const CONTROL_KEYS: &[&str] = &["delete", "digest", "skiplock", "revert", "force"];
+
+/// The declaration of `key` among the config keys of `PUT .../config` in the catalogue (with
+/// PVE's index ranges), unless it is a control parameter.
+fn declared_config_key(key: &str) -> Option<&'static (&'static str, request::ParamKind)> {
+    if CONTROL_KEYS.contains(&key) {
+        return None;
+    }
+    request::QEMU_CONFIG_PUT
+        .params
+        .iter()
+        .find(|(p, _)| !CONTROL_KEYS.contains(p) && request::vm_config_key_matches(p, key))
 }
 
 impl ConfigUpdate {
@@ -621,16 +658,77 @@ impl ConfigUpdate {
         self.indexed.push((slot.to_string(), spec.to_owned()));
         Ok(self)
     }
-    /// Delete these keys.
+    /// Delete this key. It must be a config key the client declares for `PUT .../config` (see
+    /// [`request::catalogue`], indexed keys within PVE's ranges, e.g. `unused0..=255`); control
+    /// parameters (`digest`, `delete`, ...) are refused.
     pub fn delete(mut self, key: &str) -> Result<Self> {
-        if key.is_empty()
-            || !key
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
-        {
-            return Err(Error::invalid("config key", key, "must be a config key"));
+        if declared_config_key(key).is_none() {
+            return Err(Error::invalid(
+                "config key",
+                key,
+                "not a declared config key of PUT /nodes/{node}/qemu/{vmid}/config",
+            ));
         }
-        self.delete.push(key.to_owned());
+        if !self.delete.iter().any(|k| k == key) {
+            self.delete.push(key.to_owned());
+        }
+        Ok(self)
+    }
+
+    /// Set a config key that has no typed setter (`tags`, `boot`, `cpu`, `unused3`, `hostpci0`,
+    /// ...), checked before any request is made:
+    ///
+    /// - the key must be a declared parameter of `PUT /nodes/{node}/qemu/{vmid}/config` in
+    ///   [`request::catalogue`] (so the conformance test covers it), indexed keys within PVE's
+    ///   ranges (`unused[n]`: 0..=255, `virtio[n]`: 0..=15, ...);
+    /// - keys with a typed setter (`name`, `cores`, `net0`, `scsi0`, ...) and control parameters
+    ///   (`delete`, `digest`, `skiplock`, ...) are refused: use the typed method;
+    /// - the value must not be empty (use [`delete`](Self::delete)) nor contain control
+    ///   characters or line breaks, and must fit the declared type (integer, number, boolean
+    ///   `0`/`1`/`true`/`false`/`yes`/`no`/`on`/`off`, sent as `0`/`1`).
+    ///
+    /// Setting the same key again replaces the value.
+    pub fn set_other(mut self, key: &str, value: &str) -> Result<Self> {
+        let Some((_, kind)) = declared_config_key(key) else {
+            return Err(Error::invalid(
+                "config key",
+                key,
+                "not a declared config key of PUT /nodes/{node}/qemu/{vmid}/config",
+            ));
+        };
+        if TYPED_KEYS
+            .iter()
+            .any(|t| request::vm_config_key_matches(t, key))
+        {
+            return Err(Error::invalid(
+                "config key",
+                key,
+                "has a typed setter on ConfigUpdate; use it",
+            ));
+        }
+        let bad = |reason: &str| Error::invalid("config value", format!("{key}: {value}"), reason);
+        if value.is_empty() || value.chars().any(char::is_control) {
+            return Err(bad(
+                "must be non-empty without control characters or line breaks",
+            ));
+        }
+        let value = match kind {
+            request::ParamKind::String => value.to_owned(),
+            request::ParamKind::Integer => match value.parse::<i64>() {
+                Ok(n) => n.to_string(),
+                Err(_) => return Err(bad("must be an integer")),
+            },
+            request::ParamKind::Number => match value.parse::<f64>() {
+                Ok(n) if n.is_finite() => value.to_owned(),
+                _ => return Err(bad("must be a number")),
+            },
+            request::ParamKind::Boolean => match crate::de::parse_bool(value) {
+                Some(b) => u8::from(b).to_string(),
+                None => return Err(bad("must be a boolean")),
+            },
+        };
+        self.other.retain(|(k, _)| k != key);
+        self.other.push((key.to_owned(), value));
         Ok(self)
     }
     /// Only apply if the config still has this digest.
@@ -647,6 +745,9 @@ impl ConfigUpdate {
             req.push(k, v.as_str());
         }
         for (k, v) in &self.indexed {
+            req.push(k, v.as_str());
+        }
+        for (k, v) in &self.other {
             req.push(k, v.as_str());
         }
         if let Some(p) = &self.cipassword {
