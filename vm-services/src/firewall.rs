@@ -27,6 +27,50 @@ pub struct SavedFirewall {
     pub policy_out: Option<String>,
     /// The rules in order, as the API sends them.
     pub rules: Vec<firewall_model::ApiRule>,
+    /// The VM's IP sets with their entries, except the provider's `ipfilter-netN` (rebuilt
+    /// from the service). Plans stored before this field existed read it as empty.
+    #[serde(default)]
+    pub ipsets: Vec<SavedIpSet>,
+    /// The VM's aliases.
+    #[serde(default)]
+    pub aliases: Vec<SavedAlias>,
+}
+
+/// A VM-level IP set kept across a reinstall.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedIpSet {
+    /// The set's name.
+    pub name: String,
+    /// Its comment.
+    #[serde(default)]
+    pub comment: Option<String>,
+    /// The entries, as PVE lists them.
+    pub entries: Vec<SavedIpSetEntry>,
+}
+
+/// One entry of a [`SavedIpSet`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedIpSetEntry {
+    /// An address, network, range or alias name, as PVE lists it.
+    pub cidr: String,
+    /// `!` entries.
+    #[serde(default)]
+    pub nomatch: bool,
+    /// Its comment.
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+/// A VM-level alias kept across a reinstall.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedAlias {
+    /// The alias's name.
+    pub name: String,
+    /// Its address or network.
+    pub cidr: String,
+    /// Its comment.
+    #[serde(default)]
+    pub comment: Option<String>,
 }
 
 /// The anti-spoofing IP set of `net0`, managed by the provider.

@@ -102,8 +102,9 @@ pub enum ReinstallStep {
     /// Remove the emptied VM definition and full-clone the template into the same VMID.
     ///
     /// Removing a VM also removes its `<vmid>.fw`: the executor reads the customer's firewall
-    /// options and rules before this step and writes them back after it (the ipfilter set is
-    /// rebuilt by [`ReinstallStep::ApplyPackage`]).
+    /// options, rules, IP sets and aliases before this step, keeps them in the stored plan, and
+    /// writes them back after it (the `ipfilter-netN` sets are not kept: they are rebuilt by
+    /// [`ReinstallStep::ApplyPackage`]).
     Redeploy {
         /// The template VMID.
         template: VmId,

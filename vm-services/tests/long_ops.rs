@@ -547,3 +547,112 @@ fn reinstall_from_a_stopped_vm_without_faults() {
         assert!(stored.is_finished());
     });
 }
+
+/// Sorted (cidr, nomatch, comment) of a VM IP set.
+async fn ipset_of(e: &common::Env, name: &str) -> Vec<(String, bool, Option<String>)> {
+    let fw = e
+        .area
+        .client()
+        .node(&"pve3".parse().unwrap())
+        .qemu(proxmox_api::VmId::new(104).unwrap())
+        .firewall();
+    let mut v: Vec<_> = fw
+        .ipset_entries(&name.parse().unwrap())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|x| (x.cidr, x.nomatch, x.comment))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn reinstall_keeps_vm_ipsets_and_aliases_across_an_interrupted_redeploy() {
+    run(120, async {
+        let e = env().await;
+        let s = svc104();
+        let fw = e
+            .area
+            .client()
+            .node(&"pve3".parse().unwrap())
+            .qemu(proxmox_api::VmId::new(104).unwrap())
+            .firewall();
+        let name = |n: &str| -> proxmox_api::FirewallName { n.parse().unwrap() };
+        fw.create_alias(&name("office"), "192.0.2.10", Some("office NAT"))
+            .await
+            .unwrap();
+        fw.create_ipset(&name("admins"), Some("who may ssh"))
+            .await
+            .unwrap();
+        fw.add_ipset_entry(&name("admins"), "192.0.2.0/24", false, Some("ops"))
+            .await
+            .unwrap();
+        fw.add_ipset_entry(&name("admins"), "192.0.2.99", true, None)
+            .await
+            .unwrap();
+        // An alias entry (the typed call takes addresses only).
+        let _: serde_json::Value = e
+            .area
+            .client()
+            .post(
+                "/nodes/pve3/qemu/104/firewall/ipset/admins",
+                &[("cidr", "guest/office")],
+            )
+            .await
+            .unwrap();
+        let ssh = rule(
+            r#"{"type":"in","action":"ACCEPT","proto":"tcp","dport":"22","source":"+admins","enable":1}"#,
+        );
+        e.area.add_firewall_rule(&s, &ssh, 0, false).await.unwrap();
+        // SSH from the admins only: the default probe address is locked out, on purpose.
+        e.area.set_firewall_enabled(&s, true, true).await.unwrap();
+        let admins_before = ipset_of(&e, "admins").await;
+        assert_eq!(admins_before.len(), 3, "{admins_before:?}");
+        let rules_before = e.area.firewall(&s).await.unwrap().rules;
+
+        // The clone fails after the old VM (and its .fw) was destroyed.
+        e.sim
+            .fail_next_task("qmclone", "clone failed: storage error");
+        let t9000 = VmId::new(9000).unwrap();
+        let err = e.area.reinstall(&s, t9000, "REINSTALL").await.unwrap_err();
+        assert!(err.is_upstream(), "{err}");
+        assert!(e.sim.vm_config(104).is_none(), "the old VM is gone");
+        let unfinished = e.plans.unfinished().unwrap();
+        assert_eq!(unfinished.len(), 1);
+        // The plan store holds them, without the provider's ipfilter set.
+        let vm_services::reinstall::OperationPlan::Reinstall(p) = &unfinished[0].plan else {
+            panic!("not a reinstall");
+        };
+        let saved = p.firewall.as_ref().expect("saved before the destroy");
+        assert_eq!(
+            saved
+                .ipsets
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>(),
+            ["admins"]
+        );
+        assert_eq!(saved.aliases.len(), 1);
+
+        // Resume: the sets and aliases come back with the rules.
+        e.area.resume(&s, &unfinished[0].id).await.unwrap();
+        assert!(e.plans.unfinished().unwrap().is_empty());
+        let aliases = fw.aliases().await.unwrap();
+        assert_eq!(aliases.len(), 1, "{aliases:?}");
+        assert_eq!(aliases[0].name, "office");
+        assert_eq!(aliases[0].cidr, "192.0.2.10");
+        assert_eq!(aliases[0].comment.as_deref(), Some("office NAT"));
+        let sets = fw.ipsets().await.unwrap();
+        let admins = sets.iter().find(|s| s.name == "admins").expect("admins");
+        assert_eq!(admins.comment.as_deref(), Some("who may ssh"));
+        assert_eq!(ipset_of(&e, "admins").await, admins_before);
+        // ipfilter-net0 is the service's, rebuilt.
+        let ipf = ipset_of(&e, "ipfilter-net0").await;
+        assert!(
+            ipf.iter().any(|(c, _, _)| c.starts_with("198.51.100.104")),
+            "{ipf:?}"
+        );
+        assert_eq!(e.area.firewall(&s).await.unwrap().rules, rules_before);
+    });
+}

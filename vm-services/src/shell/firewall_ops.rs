@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::ClientArea;
 use crate::error::Error;
-use crate::firewall::{self as fwcore, SavedFirewall};
+use crate::firewall::{self as fwcore, SavedAlias, SavedFirewall, SavedIpSet, SavedIpSetEntry};
 use crate::permissions::Feature;
 use crate::product::Proto;
 use crate::pve::VmConfig;
@@ -154,6 +154,12 @@ async fn read_ipsets(
         })
     });
     futures_util::future::try_join_all(reads).await
+}
+
+/// An address, network or range (what proxmox-api's typed IP set call accepts).
+fn is_literal_cidr(v: &str) -> bool {
+    v.split('-')
+        .all(|p| p.parse::<std::net::IpAddr>().is_ok() || p.parse::<ipnet::IpNet>().is_ok())
 }
 
 fn parse_policy(s: &str) -> Result<Policy, Error> {
@@ -598,15 +604,153 @@ impl ClientArea {
         self.sync_ipfilter(service, None).await
     }
 
-    /// Reads the customer's firewall (options and rules) to keep it across a reinstall.
+    /// Reads the customer's firewall (options, rules, IP sets but `ipfilter-netN`, aliases) to
+    /// keep it across a reinstall.
     pub(crate) async fn save_firewall(&self, service: &Service) -> Result<SavedFirewall, Error> {
-        let st = self.fw_state(service).await?;
+        let fw = self.vm(service)?.firewall();
+        let (st, sets, aliases) = futures_util::future::try_join3(
+            self.fw_state(service),
+            async { fw.ipsets().await.map_err(Error::pve("list vm ipsets")) },
+            async { fw.aliases().await.map_err(Error::pve("read vm aliases")) },
+        )
+        .await?;
+        let mut ipsets = Vec::new();
+        for set in sets {
+            if fwcore::check_customer_ipset(&set.name).is_err() {
+                continue;
+            }
+            let name: proxmox_api::FirewallName =
+                set.name.parse().map_err(|e: proxmox_api::Error| {
+                    Error::invalid("ipset", &set.name, e.to_string())
+                })?;
+            let entries = fw
+                .ipset_entries(&name)
+                .await
+                .map_err(Error::pve("read vm ipset"))?;
+            ipsets.push(SavedIpSet {
+                name: set.name,
+                comment: set.comment,
+                entries: entries
+                    .into_iter()
+                    .map(|e| SavedIpSetEntry {
+                        cidr: e.cidr,
+                        nomatch: e.nomatch,
+                        comment: e.comment,
+                    })
+                    .collect(),
+            });
+        }
         Ok(SavedFirewall {
             enable: Some(st.enabled),
             policy_in: Some(st.policy_in),
             policy_out: Some(st.policy_out),
             rules: st.api,
+            ipsets,
+            aliases: aliases
+                .into_iter()
+                .map(|a| SavedAlias {
+                    name: a.name,
+                    cidr: a.cidr,
+                    comment: a.comment,
+                })
+                .collect(),
         })
+    }
+
+    /// Writes saved aliases and IP sets back (idempotent: only what differs is sent; an
+    /// alias or set the saved firewall does not have is left alone, an entry of a saved set
+    /// that was not saved is removed).
+    async fn restore_ipsets_aliases(
+        &self,
+        service: &Service,
+        saved: &SavedFirewall,
+    ) -> Result<(), Error> {
+        let fw = self.vm(service)?.firewall();
+        let fname = |n: &str| -> Result<proxmox_api::FirewallName, Error> {
+            n.parse()
+                .map_err(|e: proxmox_api::Error| Error::invalid("firewall name", n, e.to_string()))
+        };
+        let current = fw.aliases().await.map_err(Error::pve("read vm aliases"))?;
+        for a in &saved.aliases {
+            let name = fname(&a.name)?;
+            match current
+                .iter()
+                .find(|c| c.name.eq_ignore_ascii_case(&a.name))
+            {
+                Some(c) if c.cidr == a.cidr && c.comment == a.comment => {}
+                Some(_) => fw
+                    .update_alias(&name, &a.cidr, a.comment.as_deref(), None)
+                    .await
+                    .map_err(Error::pve("restore vm alias"))?,
+                None => fw
+                    .create_alias(&name, &a.cidr, a.comment.as_deref())
+                    .await
+                    .map_err(Error::pve("restore vm alias"))?,
+            }
+        }
+        let sets = fw.ipsets().await.map_err(Error::pve("list vm ipsets"))?;
+        for set in &saved.ipsets {
+            let name = fname(&set.name)?;
+            let have = if sets.iter().any(|s| s.name.eq_ignore_ascii_case(&set.name)) {
+                fw.ipset_entries(&name)
+                    .await
+                    .map_err(Error::pve("read vm ipset"))?
+            } else {
+                fw.create_ipset(&name, set.comment.as_deref())
+                    .await
+                    .map_err(Error::pve("restore vm ipset"))?;
+                Vec::new()
+            };
+            for e in &have {
+                if !set.entries.iter().any(|s| s.cidr == e.cidr) {
+                    fw.remove_ipset_entry(&name, &e.cidr, None)
+                        .await
+                        .map_err(Error::pve("restore vm ipset entry"))?;
+                }
+            }
+            for e in &set.entries {
+                match have.iter().find(|h| h.cidr == e.cidr) {
+                    Some(h) if h.nomatch == e.nomatch && h.comment == e.comment => {}
+                    Some(_) => fw
+                        .update_ipset_entry(
+                            &name,
+                            &e.cidr,
+                            Some(e.nomatch),
+                            e.comment.as_deref(),
+                            None,
+                        )
+                        .await
+                        .map_err(Error::pve("restore vm ipset entry"))?,
+                    None if is_literal_cidr(&e.cidr) => fw
+                        .add_ipset_entry(&name, &e.cidr, e.nomatch, e.comment.as_deref())
+                        .await
+                        .map_err(Error::pve("restore vm ipset entry"))?,
+                    None => {
+                        // An alias entry: proxmox-api's typed call takes addresses only.
+                        let path = format!(
+                            "/nodes/{}/qemu/{}/firewall/ipset/{}",
+                            service.vm.node(),
+                            service.vmid(),
+                            set.name
+                        );
+                        let mut params = vec![("cidr", e.cidr.as_str())];
+                        if e.nomatch {
+                            params.push(("nomatch", "1"));
+                        }
+                        if let Some(c) = &e.comment {
+                            params.push(("comment", c.as_str()));
+                        }
+                        let _: serde_json::Value = self
+                            .inner
+                            .client
+                            .post(&path, &params)
+                            .await
+                            .map_err(Error::pve("restore vm ipset entry"))?;
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Writes a saved firewall back (idempotent: nothing is sent when it already matches).
@@ -630,6 +774,8 @@ impl ClientArea {
         fw.set_options(&u)
             .await
             .map_err(Error::pve("restore firewall options"))?;
+        // Rules may refer to the sets and aliases: those first.
+        self.restore_ipsets_aliases(service, saved).await?;
         let strip = |r: &ApiRule| ApiRule {
             pos: None,
             digest: None,

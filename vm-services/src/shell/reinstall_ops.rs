@@ -23,7 +23,8 @@ pub struct ReinstallOutcome {
 impl ClientArea {
     /// Reinstalls from an allowed template: `confirmation` must be exactly `REINSTALL` and no
     /// lock may hold. Backups are untouched; VMID, MACs, bridge, VLAN, rate and addresses are
-    /// kept; the customer's firewall rules and options are saved and written back. The plan is
+    /// kept; the customer's firewall (options, rules, IP sets, aliases) is saved in the plan
+    /// and written back. The plan is
     /// stored before each step; [`ClientArea::resume`] continues an interrupted one. The new
     /// password is handed to the notifier only.
     pub async fn reinstall(
