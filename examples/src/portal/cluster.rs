@@ -21,9 +21,21 @@ use vm_services::service::Service;
 
 /// How long the shared `/cluster/resources` answer is reused.
 pub const RESOURCES_TTL: Duration = Duration::from_secs(2);
-/// How long a VM config is reused for what rarely changes (disks, NIC, mounted ISO); actions
-/// through the portal invalidate it at once, and the lock comes from the fresher resource row.
-pub const CONFIG_TTL: Duration = Duration::from_secs(60);
+/// The longest a VM config is reused. Within it, a config is fetched again as soon as the VM's
+/// resource row changes shape (sizes, name, status, lock: what changes with the config), and
+/// actions through the portal invalidate it at once.
+pub const CONFIG_TTL: Duration = Duration::from_secs(600);
+
+/// A cached config: when it was read, the row shape it was read for, the config.
+type CachedConfig = (Instant, String, Arc<VmConfig>);
+
+/// The fields of a resource row that change when the config may have.
+fn shape(r: &ClusterResource) -> String {
+    format!(
+        "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+        r.maxcpu, r.maxmem, r.maxdisk, r.lock, r.name, r.status
+    )
+}
 
 /// An error of the shell: the cluster could not be reached or refused, or the core refused.
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +87,7 @@ pub struct Cluster {
     /// Console login, if configured.
     pub console_login: Option<ConsoleLogin>,
     resources: Mutex<Option<(Instant, Arc<Vec<ClusterResource>>)>>,
-    configs: Mutex<HashMap<u32, (Instant, Arc<VmConfig>)>>,
+    configs: Mutex<HashMap<u32, CachedConfig>>,
     calls: AtomicU64,
 }
 
@@ -137,11 +149,18 @@ impl Cluster {
         Ok(list)
     }
 
-    /// The VM config (cached for [`CONFIG_TTL`]).
-    pub async fn config(&self, service: &Service) -> Result<Arc<VmConfig>, ShellError> {
+    /// The VM config, reused while the VM's resource row keeps its shape (at most
+    /// [`CONFIG_TTL`]).
+    async fn config(
+        &self,
+        service: &Service,
+        row: &ClusterResource,
+    ) -> Result<Arc<VmConfig>, ShellError> {
         let vmid = service.vmid().get();
-        if let Some((at, c)) = self.configs.lock().await.get(&vmid)
+        let now_shape = shape(row);
+        if let Some((at, sh, c)) = self.configs.lock().await.get(&vmid)
             && at.elapsed() < CONFIG_TTL
+            && *sh == now_shape
         {
             return Ok(c.clone());
         }
@@ -151,7 +170,7 @@ impl Cluster {
         self.configs
             .lock()
             .await
-            .insert(vmid, (Instant::now(), cfg.clone()));
+            .insert(vmid, (Instant::now(), now_shape, cfg.clone()));
         Ok(cfg)
     }
 
@@ -169,7 +188,7 @@ impl Cluster {
             .find(|r| r.vmid == Some(u64::from(service.vmid().get())))
             .cloned()
             .ok_or(ShellError::Missing)?;
-        let config = self.config(service).await?;
+        let config = self.config(service, &row).await?;
         // `/cluster/resources` carries the lock too, so the live state is as fresh as the row.
         let lock = match row.lock.as_deref() {
             Some(l) => Some(l.parse()?),

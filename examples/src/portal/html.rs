@@ -50,7 +50,7 @@ async function pollTask(vmid, upid){
     const r=await fetch('/s/'+vmid+'/task?upid='+encodeURIComponent(upid));
     if(!r.ok){box.textContent='task status unavailable';return}
     const t=await r.json();
-    box.querySelector('.bar>div').style.width=(t.running?Math.min(95,(t.lines.length*15)+10):100)+'%';
+    box.querySelector('.bar>div').style.width=(t.running?(t.percent!=null?t.percent:Math.min(95,(t.lines.length*15)+10)):100)+'%';
     box.querySelector('.t').textContent=(t.running?'Running: ':'Finished: ')+t.kind+(t.running?'':' ('+t.exitstatus+')');
     box.querySelector('.l').textContent=t.lines.join('\n');
     if(!t.running){box.className='card '+(t.exitstatus==='OK'?'ok':'err');

@@ -201,7 +201,24 @@ async fn feature_start<'a>(
         .live(svc)
         .await
         .map_err(|e| went_wrong(&s, &e))?;
-    Ok((s, svc, product, live))
+    Ok((s, svc, product, with_operations(app, vmid, live)))
+}
+
+/// A restore or reinstall this portal runs counts as a lock between its steps, so the buttons
+/// stay dimmed until it ends (vm-services refuses the actions meanwhile anyway).
+fn with_operations(app: &App, vmid: u32, mut live: super::cluster::Live) -> super::cluster::Live {
+    let ops = app.operations.lock().unwrap_or_else(|e| e.into_inner());
+    if live.state.lock.is_none()
+        && let Some((what, None)) = ops.get(&vmid)
+    {
+        let kind = if what.starts_with("Restore") {
+            "restore"
+        } else {
+            "reinstall"
+        };
+        live.state.lock = Some(vm_services::pve::LockKind::Other(kind.to_owned()));
+    }
+    live
 }
 
 fn back(vmid: u32, path: &str, r: Result<Option<String>, String>, ok: &str) -> Response {
@@ -415,7 +432,7 @@ async fn live_json(State(app): Shared, headers: HeaderMap, Path(vmid): Path<u32>
         .cluster
         .live(svc)
         .await
-        .and_then(|l| live_value(&app, svc, product, &l))
+        .and_then(|l| live_value(&app, svc, product, &with_operations(&app, vmid, l)))
     {
         Ok(v) => Json(v).into_response(),
         Err(e) => (
