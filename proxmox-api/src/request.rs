@@ -447,6 +447,26 @@ endpoints! {
     VM_FW_RULE_DELETE = Delete "/nodes/{node}/qemu/{vmid}/firewall/rules/{pos}", idempotent = false,
         ["digest": String];
 
+    FW_GROUPS = Get "/cluster/firewall/groups", idempotent = true, [];
+    FW_GROUP_CREATE = Post "/cluster/firewall/groups", idempotent = false,
+        ["group": String, "comment": String, "rename": String, "digest": String];
+    FW_GROUP_DELETE = Delete "/cluster/firewall/groups/{group}", idempotent = false, [];
+    FW_GROUP_RULES = Get "/cluster/firewall/groups/{group}", idempotent = true, [];
+    FW_GROUP_RULE_GET = Get "/cluster/firewall/groups/{group}/{pos}", idempotent = true, [];
+    FW_GROUP_RULE_CREATE = Post "/cluster/firewall/groups/{group}", idempotent = false, [
+        "type": String, "action": String, "macro": String, "iface": String, "source": String,
+        "dest": String, "proto": String, "sport": String, "dport": String, "icmp-type": String,
+        "log": String, "enable": Integer, "comment": String, "pos": Integer, "digest": String
+    ];
+    FW_GROUP_RULE_UPDATE = Put "/cluster/firewall/groups/{group}/{pos}", idempotent = false, [
+        "type": String, "action": String, "macro": String, "iface": String, "source": String,
+        "dest": String, "proto": String, "sport": String, "dport": String, "icmp-type": String,
+        "log": String, "enable": Integer, "comment": String, "moveto": Integer, "delete": String,
+        "digest": String
+    ];
+    FW_GROUP_RULE_DELETE = Delete "/cluster/firewall/groups/{group}/{pos}", idempotent = false,
+        ["digest": String];
+
     CLUSTER_FW_IPSETS = Get "/cluster/firewall/ipset", idempotent = true, [];
     CLUSTER_FW_IPSET_CREATE = Post "/cluster/firewall/ipset", idempotent = false,
         ["name": String, "comment": String];

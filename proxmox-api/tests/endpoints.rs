@@ -1289,6 +1289,189 @@ async fn cluster_firewall() {
 }
 
 #[tokio::test]
+async fn firewall_security_groups() {
+    timed(async {
+        let (server, client) = server_and_client().await;
+        const G: &str = "/api2/json/cluster/firewall/groups";
+        const DIGEST: &str = "3f2a9c1d0e8b7a6f5e4d3c2b1a0f9e8d7c6b5a49";
+        expect(&server, "GET", G, query_is(&[]), fixture("fw_groups.json")).await;
+        expect(
+            &server,
+            "POST",
+            G,
+            form_is(&[
+                ("group", "webservers"),
+                ("comment", "HTTP/HTTPS for web VMs"),
+            ]),
+            data(json!(null)),
+        )
+        .await;
+        expect(
+            &server,
+            "POST",
+            G,
+            form_is(&[
+                ("group", "webservers"),
+                ("rename", "webservers"),
+                ("comment", "web tier"),
+                ("digest", DIGEST),
+            ]),
+            data(json!(null)),
+        )
+        .await;
+        expect(
+            &server,
+            "POST",
+            G,
+            form_is(&[("group", "web"), ("rename", "webservers")]),
+            data(json!(null)),
+        )
+        .await;
+        Mock::given(method("DELETE"))
+            .and(path(format!("{G}/mail")))
+            .and(query_is(&[]))
+            .and(header("authorization", TOKEN_HEADER))
+            .respond_with(ResponseTemplate::new(200).set_body_json(data(json!(null))))
+            .expect(1)
+            .mount(&server)
+            .await;
+        expect(
+            &server,
+            "GET",
+            &format!("{G}/webservers"),
+            query_is(&[]),
+            fixture("fw_group_rules.json"),
+        )
+        .await;
+        expect(
+            &server,
+            "GET",
+            &format!("{G}/webservers/2"),
+            query_is(&[]),
+            data(
+                json!({"pos": 2, "type": "in", "action": "DROP", "proto": "tcp",
+                "dport": "8080:8090", "log": "info", "enable": 0, "digest": DIGEST}),
+            ),
+        )
+        .await;
+        expect(
+            &server,
+            "POST",
+            &format!("{G}/webservers"),
+            form_is(&[
+                ("type", "in"),
+                ("action", "ACCEPT"),
+                ("proto", "tcp"),
+                ("dport", "443"),
+                ("comment", "https"),
+                ("enable", "1"),
+                ("digest", DIGEST),
+            ]),
+            data(json!(null)),
+        )
+        .await;
+        expect(
+            &server,
+            "PUT",
+            &format!("{G}/webservers/2"),
+            form_is(&[
+                ("enable", "1"),
+                ("digest", DIGEST),
+                ("moveto", "0"),
+                ("delete", "log"),
+            ]),
+            data(json!(null)),
+        )
+        .await;
+        Mock::given(method("DELETE"))
+            .and(path(format!("{G}/webservers/1")))
+            .and(query_is(&[("digest", DIGEST)]))
+            .and(header("authorization", TOKEN_HEADER))
+            .respond_with(ResponseTemplate::new(200).set_body_json(data(json!(null))))
+            .expect(1)
+            .mount(&server)
+            .await;
+
+        let groups = client.security_groups();
+        let list = groups.list().await.unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].group, "webservers");
+        assert_eq!(list[0].comment.as_deref(), Some("HTTP/HTTPS for web VMs"));
+        assert_eq!(list[1].comment, None);
+        assert_eq!(list[1].digest.as_deref(), Some(DIGEST));
+        let web: FirewallName = "webservers".parse().unwrap();
+        groups
+            .create(&web, Some("HTTP/HTTPS for web VMs"))
+            .await
+            .unwrap();
+        groups
+            .set_comment(&web, "web tier", Some(DIGEST))
+            .await
+            .unwrap();
+        groups
+            .rename(&web, &"web".parse().unwrap(), None)
+            .await
+            .unwrap();
+        groups.delete(&"mail".parse().unwrap()).await.unwrap();
+        // Refused before sending.
+        let long: FirewallName = "a-very-long-group-name".parse().unwrap();
+        assert!(
+            groups
+                .create(&long, None)
+                .await
+                .unwrap_err()
+                .to_string()
+                .contains("18")
+        );
+        assert!(groups.create(&web, Some("a\nb")).await.is_err());
+        assert!(
+            groups
+                .set_comment(&web, "x", Some("not-hex"))
+                .await
+                .is_err()
+        );
+
+        let g = groups.group(&web);
+        assert_eq!(g.name(), "webservers");
+        let rules = g.rules().await.unwrap();
+        assert_eq!(rules.len(), 3);
+        assert_eq!(rules[0].macro_name.as_deref(), Some("HTTPS"));
+        assert_eq!(rules[1].dport.as_deref(), Some("80"));
+        assert!(!rules[2].enable);
+        assert_eq!(rules[2].digest.as_deref(), Some(DIGEST));
+        let r = g.rule(2).await.unwrap();
+        assert_eq!((r.pos, r.log.as_deref()), (2, Some("info")));
+        let spec = RuleSpec::new("in", "ACCEPT")
+            .unwrap()
+            .proto("tcp")
+            .unwrap()
+            .dport("443")
+            .unwrap()
+            .comment("https")
+            .unwrap()
+            .digest(DIGEST)
+            .unwrap();
+        g.create_rule(&spec).await.unwrap();
+        assert!(
+            g.create_rule(&RuleSpec::update().enable(true))
+                .await
+                .is_err()
+        );
+        let upd = RuleSpec::update()
+            .enable(true)
+            .move_to(0)
+            .delete("log")
+            .unwrap()
+            .digest(DIGEST)
+            .unwrap();
+        g.update_rule(2, &upd).await.unwrap();
+        g.delete_rule(1, Some(DIGEST)).await.unwrap();
+        assert!(g.delete_rule(1, Some("zz")).await.is_err());
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn task_list_status_log() {
     timed(async {
         let (server, client) = server_and_client().await;

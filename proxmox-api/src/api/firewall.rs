@@ -1,5 +1,6 @@
 //! Firewall at cluster level (`/cluster/firewall/...`) and VM level
-//! (`/nodes/{node}/qemu/{vmid}/firewall/...`): options, rules, IP sets, aliases, refs.
+//! (`/nodes/{node}/qemu/{vmid}/firewall/...`): options, rules, IP sets, aliases, refs; cluster
+//! security groups (`/cluster/firewall/groups/...`) and their rules.
 //!
 //! Rules are plain data here; their semantics live in a separate crate.
 
@@ -533,76 +534,46 @@ impl Firewall {
         self.unit(req).await
     }
 
+    fn rule_eps(&self) -> RuleEndpoints {
+        let e = self.eps();
+        RuleEndpoints {
+            list: e.rules,
+            get: e.rule_get,
+            create: e.rule_create,
+            update: e.rule_update,
+            delete: e.rule_delete,
+        }
+    }
+
     /// `GET .../rules`.
     pub async fn rules(&self) -> Result<Vec<FirewallRule>> {
-        self.client.call(self.req(self.eps().rules, &[])).await
+        self.rule_eps().list(&self.client, &self.scope).await
     }
 
     /// `GET .../rules/{pos}`.
     pub async fn rule(&self, pos: u64) -> Result<FirewallRule> {
-        let p = pos.to_string();
-        self.client.call(self.req(self.eps().rule_get, &[&p])).await
-    }
-
-    fn apply_rule(req: &mut Request, spec: &RuleSpec) {
-        for (k, v) in &spec.fields {
-            req.push(k, v.as_str());
-        }
-        if let Some(e) = spec.enable {
-            req.push("enable", u8::from(e));
-        }
-        if let Some(d) = &spec.digest {
-            req.push("digest", d.as_str());
-        }
+        self.rule_eps().get(&self.client, &self.scope, pos).await
     }
 
     /// `POST .../rules`: PVE inserts new rules at the top (position 0).
     pub async fn create_rule(&self, spec: &RuleSpec) -> Result<()> {
-        if !spec.fields.iter().any(|(k, _)| *k == "type")
-            || spec.moveto.is_some()
-            || !spec.delete.is_empty()
-        {
-            return Err(Error::invalid(
-                "rule",
-                "update spec",
-                "create needs RuleSpec::new without move_to/delete",
-            ));
-        }
-        let mut req = self.req(self.eps().rule_create, &[]);
-        let spec = if spec.enable.is_none() {
-            spec.clone().enable(true)
-        } else {
-            spec.clone()
-        };
-        Self::apply_rule(&mut req, &spec);
-        self.unit(req).await
+        self.rule_eps()
+            .create(&self.client, &self.scope, spec)
+            .await
     }
 
     /// `PUT .../rules/{pos}`: change fields and/or move (`move_to`).
     pub async fn update_rule(&self, pos: u64, spec: &RuleSpec) -> Result<()> {
-        let p = pos.to_string();
-        let mut req = self.req(self.eps().rule_update, &[&p]);
-        Self::apply_rule(&mut req, spec);
-        if let Some(m) = spec.moveto {
-            req.push("moveto", m);
-        }
-        if !spec.delete.is_empty() {
-            req.push("delete", spec.delete.join(","));
-        }
-        self.unit(req).await
+        self.rule_eps()
+            .update(&self.client, &self.scope, pos, spec)
+            .await
     }
 
     /// `DELETE .../rules/{pos}`.
     pub async fn delete_rule(&self, pos: u64, digest: Option<&str>) -> Result<()> {
-        if let Some(d) = digest {
-            check_digest(d)?;
-        }
-        let p = pos.to_string();
-        self.unit(
-            self.req(self.eps().rule_delete, &[&p])
-                .opt("digest", digest),
-        )
-        .await
+        self.rule_eps()
+            .delete(&self.client, &self.scope, pos, digest)
+            .await
     }
 
     /// `GET .../ipset`.
@@ -767,6 +738,281 @@ impl Firewall {
         }
         self.client
             .call(self.req(self.eps().refs, &[]).opt("type", kind))
+            .await
+    }
+}
+
+/// The five rule endpoints of one rule list (cluster, VM or security group).
+struct RuleEndpoints {
+    list: &'static Endpoint,
+    get: &'static Endpoint,
+    create: &'static Endpoint,
+    update: &'static Endpoint,
+    delete: &'static Endpoint,
+}
+
+fn scoped(ep: &'static Endpoint, scope: &[String], extra: &[&str]) -> Request {
+    let mut args: Vec<&str> = scope.iter().map(String::as_str).collect();
+    args.extend_from_slice(extra);
+    Request::new(ep, &args)
+}
+
+async fn unit_call(client: &Client, req: Request) -> Result<()> {
+    let _: serde_json::Value = client.call(req).await?;
+    Ok(())
+}
+
+fn apply_rule(req: &mut Request, spec: &RuleSpec) {
+    for (k, v) in &spec.fields {
+        req.push(k, v.as_str());
+    }
+    if let Some(e) = spec.enable {
+        req.push("enable", u8::from(e));
+    }
+    if let Some(d) = &spec.digest {
+        req.push("digest", d.as_str());
+    }
+}
+
+impl RuleEndpoints {
+    async fn list(&self, client: &Client, scope: &[String]) -> Result<Vec<FirewallRule>> {
+        client.call(scoped(self.list, scope, &[])).await
+    }
+
+    async fn get(&self, client: &Client, scope: &[String], pos: u64) -> Result<FirewallRule> {
+        let p = pos.to_string();
+        client.call(scoped(self.get, scope, &[&p])).await
+    }
+
+    async fn create(&self, client: &Client, scope: &[String], spec: &RuleSpec) -> Result<()> {
+        if !spec.fields.iter().any(|(k, _)| *k == "type")
+            || spec.moveto.is_some()
+            || !spec.delete.is_empty()
+        {
+            return Err(Error::invalid(
+                "rule",
+                "update spec",
+                "create needs RuleSpec::new without move_to/delete",
+            ));
+        }
+        let mut req = scoped(self.create, scope, &[]);
+        let spec = if spec.enable.is_none() {
+            spec.clone().enable(true)
+        } else {
+            spec.clone()
+        };
+        apply_rule(&mut req, &spec);
+        unit_call(client, req).await
+    }
+
+    async fn update(
+        &self,
+        client: &Client,
+        scope: &[String],
+        pos: u64,
+        spec: &RuleSpec,
+    ) -> Result<()> {
+        let p = pos.to_string();
+        let mut req = scoped(self.update, scope, &[&p]);
+        apply_rule(&mut req, spec);
+        if let Some(m) = spec.moveto {
+            req.push("moveto", m);
+        }
+        if !spec.delete.is_empty() {
+            req.push("delete", spec.delete.join(","));
+        }
+        unit_call(client, req).await
+    }
+
+    async fn delete(
+        &self,
+        client: &Client,
+        scope: &[String],
+        pos: u64,
+        digest: Option<&str>,
+    ) -> Result<()> {
+        if let Some(d) = digest {
+            check_digest(d)?;
+        }
+        let p = pos.to_string();
+        unit_call(
+            client,
+            scoped(self.delete, scope, &[&p]).opt("digest", digest),
+        )
+        .await
+    }
+}
+
+/// A security group as listed by `GET /cluster/firewall/groups`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[non_exhaustive]
+pub struct SecurityGroupInfo {
+    /// Name (use it in VM rules as `RuleSpec::new("group", name)`).
+    pub group: String,
+    /// Comment.
+    #[serde(default, deserialize_with = "crate::de::opt_string")]
+    pub comment: Option<String>,
+    /// Digest of the cluster firewall config.
+    #[serde(default)]
+    pub digest: Option<String>,
+}
+
+/// Security groups of the cluster firewall (`client.security_groups()`):
+/// `/cluster/firewall/groups`.
+#[derive(Debug, Clone)]
+pub struct SecurityGroups {
+    client: Client,
+}
+
+/// The rules of one security group (`client.security_groups().group(&name)`):
+/// `/cluster/firewall/groups/{group}`.
+#[derive(Debug, Clone)]
+pub struct SecurityGroup {
+    client: Client,
+    /// Path argument: the group name.
+    scope: Vec<String>,
+}
+
+static GROUP_RULES: RuleEndpoints = RuleEndpoints {
+    list: &request::FW_GROUP_RULES,
+    get: &request::FW_GROUP_RULE_GET,
+    create: &request::FW_GROUP_RULE_CREATE,
+    update: &request::FW_GROUP_RULE_UPDATE,
+    delete: &request::FW_GROUP_RULE_DELETE,
+};
+
+/// PVE limits security group names to 18 characters (on top of [`FirewallName`]'s pattern).
+fn check_group_name(name: &FirewallName) -> Result<()> {
+    if name.as_str().len() > 18 {
+        return Err(Error::invalid(
+            "security group name",
+            name.as_str(),
+            "must be at most 18 characters",
+        ));
+    }
+    Ok(())
+}
+
+impl Client {
+    /// Cluster firewall security groups (`/cluster/firewall/groups`).
+    pub fn security_groups(&self) -> SecurityGroups {
+        SecurityGroups {
+            client: self.clone(),
+        }
+    }
+}
+
+impl SecurityGroups {
+    /// `GET /cluster/firewall/groups`.
+    pub async fn list(&self) -> Result<Vec<SecurityGroupInfo>> {
+        self.client
+            .call(Request::new(&request::FW_GROUPS, &[]))
+            .await
+    }
+
+    /// `POST /cluster/firewall/groups`: create a group (at most 18 characters).
+    pub async fn create(&self, name: &FirewallName, comment: Option<&str>) -> Result<()> {
+        check_group_name(name)?;
+        if let Some(c) = comment {
+            check_text("comment", c, false)?;
+        }
+        let req = Request::new(&request::FW_GROUP_CREATE, &[])
+            .param("group", name.as_str())
+            .opt("comment", comment);
+        unit_call(&self.client, req).await
+    }
+
+    /// `POST /cluster/firewall/groups` with `rename` = `group`: change the comment of an
+    /// existing group, only if the config still has `digest` (when given).
+    pub async fn set_comment(
+        &self,
+        name: &FirewallName,
+        comment: &str,
+        digest: Option<&str>,
+    ) -> Result<()> {
+        check_text("comment", comment, false)?;
+        if let Some(d) = digest {
+            check_digest(d)?;
+        }
+        let req = Request::new(&request::FW_GROUP_CREATE, &[])
+            .param("group", name.as_str())
+            .param("rename", name.as_str())
+            .param("comment", comment)
+            .opt("digest", digest);
+        unit_call(&self.client, req).await
+    }
+
+    /// `POST /cluster/firewall/groups` with `rename`: rename group `from` to `to` (PVE updates
+    /// the references in rules).
+    pub async fn rename(
+        &self,
+        from: &FirewallName,
+        to: &FirewallName,
+        digest: Option<&str>,
+    ) -> Result<()> {
+        check_group_name(to)?;
+        if let Some(d) = digest {
+            check_digest(d)?;
+        }
+        let req = Request::new(&request::FW_GROUP_CREATE, &[])
+            .param("group", to.as_str())
+            .param("rename", from.as_str())
+            .opt("digest", digest);
+        unit_call(&self.client, req).await
+    }
+
+    /// `DELETE /cluster/firewall/groups/{group}` (PVE refuses while the group has rules).
+    pub async fn delete(&self, name: &FirewallName) -> Result<()> {
+        unit_call(
+            &self.client,
+            Request::new(&request::FW_GROUP_DELETE, &[name.as_str()]),
+        )
+        .await
+    }
+
+    /// Rule calls of group `name`.
+    pub fn group(&self, name: &FirewallName) -> SecurityGroup {
+        SecurityGroup {
+            client: self.client.clone(),
+            scope: vec![name.to_string()],
+        }
+    }
+}
+
+impl SecurityGroup {
+    /// The group's name.
+    pub fn name(&self) -> &str {
+        &self.scope[0]
+    }
+
+    /// `GET /cluster/firewall/groups/{group}`: the group's rules.
+    pub async fn rules(&self) -> Result<Vec<FirewallRule>> {
+        GROUP_RULES.list(&self.client, &self.scope).await
+    }
+
+    /// `GET /cluster/firewall/groups/{group}/{pos}`.
+    pub async fn rule(&self, pos: u64) -> Result<FirewallRule> {
+        GROUP_RULES.get(&self.client, &self.scope, pos).await
+    }
+
+    /// `POST /cluster/firewall/groups/{group}`: PVE inserts new rules at the top. Sent with
+    /// `enable=1` unless the spec says otherwise, like [`Firewall::create_rule`].
+    pub async fn create_rule(&self, spec: &RuleSpec) -> Result<()> {
+        GROUP_RULES.create(&self.client, &self.scope, spec).await
+    }
+
+    /// `PUT /cluster/firewall/groups/{group}/{pos}`: change fields and/or move.
+    pub async fn update_rule(&self, pos: u64, spec: &RuleSpec) -> Result<()> {
+        GROUP_RULES
+            .update(&self.client, &self.scope, pos, spec)
+            .await
+    }
+
+    /// `DELETE /cluster/firewall/groups/{group}/{pos}`, only if the group still has `digest`
+    /// (when given).
+    pub async fn delete_rule(&self, pos: u64, digest: Option<&str>) -> Result<()> {
+        GROUP_RULES
+            .delete(&self.client, &self.scope, pos, digest)
             .await
     }
 }
