@@ -71,10 +71,22 @@ async fn text(c: &Client, css: &str) -> Option<String> {
 }
 
 async fn wait_text(c: &Client, css: &str, what: &str, pred: impl Fn(&str) -> bool) -> String {
-    wait_for(30, what, || async {
-        text(c, css).await.filter(|t| pred(t))
-    })
-    .await
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(t) = text(c, css).await.filter(|t| pred(t)) {
+            return t;
+        }
+        if Instant::now() > end {
+            let url = c
+                .current_url()
+                .await
+                .map(|u| u.to_string())
+                .unwrap_or_default();
+            let page = text(c, "main").await.unwrap_or_default();
+            panic!("timed out waiting for {what} at {url}:\n{page}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 async fn click(c: &Client, css: &str) {
@@ -84,6 +96,27 @@ async fn click(c: &Client, css: &str) {
         .click()
         .await
         .unwrap_or_else(|e| panic!("click {css}: {e}"));
+}
+
+/// Clicks a button once it is enabled: a dimmed button (a lock still holds, e.g. right after a
+/// task) becomes usable after a refresh, as a customer would see.
+async fn click_enabled(c: &Client, css: &str) {
+    wait_enabled(c, css).await;
+    click(c, css).await;
+}
+
+/// Waits (refreshing) until a button is enabled.
+async fn wait_enabled(c: &Client, css: &str) {
+    wait_for(30, &format!("{css} to be enabled"), || async {
+        let b = c.find(Locator::Css(css)).await.ok()?;
+        if b.attr("disabled").await.ok()?.is_none() {
+            return Some(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        c.refresh().await.ok()?;
+        None
+    })
+    .await;
 }
 
 async fn fill(c: &Client, css: &str, value: &str) {
@@ -187,7 +220,7 @@ async fn run() {
         "{ips}"
     );
     shot(&c, "overview").await;
-    click(&c, "#btn-stop").await;
+    click_enabled(&c, "#btn-stop").await;
     wait_task_done(&c).await;
     wait_text(&c, "#status", "status stopped", |t| {
         t.starts_with("stopped")
@@ -201,7 +234,7 @@ async fn run() {
         .await
         .expect("attr");
     assert_eq!(start_enabled, None, "Start is usable when stopped");
-    click(&c, "#btn-start").await;
+    click_enabled(&c, "#btn-start").await;
     wait_task_done(&c).await;
     wait_text(&c, "#status", "status running again", |t| {
         t.starts_with("running")
@@ -212,7 +245,7 @@ async fn run() {
     c.goto(&format!("{base}/s/100/snapshots"))
         .await
         .expect("snapshots");
-    click(&c, "#take-snapshot").await;
+    click_enabled(&c, "#take-snapshot").await;
     wait_task_done(&c).await;
     let row = wait_text(&c, "#snapshots", "the new snapshot", |t| {
         t.contains("snap_")
@@ -247,8 +280,9 @@ async fn run() {
         .expect("prop");
     assert_eq!(checked.as_deref(), Some("true"), "Monday stays scheduled");
     let before = text(&c, "#backup-quota").await.expect("quota");
+    wait_enabled(&c, "#run-backup").await;
     fill(&c, "#backup-notes", "from the browser test").await;
-    click(&c, "#run-backup").await;
+    click_enabled(&c, "#run-backup").await;
     wait_task_done(&c).await;
     let table = wait_text(&c, "#backups", "the new backup", |t| {
         t.contains("from the browser test")
@@ -325,7 +359,7 @@ async fn run() {
     c.goto(&format!("{base}/s/100/password"))
         .await
         .expect("password");
-    click(&c, "#reset-password").await;
+    click_enabled(&c, "#reset-password").await;
     let pw = wait_text(&c, "#new-password", "the new password", |t| t.len() >= 16).await;
     assert!(!pw.contains(' '), "{pw}");
     shot(&c, "reset-password").await;
