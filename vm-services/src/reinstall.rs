@@ -155,6 +155,72 @@ pub struct ReinstallPlan {
     /// destroys `<vmid>.fw`, and written back after the clone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub firewall: Option<crate::firewall::SavedFirewall>,
+    /// What the executor has done of [`ReinstallStep::Redeploy`], recorded as it goes so a
+    /// resumed redeploy knows the old VM from the clone. `None` in plans stored before this
+    /// was recorded (they fall back to looking at the VM's disks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redeploy: Option<Box<RedeployProgress>>,
+}
+
+/// The recorded progress of [`ReinstallStep::Redeploy`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedeployProgress {
+    /// The UPID of the task destroying the old VM, once requested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destroy_task: Option<String>,
+    /// The old VM is gone (its destroy task finished, or the VM was found missing).
+    #[serde(default)]
+    pub destroyed: bool,
+    /// The UPID of the clone task, once requested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clone_task: Option<String>,
+}
+
+/// What [`ReinstallStep::Redeploy`] does next, from its recorded progress and the VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedeployAction {
+    /// The VM is the old one: save the customer's firewall (unless already saved), destroy it.
+    Destroy,
+    /// Wait for the recorded destroy task.
+    WaitDestroy(String),
+    /// No VM: clone the template.
+    Clone,
+    /// Wait for the recorded clone task: its success is the clone's.
+    WaitClone(String),
+    /// A VM exists after the old one was destroyed but its clone task was not recorded (the
+    /// executor stopped between the request and the record): the clone; wait for its lock.
+    WaitCloneLock,
+    /// The clone is in place.
+    Done,
+}
+
+/// Decides the next action of a redeploy. With recorded progress the decision never looks
+/// at the VM's disks, so a pass-through device or an `unusedN` disk left on the old VM
+/// cannot pass it off as the clone; plans without progress (stored by an older version) use
+/// the old rule: a VM with non-CD disks or a `clone` lock is the clone.
+pub fn redeploy_action(
+    progress: Option<&RedeployProgress>,
+    vm: Option<&VmConfig>,
+) -> Result<RedeployAction, Error> {
+    let Some(p) = progress else {
+        return Ok(match vm {
+            None => RedeployAction::Clone,
+            Some(c) if c.lock()? == Some(crate::pve::LockKind::Clone) => {
+                RedeployAction::WaitCloneLock
+            }
+            Some(c) if !c.disks()?.is_empty() => RedeployAction::Done,
+            Some(_) => RedeployAction::Destroy,
+        });
+    };
+    Ok(match (&p.clone_task, p.destroyed, &p.destroy_task, vm) {
+        (Some(upid), _, _, _) => RedeployAction::WaitClone(upid.clone()),
+        (None, true, _, Some(_)) => RedeployAction::WaitCloneLock,
+        (None, true, _, None) => RedeployAction::Clone,
+        (None, false, Some(upid), _) => RedeployAction::WaitDestroy(upid.clone()),
+        (None, false, None, Some(_)) => RedeployAction::Destroy,
+        // The old VM is gone without a recorded destroy: nothing left to destroy.
+        (None, false, None, None) => RedeployAction::Clone,
+    })
 }
 
 fn is_backup_volume(v: &VolumeId, product: &Product) -> bool {
@@ -222,6 +288,7 @@ pub fn plan(
         identity,
         steps,
         firewall: None,
+        redeploy: Some(Box::default()),
     })
 }
 
@@ -354,6 +421,59 @@ mod tests {
     use super::*;
     use crate::pve::LockKind;
     use crate::service::fixtures;
+
+    #[test]
+    fn redeploy_decides_from_recorded_progress_not_disks() {
+        let old: VmConfig = [
+            ("scsi5", "/dev/disk/by-id/ata-FAKE_1"),
+            ("unused0", "backup-store:vm-104-disk-9"),
+        ]
+        .into_iter()
+        .collect();
+        let fresh = RedeployProgress::default();
+        // Disks left on the old VM do not make it the clone.
+        assert_eq!(
+            redeploy_action(Some(&fresh), Some(&old)).unwrap(),
+            RedeployAction::Destroy
+        );
+        // The legacy rule would have been fooled.
+        assert_eq!(
+            redeploy_action(None, Some(&old)).unwrap(),
+            RedeployAction::Done
+        );
+        assert_eq!(
+            redeploy_action(Some(&fresh), None).unwrap(),
+            RedeployAction::Clone
+        );
+        let destroying = RedeployProgress {
+            destroy_task: Some("UPID:d".into()),
+            ..fresh.clone()
+        };
+        assert_eq!(
+            redeploy_action(Some(&destroying), Some(&old)).unwrap(),
+            RedeployAction::WaitDestroy("UPID:d".into())
+        );
+        let destroyed = RedeployProgress {
+            destroyed: true,
+            ..destroying
+        };
+        assert_eq!(
+            redeploy_action(Some(&destroyed), None).unwrap(),
+            RedeployAction::Clone
+        );
+        assert_eq!(
+            redeploy_action(Some(&destroyed), Some(&old)).unwrap(),
+            RedeployAction::WaitCloneLock
+        );
+        let cloning = RedeployProgress {
+            clone_task: Some("UPID:c".into()),
+            ..destroyed
+        };
+        assert_eq!(
+            redeploy_action(Some(&cloning), Some(&old)).unwrap(),
+            RedeployAction::WaitClone("UPID:c".into())
+        );
+    }
 
     fn config() -> VmConfig {
         [

@@ -656,3 +656,73 @@ fn reinstall_keeps_vm_ipsets_and_aliases_across_an_interrupted_redeploy() {
         assert_eq!(e.area.firewall(&s).await.unwrap().rules, rules_before);
     });
 }
+
+fn redeploy_progress(e: &common::Env) -> vm_services::reinstall::RedeployProgress {
+    let unfinished = e.plans.unfinished().unwrap();
+    let vm_services::reinstall::OperationPlan::Reinstall(p) = &unfinished[0].plan else {
+        panic!("not a reinstall");
+    };
+    *p.redeploy.clone().expect("recorded")
+}
+
+/// A pass-through disk stays on the old VM after its disks are destroyed: the resumed
+/// redeploy must still destroy and clone (it decides from the recorded task UPIDs), and a
+/// clone whose wait was interrupted is waited for, not cloned again.
+#[test]
+fn reinstall_redeploy_resumes_from_recorded_tasks_not_disks() {
+    run(120, async {
+        let e = env().await;
+        let s = svc104();
+        let t9000 = VmId::new(9000).unwrap();
+        let _: serde_json::Value = e
+            .area
+            .client()
+            .put(
+                "/nodes/pve3/qemu/104/config",
+                &[("scsi5", "/dev/disk/by-id/ata-FAKE_SERIAL_1234")],
+            )
+            .await
+            .unwrap();
+
+        // 1. Destroying the old VM fails: it is still there, with the pass-through disk only.
+        e.sim
+            .fail_next_task("qmdestroy", "unable to remove vm: storage busy");
+        let err = e.area.reinstall(&s, t9000, "REINSTALL").await.unwrap_err();
+        assert!(err.is_upstream(), "{err}");
+        let cfg = e.sim.vm_config(104).expect("old vm kept");
+        assert!(
+            cfg.contains_key("scsi5") && !cfg.contains_key("scsi0"),
+            "{cfg:?}"
+        );
+        let p = redeploy_progress(&e);
+        assert!(
+            !p.destroyed && p.destroy_task.is_none() && p.clone_task.is_none(),
+            "{p:?}"
+        );
+        let plan = e.plans.unfinished().unwrap()[0].id.clone();
+
+        // 2. Resume: the VM with a disk is still the old one; destroyed and cloned.
+        e.area.resume(&s, &plan).await.unwrap();
+        let cfg = e.sim.vm_config(104).unwrap();
+        assert!(!cfg.contains_key("scsi5"), "{cfg:?}");
+        assert!(cfg["scsi0"].starts_with("local-lvm:vm-104-disk"), "{cfg:?}");
+        assert_eq!(cfg["name"], "vps104.example.com");
+        assert_eq!(e.sim.vm_status(104), Some("running"));
+        assert!(e.plans.unfinished().unwrap().is_empty());
+
+        // 3. Reading the clone task fails: the recorded UPID is waited for on resume.
+        e.sim
+            .fail_requests(RequestMatch::method_path("GET", ":qmclone:"), 500, 1000);
+        let err = e.area.reinstall(&s, t9000, "REINSTALL").await.unwrap_err();
+        assert!(err.is_upstream(), "{err}");
+        let p = redeploy_progress(&e);
+        assert!(p.destroyed && p.clone_task.is_some(), "{p:?}");
+        e.sim.clear_faults();
+        let plan = e.plans.unfinished().unwrap()[0].id.clone();
+        e.area.resume(&s, &plan).await.unwrap();
+        let cfg = e.sim.vm_config(104).unwrap();
+        assert!(cfg["scsi0"].starts_with("local-lvm:vm-104-disk"), "{cfg:?}");
+        assert_eq!(e.sim.vm_status(104), Some("running"));
+        assert!(e.plans.unfinished().unwrap().is_empty());
+    });
+}

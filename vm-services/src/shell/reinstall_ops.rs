@@ -8,7 +8,9 @@ use crate::ids::VmId;
 use crate::notify::Notification;
 use crate::permissions::Feature;
 use crate::reconcile::ReconcileStep;
-use crate::reinstall::{self, NextStep, OperationPlan, PlanId, ReinstallStep, StoredPlan};
+use crate::reinstall::{
+    self, NextStep, OperationPlan, PlanId, RedeployAction, ReinstallStep, StoredPlan,
+};
 use crate::service::Service;
 
 /// A finished reinstall.
@@ -254,8 +256,10 @@ impl ClientArea {
     }
 
     /// Destroys the emptied VM and full-clones the template into the same VMID on the same
-    /// node and storage, keeping the customer's firewall. Idempotent: a VM that already has
-    /// disks again is the clone; a VM without disks is the old one; no VM means destroyed.
+    /// node and storage, keeping the customer's firewall. Idempotent and resumable: the destroy
+    /// and clone task UPIDs are recorded in the stored plan as they are requested, and
+    /// [`reinstall::redeploy_action`] decides from them (not from the VM's disks) whether the
+    /// VM is the old one or the clone.
     async fn redeploy(
         &self,
         service: &Service,
@@ -264,70 +268,182 @@ impl ClientArea {
         storage: &crate::ids::StorageId,
     ) -> Result<(), Error> {
         let vm = self.vm(service)?;
-        let exists = match vm.config().await {
-            Ok(c) => Some(crate::pve::VmConfig::from_map(c.raw)),
-            Err(e) if e.is_not_found() => None,
-            Err(e) => return Err(Error::pve("read vm config")(e)),
-        };
-        let cloned = exists.as_ref().is_some_and(|c| {
-            c.disks().map(|d| !d.is_empty()).unwrap_or(false)
-                || c.lock().ok().flatten() == Some(crate::pve::LockKind::Clone)
-        });
-        if !cloned {
-            if let Some(_old) = exists {
-                // Destroying the VM deletes `<vmid>.fw`: save the customer's firewall first,
-                // in the plan store so a crash after the destroy does not lose it.
-                let saved = self.save_firewall(service).await?;
-                self.store_saved_firewall(id, saved)?;
-                let t = vm
-                    .destroy(false, false)
-                    .await
-                    .map_err(Error::pve("remove old vm definition"))?;
-                self.wait(t, "remove old vm definition").await?;
-            }
-            let tpl = self.template_node(template).await?;
-            let opts = proxmox_api::api::qemu_config::CloneOptions::new(api_vmid(service.vmid())?)
-                .full(true)
-                .target(api_node(service.vm.node())?)
-                .storage(api_storage(storage)?);
-            let opts = if service.domain.as_str().len() <= 63 {
-                opts.name(service.domain.as_str()).map_err(|e| {
-                    Error::invalid("vm name", service.domain.to_string(), e.to_string())
-                })?
-            } else {
-                opts
-            };
-            let t = self
-                .inner
-                .client
-                .node(&tpl)
-                .qemu(api_vmid(template)?)
-                .clone_vm(&opts)
-                .await
-                .map_err(Error::pve("clone template"))?;
-            self.wait(t, "clone template").await?;
-        } else {
-            // A clone still running: wait for its lock to go.
-            for _ in 0..(self.inner.task_timeout.as_millis() / 50).max(1) {
-                if self.state(service).await?.lock.is_none() {
+        // Each pass moves the redeploy forward by one action; a handful is plenty.
+        let mut finished = false;
+        for _ in 0..8 {
+            let plan = self.stored_reinstall(id)?;
+            let config = self.config_if_exists(service).await?;
+            match reinstall::redeploy_action(plan.redeploy.as_deref(), config.as_ref())? {
+                RedeployAction::Destroy => {
+                    // Destroying the VM deletes `<vmid>.fw`: save the customer's firewall
+                    // first, in the plan store, so a crash after the destroy does not lose it
+                    // (and never again once saved: a resumed pass must not overwrite it).
+                    if plan.firewall.is_none() {
+                        let saved = self.save_firewall(service).await?;
+                        self.update_reinstall(id, |p| p.firewall = Some(saved))?;
+                    }
+                    let t = vm
+                        .destroy(false, false)
+                        .await
+                        .map_err(Error::pve("remove old vm definition"))?;
+                    let upid = t.upid().to_string();
+                    self.update_reinstall(id, |p| {
+                        p.redeploy.get_or_insert_with(Default::default).destroy_task = Some(upid)
+                    })?;
+                }
+                RedeployAction::WaitDestroy(upid) => {
+                    let waited = self
+                        .wait(self.upid_task(&upid)?, "remove old vm definition")
+                        .await;
+                    if self.config_if_exists(service).await?.is_none() {
+                        self.update_reinstall(id, |p| {
+                            let r = p.redeploy.get_or_insert_with(Default::default);
+                            r.destroyed = true;
+                        })?;
+                    } else {
+                        if waited.is_ok() || !self.task_running(&upid).await? {
+                            // The destroy ended and the VM is still there: destroy it again
+                            // (the saved firewall is kept).
+                            self.update_reinstall(id, |p| {
+                                p.redeploy.get_or_insert_with(Default::default).destroy_task = None
+                            })?;
+                        }
+                        waited?;
+                    }
+                }
+                RedeployAction::Clone => {
+                    let tpl = self.template_node(template).await?;
+                    let opts =
+                        proxmox_api::api::qemu_config::CloneOptions::new(api_vmid(service.vmid())?)
+                            .full(true)
+                            .target(api_node(service.vm.node())?)
+                            .storage(api_storage(storage)?);
+                    let opts = if service.domain.as_str().len() <= 63 {
+                        opts.name(service.domain.as_str()).map_err(|e| {
+                            Error::invalid("vm name", service.domain.to_string(), e.to_string())
+                        })?
+                    } else {
+                        opts
+                    };
+                    let t = self
+                        .inner
+                        .client
+                        .node(&tpl)
+                        .qemu(api_vmid(template)?)
+                        .clone_vm(&opts)
+                        .await
+                        .map_err(Error::pve("clone template"))?;
+                    let upid = t.upid().to_string();
+                    self.update_reinstall(id, |p| {
+                        let r = p.redeploy.get_or_insert_with(Default::default);
+                        r.destroyed = true;
+                        r.clone_task = Some(upid);
+                    })?;
+                }
+                RedeployAction::WaitClone(upid) => {
+                    let waited = self.wait(self.upid_task(&upid)?, "clone template").await;
+                    if waited.is_err() && !self.task_running(&upid).await? {
+                        // The clone failed: clone again next time; a VM it left behind is
+                        // not the customer's old VM and is destroyed first.
+                        let leftover = self.config_if_exists(service).await?.is_some();
+                        self.update_reinstall(id, |p| {
+                            let r = p.redeploy.get_or_insert_with(Default::default);
+                            r.clone_task = None;
+                            if leftover {
+                                r.destroyed = false;
+                                r.destroy_task = None;
+                            }
+                        })?;
+                    }
+                    waited?;
+                    finished = true;
                     break;
                 }
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                RedeployAction::WaitCloneLock => {
+                    for _ in 0..(self.inner.task_timeout.as_millis() / 50).max(1) {
+                        if self.state(service).await?.lock.is_none() {
+                            break;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                    finished = true;
+                    break;
+                }
+                RedeployAction::Done => {
+                    finished = true;
+                    break;
+                }
             }
         }
-        let stored = self.inner.plans.load(id)?;
-        if let Some(StoredPlan {
-            plan:
-                OperationPlan::Reinstall(reinstall::ReinstallPlan {
-                    firewall: Some(saved),
-                    ..
-                }),
-            ..
-        }) = stored
-        {
+        if !finished {
+            return Err(Error::InvalidProgress {
+                id: id.to_string(),
+                reason: "redeploy did not reach the clone".into(),
+            });
+        }
+        if let Some(saved) = self.stored_reinstall(id)?.firewall {
             self.restore_firewall(service, &saved).await?;
         }
         Ok(())
+    }
+
+    /// The VM's config, or `None` when the VM does not exist.
+    async fn config_if_exists(
+        &self,
+        service: &Service,
+    ) -> Result<Option<crate::pve::VmConfig>, Error> {
+        match self.vm(service)?.config().await {
+            Ok(c) => Ok(Some(crate::pve::VmConfig::from_map(c.raw))),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(Error::pve("read vm config")(e)),
+        }
+    }
+
+    fn upid_task(&self, upid: &str) -> Result<proxmox_api::TaskHandle, Error> {
+        let u: proxmox_api::Upid = upid.parse().map_err(|e: proxmox_api::Error| {
+            Error::invalid("task reference", upid, e.to_string())
+        })?;
+        Ok(self.inner.client.task(u))
+    }
+
+    /// Whether a task still runs (a status that cannot be read counts as running: unknown).
+    async fn task_running(&self, upid: &str) -> Result<bool, Error> {
+        Ok(match self.upid_task(upid)?.status().await {
+            Ok(st) => st.status == proxmox_api::task::TaskState::Running,
+            Err(_) => true,
+        })
+    }
+
+    /// The stored reinstall plan.
+    fn stored_reinstall(&self, id: &PlanId) -> Result<reinstall::ReinstallPlan, Error> {
+        match self.inner.plans.load(id)? {
+            Some(StoredPlan {
+                plan: OperationPlan::Reinstall(p),
+                ..
+            }) => Ok(p),
+            _ => Err(Error::invalid(
+                "plan id",
+                id.as_str(),
+                "no such reinstall plan",
+            )),
+        }
+    }
+
+    /// Changes the stored reinstall plan.
+    fn update_reinstall(
+        &self,
+        id: &PlanId,
+        f: impl FnOnce(&mut reinstall::ReinstallPlan),
+    ) -> Result<(), Error> {
+        let mut stored = self
+            .inner
+            .plans
+            .load(id)?
+            .ok_or_else(|| Error::invalid("plan id", id.as_str(), "no such plan"))?;
+        if let OperationPlan::Reinstall(p) = &mut stored.plan {
+            f(p);
+        }
+        self.inner.plans.save(&stored)
     }
 
     async fn template_node(&self, template: VmId) -> Result<proxmox_api::NodeName, Error> {
@@ -347,23 +463,5 @@ impl ClientArea {
         node.parse().map_err(|e: proxmox_api::Error| {
             Error::invalid("node name", node.clone(), e.to_string())
         })
-    }
-
-    /// Keeps the customer's firewall in the stored plan before the VM (and its `.fw`) is
-    /// destroyed.
-    fn store_saved_firewall(
-        &self,
-        id: &PlanId,
-        saved: crate::firewall::SavedFirewall,
-    ) -> Result<(), Error> {
-        let mut stored = self
-            .inner
-            .plans
-            .load(id)?
-            .ok_or_else(|| Error::invalid("plan id", id.as_str(), "no such plan"))?;
-        if let OperationPlan::Reinstall(p) = &mut stored.plan {
-            p.firewall = Some(saved);
-        }
-        self.inner.plans.save(&stored)
     }
 }
