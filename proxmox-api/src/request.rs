@@ -263,14 +263,24 @@ impl ParamValue for crate::types::VmId {
     }
 }
 
+/// A parameter list: `["name": Kind, ...]`, or the name of a shared list.
+macro_rules! params {
+    ([ $( $p:literal : $k:ident ),* $(,)? ]) => {
+        &[ $( ($p, ParamKind::$k) ),* ]
+    };
+    ($shared:ident) => {
+        $shared
+    };
+}
+
 macro_rules! endpoints {
-    ($( $(#[$m:meta])* $name:ident = $method:ident $path:literal, idempotent = $idem:literal, [ $( $p:literal : $k:ident ),* $(,)? ]; )*) => {
+    ($( $(#[$m:meta])* $name:ident = $method:ident $path:literal, idempotent = $idem:literal, $params:tt; )*) => {
         $(
             $(#[$m])*
             pub(crate) static $name: Endpoint = Endpoint {
                 method: Method::$method,
                 path: $path,
-                params: &[ $( ($p, ParamKind::$k) ),* ],
+                params: params!($params),
                 idempotent: $idem,
             };
         )*
@@ -281,6 +291,30 @@ macro_rules! endpoints {
         }
     };
 }
+
+/// Parameters of `PUT` and `POST /nodes/{node}/qemu/{vmid}/config`: the same set.
+const QEMU_CONFIG_PARAMS: &[(&str, ParamKind)] = params!([
+    "name": String, "cores": Integer, "sockets": Integer, "memory": String, "description": String,
+    "onboot": Boolean, "agent": String, "nameserver": String, "searchdomain": String,
+    "ciuser": String, "cipassword": String, "net[n]": String, "ipconfig[n]": String,
+    "scsi[n]": String, "virtio[n]": String, "ide[n]": String, "sata[n]": String,
+    "delete": String, "digest": String, "skiplock": Boolean,
+    // Keys without a typed setter, sent by `ConfigUpdate::set_other`.
+    "acpi": Boolean, "affinity": String, "allow-ksm": Boolean, "amd-sev": String, "audio0": String,
+    "autostart": Boolean, "balloon": Integer, "bios": String, "boot": String, "bootdisk": String,
+    "cdrom": String, "cicustom": String, "citype": String, "ciupgrade": Boolean, "cpu": String,
+    "cpulimit": Number, "cpuunits": Integer, "efidisk0": String, "freeze": Boolean,
+    "hostpci[n]": String, "hotplug": String, "hugepages": String, "intel-tdx": String,
+    "ivshmem": String, "keephugepages": Boolean, "keyboard": String, "kvm": Boolean,
+    "localtime": Boolean, "machine": String, "migrate_downtime": Number, "migrate_speed": Integer,
+    "numa": Boolean, "numa[n]": String, "ostype": String, "parallel[n]": String,
+    "protection": Boolean, "reboot": Boolean, "rng0": String, "scsihw": String, "serial[n]": String,
+    "shares": Integer, "smbios1": String, "smp": Integer, "spice_enhancements": String,
+    "sshkeys": String, "startdate": String, "startup": String, "tablet": Boolean, "tags": String,
+    "tdf": Boolean, "template": Boolean, "tpmstate0": String, "unused[n]": String, "usb[n]": String,
+    "vcpus": Integer, "vga": String, "virtiofs[n]": String, "vmgenid": String,
+    "vmstatestorage": String, "watchdog": String
+]);
 
 endpoints! {
     ACCESS_TICKET = Post "/access/ticket", idempotent = false, ["username": String, "password": String];
@@ -299,50 +333,8 @@ endpoints! {
     QEMU_CONFIG_GET = Get "/nodes/{node}/qemu/{vmid}/config", idempotent = true,
         ["current": Boolean, "snapshot": String];
     QEMU_PENDING = Get "/nodes/{node}/qemu/{vmid}/pending", idempotent = true, [];
-    QEMU_CONFIG_PUT = Put "/nodes/{node}/qemu/{vmid}/config", idempotent = false, [
-        "name": String, "cores": Integer, "sockets": Integer, "memory": String, "description": String,
-        "onboot": Boolean, "agent": String, "nameserver": String, "searchdomain": String,
-        "ciuser": String, "cipassword": String, "net[n]": String, "ipconfig[n]": String,
-        "scsi[n]": String, "virtio[n]": String, "ide[n]": String, "sata[n]": String,
-        "delete": String, "digest": String, "skiplock": Boolean,
-        // Keys without a typed setter, sent by `ConfigUpdate::set_other`.
-        "acpi": Boolean, "affinity": String, "allow-ksm": Boolean, "amd-sev": String, "audio0": String,
-        "autostart": Boolean, "balloon": Integer, "bios": String, "boot": String, "bootdisk": String,
-        "cdrom": String, "cicustom": String, "citype": String, "ciupgrade": Boolean, "cpu": String,
-        "cpulimit": Number, "cpuunits": Integer, "efidisk0": String, "freeze": Boolean,
-        "hostpci[n]": String, "hotplug": String, "hugepages": String, "intel-tdx": String,
-        "ivshmem": String, "keephugepages": Boolean, "keyboard": String, "kvm": Boolean,
-        "localtime": Boolean, "machine": String, "migrate_downtime": Number, "migrate_speed": Integer,
-        "numa": Boolean, "numa[n]": String, "ostype": String, "parallel[n]": String,
-        "protection": Boolean, "reboot": Boolean, "rng0": String, "scsihw": String, "serial[n]": String,
-        "shares": Integer, "smbios1": String, "smp": Integer, "spice_enhancements": String,
-        "sshkeys": String, "startdate": String, "startup": String, "tablet": Boolean, "tags": String,
-        "tdf": Boolean, "template": Boolean, "tpmstate0": String, "unused[n]": String, "usb[n]": String,
-        "vcpus": Integer, "vga": String, "virtiofs[n]": String, "vmgenid": String,
-        "vmstatestorage": String, "watchdog": String
-    ];
-    QEMU_CONFIG_POST = Post "/nodes/{node}/qemu/{vmid}/config", idempotent = false, [
-        "name": String, "cores": Integer, "sockets": Integer, "memory": String, "description": String,
-        "onboot": Boolean, "agent": String, "nameserver": String, "searchdomain": String,
-        "ciuser": String, "cipassword": String, "net[n]": String, "ipconfig[n]": String,
-        "scsi[n]": String, "virtio[n]": String, "ide[n]": String, "sata[n]": String,
-        "delete": String, "digest": String, "skiplock": Boolean,
-        // Keys without a typed setter, sent by `ConfigUpdate::set_other`.
-        "acpi": Boolean, "affinity": String, "allow-ksm": Boolean, "amd-sev": String, "audio0": String,
-        "autostart": Boolean, "balloon": Integer, "bios": String, "boot": String, "bootdisk": String,
-        "cdrom": String, "cicustom": String, "citype": String, "ciupgrade": Boolean, "cpu": String,
-        "cpulimit": Number, "cpuunits": Integer, "efidisk0": String, "freeze": Boolean,
-        "hostpci[n]": String, "hotplug": String, "hugepages": String, "intel-tdx": String,
-        "ivshmem": String, "keephugepages": Boolean, "keyboard": String, "kvm": Boolean,
-        "localtime": Boolean, "machine": String, "migrate_downtime": Number, "migrate_speed": Integer,
-        "numa": Boolean, "numa[n]": String, "ostype": String, "parallel[n]": String,
-        "protection": Boolean, "reboot": Boolean, "rng0": String, "scsihw": String, "serial[n]": String,
-        "shares": Integer, "smbios1": String, "smp": Integer, "spice_enhancements": String,
-        "sshkeys": String, "startdate": String, "startup": String, "tablet": Boolean, "tags": String,
-        "tdf": Boolean, "template": Boolean, "tpmstate0": String, "unused[n]": String, "usb[n]": String,
-        "vcpus": Integer, "vga": String, "virtiofs[n]": String, "vmgenid": String,
-        "vmstatestorage": String, "watchdog": String
-    ];
+    QEMU_CONFIG_PUT = Put "/nodes/{node}/qemu/{vmid}/config", idempotent = false, QEMU_CONFIG_PARAMS;
+    QEMU_CONFIG_POST = Post "/nodes/{node}/qemu/{vmid}/config", idempotent = false, QEMU_CONFIG_PARAMS;
     QEMU_RESIZE = Put "/nodes/{node}/qemu/{vmid}/resize", idempotent = false,
         ["disk": String, "size": String, "digest": String];
     QEMU_CLONE = Post "/nodes/{node}/qemu/{vmid}/clone", idempotent = false, [
