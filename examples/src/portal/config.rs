@@ -160,6 +160,34 @@ mod tests {
     use vm_services::product::Catalog;
 
     #[test]
+    fn config_file_with_and_without_a_cluster() {
+        let c: PortalConfig = toml::from_str(
+            r#"
+            listen = "0.0.0.0:8443"
+            public_url = "https://portal.example.com"
+            db = "/var/lib/portal.sqlite"
+            pve_url = "https://pve1.example.com:8006"
+            pve_token_id = "portal@pve!client-area"
+            pve_token_secret = "0f1e2d3c-4b5a-6978-8776-a5b4c3d2e1f0"
+            pve_fingerprint = "AB:CD"
+            pve_console_user = "console@pve"
+            pve_console_password = "secret"
+            "#,
+        )
+        .unwrap();
+        let cl = c.cluster.as_ref().unwrap();
+        assert_eq!(cl.pve_url, "https://pve1.example.com:8006");
+        assert_eq!(cl.pve_console_user.as_deref(), Some("console@pve"));
+        assert!(
+            !format!("{cl:?}").contains("0f1e2d3c"),
+            "the secret is not printed"
+        );
+        assert_eq!(c.listen.unwrap().port(), 8443);
+        let sim: PortalConfig = toml::from_str("listen = \"127.0.0.1:9000\"").unwrap();
+        assert!(sim.cluster.is_none(), "no pve_url: the embedded simulator");
+    }
+
+    #[test]
     fn example_files_load_and_match() {
         let catalog = Catalog::from_toml_str(DEFAULT_PRODUCTS).unwrap();
         let customers = parse_customers(DEFAULT_CUSTOMERS).unwrap();

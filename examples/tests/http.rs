@@ -1,0 +1,235 @@
+//! The portal over plain HTTP, without a browser: login and cookie flags, CSRF on every
+//! state-changing request, customers see only their own services, the console link is one-time.
+
+use std::time::Duration;
+
+use examples::portal::{self, StartOptions, config::PortalConfig};
+use pve_sim::SimConfig;
+use reqwest::StatusCode;
+
+async fn start(public_url: Option<&str>) -> portal::Running {
+    let cfg = PortalConfig {
+        listen: Some("127.0.0.1:0".parse().expect("addr")),
+        public_url: public_url.map(str::to_owned),
+        ..Default::default()
+    };
+    let opts = StartOptions {
+        sim: Some(SimConfig::for_tests()),
+        ..Default::default()
+    };
+    portal::start(cfg, opts).await.expect("portal starts")
+}
+
+fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// Logs in; returns the `sid=...` cookie pair, the whole Set-Cookie header and the CSRF token.
+async fn login(
+    http: &reqwest::Client,
+    base: &str,
+    user: &str,
+    pw: &str,
+) -> (String, String, String) {
+    let r = http
+        .post(format!("{base}/login"))
+        .form(&[("username", user), ("password", pw)])
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let set = r
+        .headers()
+        .get("set-cookie")
+        .expect("a session cookie")
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let pair = set.split(';').next().expect("pair").to_owned();
+    let page = http
+        .get(format!("{base}/services"))
+        .header("cookie", &pair)
+        .send()
+        .await
+        .expect("services")
+        .text()
+        .await
+        .expect("body");
+    let csrf = page
+        .split("name=csrf content='")
+        .nth(1)
+        .and_then(|s| s.split('\'').next())
+        .expect("csrf meta")
+        .to_owned();
+    (pair, set, csrf)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_csrf_and_ownership() {
+    tokio::time::timeout(Duration::from_secs(90), async {
+        let running = start(None).await;
+        let base = format!("http://{}", running.addr);
+        let http = http();
+
+        // Wrong password: back to the login page, no cookie.
+        let r = http
+            .post(format!("{base}/login"))
+            .form(&[("username", "alice"), ("password", "nope")])
+            .send()
+            .await
+            .expect("login");
+        assert!(r.headers().get("set-cookie").is_none());
+        assert!(
+            r.headers()["location"]
+                .to_str()
+                .unwrap_or("")
+                .starts_with("/login")
+        );
+
+        let (sid, set, csrf) = login(&http, &base, "alice", "alice-demo-pass").await;
+        assert!(
+            set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+            "{set}"
+        );
+        assert!(!set.contains("Secure"), "plain http on loopback: {set}");
+
+        // Without a session: the login page.
+        let r = http.get(format!("{base}/s/100")).send().await.expect("get");
+        assert_eq!(r.headers()["location"], "/login");
+
+        // Another customer's VM does not exist for alice.
+        let r = http
+            .get(format!("{base}/s/101"))
+            .header("cookie", &sid)
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        let r = http
+            .get(format!("{base}/s/101/live.json"))
+            .header("cookie", &sid)
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+        // State changes need the session's CSRF token: forms and the JSON endpoints alike.
+        for (path, form) in [
+            ("/s/100/power", vec![("action", "stop")]),
+            ("/s/100/snapshots", vec![("description", "x")]),
+            ("/s/100/iso", vec![("action", "unmount")]),
+            ("/s/100/firewall", vec![("action", "delete"), ("pos", "0")]),
+        ] {
+            let mut bad = form.clone();
+            bad.push(("csrf", "0000"));
+            let r = http
+                .post(format!("{base}{path}"))
+                .header("cookie", &sid)
+                .form(&bad)
+                .send()
+                .await
+                .expect("post");
+            assert_eq!(
+                r.status(),
+                StatusCode::FORBIDDEN,
+                "{path} with a wrong token"
+            );
+        }
+        let r = http
+            .post(format!("{base}/s/100/console"))
+            .header("cookie", &sid)
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(
+            r.status(),
+            StatusCode::FORBIDDEN,
+            "console link without the header"
+        );
+        let r = http
+            .post(format!("{base}/s/100/firewall/move"))
+            .header("cookie", &sid)
+            .form(&[("from", "0"), ("to", "1")])
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(
+            r.status(),
+            StatusCode::FORBIDDEN,
+            "rule move without the header"
+        );
+        assert_eq!(
+            running.sim.as_ref().expect("sim").vm_status(100),
+            Some("running")
+        );
+
+        // With it, the console link works once.
+        let r = http
+            .post(format!("{base}/s/100/console"))
+            .header("cookie", &sid)
+            .header("x-csrf-token", &csrf)
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), StatusCode::OK);
+        let url = r.json::<serde_json::Value>().await.expect("json")["url"]
+            .as_str()
+            .expect("url")
+            .to_owned();
+        assert!(url.starts_with("/console/100-"), "{url}");
+
+        // The live panel.
+        let v: serde_json::Value = http
+            .get(format!("{base}/s/100/live.json"))
+            .header("cookie", &sid)
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(v["status"], "running");
+        assert_eq!(v["access"]["power_control"]["allowed"], true);
+        assert_eq!(v["overview"]["network"]["ipv4"], "203.0.113.10/24");
+
+        // Log out ends the session.
+        let r = http
+            .post(format!("{base}/logout"))
+            .header("cookie", &sid)
+            .form(&[("csrf", csrf.as_str())])
+            .send()
+            .await
+            .expect("logout");
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        let r = http
+            .get(format!("{base}/s/100"))
+            .header("cookie", &sid)
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(r.headers()["location"], "/login");
+        running.shutdown().await;
+    })
+    .await
+    .expect("took longer than 90 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secure_cookie_behind_https() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let running = start(Some("https://portal.example.com")).await;
+        let base = format!("http://{}", running.addr);
+        let (_, set, _) = login(&http(), &base, "bob", "bob-demo-pass").await;
+        assert!(
+            set.contains("Secure") && set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+            "{set}"
+        );
+        running.shutdown().await;
+    })
+    .await
+    .expect("took longer than 60 s");
+}
