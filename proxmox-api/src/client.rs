@@ -453,6 +453,12 @@ impl Client {
         decode(&req.path, &bytes)
     }
 
+    /// Send a typed request that starts a task, and return a handle on the task.
+    pub(crate) async fn call_task(&self, req: Request) -> Result<crate::task::TaskHandle> {
+        let upid: crate::types::Upid = self.call(req).await?;
+        Ok(self.task(upid))
+    }
+
     async fn credentials(&self) -> Result<Credentials> {
         match &self.inner.auth {
             AuthState::Token { header } => Ok(Credentials::Token(header.clone())),

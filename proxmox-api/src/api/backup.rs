@@ -188,8 +188,7 @@ impl NodeHandle {
             .opt("compress", req.compress.map(|c| c.as_str()))
             .opt("notes-template", req.notes_template.as_deref())
             .opt("protected", req.protected);
-        let upid: Upid = self.client.call(r).await?;
-        Ok(TaskHandle::new(self.client.clone(), upid))
+        self.client.call_task(r).await
     }
 
     /// `GET /nodes/{node}/storage`, optionally only storages allowing `content`.

@@ -803,8 +803,7 @@ impl VmHandle {
         let (n, v) = self.args();
         let mut req = Request::new(&request::QEMU_CONFIG_POST, &[&n, &v]);
         update.apply(&mut req, true);
-        let upid: Upid = self.client.call(req).await?;
-        Ok(self.task(upid))
+        self.client.call_task(req).await
     }
 
     /// `PUT .../resize`: `size` is absolute (`32G`) or relative (`+10G`). Returns the task on PVE
@@ -846,8 +845,7 @@ impl VmHandle {
             .opt("format", opts.format.map(|f| f.as_str()))
             .opt("pool", opts.pool.as_deref())
             .opt("bwlimit", opts.bwlimit);
-        let upid: Upid = self.client.call(req).await?;
-        Ok(self.task(upid))
+        self.client.call_task(req).await
     }
 
     /// `DELETE /nodes/{node}/qemu/{vmid}` (a task). `purge` also removes the VM from backup
@@ -861,8 +859,7 @@ impl VmHandle {
         let req = Request::new(&request::QEMU_DELETE, &[&n, &v])
             .param("purge", purge)
             .param("destroy-unreferenced-disks", destroy_unreferenced_disks);
-        let upid: Upid = self.client.call(req).await?;
-        Ok(self.task(upid))
+        self.client.call_task(req).await
     }
 }
 
@@ -1039,8 +1036,7 @@ impl NodeHandle {
             .opt("unique", spec.unique)
             .opt("start", spec.start);
         spec.config.apply(&mut req, false);
-        let upid: Upid = self.client.call(req).await?;
-        Ok(TaskHandle::new(self.client.clone(), upid))
+        self.client.call_task(req).await
     }
 }
 

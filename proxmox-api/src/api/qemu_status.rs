@@ -5,7 +5,6 @@ use crate::error::Result;
 use crate::macros::lenient_enum;
 use crate::request::{self, Request};
 use crate::task::TaskHandle;
-use crate::types::Upid;
 
 lenient_enum! {
     /// Guest power state.
@@ -103,15 +102,11 @@ impl VmHandle {
             .await
     }
 
-    async fn power(&self, req: Request) -> Result<TaskHandle> {
-        let upid: Upid = self.client.call(req).await?;
-        Ok(self.task(upid))
-    }
-
     /// `POST .../status/start` (a task).
     pub async fn start(&self) -> Result<TaskHandle> {
         let (n, v) = self.args();
-        self.power(Request::new(&request::QEMU_START, &[&n, &v]))
+        self.client
+            .call_task(Request::new(&request::QEMU_START, &[&n, &v]))
             .await
     }
 
@@ -121,20 +116,22 @@ impl VmHandle {
         let req = Request::new(&request::QEMU_SHUTDOWN, &[&n, &v])
             .opt("timeout", opts.timeout)
             .opt("forceStop", opts.force_stop);
-        self.power(req).await
+        self.client.call_task(req).await
     }
 
     /// `POST .../status/stop` (a task): hard stop.
     pub async fn stop(&self) -> Result<TaskHandle> {
         let (n, v) = self.args();
-        self.power(Request::new(&request::QEMU_STOP, &[&n, &v]))
+        self.client
+            .call_task(Request::new(&request::QEMU_STOP, &[&n, &v]))
             .await
     }
 
     /// `POST .../status/reboot` (a task), waiting at most `timeout` seconds for the shutdown.
     pub async fn reboot(&self, timeout: Option<u64>) -> Result<TaskHandle> {
         let (n, v) = self.args();
-        self.power(Request::new(&request::QEMU_REBOOT, &[&n, &v]).opt("timeout", timeout))
+        self.client
+            .call_task(Request::new(&request::QEMU_REBOOT, &[&n, &v]).opt("timeout", timeout))
             .await
     }
 }

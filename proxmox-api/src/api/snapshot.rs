@@ -5,7 +5,7 @@ use super::{VmHandle, check_text};
 use crate::error::Result;
 use crate::request::{self, Request};
 use crate::task::TaskHandle;
-use crate::types::{SnapshotName, Upid};
+use crate::types::SnapshotName;
 use std::collections::BTreeMap;
 
 /// One entry of the snapshot list. The list includes a pseudo-entry named `current` (the live
@@ -136,8 +136,7 @@ impl Snapshots {
             .param("snapname", name.as_str())
             .opt("description", description)
             .opt("vmstate", vmstate.then_some(true));
-        let upid: Upid = self.vm.client.call(req).await?;
-        Ok(self.vm.task(upid))
+        self.vm.client.call_task(req).await
     }
 
     /// `DELETE .../snapshot/{snapname}` (a task).
@@ -145,8 +144,7 @@ impl Snapshots {
         let (n, v) = self.vm.args();
         let req = Request::new(&request::SNAPSHOT_DELETE, &[&n, &v, name.as_str()])
             .opt("force", force.then_some(true));
-        let upid: Upid = self.vm.client.call(req).await?;
-        Ok(self.vm.task(upid))
+        self.vm.client.call_task(req).await
     }
 
     /// `POST .../snapshot/{snapname}/rollback` (a task); `start` starts the VM afterwards.
@@ -154,8 +152,7 @@ impl Snapshots {
         let (n, v) = self.vm.args();
         let req = Request::new(&request::SNAPSHOT_ROLLBACK, &[&n, &v, name.as_str()])
             .opt("start", start.then_some(true));
-        let upid: Upid = self.vm.client.call(req).await?;
-        Ok(self.vm.task(upid))
+        self.vm.client.call_task(req).await
     }
 
     /// `GET .../snapshot/{snapname}/config`: the VM config saved in the snapshot, typed like
