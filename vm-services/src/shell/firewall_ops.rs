@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use firewall_model::{
-    Alias, AliasName, ApiRule, FileKind, FwFile, Guest, GuestKind, IpSet, IpSetEntry, IpSetName,
-    ManagementPorts, Nic, Node, Rule, Zone,
+    Alias, AliasName, ApiRule, FileKind, FwFile, GroupName, Guest, GuestKind, IpSet, IpSetEntry,
+    IpSetName, ManagementPorts, Nic, Node, Rule, RuleKind, SecurityGroup, Zone,
 };
 use proxmox_api::api::firewall::{FirewallOptionsUpdate, FirewallRule, Policy, RuleSpec};
 use serde::Serialize;
@@ -118,6 +118,19 @@ fn model_alias(a: &proxmox_api::api::firewall::Alias) -> Option<Alias> {
         cidr: a.cidr.parse().ok()?,
         comment: None,
     })
+}
+
+/// A security group for the model, its rules in order (unreadable ones skipped).
+fn model_group(name: GroupName, mut rules: Vec<FirewallRule>) -> SecurityGroup {
+    rules.sort_by_key(|r| r.pos);
+    SecurityGroup {
+        name,
+        comment: None,
+        rules: rules
+            .iter()
+            .filter_map(|r| to_api_rule(r).to_rule(FileKind::Cluster, true).ok())
+            .collect(),
+    }
 }
 
 /// Every IP set of one level with its entries, for the model (unreadable entries skipped).
@@ -265,8 +278,9 @@ impl ClientArea {
     /// `firewall=` flag. When the cluster firewall or the NIC's firewall is off nothing is
     /// filtered, so no change can lock the customer out.
     ///
-    /// Security groups are not read (proxmox-api has no call for them, and customers cannot
-    /// add `GROUP` rules): a provider's `GROUP` rule in the VM's file is skipped.
+    /// Customers cannot add `GROUP` rules, but a provider's `GROUP` rule in the VM's file is
+    /// evaluated with the security group's rules (read only when such a rule exists; a group
+    /// that does not exist is skipped, as `pve-firewall` skips it).
     async fn lockout_guard(
         &self,
         service: &Service,
@@ -335,6 +349,7 @@ impl ClientArea {
         .await?;
         let mut cluster = FwFile::new(FileKind::Cluster);
         cluster.options.enable = Some(true);
+        cluster.groups = self.read_groups(before, after).await?;
         cluster.ipsets = cluster_sets;
         cluster.aliases = cluster_aliases.iter().filter_map(model_alias).collect();
         let vm_aliases: Vec<Alias> = vm_aliases.iter().filter_map(model_alias).collect();
@@ -390,6 +405,42 @@ impl ClientArea {
             .collect::<Vec<_>>()
             .join(", ");
         Err(Error::Lockout { ports })
+    }
+
+    /// The security groups the `GROUP` rules of `before` and `after` name, with their rules.
+    async fn read_groups(
+        &self,
+        before: &FwState,
+        after: &FwState,
+    ) -> Result<Vec<SecurityGroup>, Error> {
+        let mut names: Vec<GroupName> = Vec::new();
+        for r in before.rules.iter().chain(&after.rules) {
+            if let RuleKind::Group(g) = &r.kind
+                && !names.contains(g)
+            {
+                names.push(g.clone());
+            }
+        }
+        let groups = self.inner.client.security_groups();
+        let reads = names.into_iter().filter_map(|name| {
+            let api_name: proxmox_api::FirewallName = name.to_string().parse().ok()?;
+            let groups = groups.clone();
+            Some(async move {
+                use proxmox_api::OptionalExt;
+                let rules = groups
+                    .group(&api_name)
+                    .rules()
+                    .await
+                    .optional()
+                    .map_err(Error::pve("read security group"))?;
+                Ok::<_, Error>(rules.map(|r| model_group(name, r)))
+            })
+        });
+        Ok(futures_util::future::try_join_all(reads)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect())
     }
 
     async fn fw_prepare(&self, service: &Service) -> Result<(FwState, VmConfig), Error> {
@@ -803,5 +854,62 @@ impl ClientArea {
                 .map_err(Error::pve("restore firewall rule"))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_security_group_decides_like_pve() {
+        let rules: Vec<FirewallRule> = serde_json::from_str(
+            r#"[{"pos":1,"type":"in","action":"ACCEPT","proto":"tcp","dport":"22","enable":1},
+                {"pos":0,"type":"in","action":"DROP","proto":"tcp","dport":"22","source":"203.0.113.0/24","enable":1}]"#,
+        )
+        .unwrap();
+        let g = model_group(GroupName::new("provider").unwrap(), rules);
+        assert_eq!(g.rules.len(), 2);
+        assert_eq!(
+            g.rules[0].to_string(),
+            "IN DROP -source 203.0.113.0/24 -p tcp -dport 22"
+        );
+        let mut node = Node::new();
+        node.cluster.options.enable = Some(true);
+        node.cluster.groups = vec![g];
+        let mut guest = FwFile::new(FileKind::Guest);
+        guest.options.enable = Some(true);
+        guest.rules = vec![
+            ApiRule::from_json(r#"{"type":"group","action":"provider","enable":1}"#)
+                .unwrap()
+                .to_rule(FileKind::Guest, false)
+                .unwrap(),
+        ];
+        node.guests.insert(
+            104,
+            Guest {
+                vmid: 104,
+                kind: GuestKind::Vm,
+                firewall: guest,
+                nics: vec![Nic {
+                    index: 0,
+                    mac: "bc:24:11:00:00:68".parse().unwrap(),
+                    bridge: "vmbr0".into(),
+                    firewall: true,
+                    ips: vec!["198.51.100.104".parse().unwrap()],
+                }],
+            },
+        );
+        let ports = ManagementPorts::ssh(Zone::Guest {
+            vmid: 104,
+            nic: Some(0),
+        });
+        let from = |ip: &str| {
+            firewall_model::lockout_check(&node, &node, &ports, ip.parse().unwrap())
+                .unwrap()
+                .reachable_after()
+        };
+        assert!(!from("203.0.113.9"));
+        assert!(from("192.0.2.9"));
     }
 }
