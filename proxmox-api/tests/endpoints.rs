@@ -444,17 +444,14 @@ async fn resize_clone_delete_create_restore() {
             upid(),
         )
         .await;
-        Mock::given(method("DELETE"))
-            .and(path(VM))
-            .and(query_is(&[
-                ("purge", "1"),
-                ("destroy-unreferenced-disks", "1"),
-            ]))
-            .and(header("authorization", TOKEN_HEADER))
-            .respond_with(ResponseTemplate::new(200).set_body_json(upid()))
-            .expect(1)
-            .mount(&server)
-            .await;
+        expect(
+            &server,
+            "DELETE",
+            VM,
+            query_is(&[("purge", "1"), ("destroy-unreferenced-disks", "1")]),
+            upid(),
+        )
+        .await;
         expect(
             &server,
             "POST",
@@ -555,14 +552,14 @@ async fn snapshots() {
             upid(),
         )
         .await;
-        Mock::given(method("DELETE"))
-            .and(path(format!("{VM}/snapshot/before-upgrade")))
-            .and(query_is(&[]))
-            .and(header("authorization", TOKEN_HEADER))
-            .respond_with(ResponseTemplate::new(200).set_body_json(upid()))
-            .expect(1)
-            .mount(&server)
-            .await;
+        expect(
+            &server,
+            "DELETE",
+            &format!("{VM}/snapshot/before-upgrade"),
+            query_is(&[]),
+            upid(),
+        )
+        .await;
         expect(
             &server,
             "POST",
@@ -916,14 +913,14 @@ async fn vm_firewall() {
             data(json!(null)),
         )
         .await;
-        Mock::given(method("DELETE"))
-            .and(path(format!("{base}/rules/3")))
-            .and(query_is(&[("digest", "aa11")]))
-            .and(header("authorization", TOKEN_HEADER))
-            .respond_with(ResponseTemplate::new(200).set_body_json(data(json!(null))))
-            .expect(1)
-            .mount(&server)
-            .await;
+        expect(
+            &server,
+            "DELETE",
+            &format!("{base}/rules/3"),
+            query_is(&[("digest", "aa11")]),
+            data(json!(null)),
+        )
+        .await;
         expect(
             &server,
             "GET",
@@ -975,14 +972,14 @@ async fn vm_firewall() {
             .expect(1)
             .mount(&server)
             .await;
-        Mock::given(method("DELETE"))
-            .and(path(format!("{base}/ipset/ipfilter-net0")))
-            .and(query_is(&[("force", "1")]))
-            .and(header("authorization", TOKEN_HEADER))
-            .respond_with(ResponseTemplate::new(200).set_body_json(data(json!(null))))
-            .expect(1)
-            .mount(&server)
-            .await;
+        expect(
+            &server,
+            "DELETE",
+            &format!("{base}/ipset/ipfilter-net0"),
+            query_is(&[("force", "1")]),
+            data(json!(null)),
+        )
+        .await;
         expect(
             &server,
             "GET",
@@ -1115,13 +1112,14 @@ async fn cluster_firewall() {
             data(json!(null)),
         )
         .await;
-        Mock::given(method("DELETE"))
-            .and(path(format!("{base}/rules/0")))
-            .and(query_is(&[]))
-            .respond_with(ResponseTemplate::new(200).set_body_json(data(json!(null))))
-            .expect(1)
-            .mount(&server)
-            .await;
+        expect(
+            &server,
+            "DELETE",
+            &format!("{base}/rules/0"),
+            query_is(&[]),
+            data(json!(null)),
+        )
+        .await;
         expect(
             &server,
             "GET",
@@ -1162,20 +1160,22 @@ async fn cluster_firewall() {
             data(json!(null)),
         )
         .await;
-        Mock::given(method("DELETE"))
-            .and(path(format!("{base}/ipset/admins/2001:db8::%2F32")))
-            .and(query_is(&[("digest", "ee55")]))
-            .respond_with(ResponseTemplate::new(200).set_body_json(data(json!(null))))
-            .expect(1)
-            .mount(&server)
-            .await;
-        Mock::given(method("DELETE"))
-            .and(path(format!("{base}/ipset/admins")))
-            .and(query_is(&[]))
-            .respond_with(ResponseTemplate::new(200).set_body_json(data(json!(null))))
-            .expect(1)
-            .mount(&server)
-            .await;
+        expect(
+            &server,
+            "DELETE",
+            &format!("{base}/ipset/admins/2001:db8::%2F32"),
+            query_is(&[("digest", "ee55")]),
+            data(json!(null)),
+        )
+        .await;
+        expect(
+            &server,
+            "DELETE",
+            &format!("{base}/ipset/admins"),
+            query_is(&[]),
+            data(json!(null)),
+        )
+        .await;
         expect(
             &server,
             "GET",
@@ -1204,13 +1204,14 @@ async fn cluster_firewall() {
             data(json!(null)),
         )
         .await;
-        Mock::given(method("DELETE"))
-            .and(path(format!("{base}/aliases/office")))
-            .and(query_is(&[]))
-            .respond_with(ResponseTemplate::new(200).set_body_json(data(json!(null))))
-            .expect(1)
-            .mount(&server)
-            .await;
+        expect(
+            &server,
+            "DELETE",
+            &format!("{base}/aliases/office"),
+            query_is(&[]),
+            data(json!(null)),
+        )
+        .await;
         expect(
             &server,
             "GET",
@@ -1327,14 +1328,14 @@ async fn firewall_security_groups() {
             data(json!(null)),
         )
         .await;
-        Mock::given(method("DELETE"))
-            .and(path(format!("{G}/mail")))
-            .and(query_is(&[]))
-            .and(header("authorization", TOKEN_HEADER))
-            .respond_with(ResponseTemplate::new(200).set_body_json(data(json!(null))))
-            .expect(1)
-            .mount(&server)
-            .await;
+        expect(
+            &server,
+            "DELETE",
+            &format!("{G}/mail"),
+            query_is(&[]),
+            data(json!(null)),
+        )
+        .await;
         expect(
             &server,
             "GET",
@@ -1383,14 +1384,14 @@ async fn firewall_security_groups() {
             data(json!(null)),
         )
         .await;
-        Mock::given(method("DELETE"))
-            .and(path(format!("{G}/webservers/1")))
-            .and(query_is(&[("digest", DIGEST)]))
-            .and(header("authorization", TOKEN_HEADER))
-            .respond_with(ResponseTemplate::new(200).set_body_json(data(json!(null))))
-            .expect(1)
-            .mount(&server)
-            .await;
+        expect(
+            &server,
+            "DELETE",
+            &format!("{G}/webservers/1"),
+            query_is(&[("digest", DIGEST)]),
+            data(json!(null)),
+        )
+        .await;
 
         let groups = client.security_groups();
         let list = groups.list().await.unwrap();
@@ -1603,14 +1604,14 @@ async fn vm_firewall_aliases_and_pending_config() {
             data(json!(null)),
         )
         .await;
-        Mock::given(method("DELETE"))
-            .and(path(format!("{base}/aliases/gw")))
-            .and(query_is(&[("digest", "ff66")]))
-            .and(header("authorization", TOKEN_HEADER))
-            .respond_with(ResponseTemplate::new(200).set_body_json(data(json!(null))))
-            .expect(1)
-            .mount(&server)
-            .await;
+        expect(
+            &server,
+            "DELETE",
+            &format!("{base}/aliases/gw"),
+            query_is(&[("digest", "ff66")]),
+            data(json!(null)),
+        )
+        .await;
         expect(
             &server,
             "GET",
