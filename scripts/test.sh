@@ -10,6 +10,10 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
 have pdns_server || need_pkgs+=(pdns-server)
 [ -f /usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql ] || need_pkgs+=(pdns-backend-sqlite3)
 have sqlite3 || need_pkgs+=(sqlite3)
+# The portal's end-to-end test drives Debian's Chromium through chromedriver; noVNC comes from npm.
+have chromium || need_pkgs+=(chromium)
+have chromedriver || need_pkgs+=(chromium-driver)
+have npm || need_pkgs+=(npm)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
     echo "installing test dependencies: ${need_pkgs[*]}"
     sudo_cmd=""

@@ -142,23 +142,69 @@ pub(crate) fn transport(provider: &'static str, e: reqwest::Error) -> Error {
 
 /// Map a non-success response to a provider error keeping its message (JSON `error` /
 /// `message` fields or the plain text body).
+#[cfg_attr(not(any(feature = "hestia", feature = "powerdns")), allow(dead_code))]
 pub(crate) async fn error_from(provider: &'static str, resp: Response) -> Error {
-    let status = resp.status().as_u16();
+    let status = resp.status();
     let body = resp.text().await.unwrap_or_default();
-    let message = serde_json::from_str::<serde_json::Value>(&body)
+    match serde_json::from_str::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| {
             ["error", "message"]
                 .iter()
                 .find_map(|k| v.get(k).and_then(|m| m.as_str()).map(str::to_owned))
-        })
-        .unwrap_or_else(|| body.trim().chars().take(500).collect());
+        }) {
+        Some(message) => Error::Provider {
+            provider,
+            status: Some(status.as_u16()),
+            code: None,
+            message,
+        },
+        None => body_error(provider, status, &body),
+    }
+}
+
+/// The response itself when its status is a success, otherwise its [`error_from`] error.
+#[cfg_attr(not(any(feature = "hestia", feature = "powerdns")), allow(dead_code))]
+pub(crate) async fn success(provider: &'static str, resp: Response) -> Result<Response> {
+    if resp.status().is_success() {
+        Ok(resp)
+    } else {
+        Err(error_from(provider, resp).await)
+    }
+}
+
+/// The response body as text; a failure to read it is a transport error.
+#[cfg_attr(
+    not(any(feature = "cloudflare", feature = "hestia", feature = "whmcs-ticket")),
+    allow(dead_code)
+)]
+pub(crate) async fn text(provider: &'static str, resp: Response) -> Result<String> {
+    resp.text().await.map_err(|e| transport(provider, e))
+}
+
+/// The start of a body worth quoting in an error: trimmed, at most 500 characters.
+pub(crate) fn snippet(body: &str) -> String {
+    body.trim().chars().take(500).collect()
+}
+
+/// A provider error for an answer with `status` whose body could not be understood: the
+/// body's [`snippet`] is the message.
+pub(crate) fn body_error(provider: &'static str, status: StatusCode, body: &str) -> Error {
     Error::Provider {
         provider,
-        status: Some(status),
+        status: Some(status.as_u16()),
         code: None,
-        message,
+        message: snippet(body),
     }
+}
+
+/// Parse a configured URL; a bad one is [`Error::Unsupported`] naming `what` it was
+/// (e.g. `api url`).
+pub(crate) fn parse_url(provider: &'static str, what: &str, url: &str) -> Result<url::Url> {
+    url::Url::parse(url).map_err(|e| Error::Unsupported {
+        provider,
+        what: format!("{what} `{url}`: {e}"),
+    })
 }
 
 pub(crate) fn decode(provider: &'static str, e: impl std::fmt::Display) -> Error {

@@ -1,6 +1,6 @@
 //! Cloudflare API v4 backend.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::api::{Change, Ptr, ReverseDns};
+use crate::backends::{locate_all, per_zone};
 use crate::error::{Error, Result};
 use crate::hostname::Hostname;
 use crate::http::{self, RetryPolicy};
@@ -124,10 +125,7 @@ impl Cloudflare {
 
     /// Another API base URL (tests, proxies), e.g. `http://127.0.0.1:8080/client/v4`.
     pub fn with_base_url(mut self, url: &str) -> Result<Self> {
-        let parsed = url::Url::parse(url).map_err(|e| Error::Unsupported {
-            provider: PROVIDER,
-            what: format!("base url `{url}`: {e}"),
-        })?;
+        let parsed = http::parse_url(PROVIDER, "base url", url)?;
         self.base = parsed.as_str().trim_end_matches('/').to_owned();
         Ok(self)
     }
@@ -172,10 +170,9 @@ impl Cloudflare {
         resp: Response,
     ) -> std::result::Result<(Option<T>, Option<ResultInfo>), CfError> {
         let status = resp.status();
-        let body = resp.text().await.map_err(|e| CfError {
-            code: None,
-            error: http::transport(PROVIDER, e),
-        })?;
+        let body = http::text(PROVIDER, resp)
+            .await
+            .map_err(|error| CfError { code: None, error })?;
         match serde_json::from_str::<Envelope<T>>(&body) {
             Ok(env) if env.success && status.is_success() => Ok((env.result, env.result_info)),
             Ok(env) => {
@@ -205,12 +202,7 @@ impl Cloudflare {
             }),
             Err(_) => Err(CfError {
                 code: None,
-                error: Error::Provider {
-                    provider: PROVIDER,
-                    status: Some(status.as_u16()),
-                    code: None,
-                    message: body.trim().chars().take(500).collect(),
-                },
+                error: http::body_error(PROVIDER, status, &body),
             }),
         }
     }
@@ -446,23 +438,18 @@ impl ReverseDns for Cloudflare {
     }
 
     async fn list_ptrs(&self, ips: &[IpAddr]) -> Result<Vec<(IpAddr, Option<Ptr>)>> {
-        let located = ips
-            .iter()
-            .map(|&ip| self.zones.locate(ip))
-            .collect::<Result<Vec<_>>>()?;
+        let located = locate_all(&self.zones, ips.iter().copied())?;
         // One paginated listing of the zone's PTRs per zone.
-        let mut by_zone: BTreeMap<&ZoneName, HashMap<String, CfRecord>> = BTreeMap::new();
-        for at in &located {
-            if !by_zone.contains_key(at.zone()) {
-                let zone_id = self.zone_id(at.zone()).await?;
-                let mut map = HashMap::new();
-                for r in self.records(&zone_id, None).await? {
-                    map.entry(r.name.trim_end_matches('.').to_ascii_lowercase())
-                        .or_insert(r);
-                }
-                by_zone.insert(at.zone(), map);
+        let by_zone = per_zone(&located, |zone| async move {
+            let zone_id = self.zone_id(zone).await?;
+            let mut map = HashMap::new();
+            for r in self.records(&zone_id, None).await? {
+                map.entry(r.name.trim_end_matches('.').to_ascii_lowercase())
+                    .or_insert(r);
             }
-        }
+            Ok(map)
+        })
+        .await?;
         ips.iter()
             .zip(&located)
             .map(|(&ip, at)| {

@@ -11,6 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::api::{Change, Ptr, ReverseDns};
+use crate::backends::{locate_all, per_zone};
 use crate::error::{Error, Result};
 use crate::hostname::Hostname;
 use crate::http::{self, RetryPolicy};
@@ -109,10 +110,7 @@ impl Hestia {
     ///
     /// Zones whose names contain `/` are refused ([`Error::Unsupported`]).
     pub fn new(panel_url: &str, auth: HestiaAuth, user: &str, zones: Zones) -> Result<Self> {
-        let parsed = url::Url::parse(panel_url).map_err(|e| Error::Unsupported {
-            provider: PROVIDER,
-            what: format!("panel url `{panel_url}`: {e}"),
-        })?;
+        let parsed = http::parse_url(PROVIDER, "panel url", panel_url)?;
         if let Some(z) = zones.iter().find(|z| z.name().as_str().contains('/')) {
             return Err(Error::Unsupported {
                 provider: PROVIDER,
@@ -190,10 +188,7 @@ impl Hestia {
             self.client.request(Method::POST, &self.url).form(&form)
         })
         .await?;
-        if !resp.status().is_success() {
-            return Err(http::error_from(PROVIDER, resp).await);
-        }
-        resp.text().await.map_err(|e| http::transport(PROVIDER, e))
+        http::text(PROVIDER, http::success(PROVIDER, resp).await?).await
     }
 
     /// Run a command with `returncode=yes`; returns the code.
@@ -203,10 +198,7 @@ impl Hestia {
             provider: PROVIDER,
             status: None,
             code: None,
-            message: format!(
-                "{cmd}: {}",
-                body.trim().chars().take(500).collect::<String>()
-            ),
+            message: format!("{cmd}: {}", http::snippet(&body)),
         })
     }
 
@@ -238,10 +230,7 @@ impl Hestia {
                 provider: PROVIDER,
                 status: None,
                 code: trimmed.parse::<u32>().ok().map(|c| c.to_string()),
-                message: format!(
-                    "v-list-dns-records: {}",
-                    trimmed.chars().take(500).collect::<String>()
-                ),
+                message: format!("v-list-dns-records: {}", http::snippet(trimmed)),
             })?;
         Ok(parsed
             .into_iter()
@@ -368,16 +357,8 @@ impl ReverseDns for Hestia {
     }
 
     async fn list_ptrs(&self, ips: &[IpAddr]) -> Result<Vec<(IpAddr, Option<Ptr>)>> {
-        let located = ips
-            .iter()
-            .map(|&ip| self.zones.locate(ip))
-            .collect::<Result<Vec<_>>>()?;
-        let mut by_zone: BTreeMap<&ZoneName, Vec<(String, String, String)>> = BTreeMap::new();
-        for at in &located {
-            if !by_zone.contains_key(at.zone()) {
-                by_zone.insert(at.zone(), self.records(at.zone()).await?);
-            }
-        }
+        let located = locate_all(&self.zones, ips.iter().copied())?;
+        let by_zone = per_zone(&located, |zone| self.records(zone)).await?;
         ips.iter()
             .zip(&located)
             .map(|(&ip, at)| {

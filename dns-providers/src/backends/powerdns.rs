@@ -11,6 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::api::{Change, Ptr, PtrChange, ReverseDns, check_distinct};
+use crate::backends::{locate_all, per_zone};
 use crate::error::{Error, Result};
 use crate::hostname::Hostname;
 use crate::http::{self, RetryPolicy};
@@ -107,10 +108,7 @@ impl PowerDns {
     /// A backend for the API at `api_url` (scheme, host and port of the webserver, e.g.
     /// `http://127.0.0.1:8081`), serving `zones`. Server id `localhost`, TTL 3600.
     pub fn new(api_url: &str, api_key: SecretString, zones: Zones) -> Result<Self> {
-        let parsed = url::Url::parse(api_url).map_err(|e| Error::Unsupported {
-            provider: PROVIDER,
-            what: format!("api url `{api_url}`: {e}"),
-        })?;
+        let parsed = http::parse_url(PROVIDER, "api url", api_url)?;
         Ok(Self {
             base: parsed.as_str().trim_end_matches('/').to_owned(),
             server_id: "localhost".to_owned(),
@@ -191,21 +189,19 @@ impl PowerDns {
             }
         })
         .await?;
-        if !resp.status().is_success() {
-            return Err(match http::error_from(PROVIDER, resp).await {
-                Error::Provider {
-                    status: Some(404),
-                    message,
-                    ..
-                } => Error::Provider {
-                    provider: PROVIDER,
-                    status: Some(404),
-                    code: None,
-                    message: format!("zone `{zone}` not found on the server: {message}"),
-                },
-                e => e,
-            });
-        }
+        let resp = http::success(PROVIDER, resp).await.map_err(|e| match e {
+            Error::Provider {
+                status: Some(404),
+                message,
+                ..
+            } => Error::Provider {
+                provider: PROVIDER,
+                status: Some(404),
+                code: None,
+                message: format!("zone `{zone}` not found on the server: {message}"),
+            },
+            e => e,
+        })?;
         let body: ZoneBody = resp.json().await.map_err(|e| http::decode(PROVIDER, e))?;
         Ok(body.rrsets)
     }
@@ -263,11 +259,7 @@ impl PowerDns {
             self.request(Method::PATCH, &url).json(&body)
         })
         .await?;
-        if resp.status().is_success() {
-            Ok(())
-        } else {
-            Err(http::error_from(PROVIDER, resp).await)
-        }
+        http::success(PROVIDER, resp).await.map(drop)
     }
 
     async fn patch(&self, at: &PtrLocation, hostname: Option<&Hostname>) -> Result<()> {
@@ -318,10 +310,7 @@ impl ReverseDns for PowerDns {
     /// patched back to their previous records.
     async fn apply(&self, changes: &[PtrChange]) -> Result<Vec<Change>> {
         check_distinct(changes)?;
-        let located = changes
-            .iter()
-            .map(|c| self.zones.locate(c.ip()))
-            .collect::<Result<Vec<_>>>()?;
+        let located = locate_all(&self.zones, changes.iter().map(PtrChange::ip))?;
         let ips: Vec<IpAddr> = changes.iter().map(PtrChange::ip).collect();
         let _guard = self.write_lock.lock().await;
         let before = self.list_ptrs(&ips).await?;
@@ -364,17 +353,9 @@ impl ReverseDns for PowerDns {
     }
 
     async fn list_ptrs(&self, ips: &[IpAddr]) -> Result<Vec<(IpAddr, Option<Ptr>)>> {
-        let located = ips
-            .iter()
-            .map(|&ip| self.zones.locate(ip))
-            .collect::<Result<Vec<_>>>()?;
+        let located = locate_all(&self.zones, ips.iter().copied())?;
         // One GET per zone.
-        let mut by_zone: BTreeMap<&ZoneName, Vec<RrSet>> = BTreeMap::new();
-        for at in &located {
-            if !by_zone.contains_key(at.zone()) {
-                by_zone.insert(at.zone(), self.fetch(at.zone(), None).await?);
-            }
-        }
+        let by_zone = per_zone(&located, |zone| self.fetch(zone, None)).await?;
         ips.iter()
             .zip(&located)
             .map(|(&ip, at)| {

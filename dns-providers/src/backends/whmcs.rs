@@ -170,10 +170,7 @@ impl WhmcsTicket {
         secret: SecretString,
         target: TicketTarget,
     ) -> Result<Self> {
-        let parsed = url::Url::parse(api_url).map_err(|e| Error::Unsupported {
-            provider: PROVIDER,
-            what: format!("api url `{api_url}`: {e}"),
-        })?;
+        let parsed = http::parse_url(PROVIDER, "api url", api_url)?;
         Ok(Self {
             url: parsed.to_string(),
             identifier: identifier.to_owned(),
@@ -250,10 +247,7 @@ impl WhmcsTicket {
         })
         .await?;
         let status = resp.status();
-        let body = resp
-            .text()
-            .await
-            .map_err(|e| http::transport(PROVIDER, e))?;
+        let body = http::text(PROVIDER, resp).await?;
         let answer: Option<OpenTicketAnswer> = serde_json::from_str(&body).ok();
         match answer {
             Some(a) if a.result == "success" && status.is_success() => {
@@ -277,12 +271,7 @@ impl WhmcsTicket {
                     .message
                     .unwrap_or_else(|| format!("result `{}`", a.result)),
             }),
-            None => Err(Error::Provider {
-                provider: PROVIDER,
-                status: Some(status.as_u16()),
-                code: None,
-                message: body.trim().chars().take(500).collect(),
-            }),
+            None => Err(http::body_error(PROVIDER, status, &body)),
         }
     }
 

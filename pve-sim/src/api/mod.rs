@@ -23,7 +23,7 @@ use tokio::sync::Notify;
 
 use crate::auth::{Auth, AuthFailure, Identity};
 use crate::faults::Verdict;
-use crate::model::{State, Vm, now_ms};
+use crate::model::{State, TaskEnd, Vm, now_ms};
 
 /// Shared by every request.
 #[derive(Debug)]
@@ -756,6 +756,30 @@ pub(crate) fn vm_mut<'a>(st: &'a mut State, req: &Req) -> Result<&'a mut Vm, Api
 }
 
 /// Fail with PVE's lock message when the VM holds a lock.
+/// Start task `kind` for guest `vmid` on the request's node, as the request's user, and answer
+/// with its UPID.
+pub(crate) fn vm_task(
+    st: &mut State,
+    req: &Req,
+    kind: &str,
+    vmid: u32,
+    duration_ms: u64,
+    log: Vec<(u64, String)>,
+    effect: impl FnOnce(&mut State, &mut TaskEnd) + Send + 'static,
+) -> ApiResult {
+    let upid = st.spawn_task(
+        req.now,
+        req.node(),
+        kind,
+        &vmid.to_string(),
+        &req.user,
+        duration_ms,
+        log,
+        effect,
+    );
+    Reply::json(json!(upid))
+}
+
 pub(crate) fn check_lock(vm: &Vm) -> Result<(), ApiError> {
     match vm.lock() {
         Some(l) => Err(ApiError::fail(format!("VM is locked ({l})"))),

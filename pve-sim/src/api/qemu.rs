@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::{ApiError, ApiResult, Reply, Req, check_lock, vm_mut};
+use super::{ApiError, ApiResult, Reply, Req, check_lock, vm_mut, vm_task};
 use crate::model::{
     Firewall, Outcome, State, Vm, Volume, disk_size, format_size, is_cloudinit_key, is_cold_key,
     is_disk_key, noise, parse_size,
@@ -144,28 +144,18 @@ pub(super) fn start(st: &mut State, req: &Req) -> ApiResult {
     }
     let vmid = vm.vmid;
     let dur = st.timing.task_ms;
-    let upid = st.spawn_task(
-        req.now,
-        req.node(),
-        "qmstart",
-        &vmid.to_string(),
-        &req.user,
-        dur,
-        vec![],
-        move |st, end| {
-            if matches!(end.outcome, Outcome::Error(_)) {
-                return;
-            }
-            let pid = st.next_pid.wrapping_mul(3) % 900_000 + 1000;
-            if let Some(vm) = st.vms.get_mut(&vmid) {
-                vm.apply_pending();
-                vm.regenerate_cloudinit();
-                vm.started_ms = Some(end.at_ms);
-                vm.pid = pid;
-            }
-        },
-    );
-    Reply::json(json!(upid))
+    vm_task(st, req, "qmstart", vmid, dur, vec![], move |st, end| {
+        if matches!(end.outcome, Outcome::Error(_)) {
+            return;
+        }
+        let pid = st.next_pid.wrapping_mul(3) % 900_000 + 1000;
+        if let Some(vm) = st.vms.get_mut(&vmid) {
+            vm.apply_pending();
+            vm.regenerate_cloudinit();
+            vm.started_ms = Some(end.at_ms);
+            vm.pid = pid;
+        }
+    })
 }
 
 pub(super) fn stop(st: &mut State, req: &Req) -> ApiResult {
@@ -179,23 +169,13 @@ pub(super) fn stop(st: &mut State, req: &Req) -> ApiResult {
     }
     let vmid = vm.vmid;
     let dur = st.timing.task_ms;
-    let upid = st.spawn_task(
-        req.now,
-        req.node(),
-        "qmstop",
-        &vmid.to_string(),
-        &req.user,
-        dur,
-        vec![],
-        move |st, end| {
-            if !matches!(end.outcome, Outcome::Error(_))
-                && let Some(vm) = st.vms.get_mut(&vmid)
-            {
-                vm.started_ms = None;
-            }
-        },
-    );
-    Reply::json(json!(upid))
+    vm_task(st, req, "qmstop", vmid, dur, vec![], move |st, end| {
+        if !matches!(end.outcome, Outcome::Error(_))
+            && let Some(vm) = st.vms.get_mut(&vmid)
+        {
+            vm.started_ms = None;
+        }
+    })
 }
 
 pub(super) fn shutdown(st: &mut State, req: &Req) -> ApiResult {
@@ -216,33 +196,23 @@ pub(super) fn shutdown(st: &mut State, req: &Req) -> ApiResult {
     } else {
         st.timing.task_ms
     };
-    let upid = st.spawn_task(
-        req.now,
-        req.node(),
-        "qmshutdown",
-        &vmid.to_string(),
-        &req.user,
-        dur,
-        vec![],
-        move |st, end| {
-            if matches!(end.outcome, Outcome::Error(_)) {
+    vm_task(st, req, "qmshutdown", vmid, dur, vec![], move |st, end| {
+        if matches!(end.outcome, Outcome::Error(_)) {
+            return;
+        }
+        if ignores {
+            if force {
+                end.log
+                    .push("VM quit/powerdown failed - terminating now with SIGTERM".into());
+            } else {
+                end.outcome = Outcome::Error("VM quit/powerdown failed - got timeout".into());
                 return;
             }
-            if ignores {
-                if force {
-                    end.log
-                        .push("VM quit/powerdown failed - terminating now with SIGTERM".into());
-                } else {
-                    end.outcome = Outcome::Error("VM quit/powerdown failed - got timeout".into());
-                    return;
-                }
-            }
-            if let Some(vm) = st.vms.get_mut(&vmid) {
-                vm.started_ms = None;
-            }
-        },
-    );
-    Reply::json(json!(upid))
+        }
+        if let Some(vm) = st.vms.get_mut(&vmid) {
+            vm.started_ms = None;
+        }
+    })
 }
 
 pub(super) fn reboot(st: &mut State, req: &Req) -> ApiResult {
@@ -253,26 +223,16 @@ pub(super) fn reboot(st: &mut State, req: &Req) -> ApiResult {
     }
     let vmid = vm.vmid;
     let dur = st.timing.task_ms;
-    let upid = st.spawn_task(
-        req.now,
-        req.node(),
-        "qmreboot",
-        &vmid.to_string(),
-        &req.user,
-        dur,
-        vec![],
-        move |st, end| {
-            if matches!(end.outcome, Outcome::Error(_)) {
-                return;
-            }
-            if let Some(vm) = st.vms.get_mut(&vmid) {
-                vm.apply_pending();
-                vm.regenerate_cloudinit();
-                vm.started_ms = Some(end.at_ms);
-            }
-        },
-    );
-    Reply::json(json!(upid))
+    vm_task(st, req, "qmreboot", vmid, dur, vec![], move |st, end| {
+        if matches!(end.outcome, Outcome::Error(_)) {
+            return;
+        }
+        if let Some(vm) = st.vms.get_mut(&vmid) {
+            vm.apply_pending();
+            vm.regenerate_cloudinit();
+            vm.started_ms = Some(end.at_ms);
+        }
+    })
 }
 
 pub(super) fn get_config(st: &mut State, req: &Req) -> ApiResult {
@@ -688,17 +648,7 @@ pub(super) fn put_config(st: &mut State, req: &Req) -> ApiResult {
 pub(super) fn post_config(st: &mut State, req: &Req) -> ApiResult {
     let vmid = vm_mut(st, req)?.vmid;
     write_config(st, req, vmid, false)?;
-    let upid = st.spawn_task(
-        req.now,
-        req.node(),
-        "qmconfig",
-        &vmid.to_string(),
-        &req.user,
-        0,
-        vec![],
-        |_, _| {},
-    );
-    Reply::json(json!(upid))
+    vm_task(st, req, "qmconfig", vmid, 0, vec![], |_, _| {})
 }
 
 pub(super) fn resize(st: &mut State, req: &Req) -> ApiResult {
@@ -738,17 +688,7 @@ pub(super) fn resize(st: &mut State, req: &Req) -> ApiResult {
     if let Some(vm) = st.vms.get_mut(&vmid) {
         vm.config.insert(disk, new_value.join(","));
     }
-    let upid = st.spawn_task(
-        req.now,
-        req.node(),
-        "resize",
-        &vmid.to_string(),
-        &req.user,
-        0,
-        vec![],
-        |_, _| {},
-    );
-    Reply::json(json!(upid))
+    vm_task(st, req, "resize", vmid, 0, vec![], |_, _| {})
 }
 
 pub(super) fn template(st: &mut State, req: &Req) -> ApiResult {
@@ -761,27 +701,17 @@ pub(super) fn template(st: &mut State, req: &Req) -> ApiResult {
     }
     let vmid = vm.vmid;
     let dur = st.timing.task_ms;
-    let upid = st.spawn_task(
-        req.now,
-        req.node(),
-        "qmtemplate",
-        &vmid.to_string(),
-        &req.user,
-        dur,
-        vec![],
-        move |st, end| {
-            if matches!(end.outcome, Outcome::Error(_)) {
-                return;
+    vm_task(st, req, "qmtemplate", vmid, dur, vec![], move |st, end| {
+        if matches!(end.outcome, Outcome::Error(_)) {
+            return;
+        }
+        if let Some(vm) = st.vms.get_mut(&vmid) {
+            vm.config.insert("template".into(), "1".into());
+            for v in vm.config.values_mut() {
+                *v = v.replace(&format!("vm-{vmid}-disk"), &format!("base-{vmid}-disk"));
             }
-            if let Some(vm) = st.vms.get_mut(&vmid) {
-                vm.config.insert("template".into(), "1".into());
-                for v in vm.config.values_mut() {
-                    *v = v.replace(&format!("vm-{vmid}-disk"), &format!("base-{vmid}-disk"));
-                }
-            }
-        },
-    );
-    Reply::json(json!(upid))
+        }
+    })
 }
 
 pub(super) fn clone_vm(st: &mut State, req: &Req) -> ApiResult {
@@ -924,32 +854,22 @@ pub(super) fn clone_vm(st: &mut State, req: &Req) -> ApiResult {
             "transferred 32.0 GiB of 32.0 GiB (100.00%)".to_string(),
         ),
     ];
-    let upid = st.spawn_task(
-        req.now,
-        req.node(),
-        "qmclone",
-        &vmid.to_string(),
-        &req.user,
-        dur,
-        log,
-        move |st, end| {
-            if !is_template
-                && let Some(src) = st.vms.get_mut(&vmid)
-                && src.lock() == Some("clone")
-            {
-                src.config.remove("lock");
-            }
-            if matches!(end.outcome, Outcome::Error(_)) {
-                st.vms.remove(&newid);
-                return;
-            }
-            if let Some(vm) = st.vms.get_mut(&newid) {
-                vm.config.remove("lock");
-                vm.regenerate_cloudinit();
-            }
-        },
-    );
-    Reply::json(json!(upid))
+    vm_task(st, req, "qmclone", vmid, dur, log, move |st, end| {
+        if !is_template
+            && let Some(src) = st.vms.get_mut(&vmid)
+            && src.lock() == Some("clone")
+        {
+            src.config.remove("lock");
+        }
+        if matches!(end.outcome, Outcome::Error(_)) {
+            st.vms.remove(&newid);
+            return;
+        }
+        if let Some(vm) = st.vms.get_mut(&newid) {
+            vm.config.remove("lock");
+            vm.regenerate_cloudinit();
+        }
+    })
 }
 
 fn fake_uuid(st: &mut State) -> String {
@@ -984,27 +904,17 @@ pub(super) fn destroy(st: &mut State, req: &Req) -> ApiResult {
     let vmid = vm.vmid;
     vm.config.insert("lock".into(), "destroyed".into());
     let dur = st.timing.task_ms;
-    let upid = st.spawn_task(
-        req.now,
-        req.node(),
-        "qmdestroy",
-        &vmid.to_string(),
-        &req.user,
-        dur,
-        vec![],
-        move |st, end| {
-            if matches!(end.outcome, Outcome::Error(_)) {
-                if let Some(vm) = st.vms.get_mut(&vmid) {
-                    vm.config.remove("lock");
-                }
-                return;
+    vm_task(st, req, "qmdestroy", vmid, dur, vec![], move |st, end| {
+        if matches!(end.outcome, Outcome::Error(_)) {
+            if let Some(vm) = st.vms.get_mut(&vmid) {
+                vm.config.remove("lock");
             }
-            st.vms.remove(&vmid);
-            st.volumes
-                .retain(|_, v| !(v.content == "images" && v.vmid == Some(vmid)));
-        },
-    );
-    Reply::json(json!(upid))
+            return;
+        }
+        st.vms.remove(&vmid);
+        st.volumes
+            .retain(|_, v| !(v.content == "images" && v.vmid == Some(vmid)));
+    })
 }
 
 /// `POST /nodes/{node}/qemu`: create a VM, or restore one from a backup archive.
@@ -1054,29 +964,19 @@ pub(super) fn create(st: &mut State, req: &Req) -> ApiResult {
             .or_insert_with(|| "512".into());
     }
     let dur = st.timing.task_ms;
-    let upid = st.spawn_task(
-        req.now,
-        &node,
-        "qmcreate",
-        &vmid.to_string(),
-        &req.user,
-        dur,
-        vec![],
-        move |st, end| {
-            if matches!(end.outcome, Outcome::Error(_)) {
-                st.vms.remove(&vmid);
-                return;
+    vm_task(st, req, "qmcreate", vmid, dur, vec![], move |st, end| {
+        if matches!(end.outcome, Outcome::Error(_)) {
+            st.vms.remove(&vmid);
+            return;
+        }
+        if let Some(vm) = st.vms.get_mut(&vmid) {
+            vm.config.remove("lock");
+            vm.regenerate_cloudinit();
+            if start {
+                vm.started_ms = Some(end.at_ms);
             }
-            if let Some(vm) = st.vms.get_mut(&vmid) {
-                vm.config.remove("lock");
-                vm.regenerate_cloudinit();
-                if start {
-                    vm.started_ms = Some(end.at_ms);
-                }
-            }
-        },
-    );
-    Reply::json(json!(upid))
+        }
+    })
 }
 
 fn restore(st: &mut State, req: &Req, vmid: u32, archive: String) -> ApiResult {
@@ -1152,81 +1052,71 @@ fn restore(st: &mut State, req: &Req, vmid: u32, archive: String) -> ApiResult {
         ),
     ];
     let start = req.flag("start");
-    let upid = st.spawn_task(
-        req.now,
-        &node,
-        "qmrestore",
-        &vmid.to_string(),
-        &req.user,
-        dur,
-        log,
-        move |st, end| {
-            if matches!(end.outcome, Outcome::Error(_)) {
-                if let Some(vm) = st.vms.get_mut(&vmid) {
-                    if vm.config.len() <= 1 {
-                        st.vms.remove(&vmid);
-                    } else {
-                        vm.config.remove("lock");
-                    }
-                }
-                return;
-            }
-            let mut config: BTreeMap<String, String> = BTreeMap::new();
-            for (k, v) in &arch.config {
-                if matches!(k.as_str(), "lock" | "parent") || is_unused_key(k) {
-                    continue;
-                }
-                if is_disk_key(k) && v.contains("backup=0") {
-                    continue; // not in the archive: the disk vanishes
-                }
-                let mut v = v.clone();
-                if is_disk_key(k) && !v.contains("media=cdrom") {
-                    let (volid, rest) = v.split_once(',').unwrap_or((v.as_str(), ""));
-                    let sto = target_storage.clone().unwrap_or_else(|| {
-                        volid.split(':').next().unwrap_or("local-lvm").to_string()
-                    });
-                    let disk_no = volid.rsplit('-').next().unwrap_or("0");
-                    let nv = format!("{sto}:vm-{vmid}-disk-{disk_no}");
-                    v = if rest.is_empty() {
-                        nv
-                    } else {
-                        format!("{nv},{rest}")
-                    };
-                }
-                config.insert(k.clone(), v);
-            }
-            for (k, v) in &overrides {
-                config.insert(k.clone(), v.clone());
-            }
-            if unique {
-                let nets: Vec<String> = config
-                    .keys()
-                    .filter(|k| k.starts_with("net"))
-                    .cloned()
-                    .collect();
-                for k in nets {
-                    let nv = new_mac(st, &config[&k]);
-                    config.insert(k, nv);
-                }
-                let u = fake_uuid(st);
-                config.insert("smbios1".into(), format!("uuid={u}"));
-            }
-            // The old config's unused disks are destroyed with it.
-            st.volumes
-                .retain(|_, v| !(v.content == "images" && v.vmid == Some(vmid)));
+    vm_task(st, req, "qmrestore", vmid, dur, log, move |st, end| {
+        if matches!(end.outcome, Outcome::Error(_)) {
             if let Some(vm) = st.vms.get_mut(&vmid) {
-                vm.config = config;
-                vm.pending.clear();
-                vm.snapshots.clear();
-                vm.firewall = arch.firewall.clone();
-                vm.regenerate_cloudinit();
-                if start {
-                    vm.started_ms = Some(end.at_ms);
+                if vm.config.len() <= 1 {
+                    st.vms.remove(&vmid);
+                } else {
+                    vm.config.remove("lock");
                 }
             }
-        },
-    );
-    Reply::json(json!(upid))
+            return;
+        }
+        let mut config: BTreeMap<String, String> = BTreeMap::new();
+        for (k, v) in &arch.config {
+            if matches!(k.as_str(), "lock" | "parent") || is_unused_key(k) {
+                continue;
+            }
+            if is_disk_key(k) && v.contains("backup=0") {
+                continue; // not in the archive: the disk vanishes
+            }
+            let mut v = v.clone();
+            if is_disk_key(k) && !v.contains("media=cdrom") {
+                let (volid, rest) = v.split_once(',').unwrap_or((v.as_str(), ""));
+                let sto = target_storage
+                    .clone()
+                    .unwrap_or_else(|| volid.split(':').next().unwrap_or("local-lvm").to_string());
+                let disk_no = volid.rsplit('-').next().unwrap_or("0");
+                let nv = format!("{sto}:vm-{vmid}-disk-{disk_no}");
+                v = if rest.is_empty() {
+                    nv
+                } else {
+                    format!("{nv},{rest}")
+                };
+            }
+            config.insert(k.clone(), v);
+        }
+        for (k, v) in &overrides {
+            config.insert(k.clone(), v.clone());
+        }
+        if unique {
+            let nets: Vec<String> = config
+                .keys()
+                .filter(|k| k.starts_with("net"))
+                .cloned()
+                .collect();
+            for k in nets {
+                let nv = new_mac(st, &config[&k]);
+                config.insert(k, nv);
+            }
+            let u = fake_uuid(st);
+            config.insert("smbios1".into(), format!("uuid={u}"));
+        }
+        // The old config's unused disks are destroyed with it.
+        st.volumes
+            .retain(|_, v| !(v.content == "images" && v.vmid == Some(vmid)));
+        if let Some(vm) = st.vms.get_mut(&vmid) {
+            vm.config = config;
+            vm.pending.clear();
+            vm.snapshots.clear();
+            vm.firewall = arch.firewall.clone();
+            vm.regenerate_cloudinit();
+            if start {
+                vm.started_ms = Some(end.at_ms);
+            }
+        }
+    })
 }
 
 pub(super) fn rrddata(st: &mut State, req: &Req) -> ApiResult {

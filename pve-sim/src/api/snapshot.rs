@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::{ApiError, ApiResult, Reply, Req, check_lock, qemu::config_json, vm_mut};
+use super::{ApiError, ApiResult, Reply, Req, check_lock, qemu::config_json, vm_mut, vm_task};
 use crate::model::{Outcome, Snapshot, State};
 
 /// PVE's `pve-configid` rule for snapshot names.
@@ -101,29 +101,19 @@ pub(super) fn create(st: &mut State, req: &Req) -> ApiResult {
         dur,
         format!("snapshotting 'drive-scsi0' (local-lvm:vm-{vmid}-disk-0)"),
     ));
-    let upid = st.spawn_task(
-        req.now,
-        req.node(),
-        "qmsnapshot",
-        &vmid.to_string(),
-        &req.user,
-        dur,
-        log,
-        move |st, end| {
-            let Some(vm) = st.vms.get_mut(&vmid) else {
-                return;
-            };
-            if vm.lock() == Some("snapshot") {
-                vm.config.remove("lock");
-            }
-            if matches!(end.outcome, Outcome::Error(_)) {
-                vm.snapshots.remove(&name);
-                return;
-            }
-            vm.config.insert("parent".into(), name);
-        },
-    );
-    Reply::json(json!(upid))
+    vm_task(st, req, "qmsnapshot", vmid, dur, log, move |st, end| {
+        let Some(vm) = st.vms.get_mut(&vmid) else {
+            return;
+        };
+        if vm.lock() == Some("snapshot") {
+            vm.config.remove("lock");
+        }
+        if matches!(end.outcome, Outcome::Error(_)) {
+            vm.snapshots.remove(&name);
+            return;
+        }
+        vm.config.insert("parent".into(), name);
+    })
 }
 
 fn snap_name(req: &Req) -> String {
@@ -143,12 +133,11 @@ pub(super) fn delete(st: &mut State, req: &Req) -> ApiResult {
     let vmid = vm.vmid;
     vm.config.insert("lock".into(), "snapshot-delete".into());
     let dur = st.timing.task_ms;
-    let upid = st.spawn_task(
-        req.now,
-        req.node(),
+    vm_task(
+        st,
+        req,
         "qmdelsnapshot",
-        &vmid.to_string(),
-        &req.user,
+        vmid,
         dur,
         vec![],
         move |st, end| {
@@ -175,8 +164,7 @@ pub(super) fn delete(st: &mut State, req: &Req) -> ApiResult {
                 }
             }
         },
-    );
-    Reply::json(json!(upid))
+    )
 }
 
 pub(super) fn rollback(st: &mut State, req: &Req) -> ApiResult {
@@ -192,34 +180,24 @@ pub(super) fn rollback(st: &mut State, req: &Req) -> ApiResult {
     // Rolling back stops the VM first.
     vm.started_ms = None;
     let dur = st.timing.task_ms;
-    let upid = st.spawn_task(
-        req.now,
-        req.node(),
-        "qmrollback",
-        &vmid.to_string(),
-        &req.user,
-        dur,
-        vec![],
-        move |st, end| {
-            let Some(vm) = st.vms.get_mut(&vmid) else {
-                return;
-            };
-            if matches!(end.outcome, Outcome::Error(_)) {
-                if vm.lock() == Some("rollback") {
-                    vm.config.remove("lock");
-                }
-                return;
+    vm_task(st, req, "qmrollback", vmid, dur, vec![], move |st, end| {
+        let Some(vm) = st.vms.get_mut(&vmid) else {
+            return;
+        };
+        if matches!(end.outcome, Outcome::Error(_)) {
+            if vm.lock() == Some("rollback") {
+                vm.config.remove("lock");
             }
-            let mut cfg = snap.config.clone();
-            cfg.insert("parent".into(), snap.name.clone());
-            vm.config = cfg;
-            vm.pending.clear();
-            if snap.vmstate || start_after {
-                vm.started_ms = Some(end.at_ms);
-            }
-        },
-    );
-    Reply::json(json!(upid))
+            return;
+        }
+        let mut cfg = snap.config.clone();
+        cfg.insert("parent".into(), snap.name.clone());
+        vm.config = cfg;
+        vm.pending.clear();
+        if snap.vmstate || start_after {
+            vm.started_ms = Some(end.at_ms);
+        }
+    })
 }
 
 pub(super) fn get_config(st: &mut State, req: &Req) -> ApiResult {
