@@ -156,6 +156,24 @@ pub(crate) fn is_cold_key(k: &str) -> bool {
 }
 
 impl Vm {
+    /// A stopped VM with this config: no pending changes, snapshots or firewall settings; the
+    /// guest agent answers and the guest obeys ACPI shutdown.
+    pub(crate) fn new(vmid: u32, node: String, config: BTreeMap<String, String>) -> Self {
+        Vm {
+            vmid,
+            node,
+            config,
+            pending: BTreeMap::new(),
+            cloudinit_applied: BTreeMap::new(),
+            started_ms: None,
+            pid: 0,
+            snapshots: BTreeMap::new(),
+            firewall: Firewall::default(),
+            agent_responding: true,
+            ignore_shutdown: false,
+        }
+    }
+
     pub(crate) fn running(&self) -> bool {
         self.started_ms.is_some()
     }

@@ -3,9 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::config::{Scenario, VmSpec, mac_for};
-use crate::model::{
-    Archive, Firewall, IpSet, Node, Rule, Snapshot, State, Storage, Vm, Volume, noise,
-};
+use crate::model::{Archive, IpSet, Node, Rule, Snapshot, State, Storage, Vm, Volume, noise};
 
 /// ISO images every scenario puts on `local`.
 pub const ISO_IMAGES: &[&str] = &[
@@ -76,17 +74,9 @@ impl State {
     pub(crate) fn insert_vm(&mut self, spec: VmSpec, now: u64) {
         let uptime_ms = (3_600 + (noise(spec.vmid as u64, 41, 0) * 30.0 * 86_400.0) as u64) * 1000;
         let mut vm = Vm {
-            vmid: spec.vmid,
-            node: spec.node,
-            config: spec.config,
-            pending: BTreeMap::new(),
-            cloudinit_applied: BTreeMap::new(),
             started_ms: spec.running.then(|| now.saturating_sub(uptime_ms)),
             pid: 1000 + spec.vmid % 60_000,
-            snapshots: BTreeMap::new(),
-            firewall: Firewall::default(),
-            agent_responding: true,
-            ignore_shutdown: false,
+            ..Vm::new(spec.vmid, spec.node, spec.config)
         };
         vm.regenerate_cloudinit();
         self.vms.insert(vm.vmid, vm);

@@ -6,8 +6,8 @@ use serde_json::{Value, json};
 
 use super::{ApiError, ApiResult, Reply, Req, check_lock, vm_mut, vm_task};
 use crate::model::{
-    Firewall, Outcome, State, Vm, Volume, disk_size, format_size, is_cloudinit_key, is_cold_key,
-    is_disk_key, noise, parse_size,
+    Outcome, State, Vm, Volume, disk_size, format_size, is_cloudinit_key, is_cold_key, is_disk_key,
+    noise, parse_size,
 };
 
 /// Parameters of config writes that are not config keys.
@@ -817,17 +817,8 @@ pub(super) fn clone_vm(st: &mut State, req: &Req) -> ApiResult {
     st.vms.insert(
         newid,
         Vm {
-            vmid: newid,
-            node: target,
-            config,
-            pending: BTreeMap::new(),
-            cloudinit_applied: BTreeMap::new(),
-            started_ms: None,
-            pid: 0,
-            snapshots: BTreeMap::new(),
             firewall: src_fw,
-            agent_responding: true,
-            ignore_shutdown: false,
+            ..Vm::new(newid, target, config)
         },
     );
     if !is_template && let Some(src) = st.vms.get_mut(&vmid) {
@@ -935,19 +926,7 @@ pub(super) fn create(st: &mut State, req: &Req) -> ApiResult {
             existing.node
         )));
     }
-    let mut vm = Vm {
-        vmid,
-        node: node.clone(),
-        config: BTreeMap::new(),
-        pending: BTreeMap::new(),
-        cloudinit_applied: BTreeMap::new(),
-        started_ms: None,
-        pid: 0,
-        snapshots: BTreeMap::new(),
-        firewall: Firewall::default(),
-        agent_responding: true,
-        ignore_shutdown: false,
-    };
+    let mut vm = Vm::new(vmid, node.clone(), BTreeMap::new());
     vm.config
         .insert("smbios1".into(), format!("uuid={}", fake_uuid(st)));
     vm.config.insert("vmgenid".into(), fake_uuid(st));
@@ -1020,19 +999,10 @@ fn restore(st: &mut State, req: &Req, vmid: u32, archive: String) -> ApiResult {
         .filter(|(k, _)| !CONTROL.contains(&k.as_str()) && !is_disk_key(k))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let placeholder = st.vms.entry(vmid).or_insert_with(|| Vm {
-        vmid,
-        node: node.clone(),
-        config: BTreeMap::new(),
-        pending: BTreeMap::new(),
-        cloudinit_applied: BTreeMap::new(),
-        started_ms: None,
-        pid: 0,
-        snapshots: BTreeMap::new(),
-        firewall: Firewall::default(),
-        agent_responding: true,
-        ignore_shutdown: false,
-    });
+    let placeholder = st
+        .vms
+        .entry(vmid)
+        .or_insert_with(|| Vm::new(vmid, node.clone(), BTreeMap::new()));
     placeholder.config.insert("lock".into(), "create".into());
     let dur = st.timing.backup_ms;
     let log = vec![
