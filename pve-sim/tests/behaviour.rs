@@ -19,6 +19,19 @@ fn mac_of(net: &str) -> String {
         .unwrap()
 }
 
+/// The element of the JSON array `list` whose `key` is `want`; panics when there is none.
+fn find_by<T>(list: &serde_json::Value, key: &str, want: T) -> serde_json::Value
+where
+    serde_json::Value: PartialEq<T>,
+{
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e[key] == want)
+        .unwrap()
+        .clone()
+}
+
 #[tokio::test]
 async fn tokens_tickets_csrf_and_permissions() {
     timed(async {
@@ -161,13 +174,7 @@ async fn power_tasks_take_time_and_report_upids() {
         );
         // the (cached) cluster view reflects the change at once
         let res = api.get_q("/cluster/resources", &[("type", "vm")]).await;
-        let vm = res
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["vmid"] == 100)
-            .unwrap()
-            .clone();
+        let vm = find_by(&res, "vmid", 100);
         assert_eq!(vm["status"], "stopped");
         let up = api.post("/nodes/pve1/qemu/100/status/start", &[]).await;
         assert_eq!(api.wait(&up).await, "OK");
@@ -302,13 +309,7 @@ async fn snapshots_current_entry_and_rollback() {
         let sim = common::start().await;
         let api = Api::token(&sim);
         let list = api.get("/nodes/pve1/qemu/100/snapshot").await;
-        let cur = list
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["name"] == "current")
-            .unwrap()
-            .clone();
+        let cur = find_by(&list, "name", "current");
         assert_eq!(cur["parent"], "after-upgrade");
         let (s, b) = api
             .call(
@@ -342,13 +343,7 @@ async fn snapshots_current_entry_and_rollback() {
         );
         assert_eq!(api.wait(&t).await, "OK");
         let list = api.get("/nodes/pve1/qemu/100/snapshot").await;
-        let pre = list
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["name"] == "pre")
-            .unwrap()
-            .clone();
+        let pre = find_by(&list, "name", "pre");
         assert_eq!(pre["parent"], "after-upgrade");
         assert_eq!(pre["vmstate"], 1);
         let (s, b) = api
@@ -391,13 +386,7 @@ async fn snapshots_current_entry_and_rollback() {
             .await;
         assert_eq!(api.wait(&t).await, "OK");
         let list = api.get("/nodes/pve1/qemu/100/snapshot").await;
-        let pre = list
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["name"] == "pre")
-            .unwrap()
-            .clone();
+        let pre = find_by(&list, "name", "pre");
         assert_eq!(pre["parent"], "before-upgrade");
         sim.shutdown().await;
     })
@@ -549,13 +538,7 @@ async fn config_mac_rule_digest_delete_and_pending() {
         );
         assert_eq!(api.get("/nodes/pve1/qemu/101/config").await["cores"], 8);
         let pending = api.get("/nodes/pve1/qemu/101/pending").await;
-        let c = pending
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["key"] == "cores")
-            .unwrap()
-            .clone();
+        let c = find_by(&pending, "key", "cores");
         assert_eq!(
             (c["value"].as_str(), c["pending"].as_str()),
             (Some("4"), Some("8"))
@@ -761,13 +744,7 @@ async fn injected_faults() {
         sim.set_node_online("pve3", false).unwrap();
         assert_eq!(api.call(Method::GET, "/nodes/pve3/qemu", &[]).await.0, 595);
         let res = api.get_q("/cluster/resources", &[("type", "vm")]).await;
-        let vm104 = res
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["vmid"] == 104)
-            .unwrap()
-            .clone();
+        let vm104 = find_by(&res, "vmid", 104);
         assert_eq!(vm104["status"], "unknown");
         let nodes = api.get("/nodes").await;
         assert!(
