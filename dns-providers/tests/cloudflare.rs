@@ -3,12 +3,14 @@
 
 #![cfg(feature = "cloudflare")]
 
-use std::net::IpAddr;
+mod support;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dns_providers::{Change, Cloudflare, RetryPolicy, ReverseDns, Scoped, Zones};
 use serde_json::{Value, json};
+use support::{assert_invalid_hostnames, ip, timeout, untouchable_server};
 use wiremock::matchers::{body_json, header, method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
@@ -17,10 +19,6 @@ const ZONE6: &str = "8.b.d.0.1.0.0.2.ip6.arpa.";
 const ZID: &str = "023e105f4ecef8ad9ca31a8372d0c353";
 const ZID6: &str = "9a7806061c88ada191ed06f989cc3dac";
 const TOKEN: &str = "cf-test-token-123";
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
 
 fn zones() -> Zones {
     Zones::from_names([ZONE, ZONE6]).unwrap()
@@ -168,12 +166,6 @@ async fn mount_zone_lookup(server: &MockServer) {
             .mount(server)
             .await;
     }
-}
-
-async fn timeout<F: std::future::Future<Output = ()>>(f: F) {
-    tokio::time::timeout(Duration::from_secs(30), f)
-        .await
-        .expect("test timed out");
 }
 
 #[tokio::test]
@@ -496,27 +488,24 @@ async fn rate_limit_and_5xx_retries_are_bounded() {
 #[tokio::test]
 async fn bad_input_never_reaches_cloudflare() {
     timeout(async {
-        let server = MockServer::start().await;
-        Mock::given(wiremock::matchers::any())
-            .respond_with(ResponseTemplate::new(500))
-            .expect(0)
-            .mount(&server)
-            .await;
+        let server = untouchable_server().await;
         let vm = [ip("192.0.2.5"), ip("2001:db8::5")];
         let dns = Scoped::new(backend(&server), vm);
         let long = format!("{}.example.com", "a".repeat(64));
-        for bad in [
-            "vm 1.example.com",
-            "vm_1.example.com",
-            long.as_str(),
-            "vm1.example.com..",
-            "vm1",
-            "",
-            "bücher.example.com",
-        ] {
-            let err = dns.set_ptr_str(vm[0], bad).await.unwrap_err();
-            assert!(err.is_invalid_input(), "{bad}: {err}");
-        }
+        assert_invalid_hostnames(
+            &dns,
+            vm[0],
+            &[
+                "vm 1.example.com",
+                "vm_1.example.com",
+                long.as_str(),
+                "vm1.example.com..",
+                "vm1",
+                "",
+                "bücher.example.com",
+            ],
+        )
+        .await;
         // Not the VM's address.
         let err = dns
             .set_ptr_str(ip("192.0.2.6"), "vm1.example.com")

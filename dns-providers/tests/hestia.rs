@@ -3,8 +3,9 @@
 
 #![cfg(feature = "hestia")]
 
-use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
+mod support;
+
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,20 +13,11 @@ use dns_providers::{
     Change, Hestia, HestiaAuth, RetryPolicy, ReverseDns, ReverseZone, Scoped, Zones,
 };
 use serde_json::{Value, json};
-use wiremock::matchers::{any, body_string_contains, method, path};
+use support::{assert_invalid_hostnames, form, ip, timeout, untouchable_server};
+use wiremock::matchers::{body_string_contains, method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 const SECRET: &str = "hestia-secret-key-xyz";
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-fn form(req: &Request) -> HashMap<String, String> {
-    url::form_urlencoded::parse(&req.body)
-        .into_owned()
-        .collect()
-}
 
 fn zones() -> Zones {
     Zones::new([
@@ -144,12 +136,6 @@ impl Respond for FakeHestia {
             other => panic!("unexpected command {other}"),
         }
     }
-}
-
-async fn timeout<F: std::future::Future<Output = ()>>(f: F) {
-    tokio::time::timeout(Duration::from_secs(30), f)
-        .await
-        .expect("test timed out");
 }
 
 #[tokio::test]
@@ -321,28 +307,20 @@ async fn legacy_hash_auth_is_sent_as_hash() {
 #[tokio::test]
 async fn bad_input_never_reaches_hestia() {
     timeout(async {
-        let server = MockServer::start().await;
-        Mock::given(any())
-            .respond_with(ResponseTemplate::new(500))
-            .expect(0)
-            .mount(&server)
-            .await;
+        let server = untouchable_server().await;
         let vm = [ip("192.0.2.5")];
         let dns = Scoped::new(backend(&server), vm);
-        for bad in [
-            "vm 1.example.com",
-            "vm_1.example.com",
-            "vm1.example.com..",
-            "-vm.example.com",
-        ] {
-            assert!(
-                dns.set_ptr_str(vm[0], bad)
-                    .await
-                    .unwrap_err()
-                    .is_invalid_input(),
-                "{bad}"
-            );
-        }
+        assert_invalid_hostnames(
+            &dns,
+            vm[0],
+            &[
+                "vm 1.example.com",
+                "vm_1.example.com",
+                "vm1.example.com..",
+                "-vm.example.com",
+            ],
+        )
+        .await;
         assert!(
             dns.get_ptr(ip("192.0.2.9"))
                 .await

@@ -4,20 +4,16 @@
 
 mod support;
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use dns_providers::{
     Change, Hostname, PowerDns, RetryPolicy, ReverseDns, ReverseZone, Scoped, Zones,
 };
+use support::ip;
 use support::pdns::{PdnsServer, query_ptr};
 
 const ZONES: [&str; 2] = ["2.0.192.in-addr.arpa.", "8.b.d.0.1.0.0.2.ip6.arpa."];
 const CLASSLESS: &str = "0/26.2.0.192.in-addr.arpa.";
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
 
 fn zones() -> Zones {
     Zones::new([

@@ -2,8 +2,9 @@
 
 #![cfg(feature = "whmcs-ticket")]
 
+mod support;
+
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,7 +13,8 @@ use dns_providers::{
     Zones,
 };
 use serde_json::json;
-use wiremock::matchers::{any, method, path};
+use support::{assert_invalid_hostnames, form, ip, timeout, untouchable_server};
+use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 const SECRET: &str = "whmcs-api-secret-777";
@@ -21,16 +23,6 @@ const TARGET: TicketTarget = TicketTarget {
     client_id: 17,
     service_id: 4242,
 };
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-fn form(req: &Request) -> HashMap<String, String> {
-    url::form_urlencoded::parse(&req.body)
-        .into_owned()
-        .collect()
-}
 
 fn backend(server: &MockServer) -> WhmcsTicket {
     WhmcsTicket::new(
@@ -77,12 +69,6 @@ impl Respond for FakeWhmcs {
             "noemail": false
         }))
     }
-}
-
-async fn timeout<F: std::future::Future<Output = ()>>(f: F) {
-    tokio::time::timeout(Duration::from_secs(30), f)
-        .await
-        .expect("test timed out");
 }
 
 #[tokio::test]
@@ -221,31 +207,23 @@ async fn whmcs_errors_keep_the_message_and_record_nothing() {
 #[tokio::test]
 async fn bad_input_opens_no_ticket() {
     timeout(async {
-        let server = MockServer::start().await;
-        Mock::given(any())
-            .respond_with(ResponseTemplate::new(500))
-            .expect(0)
-            .mount(&server)
-            .await;
+        let server = untouchable_server().await;
         let vm = [ip("192.0.2.5")];
         let dns = Scoped::new(
             backend(&server).with_zones(Zones::from_names(["2.0.192.in-addr.arpa."]).unwrap()),
             vm,
         );
-        for bad in [
-            "vm 1.example.com",
-            "vm_1.example.com",
-            "vm1.example.com..",
-            "vm1",
-        ] {
-            assert!(
-                dns.set_ptr_str(vm[0], bad)
-                    .await
-                    .unwrap_err()
-                    .is_invalid_input(),
-                "{bad}"
-            );
-        }
+        assert_invalid_hostnames(
+            &dns,
+            vm[0],
+            &[
+                "vm 1.example.com",
+                "vm_1.example.com",
+                "vm1.example.com..",
+                "vm1",
+            ],
+        )
+        .await;
         assert!(matches!(
             dns.set_ptr_str(ip("192.0.2.6"), "vm.example.com").await,
             Err(dns_providers::Error::NotAllowed { .. })
