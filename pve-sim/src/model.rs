@@ -155,6 +155,23 @@ pub(crate) fn is_cold_key(k: &str) -> bool {
     )
 }
 
+/// The file name vzdump gives a backup of `vmid` started at `start_s` (UTC), with extension
+/// `ext` (`vma.zst`, ...).
+pub(crate) fn archive_name(vmid: u32, start_s: u64, ext: &str) -> String {
+    use time::OffsetDateTime;
+    let t =
+        OffsetDateTime::from_unix_timestamp(start_s as i64).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "vzdump-qemu-{vmid}-{:04}_{:02}_{:02}-{:02}_{:02}_{:02}.{ext}",
+        t.year(),
+        t.month() as u8,
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
 impl Vm {
     /// A stopped VM with this config: no pending changes, snapshots or firewall settings; the
     /// guest agent answers and the guest obeys ACPI shutdown.

@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 
 use crate::config::{Scenario, VmSpec, mac_for};
-use crate::model::{Archive, IpSet, Node, Rule, Snapshot, State, Storage, Vm, Volume, noise};
+use crate::model::{
+    Archive, IpSet, Node, Rule, Snapshot, State, Storage, Vm, Volume, archive_name, noise,
+};
 
 /// ISO images every scenario puts on `local`.
 pub const ISO_IMAGES: &[&str] = &[
@@ -124,17 +126,7 @@ impl State {
         let Some(vm) = self.vms.get(&vmid) else {
             return;
         };
-        let t = time::OffsetDateTime::from_unix_timestamp(ctime as i64)
-            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-        let name = format!(
-            "vzdump-qemu-{vmid}-{:04}_{:02}_{:02}-{:02}_{:02}_{:02}.vma.zst",
-            t.year(),
-            t.month() as u8,
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        );
+        let name = archive_name(vmid, ctime, "vma.zst");
         let volid = format!("backup:backup/{name}");
         let mut cfg = vm.config.clone();
         cfg.remove("lock");

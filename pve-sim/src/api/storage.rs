@@ -1,10 +1,9 @@
 //! Storages, their content, and `vzdump` backups.
 
 use serde_json::{Value, json};
-use time::OffsetDateTime;
 
 use super::{ApiError, ApiResult, Reply, Req};
-use crate::model::{Archive, Outcome, State, Volume};
+use crate::model::{Archive, Outcome, State, Volume, archive_name};
 
 fn storage_json(st: &State, name: &str) -> Value {
     let s = &st.storages[name];
@@ -183,20 +182,6 @@ pub(super) fn volume_delete(st: &mut State, req: &Req) -> ApiResult {
         },
     );
     Reply::json(json!(upid))
-}
-
-fn archive_name(vmid: u32, start_s: u64, ext: &str) -> String {
-    let t =
-        OffsetDateTime::from_unix_timestamp(start_s as i64).unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "vzdump-qemu-{vmid}-{:04}_{:02}_{:02}-{:02}_{:02}_{:02}.{ext}",
-        t.year(),
-        t.month() as u8,
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
 }
 
 /// Render a notes template the way vzdump does.
