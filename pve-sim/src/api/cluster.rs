@@ -4,7 +4,22 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, ApiResult, Reply, Req};
-use crate::model::State;
+use crate::model::{Node, State};
+
+/// Memory in use on node `n`: its running guests plus 2 GiB for the host.
+fn node_mem_used(st: &State, n: &Node, now: u64) -> u64 {
+    st.vms
+        .values()
+        .filter(|vm| vm.node == n.name && vm.running())
+        .map(|vm| vm.figures(now).mem)
+        .sum::<u64>()
+        + (2u64 << 30)
+}
+
+/// Node `n`'s CPU load (a fraction), changing every 10 s.
+fn node_cpu(n: &Node, now: u64) -> f64 {
+    0.05 + crate::model::noise(n.cpus as u64, 9, now / 10_000) * 0.2
+}
 
 pub(super) fn version(_st: &mut State, _req: &Req) -> ApiResult {
     Reply::json(json!({
@@ -17,15 +32,9 @@ pub(super) fn nodes(st: &mut State, req: &Req) -> ApiResult {
     for n in st.nodes.values() {
         let mut v = json!({ "node": n.name, "status": if n.online { "online" } else { "offline" }, "level": "" });
         if n.online {
-            let used: u64 = st
-                .vms
-                .values()
-                .filter(|vm| vm.node == n.name && vm.running())
-                .map(|vm| vm.figures(req.now).mem)
-                .sum();
-            v["cpu"] = json!(0.05 + crate::model::noise(n.cpus as u64, 9, req.now / 10_000) * 0.2);
+            v["cpu"] = json!(node_cpu(n, req.now));
             v["maxcpu"] = json!(n.cpus);
-            v["mem"] = json!(used + (2u64 << 30));
+            v["mem"] = json!(node_mem_used(st, n, req.now));
             v["maxmem"] = json!(n.maxmem);
             v["uptime"] = json!(req.now.saturating_sub(n.boot_ms) / 1000);
             v["ssl_fingerprint"] = json!(st.fingerprint);
@@ -37,16 +46,10 @@ pub(super) fn nodes(st: &mut State, req: &Req) -> ApiResult {
 
 pub(super) fn node_status(st: &mut State, req: &Req) -> ApiResult {
     let n = &st.nodes[req.node()];
-    let used: u64 = st
-        .vms
-        .values()
-        .filter(|vm| vm.node == n.name && vm.running())
-        .map(|vm| vm.figures(req.now).mem)
-        .sum::<u64>()
-        + (2u64 << 30);
+    let used = node_mem_used(st, n, req.now);
     let root_total: u64 = 100 << 30;
     Reply::json(json!({
-        "cpu": 0.05 + crate::model::noise(n.cpus as u64, 9, req.now / 10_000) * 0.2,
+        "cpu": node_cpu(n, req.now),
         "cpuinfo": { "cores": n.cpus / 2, "cpus": n.cpus, "model": "AMD EPYC 7402P 24-Core Processor", "sockets": 1 },
         "memory": { "total": n.maxmem, "used": used.min(n.maxmem), "free": n.maxmem.saturating_sub(used), "available": n.maxmem.saturating_sub(used) },
         "rootfs": { "total": root_total, "used": 12u64 << 30, "free": root_total - (12u64 << 30), "avail": root_total - (12u64 << 30) },
