@@ -179,68 +179,45 @@ fn parse_option(l: &str, file: &mut FwFile) -> Result<(), String> {
     let (k, v) = (k.trim(), v.trim());
     let o = &mut file.options;
     let e = |x: Error| x.to_string();
-    let dup = |set: bool| {
-        if set {
-            Err(format!("duplicate option `{k}`"))
-        } else {
-            Ok(())
-        }
-    };
     match k {
-        "enable" => {
-            dup(o.enable.is_some())?;
-            o.enable = Some(parse_bool(v)?)
-        }
-        "dhcp" => {
-            dup(o.dhcp.is_some())?;
-            o.dhcp = Some(parse_bool(v)?)
-        }
-        "ipfilter" => {
-            dup(o.ipfilter.is_some())?;
-            o.ipfilter = Some(parse_bool(v)?)
-        }
-        "macfilter" => {
-            dup(o.macfilter.is_some())?;
-            o.macfilter = Some(parse_bool(v)?)
-        }
-        "ndp" => {
-            dup(o.ndp.is_some())?;
-            o.ndp = Some(parse_bool(v)?)
-        }
-        "radv" => {
-            dup(o.radv.is_some())?;
-            o.radv = Some(parse_bool(v)?)
-        }
-        "policy_in" => {
-            dup(o.policy_in.is_some())?;
-            o.policy_in = Some(v.parse().map_err(e)?)
-        }
-        "policy_out" => {
-            dup(o.policy_out.is_some())?;
-            o.policy_out = Some(v.parse().map_err(e)?)
-        }
-        "policy_forward" => {
-            dup(o.policy_forward.is_some())?;
-            o.policy_forward = Some(v.parse().map_err(e)?)
-        }
-        "log_level_in" => {
-            dup(o.log_level_in.is_some())?;
-            o.log_level_in = Some(v.parse().map_err(e)?)
-        }
-        "log_level_out" => {
-            dup(o.log_level_out.is_some())?;
-            o.log_level_out = Some(v.parse().map_err(e)?)
-        }
-        "log_level_forward" => {
-            dup(o.log_level_forward.is_some())?;
-            o.log_level_forward = Some(v.parse().map_err(e)?)
-        }
+        "enable" => once(&mut o.enable, k, || parse_bool(v)),
+        "dhcp" => once(&mut o.dhcp, k, || parse_bool(v)),
+        "ipfilter" => once(&mut o.ipfilter, k, || parse_bool(v)),
+        "macfilter" => once(&mut o.macfilter, k, || parse_bool(v)),
+        "ndp" => once(&mut o.ndp, k, || parse_bool(v)),
+        "radv" => once(&mut o.radv, k, || parse_bool(v)),
+        "policy_in" => once(&mut o.policy_in, k, || v.parse().map_err(e)),
+        "policy_out" => once(&mut o.policy_out, k, || v.parse().map_err(e)),
+        "policy_forward" => once(&mut o.policy_forward, k, || v.parse().map_err(e)),
+        "log_level_in" => once(&mut o.log_level_in, k, || v.parse().map_err(e)),
+        "log_level_out" => once(&mut o.log_level_out, k, || v.parse().map_err(e)),
+        "log_level_forward" => once(&mut o.log_level_forward, k, || v.parse().map_err(e)),
         _ => {
             let key = OptionKey::new(k).map_err(e)?;
-            dup(o.other.iter().any(|(x, _)| x == &key))?;
+            if o.other.iter().any(|(x, _)| x == &key) {
+                return Err(duplicate(k));
+            }
             o.other.push((key, OptionValue::new(v).map_err(e)?));
+            Ok(())
         }
     }
+}
+
+fn duplicate(k: &str) -> String {
+    format!("duplicate option `{k}`")
+}
+
+/// Set a known option from its line's value; a second line for it is refused before its value
+/// is parsed.
+fn once<T>(
+    slot: &mut Option<T>,
+    k: &str,
+    value: impl FnOnce() -> Result<T, String>,
+) -> Result<(), String> {
+    if slot.is_some() {
+        return Err(duplicate(k));
+    }
+    *slot = Some(value()?);
     Ok(())
 }
 
@@ -403,6 +380,35 @@ GROUP web -i net0
         assert!(parse("[RULES]\nIN ACCEPT -source 1.2.3.4\u{0}\n", FileKind::Guest).is_err());
         assert!(parse("[OPTIONS]\nnosmurfs: 1 # x\n", FileKind::Host).is_err());
         assert!(parse_rule_line("IN ACCEPT -i net0 -i net1", FileKind::Guest, false).is_err());
+    }
+
+    #[test]
+    fn options_are_set_once() {
+        let reason = |text: &str| {
+            parse(text, FileKind::Host).unwrap_err().line_errors()[0]
+                .reason
+                .clone()
+        };
+        // The second line is refused as a duplicate even when its value is bad.
+        assert_eq!(
+            reason("[OPTIONS]\nenable: 1\nenable: maybe\n"),
+            "duplicate option `enable`"
+        );
+        assert_eq!(
+            reason("[OPTIONS]\npolicy_in: DROP\npolicy_in: ACCEPT\n"),
+            "duplicate option `policy_in`"
+        );
+        assert_eq!(
+            reason("[OPTIONS]\nnosmurfs: 1\nnosmurfs: 0\n"),
+            "duplicate option `nosmurfs`"
+        );
+        assert_eq!(
+            reason("[OPTIONS]\nenable: maybe\n"),
+            "`maybe` is not a boolean"
+        );
+        let f = parse("[OPTIONS]\nenable: 0\nlog_level_in: info\n", FileKind::Host).unwrap();
+        assert_eq!(f.options.enable, Some(false));
+        assert!(f.options.log_level_in.is_some());
     }
 
     #[test]
