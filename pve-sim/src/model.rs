@@ -197,6 +197,12 @@ impl Vm {
     pub(crate) fn lock(&self) -> Option<&str> {
         self.config.get("lock").map(String::as_str)
     }
+    /// Remove the lock if it is still `lock` (another one may have replaced it).
+    pub(crate) fn unlock(&mut self, lock: &str) {
+        if self.lock() == Some(lock) {
+            self.config.remove("lock");
+        }
+    }
     pub(crate) fn name(&self) -> String {
         self.config
             .get("name")
@@ -496,9 +502,8 @@ impl State {
                 if l.applied
                     && l.release_ms.is_some_and(|r| now >= r)
                     && let Some(vm) = self.vms.get_mut(&l.vmid)
-                    && vm.lock() == Some(l.lock.as_str())
                 {
-                    vm.config.remove("lock");
+                    vm.unlock(&l.lock);
                 }
             }
             locks.retain(|l| !(l.applied && l.release_ms.is_none_or(|r| now >= r)));

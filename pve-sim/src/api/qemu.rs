@@ -846,11 +846,8 @@ pub(super) fn clone_vm(st: &mut State, req: &Req) -> ApiResult {
         ),
     ];
     vm_task(st, req, "qmclone", vmid, dur, log, move |st, end| {
-        if !is_template
-            && let Some(src) = st.vms.get_mut(&vmid)
-            && src.lock() == Some("clone")
-        {
-            src.config.remove("lock");
+        if !is_template && let Some(src) = st.vms.get_mut(&vmid) {
+            src.unlock("clone");
         }
         if matches!(end.outcome, Outcome::Error(_)) {
             st.vms.remove(&newid);

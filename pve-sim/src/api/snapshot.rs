@@ -105,9 +105,7 @@ pub(super) fn create(st: &mut State, req: &Req) -> ApiResult {
         let Some(vm) = st.vms.get_mut(&vmid) else {
             return;
         };
-        if vm.lock() == Some("snapshot") {
-            vm.config.remove("lock");
-        }
+        vm.unlock("snapshot");
         if matches!(end.outcome, Outcome::Error(_)) {
             vm.snapshots.remove(&name);
             return;
@@ -144,9 +142,7 @@ pub(super) fn delete(st: &mut State, req: &Req) -> ApiResult {
             let Some(vm) = st.vms.get_mut(&vmid) else {
                 return;
             };
-            if vm.lock() == Some("snapshot-delete") {
-                vm.config.remove("lock");
-            }
+            vm.unlock("snapshot-delete");
             if matches!(end.outcome, Outcome::Error(_)) {
                 return;
             }
@@ -185,9 +181,7 @@ pub(super) fn rollback(st: &mut State, req: &Req) -> ApiResult {
             return;
         };
         if matches!(end.outcome, Outcome::Error(_)) {
-            if vm.lock() == Some("rollback") {
-                vm.config.remove("lock");
-            }
+            vm.unlock("rollback");
             return;
         }
         let mut cfg = snap.config.clone();

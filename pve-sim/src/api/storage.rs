@@ -314,10 +314,8 @@ pub(super) fn vzdump(st: &mut State, req: &Req) -> ApiResult {
         let failed = matches!(end.outcome, Outcome::Error(_));
         let mut errors = locked_out.len();
         for (vmid, name, size, guestname) in plan {
-            if let Some(vm) = st.vms.get_mut(&vmid)
-                && vm.lock() == Some("backup")
-            {
-                vm.config.remove("lock");
+            if let Some(vm) = st.vms.get_mut(&vmid) {
+                vm.unlock("backup");
             }
             if failed {
                 continue;
