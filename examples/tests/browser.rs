@@ -12,8 +12,12 @@ use std::time::{Duration, Instant};
 
 use examples::portal::{self, StartOptions, config::PortalConfig};
 use fantoccini::{Client, ClientBuilder, Locator};
+use futures_util::FutureExt;
 use pve_sim::{RequestMatch, SimConfig};
+use std::panic::AssertUnwindSafe;
 
+/// chromedriver, ended when dropped (the browser itself is closed through WebDriver first,
+/// also when a step fails).
 struct Driver(Child);
 
 impl Drop for Driver {
@@ -139,12 +143,6 @@ async fn wait_task_done(c: &Client) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn customer_walks_through_the_client_area() {
-    tokio::time::timeout(Duration::from_secs(180), run())
-        .await
-        .expect("the browser test took longer than 180 s");
-}
-
-async fn run() {
     let chromium = which("chromium").or_else(|| which("chromium-browser"));
     let driver_bin = which("chromedriver");
     let (Some(chromium), Some(driver_bin)) = (chromium, driver_bin) else {
@@ -153,6 +151,16 @@ async fn run() {
              apt-get install -y --no-install-recommends chromium chromium-driver"
         );
     };
+
+    let novnc_cached = PortalConfig::default()
+        .cache_dir()
+        .join("novnc-1/package/core/rfb.js")
+        .is_file();
+    assert!(
+        novnc_cached || which("npm").is_some(),
+        "the console part needs the noVNC npm package: install Debian's `npm` \
+         (apt-get install -y --no-install-recommends npm) so the portal can fetch it"
+    );
 
     let cfg = PortalConfig {
         listen: Some("127.0.0.1:0".parse().expect("addr")),
@@ -185,7 +193,8 @@ async fn run() {
             "args": [
                 "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", "--window-size=1280,900",
+                "--disable-dev-shm-usage", "--disable-breakpad", "--disable-crash-reporter",
+                "--window-size=1280,900",
                 format!("--user-data-dir={}", profile.display()),
             ]
         }),
@@ -200,32 +209,44 @@ async fn run() {
     })
     .await;
 
+    // Every step under one deadline; the browser is closed whatever happens.
+    let outcome = AssertUnwindSafe(tokio::time::timeout(
+        Duration::from_secs(170),
+        steps(&c, &base, &running),
+    ))
+    .catch_unwind()
+    .await;
+    let _ = c.close().await;
+    running.shutdown().await;
+    let _ = std::fs::remove_dir_all(profile);
+    match outcome {
+        Err(panic) => std::panic::resume_unwind(panic),
+        Ok(Err(_)) => panic!("the browser test took longer than 170 s"),
+        Ok(Ok(())) => {}
+    }
+}
+
+async fn steps(c: &Client, base: &str, running: &portal::Running) {
     // Log in.
     c.goto(&format!("{base}/login")).await.expect("login page");
-    shot(&c, "login").await;
-    fill(&c, "#username", "alice").await;
-    fill(&c, "#password", "alice-demo-pass").await;
-    click(&c, "#login").await;
-    wait_text(&c, "h1", "the services list", |t| t == "My services").await;
+    shot(c, "login").await;
+    fill(c, "#username", "alice").await;
+    fill(c, "#password", "alice-demo-pass").await;
+    click(c, "#login").await;
+    wait_text(c, "h1", "the services list", |t| t == "My services").await;
 
     // Overview: IPs and a status that changes after Stop.
     c.goto(&format!("{base}/s/100")).await.expect("overview");
-    wait_text(&c, "#status", "status running", |t| {
-        t.starts_with("running")
-    })
-    .await;
-    let ips = text(&c, "#ips").await.expect("ips");
+    wait_text(c, "#status", "status running", |t| t.starts_with("running")).await;
+    let ips = text(c, "#ips").await.expect("ips");
     assert!(
         ips.contains("203.0.113.10/24") && ips.contains("2001:db8:10::10/64"),
         "{ips}"
     );
-    shot(&c, "overview").await;
-    click_enabled(&c, "#btn-stop").await;
-    wait_task_done(&c).await;
-    wait_text(&c, "#status", "status stopped", |t| {
-        t.starts_with("stopped")
-    })
-    .await;
+    shot(c, "overview").await;
+    click_enabled(c, "#btn-stop").await;
+    wait_task_done(c).await;
+    wait_text(c, "#status", "status stopped", |t| t.starts_with("stopped")).await;
     let start_enabled = c
         .find(Locator::Css("#btn-start"))
         .await
@@ -234,9 +255,9 @@ async fn run() {
         .await
         .expect("attr");
     assert_eq!(start_enabled, None, "Start is usable when stopped");
-    click_enabled(&c, "#btn-start").await;
-    wait_task_done(&c).await;
-    wait_text(&c, "#status", "status running again", |t| {
+    click_enabled(c, "#btn-start").await;
+    wait_task_done(c).await;
+    wait_text(c, "#status", "status running again", |t| {
         t.starts_with("running")
     })
     .await;
@@ -245,12 +266,9 @@ async fn run() {
     c.goto(&format!("{base}/s/100/snapshots"))
         .await
         .expect("snapshots");
-    click_enabled(&c, "#take-snapshot").await;
-    wait_task_done(&c).await;
-    let row = wait_text(&c, "#snapshots", "the new snapshot", |t| {
-        t.contains("snap_")
-    })
-    .await;
+    click_enabled(c, "#take-snapshot").await;
+    wait_task_done(c).await;
+    let row = wait_text(c, "#snapshots", "the new snapshot", |t| t.contains("snap_")).await;
     let new = row
         .lines()
         .find(|l| l.contains("snap_"))
@@ -259,15 +277,15 @@ async fn run() {
         new.contains(" days ") && !new.contains(" 0 days 00:00:00"),
         "lifetime countdown shown: {row}"
     );
-    shot(&c, "snapshots").await;
+    shot(c, "snapshots").await;
 
     // Backups: schedule Monday 02:30, then back up now.
     c.goto(&format!("{base}/s/100/backups"))
         .await
         .expect("backups");
-    click(&c, "#day1").await;
-    click(&c, "#save-schedule").await;
-    wait_text(&c, "#flash", "schedule saved", |t| {
+    click(c, "#day1").await;
+    click(c, "#save-schedule").await;
+    wait_text(c, "#flash", "schedule saved", |t| {
         t.contains("Schedule saved")
     })
     .await;
@@ -279,28 +297,28 @@ async fn run() {
         .await
         .expect("prop");
     assert_eq!(checked.as_deref(), Some("true"), "Monday stays scheduled");
-    let before = text(&c, "#backup-quota").await.expect("quota");
-    wait_enabled(&c, "#run-backup").await;
-    fill(&c, "#backup-notes", "from the browser test").await;
-    click_enabled(&c, "#run-backup").await;
-    wait_task_done(&c).await;
-    let table = wait_text(&c, "#backups", "the new backup", |t| {
+    let before = text(c, "#backup-quota").await.expect("quota");
+    wait_enabled(c, "#run-backup").await;
+    fill(c, "#backup-notes", "from the browser test").await;
+    click_enabled(c, "#run-backup").await;
+    wait_task_done(c).await;
+    let table = wait_text(c, "#backups", "the new backup", |t| {
         t.contains("from the browser test")
     })
     .await;
-    let after = text(&c, "#backup-quota").await.expect("quota");
+    let after = text(c, "#backup-quota").await.expect("quota");
     assert_ne!(before, after, "quota counts the new backup: {table}");
-    shot(&c, "backups").await;
+    shot(c, "backups").await;
 
     // Access Denied: mail-01's product has no firewall.
     c.goto(&format!("{base}/s/102/firewall"))
         .await
         .expect("denied page");
-    wait_text(&c, "#denied", "Access Denied", |t| {
+    wait_text(c, "#denied", "Access Denied", |t| {
         t.contains("Access Denied")
     })
     .await;
-    shot(&c, "access-denied").await;
+    shot(c, "access-denied").await;
 
     // Something went wrong: the cluster answers errors.
     let sim = running
@@ -310,11 +328,11 @@ async fn run() {
     sim.fail_requests(RequestMatch::path("/cluster/resources"), 500, 1000);
     tokio::time::sleep(Duration::from_millis(2100)).await; // the shared read cache expires
     c.goto(&format!("{base}/s/100")).await.expect("overview");
-    wait_text(&c, "h1", "Something went wrong", |t| {
+    wait_text(c, "h1", "Something went wrong", |t| {
         t == "Something went wrong"
     })
     .await;
-    shot(&c, "something-went-wrong").await;
+    shot(c, "something-went-wrong").await;
     sim.clear_faults();
 
     // Reverse DNS: set the PTR of the main IPv4.
@@ -344,7 +362,7 @@ async fn run() {
         }
     }
     assert!(set, "the main IPv4 is listed");
-    wait_text(&c, "#flash", "PTR saved", |t| t.contains("PTR saved")).await;
+    wait_text(c, "#flash", "PTR saved", |t| t.contains("PTR saved")).await;
     let v = c
         .execute("return [...document.querySelectorAll('#rdns input[name=hostname]')].map(i=>i.value).join(',')", vec![])
         .await
@@ -353,26 +371,26 @@ async fn run() {
         v.as_str().unwrap_or("").contains("web-01.example.com"),
         "{v}"
     );
-    shot(&c, "rdns").await;
+    shot(c, "rdns").await;
 
     // Reset password: shown once.
     c.goto(&format!("{base}/s/100/password"))
         .await
         .expect("password");
-    click_enabled(&c, "#reset-password").await;
-    let pw = wait_text(&c, "#new-password", "the new password", |t| t.len() >= 16).await;
+    click_enabled(c, "#reset-password").await;
+    let pw = wait_text(c, "#new-password", "the new password", |t| t.len() >= 16).await;
     assert!(!pw.contains(' '), "{pw}");
-    shot(&c, "reset-password").await;
+    shot(c, "reset-password").await;
 
     // Firewall: add a rule at position 1 and see it there.
     c.goto(&format!("{base}/s/100/firewall"))
         .await
         .expect("firewall");
-    fill(&c, "#dport", "8443").await;
-    fill(&c, "#comment", "browser-test").await;
-    fill(&c, "#position", "1").await;
-    click(&c, "#add").await;
-    wait_text(&c, "#flash", "rule added", |t| t.contains("Rule added")).await;
+    fill(c, "#dport", "8443").await;
+    fill(c, "#comment", "browser-test").await;
+    fill(c, "#position", "1").await;
+    click(c, "#add").await;
+    wait_text(c, "#flash", "rule added", |t| t.contains("Rule added")).await;
     let pos = wait_for(10, "the new rule's row", || async {
         for row in c.find_all(Locator::Css("tr.rule")).await.ok()? {
             if row.text().await.ok()?.contains("browser-test") {
@@ -383,7 +401,7 @@ async fn run() {
     })
     .await;
     assert_eq!(pos, "1", "the rule sits where it was asked");
-    shot(&c, "firewall").await;
+    shot(c, "firewall").await;
 
     // Drag the new rule (position 1) onto the first row: it moves to position 0.
     c.execute(
@@ -395,8 +413,8 @@ async fn run() {
     )
     .await
     .expect("drag and drop");
-    wait_text(&c, "#flash", "rule moved", |t| t.contains("Rule moved")).await;
-    let first = text(&c, "tr.rule").await.expect("first rule");
+    wait_text(c, "#flash", "rule moved", |t| t.contains("Rule moved")).await;
+    let first = text(c, "tr.rule").await.expect("first rule");
     assert!(
         first.contains("browser-test"),
         "dragged to the top: {first}"
@@ -424,11 +442,11 @@ async fn run() {
         }
     }
     assert!(mounted_one, "the Ubuntu ISO is listed");
-    wait_text(&c, "#mounted", "the mounted ISO", |t| {
+    wait_text(c, "#mounted", "the mounted ISO", |t| {
         t.contains("Ubuntu-24.04")
     })
     .await;
-    shot(&c, "iso").await;
+    shot(c, "iso").await;
 
     // Charts.
     c.goto(&format!("{base}/s/100/charts?tf=day"))
@@ -440,7 +458,7 @@ async fn run() {
         .expect("plots")
         .len();
     assert!(n >= 4, "four plots drawn, found {n} lines");
-    shot(&c, "charts").await;
+    shot(c, "charts").await;
 
     // Console: the noVNC button opens the one-time link; the canvas shows the framebuffer.
     wait_for(90, "the noVNC client to be fetched", || async {
@@ -450,19 +468,19 @@ async fn run() {
     c.goto(&format!("{base}/s/100")).await.expect("overview");
     wait_for(20, "the console button to be enabled", || async {
         let b = c.find(Locator::Css("#btn-console")).await.ok()?;
-        let running = text(&c, "#status").await?.starts_with("running");
+        let running = text(c, "#status").await?.starts_with("running");
         (running && b.attr("disabled").await.ok()?.is_none()).then_some(())
     })
     .await;
     let before = c.windows().await.expect("windows");
-    click(&c, "#btn-console").await;
+    click(c, "#btn-console").await;
     let console = wait_for(10, "the console window", || async {
         let now = c.windows().await.ok()?;
         now.into_iter().find(|w| !before.contains(w))
     })
     .await;
     c.switch_to_window(console).await.expect("switch");
-    wait_text(&c, "#state", "the console to connect", |t| t == "connected").await;
+    wait_text(c, "#state", "the console to connect", |t| t == "connected").await;
     let lit = wait_for(20, "a non-blank canvas", || async {
         let v = c
             .execute(
@@ -477,7 +495,7 @@ async fn run() {
     })
     .await;
     assert!(lit > 1000);
-    shot(&c, "console").await;
+    shot(c, "console").await;
 
     // Reinstall with the REINSTALL confirmation (back in the first window).
     let first_window = before[0].clone();
@@ -485,22 +503,22 @@ async fn run() {
     c.goto(&format!("{base}/s/100/reinstall"))
         .await
         .expect("reinstall");
-    fill(&c, "#confirmation", "reinstall").await;
-    click(&c, "#reinstall").await;
-    wait_text(&c, "#flash", "the wrong word refused", |t| {
+    fill(c, "#confirmation", "reinstall").await;
+    click(c, "#reinstall").await;
+    wait_text(c, "#flash", "the wrong word refused", |t| {
         t.contains("REINSTALL")
     })
     .await;
-    fill(&c, "#confirmation", "REINSTALL").await;
-    click(&c, "#reinstall").await;
-    wait_text(&c, "#flash", "reinstall started", |t| {
+    fill(c, "#confirmation", "REINSTALL").await;
+    click(c, "#reinstall").await;
+    wait_text(c, "#flash", "reinstall started", |t| {
         t.contains("Reinstall started")
     })
     .await;
-    shot(&c, "reinstall").await;
+    shot(c, "reinstall").await;
     let done = wait_for(60, "the reinstall to finish", || async {
         c.refresh().await.ok()?;
-        let t = text(&c, "#operation").await?;
+        let t = text(c, "#operation").await?;
         (t.contains("finished") || t.contains("failed")).then_some(t)
     })
     .await;
@@ -510,22 +528,18 @@ async fn run() {
     c.goto(&format!("{base}/s/100/backups"))
         .await
         .expect("backups");
-    click(&c, "tr.backup button[value=restore]").await;
+    click(c, "tr.backup button[value=restore]").await;
     c.accept_alert().await.expect("confirm the restore");
-    wait_text(&c, "#flash", "restore started", |t| {
+    wait_text(c, "#flash", "restore started", |t| {
         t.contains("Restore started")
     })
     .await;
     let done = wait_for(60, "the restore to finish", || async {
         c.refresh().await.ok()?;
-        let t = text(&c, "#operation").await?;
+        let t = text(c, "#operation").await?;
         (t.contains("finished") || t.contains("failed")).then_some(t)
     })
     .await;
     assert!(done.contains("finished"), "{done}");
-    shot(&c, "restore").await;
-
-    c.close().await.expect("close browser");
-    running.shutdown().await;
-    let _ = std::fs::remove_dir_all(profile);
+    shot(c, "restore").await;
 }
