@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::{ApiError, ApiResult, Reply, Req, qemu::ci_key, vm_mut};
+use super::{ApiError, ApiResult, Reply, Req, check_running, qemu::ci_key, vm_mut};
 use crate::model::{State, VncTicket};
 
 pub(super) fn cloudinit_get(st: &mut State, req: &Req) -> ApiResult {
@@ -256,9 +256,7 @@ pub(super) fn agent_set_password(st: &mut State, req: &Req) -> ApiResult {
 pub(super) fn vncproxy(st: &mut State, req: &Req) -> ApiResult {
     let gen_password = req.flag("generate-password");
     let vm = vm_mut(st, req)?;
-    if !vm.running() {
-        return Err(ApiError::fail(format!("VM {} not running", vm.vmid)));
-    }
+    check_running(vm)?;
     let vmid = vm.vmid;
     let port = 5900 + (st.next_pid % 100) as u16;
     use rand::Rng;

@@ -780,6 +780,15 @@ pub(crate) fn vm_task(
     Reply::json(json!(upid))
 }
 
+/// PVE's refusal for a guest that must be running and is not.
+pub(crate) fn check_running(vm: &Vm) -> Result<(), ApiError> {
+    if vm.running() {
+        Ok(())
+    } else {
+        Err(ApiError::fail(format!("VM {} not running", vm.vmid)))
+    }
+}
+
 pub(crate) fn check_lock(vm: &Vm) -> Result<(), ApiError> {
     match vm.lock() {
         Some(l) => Err(ApiError::fail(format!("VM is locked ({l})"))),

@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::{ApiError, ApiResult, Reply, Req, check_lock, vm_mut, vm_task};
+use super::{
+    ApiError, ApiResult, Reply, Req, check_lock, check_running, snapshot, vm_mut, vm_task,
+};
 use crate::model::{
     Outcome, State, Vm, Volume, disk_size, format_size, is_cloudinit_key, is_cold_key, is_disk_key,
     noise, parse_size,
@@ -164,9 +166,7 @@ pub(super) fn stop(st: &mut State, req: &Req) -> ApiResult {
     if !skiplock {
         check_lock(vm)?;
     }
-    if !vm.running() {
-        return Err(ApiError::fail(format!("VM {} not running", vm.vmid)));
-    }
+    check_running(vm)?;
     let vmid = vm.vmid;
     let dur = st.timing.task_ms;
     vm_task(st, req, "qmstop", vmid, dur, vec![], move |st, end| {
@@ -183,9 +183,7 @@ pub(super) fn shutdown(st: &mut State, req: &Req) -> ApiResult {
     let timeout = req.int("timeout")?;
     let vm = vm_mut(st, req)?;
     check_lock(vm)?;
-    if !vm.running() {
-        return Err(ApiError::fail(format!("VM {} not running", vm.vmid)));
-    }
+    check_running(vm)?;
     let vmid = vm.vmid;
     let ignores = vm.ignore_shutdown;
     let dur = if ignores {
@@ -218,9 +216,7 @@ pub(super) fn shutdown(st: &mut State, req: &Req) -> ApiResult {
 pub(super) fn reboot(st: &mut State, req: &Req) -> ApiResult {
     let vm = vm_mut(st, req)?;
     check_lock(vm)?;
-    if !vm.running() {
-        return Err(ApiError::fail(format!("VM {} not running", vm.vmid)));
-    }
+    check_running(vm)?;
     let vmid = vm.vmid;
     let dur = st.timing.task_ms;
     vm_task(st, req, "qmreboot", vmid, dur, vec![], move |st, end| {
@@ -243,7 +239,7 @@ pub(super) fn get_config(st: &mut State, req: &Req) -> ApiResult {
         let snap = vm
             .snapshots
             .get(&s)
-            .ok_or_else(|| ApiError::fail(format!("snapshot '{s}' does not exist")))?;
+            .ok_or_else(|| snapshot::no_snapshot(&s))?;
         let mut m = config_json(&snap.config);
         m.insert("digest".into(), json!(vm.config_digest()));
         return Reply::json(Value::Object(m));

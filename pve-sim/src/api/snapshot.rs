@@ -114,6 +114,11 @@ pub(super) fn create(st: &mut State, req: &Req) -> ApiResult {
     })
 }
 
+/// PVE's error for a snapshot name the VM does not have.
+pub(super) fn no_snapshot(name: &str) -> ApiError {
+    ApiError::fail(format!("snapshot '{name}' does not exist"))
+}
+
 fn snap_name(req: &Req) -> String {
     req.p("snapname").to_string()
 }
@@ -126,7 +131,7 @@ pub(super) fn delete(st: &mut State, req: &Req) -> ApiResult {
         check_lock(vm)?;
     }
     if !vm.snapshots.contains_key(&name) {
-        return Err(ApiError::fail(format!("snapshot '{name}' does not exist")));
+        return Err(no_snapshot(&name));
     }
     let vmid = vm.vmid;
     vm.config.insert("lock".into(), "snapshot-delete".into());
@@ -169,7 +174,7 @@ pub(super) fn rollback(st: &mut State, req: &Req) -> ApiResult {
     let vm = vm_mut(st, req)?;
     check_lock(vm)?;
     let Some(snap) = vm.snapshots.get(&name).cloned() else {
-        return Err(ApiError::fail(format!("snapshot '{name}' does not exist")));
+        return Err(no_snapshot(&name));
     };
     let vmid = vm.vmid;
     vm.config.insert("lock".into(), "rollback".into());
@@ -197,10 +202,7 @@ pub(super) fn rollback(st: &mut State, req: &Req) -> ApiResult {
 pub(super) fn get_config(st: &mut State, req: &Req) -> ApiResult {
     let name = snap_name(req);
     let vm = vm_mut(st, req)?;
-    let snap = vm
-        .snapshots
-        .get(&name)
-        .ok_or_else(|| ApiError::fail(format!("snapshot '{name}' does not exist")))?;
+    let snap = vm.snapshots.get(&name).ok_or_else(|| no_snapshot(&name))?;
     let mut m = config_json(&snap.config);
     m.insert("snaptime".into(), json!(snap.snaptime));
     m.insert("description".into(), json!(snap.description));
@@ -224,7 +226,7 @@ pub(super) fn set_config(st: &mut State, req: &Req) -> ApiResult {
     let snap = vm
         .snapshots
         .get_mut(&name)
-        .ok_or_else(|| ApiError::fail(format!("snapshot '{name}' does not exist")))?;
+        .ok_or_else(|| no_snapshot(&name))?;
     if let Some(d) = description {
         snap.description = d;
     }
@@ -236,7 +238,7 @@ pub(super) fn index(st: &mut State, req: &Req) -> ApiResult {
     let name = snap_name(req);
     let vm = vm_mut(st, req)?;
     if !vm.snapshots.contains_key(&name) {
-        return Err(ApiError::fail(format!("snapshot '{name}' does not exist")));
+        return Err(no_snapshot(&name));
     }
     Reply::json(json!([{ "subdir": "config" }, { "subdir": "rollback" }]))
 }
