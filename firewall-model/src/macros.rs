@@ -5,8 +5,6 @@
 //! templates never match IPv4. For ICMP templates the `dport` field names the ICMP type.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
 use std::sync::OnceLock;
 
 use crate::addr::Family;
@@ -142,18 +140,7 @@ impl MacroName {
     }
 }
 
-impl FromStr for MacroName {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        MacroName::new(s)
-    }
-}
-
-impl fmt::Display for MacroName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0)
-    }
-}
+crate::text::text_traits!(MacroName);
 
 #[cfg(test)]
 mod tests {

@@ -456,18 +456,7 @@ impl IcmpType {
     }
 }
 
-impl FromStr for IcmpType {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        IcmpType::new(s)
-    }
-}
-
-impl fmt::Display for IcmpType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+crate::text::text_traits!(IcmpType);
 
 #[cfg(test)]
 mod tests {

@@ -43,6 +43,25 @@ fn check_name(what: &'static str, s: &str, max: usize) -> Result<()> {
     Ok(())
 }
 
+/// `FromStr` through the type's `new` and `Display` as its text, for a validated text newtype
+/// (`new` validates, `as_str` gives the text back).
+macro_rules! text_traits {
+    ($ty:ty) => {
+        impl std::str::FromStr for $ty {
+            type Err = $crate::error::Error;
+            fn from_str(s: &str) -> $crate::error::Result<Self> {
+                Self::new(s)
+            }
+        }
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+pub(crate) use text_traits;
+
 macro_rules! name_type {
     ($(#[$m:meta])* $ty:ident, $what:literal, $max:expr) => {
         $(#[$m])*
@@ -63,17 +82,7 @@ macro_rules! name_type {
                 &self.0
             }
         }
-        impl FromStr for $ty {
-            type Err = Error;
-            fn from_str(s: &str) -> Result<Self> {
-                Self::new(s)
-            }
-        }
-        impl fmt::Display for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
+        text_traits!($ty);
         impl TryFrom<String> for $ty {
             type Error = Error;
             fn try_from(s: String) -> Result<Self> {
@@ -180,17 +189,7 @@ impl Iface {
     }
 }
 
-impl FromStr for Iface {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        Self::new(s)
-    }
-}
-impl fmt::Display for Iface {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+text_traits!(Iface);
 
 macro_rules! keyword_enum {
     ($(#[$m:meta])* $ty:ident, $what:literal, { $($(#[$vm:meta])* $v:ident = $s:literal),+ $(,)? }) => {
