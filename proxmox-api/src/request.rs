@@ -316,6 +316,21 @@ const QEMU_CONFIG_PARAMS: &[(&str, ParamKind)] = params!([
     "vmstatestorage": String, "watchdog": String
 ]);
 
+/// Parameters of `POST .../firewall/rules` (cluster, VM and security group alike).
+const FW_RULE_CREATE_PARAMS: &[(&str, ParamKind)] = params!([
+    "type": String, "action": String, "macro": String, "iface": String, "source": String,
+    "dest": String, "proto": String, "sport": String, "dport": String, "icmp-type": String,
+    "log": String, "enable": Integer, "comment": String, "pos": Integer, "digest": String
+]);
+
+/// Parameters of `PUT .../firewall/rules/{pos}` (cluster, VM and security group alike).
+const FW_RULE_UPDATE_PARAMS: &[(&str, ParamKind)] = params!([
+    "type": String, "action": String, "macro": String, "iface": String, "source": String,
+    "dest": String, "proto": String, "sport": String, "dport": String, "icmp-type": String,
+    "log": String, "enable": Integer, "comment": String, "moveto": Integer, "delete": String,
+    "digest": String
+]);
+
 endpoints! {
     ACCESS_TICKET = Post "/access/ticket", idempotent = false, ["username": String, "password": String];
     VERSION = Get "/version", idempotent = true, [];
@@ -411,31 +426,13 @@ endpoints! {
 
     CLUSTER_FW_RULES = Get "/cluster/firewall/rules", idempotent = true, [];
     CLUSTER_FW_RULE_GET = Get "/cluster/firewall/rules/{pos}", idempotent = true, [];
-    CLUSTER_FW_RULE_CREATE = Post "/cluster/firewall/rules", idempotent = false, [
-        "type": String, "action": String, "macro": String, "iface": String, "source": String,
-        "dest": String, "proto": String, "sport": String, "dport": String, "icmp-type": String,
-        "log": String, "enable": Integer, "comment": String, "pos": Integer, "digest": String
-    ];
-    CLUSTER_FW_RULE_UPDATE = Put "/cluster/firewall/rules/{pos}", idempotent = false, [
-        "type": String, "action": String, "macro": String, "iface": String, "source": String,
-        "dest": String, "proto": String, "sport": String, "dport": String, "icmp-type": String,
-        "log": String, "enable": Integer, "comment": String, "moveto": Integer, "delete": String,
-        "digest": String
-    ];
+    CLUSTER_FW_RULE_CREATE = Post "/cluster/firewall/rules", idempotent = false, FW_RULE_CREATE_PARAMS;
+    CLUSTER_FW_RULE_UPDATE = Put "/cluster/firewall/rules/{pos}", idempotent = false, FW_RULE_UPDATE_PARAMS;
     CLUSTER_FW_RULE_DELETE = Delete "/cluster/firewall/rules/{pos}", idempotent = false, ["digest": String];
     VM_FW_RULES = Get "/nodes/{node}/qemu/{vmid}/firewall/rules", idempotent = true, [];
     VM_FW_RULE_GET = Get "/nodes/{node}/qemu/{vmid}/firewall/rules/{pos}", idempotent = true, [];
-    VM_FW_RULE_CREATE = Post "/nodes/{node}/qemu/{vmid}/firewall/rules", idempotent = false, [
-        "type": String, "action": String, "macro": String, "iface": String, "source": String,
-        "dest": String, "proto": String, "sport": String, "dport": String, "icmp-type": String,
-        "log": String, "enable": Integer, "comment": String, "pos": Integer, "digest": String
-    ];
-    VM_FW_RULE_UPDATE = Put "/nodes/{node}/qemu/{vmid}/firewall/rules/{pos}", idempotent = false, [
-        "type": String, "action": String, "macro": String, "iface": String, "source": String,
-        "dest": String, "proto": String, "sport": String, "dport": String, "icmp-type": String,
-        "log": String, "enable": Integer, "comment": String, "moveto": Integer, "delete": String,
-        "digest": String
-    ];
+    VM_FW_RULE_CREATE = Post "/nodes/{node}/qemu/{vmid}/firewall/rules", idempotent = false, FW_RULE_CREATE_PARAMS;
+    VM_FW_RULE_UPDATE = Put "/nodes/{node}/qemu/{vmid}/firewall/rules/{pos}", idempotent = false, FW_RULE_UPDATE_PARAMS;
     VM_FW_RULE_DELETE = Delete "/nodes/{node}/qemu/{vmid}/firewall/rules/{pos}", idempotent = false,
         ["digest": String];
 
@@ -445,17 +442,8 @@ endpoints! {
     FW_GROUP_DELETE = Delete "/cluster/firewall/groups/{group}", idempotent = false, [];
     FW_GROUP_RULES = Get "/cluster/firewall/groups/{group}", idempotent = true, [];
     FW_GROUP_RULE_GET = Get "/cluster/firewall/groups/{group}/{pos}", idempotent = true, [];
-    FW_GROUP_RULE_CREATE = Post "/cluster/firewall/groups/{group}", idempotent = false, [
-        "type": String, "action": String, "macro": String, "iface": String, "source": String,
-        "dest": String, "proto": String, "sport": String, "dport": String, "icmp-type": String,
-        "log": String, "enable": Integer, "comment": String, "pos": Integer, "digest": String
-    ];
-    FW_GROUP_RULE_UPDATE = Put "/cluster/firewall/groups/{group}/{pos}", idempotent = false, [
-        "type": String, "action": String, "macro": String, "iface": String, "source": String,
-        "dest": String, "proto": String, "sport": String, "dport": String, "icmp-type": String,
-        "log": String, "enable": Integer, "comment": String, "moveto": Integer, "delete": String,
-        "digest": String
-    ];
+    FW_GROUP_RULE_CREATE = Post "/cluster/firewall/groups/{group}", idempotent = false, FW_RULE_CREATE_PARAMS;
+    FW_GROUP_RULE_UPDATE = Put "/cluster/firewall/groups/{group}/{pos}", idempotent = false, FW_RULE_UPDATE_PARAMS;
     FW_GROUP_RULE_DELETE = Delete "/cluster/firewall/groups/{group}/{pos}", idempotent = false,
         ["digest": String];
 
