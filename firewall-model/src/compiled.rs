@@ -285,10 +285,7 @@ pub(crate) fn atoms(plan: &ChainPlan<'_>, fam: Family) -> Flattened {
                         a.src = subtract(&[(0, fam_max(fam))], &normalize(allowed));
                     }
                     BuiltinStep::Blacklist(set) => {
-                        let dc = Resolver {
-                            cluster: res.cluster,
-                            local: None,
-                        };
+                        let dc = Resolver::datacenter(res.cluster);
                         a.src = set_intervals(&dc, set, fam);
                     }
                     BuiltinStep::Management(set) => {

@@ -277,6 +277,14 @@ pub(crate) struct Resolver<'a> {
 }
 
 impl<'a> Resolver<'a> {
+    /// The datacenter's resolver: the cluster file's aliases and IP sets only.
+    pub(crate) fn datacenter(cluster: &'a FwFile) -> Self {
+        Self {
+            cluster,
+            local: None,
+        }
+    }
+
     pub(crate) fn alias(&self, scope: RefScope, name: &str) -> Option<&'a Alias> {
         match scope {
             RefScope::Auto => self
@@ -290,10 +298,7 @@ impl<'a> Resolver<'a> {
 
     /// The set and the resolver its alias entries are looked up with.
     pub(crate) fn ipset(&self, scope: RefScope, name: &str) -> Option<(&'a IpSet, Resolver<'a>)> {
-        let dc = Resolver {
-            cluster: self.cluster,
-            local: None,
-        };
+        let dc = Resolver::datacenter(self.cluster);
         let local = || self.local.and_then(|l| l.ipset(name)).map(|s| (s, *self));
         match scope {
             RefScope::Auto => local().or_else(|| self.cluster.ipset(name).map(|s| (s, dc))),
@@ -498,10 +503,7 @@ impl BuiltinStep<'_> {
             BuiltinStep::IpFilter(set) => !set.allows(res, &pkt.source),
             BuiltinStep::Ndp => icmp6_type(133, 136),
             BuiltinStep::Blacklist(set) => {
-                let dc = Resolver {
-                    cluster: res.cluster,
-                    local: None,
-                };
+                let dc = Resolver::datacenter(res.cluster);
                 dc.set_contains(set, &pkt.source)
             }
             BuiltinStep::Management(set) => {
@@ -690,10 +692,7 @@ impl Node {
                 };
                 Some(ChainPlan {
                     id,
-                    resolver: Resolver {
-                        cluster,
-                        local: None,
-                    },
+                    resolver: Resolver::datacenter(cluster),
                     steps,
                     policy,
                     not_filtered,
