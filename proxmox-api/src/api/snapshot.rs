@@ -158,19 +158,16 @@ impl Snapshots {
     /// `GET .../snapshot/{snapname}/config`: the VM config saved in the snapshot, typed like
     /// [`VmHandle::config`] plus the snapshot metadata.
     pub async fn typed_config(&self, name: &SnapshotName) -> Result<SnapshotConfig> {
-        let (n, v) = self.vm.args();
-        self.vm
-            .client
-            .call(Request::new(
-                &request::SNAPSHOT_CONFIG_GET,
-                &[&n, &v, name.as_str()],
-            ))
-            .await
+        self.get_config(name).await
     }
 
     /// `GET .../snapshot/{snapname}/config` as an untyped map; prefer
     /// [`typed_config`](Self::typed_config).
     pub async fn config(&self, name: &SnapshotName) -> Result<BTreeMap<String, serde_json::Value>> {
+        self.get_config(name).await
+    }
+
+    async fn get_config<T: serde::de::DeserializeOwned>(&self, name: &SnapshotName) -> Result<T> {
         let (n, v) = self.vm.args();
         self.vm
             .client
