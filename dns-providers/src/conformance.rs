@@ -18,6 +18,15 @@ fn host(tag: &str, i: usize) -> Hostname {
         .unwrap_or_else(|e| panic!("conformance hostname: {e}"))
 }
 
+/// `r`'s value; its error panics as `[provider] what: error`, located at the caller.
+#[track_caller]
+fn must<T>(p: &str, what: &str, r: crate::Result<T>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => panic!("[{p}] {what}: {e}"),
+    }
+}
+
 fn is_applied(change: &Change) -> bool {
     matches!(
         change,
@@ -54,10 +63,7 @@ pub async fn run(dns: &dyn ReverseDns, addresses: &[IpAddr]) {
     for &ip in addresses {
         let c = ok("remove absent", dns.remove_ptr(ip).await);
         assert_eq!(c, Change::Unchanged, "[{p}] removing an absent PTR of {ip}");
-        let got = dns
-            .get_ptr(ip)
-            .await
-            .unwrap_or_else(|e| panic!("[{p}] get: {e}"));
+        let got = must(p, "get", dns.get_ptr(ip).await);
         assert!(got.is_none(), "[{p}] {ip} should have no PTR, got {got:?}");
     }
 
@@ -65,10 +71,7 @@ pub async fn run(dns: &dyn ReverseDns, addresses: &[IpAddr]) {
     let first = host("first", 0);
     let c = ok("set", dns.set_ptr(ip, &first).await);
     assert!(is_applied(&c), "[{p}] first set of {ip} returned {c:?}");
-    let got = dns
-        .get_ptr(ip)
-        .await
-        .unwrap_or_else(|e| panic!("[{p}] get: {e}"));
+    let got = must(p, "get", dns.get_ptr(ip).await);
     let got = got.unwrap_or_else(|| panic!("[{p}] {ip} has no PTR after set"));
     assert_eq!(got.hostname(), &first, "[{p}] read back {ip}");
     let c = ok("set again", dns.set_ptr(ip, &first).await);
@@ -86,10 +89,7 @@ pub async fn run(dns: &dyn ReverseDns, addresses: &[IpAddr]) {
     let second = host("second", 0);
     let c = ok("replace", dns.set_ptr(ip, &second).await);
     assert!(is_applied(&c), "[{p}] replace returned {c:?}");
-    let got = dns
-        .get_ptr(ip)
-        .await
-        .unwrap_or_else(|e| panic!("[{p}] get: {e}"));
+    let got = must(p, "get", dns.get_ptr(ip).await);
     assert_eq!(
         got.as_ref().map(|g| g.hostname()),
         Some(&second),
@@ -98,10 +98,7 @@ pub async fn run(dns: &dyn ReverseDns, addresses: &[IpAddr]) {
 
     if let IpAddr::V4(v4) = canonical_ip(ip) {
         let mapped = IpAddr::V6(v4.to_ipv6_mapped());
-        let got = dns
-            .get_ptr(mapped)
-            .await
-            .unwrap_or_else(|e| panic!("[{p}] get mapped: {e}"));
+        let got = must(p, "get mapped", dns.get_ptr(mapped).await);
         assert_eq!(
             got.as_ref().map(|g| g.hostname()),
             Some(&second),
@@ -133,10 +130,7 @@ pub async fn run(dns: &dyn ReverseDns, addresses: &[IpAddr]) {
             panic!("[{p}] concurrent set of {ip}: {e}");
         }
     }
-    let listed = dns
-        .list_ptrs(addresses)
-        .await
-        .unwrap_or_else(|e| panic!("[{p}] list: {e}"));
+    let listed = must(p, "list", dns.list_ptrs(addresses).await);
     assert_eq!(listed.len(), addresses.len(), "[{p}] list length");
     for ((ip, want, _), (lip, got)) in results.iter().zip(&listed) {
         assert_eq!(ip, lip, "[{p}] list order");
@@ -156,10 +150,7 @@ pub async fn run(dns: &dyn ReverseDns, addresses: &[IpAddr]) {
     for r in results {
         ok("concurrent identical set", r);
     }
-    let got = dns
-        .get_ptr(ip)
-        .await
-        .unwrap_or_else(|e| panic!("[{p}] get: {e}"));
+    let got = must(p, "get", dns.get_ptr(ip).await);
     assert_eq!(
         got.as_ref().map(|g| g.hostname()),
         Some(&same),
@@ -172,27 +163,18 @@ pub async fn run(dns: &dyn ReverseDns, addresses: &[IpAddr]) {
         .enumerate()
         .map(|(i, &ip)| PtrChange::set(ip, host("batch", i)))
         .collect();
-    let outcome = dns
-        .apply(&batch)
-        .await
-        .unwrap_or_else(|e| panic!("[{p}] apply: {e}"));
+    let outcome = must(p, "apply", dns.apply(&batch).await);
     assert_eq!(outcome.len(), batch.len(), "[{p}] one outcome per change");
     assert!(
         outcome.iter().all(is_applied),
         "[{p}] batch set: {outcome:?}"
     );
-    let again = dns
-        .apply(&batch)
-        .await
-        .unwrap_or_else(|e| panic!("[{p}] apply again: {e}"));
+    let again = must(p, "apply again", dns.apply(&batch).await);
     assert!(
         again.iter().all(|c| *c == Change::Unchanged),
         "[{p}] batch again: {again:?}"
     );
-    for (i, (ip, got)) in dns
-        .list_ptrs(addresses)
-        .await
-        .unwrap_or_else(|e| panic!("[{p}] list: {e}"))
+    for (i, (ip, got)) in must(p, "list", dns.list_ptrs(addresses).await)
         .into_iter()
         .enumerate()
     {
@@ -207,27 +189,23 @@ pub async fn run(dns: &dyn ReverseDns, addresses: &[IpAddr]) {
     assert!(err.is_invalid_input(), "[{p}] duplicate batch gave {err}");
     if let [a, b, ..] = addresses {
         let mixed = [PtrChange::set(*a, host("mixed", 0)), PtrChange::remove(*b)];
-        let outcome = dns
-            .apply(&mixed)
-            .await
-            .unwrap_or_else(|e| panic!("[{p}] mixed: {e}"));
+        let outcome = must(p, "mixed", dns.apply(&mixed).await);
         assert!(
             outcome.iter().all(Change::is_change),
             "[{p}] mixed batch: {outcome:?}"
         );
-        let got = dns
-            .list_ptrs(&[*a, *b])
-            .await
-            .unwrap_or_else(|e| panic!("[{p}] list: {e}"));
+        let got = must(p, "list", dns.list_ptrs(&[*a, *b]).await);
         assert_eq!(
             got[0].1.as_ref().map(|g| g.hostname()),
             Some(&host("mixed", 0)),
             "[{p}]"
         );
         assert!(got[1].1.is_none(), "[{p}] {b} removed in a batch");
-        dns.apply(&[PtrChange::set(*b, host("batch", 1))])
-            .await
-            .unwrap_or_else(|e| panic!("[{p}] apply: {e}"));
+        must(
+            p,
+            "apply",
+            dns.apply(&[PtrChange::set(*b, host("batch", 1))]).await,
+        );
     }
 
     // Remove everything, twice.
@@ -237,10 +215,7 @@ pub async fn run(dns: &dyn ReverseDns, addresses: &[IpAddr]) {
             matches!(c, Change::Removed | Change::Requested { .. }),
             "[{p}] removing the PTR of {ip} returned {c:?}"
         );
-        let got = dns
-            .get_ptr(ip)
-            .await
-            .unwrap_or_else(|e| panic!("[{p}] get: {e}"));
+        let got = must(p, "get", dns.get_ptr(ip).await);
         assert!(got.is_none(), "[{p}] {ip} still has {got:?} after remove");
         let c = ok("remove again", dns.remove_ptr(ip).await);
         assert_eq!(c, Change::Unchanged, "[{p}] removing twice");
