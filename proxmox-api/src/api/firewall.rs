@@ -382,11 +382,7 @@ fn check_cidr(v: &str) -> Result<()> {
 struct Endpoints {
     options_get: &'static Endpoint,
     options_put: &'static Endpoint,
-    rules: &'static Endpoint,
-    rule_get: &'static Endpoint,
-    rule_create: &'static Endpoint,
-    rule_update: &'static Endpoint,
-    rule_delete: &'static Endpoint,
+    rules: RuleEndpoints,
     ipsets: &'static Endpoint,
     ipset_create: &'static Endpoint,
     ipset_delete: &'static Endpoint,
@@ -404,11 +400,13 @@ struct Endpoints {
 static CLUSTER: Endpoints = Endpoints {
     options_get: &request::CLUSTER_FW_OPTIONS_GET,
     options_put: &request::CLUSTER_FW_OPTIONS_PUT,
-    rules: &request::CLUSTER_FW_RULES,
-    rule_get: &request::CLUSTER_FW_RULE_GET,
-    rule_create: &request::CLUSTER_FW_RULE_CREATE,
-    rule_update: &request::CLUSTER_FW_RULE_UPDATE,
-    rule_delete: &request::CLUSTER_FW_RULE_DELETE,
+    rules: RuleEndpoints {
+        list: &request::CLUSTER_FW_RULES,
+        get: &request::CLUSTER_FW_RULE_GET,
+        create: &request::CLUSTER_FW_RULE_CREATE,
+        update: &request::CLUSTER_FW_RULE_UPDATE,
+        delete: &request::CLUSTER_FW_RULE_DELETE,
+    },
     ipsets: &request::CLUSTER_FW_IPSETS,
     ipset_create: &request::CLUSTER_FW_IPSET_CREATE,
     ipset_delete: &request::CLUSTER_FW_IPSET_DELETE,
@@ -426,11 +424,13 @@ static CLUSTER: Endpoints = Endpoints {
 static VM: Endpoints = Endpoints {
     options_get: &request::VM_FW_OPTIONS_GET,
     options_put: &request::VM_FW_OPTIONS_PUT,
-    rules: &request::VM_FW_RULES,
-    rule_get: &request::VM_FW_RULE_GET,
-    rule_create: &request::VM_FW_RULE_CREATE,
-    rule_update: &request::VM_FW_RULE_UPDATE,
-    rule_delete: &request::VM_FW_RULE_DELETE,
+    rules: RuleEndpoints {
+        list: &request::VM_FW_RULES,
+        get: &request::VM_FW_RULE_GET,
+        create: &request::VM_FW_RULE_CREATE,
+        update: &request::VM_FW_RULE_UPDATE,
+        delete: &request::VM_FW_RULE_DELETE,
+    },
     ipsets: &request::VM_FW_IPSETS,
     ipset_create: &request::VM_FW_IPSET_CREATE,
     ipset_delete: &request::VM_FW_IPSET_DELETE,
@@ -484,14 +484,11 @@ impl Firewall {
     }
 
     fn req(&self, ep: &'static Endpoint, extra: &[&str]) -> Request {
-        let mut args: Vec<&str> = self.scope.iter().map(String::as_str).collect();
-        args.extend_from_slice(extra);
-        Request::new(ep, &args)
+        scoped(ep, &self.scope, extra)
     }
 
     async fn unit(&self, req: Request) -> Result<()> {
-        let _: serde_json::Value = self.client.call(req).await?;
-        Ok(())
+        unit_call(&self.client, req).await
     }
 
     /// `GET .../options`.
@@ -534,15 +531,8 @@ impl Firewall {
         self.unit(req).await
     }
 
-    fn rule_eps(&self) -> RuleEndpoints {
-        let e = self.eps();
-        RuleEndpoints {
-            list: e.rules,
-            get: e.rule_get,
-            create: e.rule_create,
-            update: e.rule_update,
-            delete: e.rule_delete,
-        }
+    fn rule_eps(&self) -> &'static RuleEndpoints {
+        &self.eps().rules
     }
 
     /// `GET .../rules`.
