@@ -330,14 +330,19 @@ impl Cloudflare {
         }
     }
 
-    async fn put(&self, zone_id: &str, record_id: &str, name: &str, content: &str) -> Result<()> {
-        let path = format!("/zones/{zone_id}/dns_records/{record_id}");
-        let body = RecordBody {
+    /// The body that writes the PTR `name` -> `content` with this backend's TTL.
+    fn ptr_body<'a>(&self, name: &'a str, content: &'a str) -> RecordBody<'a> {
+        RecordBody {
             kind: "PTR",
             name,
             content,
             ttl: self.ttl,
-        };
+        }
+    }
+
+    async fn put(&self, zone_id: &str, record_id: &str, name: &str, content: &str) -> Result<()> {
+        let path = format!("/zones/{zone_id}/dns_records/{record_id}");
+        let body = self.ptr_body(name, content);
         self.call::<serde_json::Value>(|| self.request(Method::PUT, &path).json(&body), true)
             .await
             .map(|_| ())
@@ -381,12 +386,7 @@ impl ReverseDns for Cloudflare {
             }
             None => {
                 let path = format!("/zones/{zone_id}/dns_records");
-                let body = RecordBody {
-                    kind: "PTR",
-                    name,
-                    content,
-                    ttl: self.ttl,
-                };
+                let body = self.ptr_body(name, content);
                 // Not idempotent: never retried on 5xx, only on 429.
                 match self
                     .call::<serde_json::Value>(
