@@ -453,6 +453,12 @@ impl Client {
         decode(&req.path, &bytes)
     }
 
+    /// Send a typed request whose answer carries nothing of use (PVE's `null` data).
+    pub(crate) async fn call_unit(&self, req: Request) -> Result<()> {
+        let _: serde_json::Value = self.call(req).await?;
+        Ok(())
+    }
+
     /// Send a typed request that starts a task, and return a handle on the task.
     pub(crate) async fn call_task(&self, req: Request) -> Result<crate::task::TaskHandle> {
         let upid: crate::types::Upid = self.call(req).await?;

@@ -43,11 +43,9 @@ impl VmHandle {
     /// `POST .../agent/ping`: `Ok` when the agent answers.
     pub async fn agent_ping(&self) -> Result<()> {
         let (n, v) = self.args();
-        let _: serde_json::Value = self
-            .client
-            .call(Request::new(&request::AGENT_PING, &[&n, &v]))
-            .await?;
-        Ok(())
+        self.client
+            .call_unit(Request::new(&request::AGENT_PING, &[&n, &v]))
+            .await
     }
 
     /// `GET .../agent/network-get-interfaces`.
@@ -80,7 +78,6 @@ impl VmHandle {
             .param("username", username)
             .param("password", password.expose_secret())
             .opt("crypted", crypted.then_some(true));
-        let _: serde_json::Value = self.client.call(req).await?;
-        Ok(())
+        self.client.call_unit(req).await
     }
 }

@@ -263,7 +263,6 @@ impl StorageHandle {
         let req = Request::new(&request::STORAGE_CONTENT_UPDATE, &[&n, &s, volume.as_str()])
             .opt("notes", notes)
             .opt("protected", protected);
-        let _: serde_json::Value = self.node.client.call(req).await?;
-        Ok(())
+        self.node.client.call_unit(req).await
     }
 }

@@ -21,11 +21,9 @@ impl VmHandle {
     /// `PUT .../cloudinit`: regenerate the cloud-init drive so pending changes apply.
     pub async fn cloudinit_regenerate(&self) -> Result<()> {
         let (n, v) = self.args();
-        let _: serde_json::Value = self
-            .client
-            .call(Request::new(&request::CLOUDINIT_REGENERATE, &[&n, &v]))
-            .await?;
-        Ok(())
+        self.client
+            .call_unit(Request::new(&request::CLOUDINIT_REGENERATE, &[&n, &v]))
+            .await
     }
 
     /// `GET .../cloudinit/dump?type=`.

@@ -487,10 +487,6 @@ impl Firewall {
         scoped(ep, &self.scope, extra)
     }
 
-    async fn unit(&self, req: Request) -> Result<()> {
-        unit_call(&self.client, req).await
-    }
-
     /// `GET .../options`.
     pub async fn options(&self) -> Result<FirewallOptions> {
         self.client
@@ -528,7 +524,7 @@ impl Firewall {
         if !u.delete.is_empty() {
             req.push("delete", u.delete.join(","));
         }
-        self.unit(req).await
+        self.client.call_unit(req).await
     }
 
     fn rule_eps(&self) -> &'static RuleEndpoints {
@@ -580,7 +576,7 @@ impl Firewall {
             .req(self.eps().ipset_create, &[])
             .param("name", name.as_str())
             .opt("comment", comment);
-        self.unit(req).await
+        self.client.call_unit(req).await
     }
 
     /// `DELETE .../ipset/{name}`; `force` also deletes a non-empty set.
@@ -588,7 +584,7 @@ impl Firewall {
         let req = self
             .req(self.eps().ipset_delete, &[name.as_str()])
             .opt("force", force.then_some(true));
-        self.unit(req).await
+        self.client.call_unit(req).await
     }
 
     /// `GET .../ipset/{name}`.
@@ -615,7 +611,7 @@ impl Firewall {
             .param("cidr", cidr)
             .opt("nomatch", nomatch.then_some(true))
             .opt("comment", comment);
-        self.unit(req).await
+        self.client.call_unit(req).await
     }
 
     /// `PUT .../ipset/{name}/{cidr}`.
@@ -639,7 +635,7 @@ impl Firewall {
             .opt("nomatch", nomatch)
             .opt("comment", comment)
             .opt("digest", digest);
-        self.unit(req).await
+        self.client.call_unit(req).await
     }
 
     /// `DELETE .../ipset/{name}/{cidr}`.
@@ -653,11 +649,12 @@ impl Firewall {
         if let Some(d) = digest {
             check_digest(d)?;
         }
-        self.unit(
-            self.req(self.eps().ipset_remove, &[name.as_str(), cidr])
-                .opt("digest", digest),
-        )
-        .await
+        self.client
+            .call_unit(
+                self.req(self.eps().ipset_remove, &[name.as_str(), cidr])
+                    .opt("digest", digest),
+            )
+            .await
     }
 
     /// `GET .../aliases`.
@@ -681,7 +678,7 @@ impl Firewall {
             .param("name", name.as_str())
             .param("cidr", cidr)
             .opt("comment", comment);
-        self.unit(req).await
+        self.client.call_unit(req).await
     }
 
     /// `PUT .../aliases/{name}`.
@@ -704,7 +701,7 @@ impl Firewall {
             .param("cidr", cidr)
             .opt("comment", comment)
             .opt("digest", digest);
-        self.unit(req).await
+        self.client.call_unit(req).await
     }
 
     /// `DELETE .../aliases/{name}`.
@@ -712,11 +709,12 @@ impl Firewall {
         if let Some(d) = digest {
             check_digest(d)?;
         }
-        self.unit(
-            self.req(self.eps().alias_delete, &[name.as_str()])
-                .opt("digest", digest),
-        )
-        .await
+        self.client
+            .call_unit(
+                self.req(self.eps().alias_delete, &[name.as_str()])
+                    .opt("digest", digest),
+            )
+            .await
     }
 
     /// `GET .../refs[?type=alias|ipset]`.
@@ -745,11 +743,6 @@ fn scoped(ep: &'static Endpoint, scope: &[String], extra: &[&str]) -> Request {
     let mut args: Vec<&str> = scope.iter().map(String::as_str).collect();
     args.extend_from_slice(extra);
     Request::new(ep, &args)
-}
-
-async fn unit_call(client: &Client, req: Request) -> Result<()> {
-    let _: serde_json::Value = client.call(req).await?;
-    Ok(())
 }
 
 fn apply_rule(req: &mut Request, spec: &RuleSpec) {
@@ -792,7 +785,7 @@ impl RuleEndpoints {
             spec.clone()
         };
         apply_rule(&mut req, &spec);
-        unit_call(client, req).await
+        client.call_unit(req).await
     }
 
     async fn update(
@@ -811,7 +804,7 @@ impl RuleEndpoints {
         if !spec.delete.is_empty() {
             req.push("delete", spec.delete.join(","));
         }
-        unit_call(client, req).await
+        client.call_unit(req).await
     }
 
     async fn delete(
@@ -825,11 +818,9 @@ impl RuleEndpoints {
             check_digest(d)?;
         }
         let p = pos.to_string();
-        unit_call(
-            client,
-            scoped(self.delete, scope, &[&p]).opt("digest", digest),
-        )
-        .await
+        client
+            .call_unit(scoped(self.delete, scope, &[&p]).opt("digest", digest))
+            .await
     }
 }
 
@@ -909,7 +900,7 @@ impl SecurityGroups {
         let req = Request::new(&request::FW_GROUP_CREATE, &[])
             .param("group", name.as_str())
             .opt("comment", comment);
-        unit_call(&self.client, req).await
+        self.client.call_unit(req).await
     }
 
     /// `POST /cluster/firewall/groups` with `rename` = `group`: change the comment of an
@@ -929,7 +920,7 @@ impl SecurityGroups {
             .param("rename", name.as_str())
             .param("comment", comment)
             .opt("digest", digest);
-        unit_call(&self.client, req).await
+        self.client.call_unit(req).await
     }
 
     /// `POST /cluster/firewall/groups` with `rename`: rename group `from` to `to` (PVE updates
@@ -948,16 +939,14 @@ impl SecurityGroups {
             .param("group", to.as_str())
             .param("rename", from.as_str())
             .opt("digest", digest);
-        unit_call(&self.client, req).await
+        self.client.call_unit(req).await
     }
 
     /// `DELETE /cluster/firewall/groups/{group}` (PVE refuses while the group has rules).
     pub async fn delete(&self, name: &FirewallName) -> Result<()> {
-        unit_call(
-            &self.client,
-            Request::new(&request::FW_GROUP_DELETE, &[name.as_str()]),
-        )
-        .await
+        self.client
+            .call_unit(Request::new(&request::FW_GROUP_DELETE, &[name.as_str()]))
+            .await
     }
 
     /// Rule calls of group `name`.

@@ -794,8 +794,7 @@ impl VmHandle {
         let (n, v) = self.args();
         let mut req = Request::new(&request::QEMU_CONFIG_PUT, &[&n, &v]);
         update.apply(&mut req, true);
-        let _: serde_json::Value = self.client.call(req).await?;
-        Ok(())
+        self.client.call_unit(req).await
     }
 
     /// `POST .../config`: apply as a task (needed when disks get allocated).

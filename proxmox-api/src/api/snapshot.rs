@@ -184,7 +184,6 @@ impl Snapshots {
         let (n, v) = self.vm.args();
         let req = Request::new(&request::SNAPSHOT_CONFIG_PUT, &[&n, &v, name.as_str()])
             .param("description", description);
-        let _: serde_json::Value = self.vm.client.call(req).await?;
-        Ok(())
+        self.vm.client.call_unit(req).await
     }
 }
