@@ -203,6 +203,22 @@ fn ipset(c: &mut Choices<'_>, name: &str, out: &mut String) {
     out.push('\n');
 }
 
+/// `[OPTIONS]` and an `enable` line (on nine times in ten).
+fn options_start(c: &mut Choices<'_>) -> String {
+    let mut out = String::from("[OPTIONS]\n");
+    let _ = writeln!(out, "enable: {}", u8::from(c.chance(90)));
+    out
+}
+
+/// `policy_in` and `policy_out` lines, each written `percent` times in a hundred.
+fn policies(c: &mut Choices<'_>, out: &mut String, percent: u8) {
+    for opt in ["policy_in", "policy_out"] {
+        if c.chance(percent) {
+            let _ = writeln!(out, "{opt}: {}", c.pick(&["ACCEPT", "DROP", "REJECT"]));
+        }
+    }
+}
+
 /// Generates `cluster.fw`, `host.fw` and `100.fw` texts from bytes (lenient parsing drops the
 /// invalid combinations).
 pub fn config_texts(c: &mut Choices<'_>) -> (String, String, String) {
@@ -212,22 +228,8 @@ pub fn config_texts(c: &mut Choices<'_>) -> (String, String, String) {
 
 /// Like [`config_texts`] with `guest_rules` rules in the guest file.
 pub fn config_texts_sized(c: &mut Choices<'_>, guest_rules: usize) -> (String, String, String) {
-    let mut cluster = String::from("[OPTIONS]\n");
-    let _ = writeln!(cluster, "enable: {}", u8::from(c.chance(90)));
-    if c.chance(30) {
-        let _ = writeln!(
-            cluster,
-            "policy_in: {}",
-            c.pick(&["ACCEPT", "DROP", "REJECT"])
-        );
-    }
-    if c.chance(30) {
-        let _ = writeln!(
-            cluster,
-            "policy_out: {}",
-            c.pick(&["ACCEPT", "DROP", "REJECT"])
-        );
-    }
+    let mut cluster = options_start(c);
+    policies(c, &mut cluster, 30);
     cluster.push_str("\n[ALIASES]\na1 10.1.0.0/16\na2 2001:db8::/48 # v6\n\n");
     ipset(c, "s2", &mut cluster);
     if c.chance(30) {
@@ -246,24 +248,18 @@ pub fn config_texts_sized(c: &mut Choices<'_>, guest_rules: usize) -> (String, S
             rule_line(c, &mut cluster, false);
         }
     }
-    let mut host = String::from("[OPTIONS]\n");
-    let _ = writeln!(host, "enable: {}", u8::from(c.chance(90)));
+    let mut host = options_start(c);
     host.push_str("[RULES]\n");
     for _ in 0..c.count(4) {
         rule_line(c, &mut host, true);
     }
-    let mut guest = String::from("[OPTIONS]\n");
-    let _ = writeln!(guest, "enable: {}", u8::from(c.chance(90)));
+    let mut guest = options_start(c);
     for opt in ["dhcp", "ndp", "radv", "macfilter", "ipfilter"] {
         if c.chance(40) {
             let _ = writeln!(guest, "{opt}: {}", u8::from(c.chance(50)));
         }
     }
-    for opt in ["policy_in", "policy_out"] {
-        if c.chance(40) {
-            let _ = writeln!(guest, "{opt}: {}", c.pick(&["ACCEPT", "DROP", "REJECT"]));
-        }
-    }
+    policies(c, &mut guest, 40);
     guest.push_str("\n[ALIASES]\na1 10.2.0.0/16\n\n");
     ipset(c, "s1", &mut guest);
     if c.chance(40) {
