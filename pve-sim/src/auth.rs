@@ -91,7 +91,8 @@ fn sig(secret: &[u8], data: &str) -> String {
     base64::engine::general_purpose::STANDARD_NO_PAD.encode(h.finalize())
 }
 
-fn percent_decode(s: &str) -> String {
+/// Decode `%XX` escapes (a `%` not followed by two hex digits stays as it is).
+pub(crate) fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -3,6 +3,7 @@
 use serde_json::{Value, json};
 
 use super::{ApiError, ApiResult, Reply, Req, check_running, qemu::ci_key, vm_mut};
+use crate::auth::percent_decode;
 use crate::model::{State, VncTicket};
 
 pub(super) fn cloudinit_get(st: &mut State, req: &Req) -> ApiResult {
@@ -91,13 +92,7 @@ pub(super) fn cloudinit_dump(st: &mut State, req: &Req) -> ApiResult {
                 let mac = vm
                     .config
                     .get(&format!("net{idx}"))
-                    .and_then(|n| {
-                        n.split(',').find_map(|p| {
-                            p.split_once('=')
-                                .filter(|(_, m)| m.len() == 17)
-                                .map(|(_, m)| m.to_ascii_lowercase())
-                        })
-                    })
+                    .and_then(|n| mac_in(n))
                     .unwrap_or_default();
                 s.push_str(&format!("    - type: physical\n      name: eth{idx}\n      mac_address: '{mac}'\n      subnets:\n"));
                 for part in v.split(',') {
@@ -144,24 +139,13 @@ pub(super) fn cloudinit_dump(st: &mut State, req: &Req) -> ApiResult {
     Reply::json(json!(text))
 }
 
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let Ok(h) = std::str::from_utf8(&b[i + 1..i + 3])
-            && let Ok(v) = u8::from_str_radix(h, 16)
-        {
-            out.push(v);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// The MAC address (lower case) in a `netN` value.
+fn mac_in(net: &str) -> Option<String> {
+    net.split(',').find_map(|p| {
+        p.split_once('=')
+            .filter(|(_, m)| m.len() == 17)
+            .map(|(_, m)| m.to_ascii_lowercase())
+    })
 }
 
 fn agent_ready(st: &mut State, req: &Req, cmd: &str) -> Result<u32, ApiError> {
@@ -199,14 +183,7 @@ pub(super) fn agent_interfaces(st: &mut State, req: &Req) -> ApiResult {
     })];
     for (k, v) in vm.config.iter().filter(|(k, _)| k.starts_with("net")) {
         let idx = &k[3..];
-        let mac = v
-            .split(',')
-            .find_map(|p| {
-                p.split_once('=')
-                    .filter(|(_, m)| m.len() == 17)
-                    .map(|(_, m)| m.to_ascii_lowercase())
-            })
-            .unwrap_or_default();
+        let mac = mac_in(v).unwrap_or_default();
         let mut addrs = Vec::new();
         if let Some(ipc) = vm.config.get(&format!("ipconfig{idx}")) {
             for part in ipc.split(',') {
