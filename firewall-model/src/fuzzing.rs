@@ -147,29 +147,21 @@ fn rule_line(c: &mut Choices<'_>, out: &mut String, allow_group: bool) {
             let _ = write!(out, "{dir} {action}");
         }
     }
-    if c.chance(15) {
-        let _ = write!(out, " -i {}", c.pick(&["net0", "net1", "vmbr0"]));
-    }
-    if c.chance(40) {
-        let _ = write!(out, " -source {}", c.pick(ADDRS));
-    }
-    if c.chance(30) {
-        let _ = write!(out, " -dest {}", c.pick(ADDRS));
-    }
-    if c.chance(60) {
-        let _ = write!(out, " -p {}", c.pick(PROTOS));
-    }
-    if c.chance(40) {
-        let _ = write!(out, " -dport {}", c.pick(PORTS));
-    }
-    if c.chance(15) {
-        let _ = write!(out, " -sport {}", c.pick(PORTS));
-    }
-    if c.chance(15) {
-        let _ = write!(out, " -icmp-type {}", c.pick(ICMPS));
-    }
-    if c.chance(10) {
-        let _ = write!(out, " -log {}", c.pick(&["nolog", "info"]));
+    // Each flag in turn: how often (percent) and its possible values.
+    let flags: [(u8, &str, &[&str]); 8] = [
+        (15, "-i", &["net0", "net1", "vmbr0"]),
+        (40, "-source", ADDRS),
+        (30, "-dest", ADDRS),
+        (60, "-p", PROTOS),
+        (40, "-dport", PORTS),
+        (15, "-sport", PORTS),
+        (15, "-icmp-type", ICMPS),
+        (10, "-log", &["nolog", "info"]),
+    ];
+    for (percent, flag, values) in flags {
+        if c.chance(percent) {
+            let _ = write!(out, " {flag} {}", c.pick(values));
+        }
     }
     if c.chance(10) {
         out.push_str(" # note # with hash");
