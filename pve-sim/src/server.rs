@@ -284,6 +284,15 @@ impl PveSim {
         f(&mut st)
     }
 
+    /// Like [`with`](Self::with), on VM `vmid`.
+    fn with_vm<R>(
+        &self,
+        vmid: u32,
+        f: impl FnOnce(&mut crate::model::Vm) -> R,
+    ) -> Result<R, SimError> {
+        self.with(|st| st.vms.get_mut(&vmid).map(f).ok_or(SimError::NoSuchVm(vmid)))
+    }
+
     // ---- state access -------------------------------------------------------------------
 
     /// All VMIDs.
@@ -417,13 +426,11 @@ impl PveSim {
 
     /// Set (or clear, with `None`) a VM's lock now.
     pub fn set_lock(&self, vmid: u32, lock: Option<&str>) -> Result<(), SimError> {
-        self.with(|st| {
-            let vm = st.vms.get_mut(&vmid).ok_or(SimError::NoSuchVm(vmid))?;
+        self.with_vm(vmid, |vm| {
             match lock {
                 Some(l) => vm.config.insert("lock".into(), l.into()),
                 None => vm.config.remove("lock"),
             };
-            Ok(())
         })
     }
 
@@ -462,24 +469,12 @@ impl PveSim {
 
     /// Make the guest agent of a VM answer or time out.
     pub fn set_agent_responding(&self, vmid: u32, responding: bool) -> Result<(), SimError> {
-        self.with(|st| {
-            st.vms
-                .get_mut(&vmid)
-                .ok_or(SimError::NoSuchVm(vmid))?
-                .agent_responding = responding;
-            Ok(())
-        })
+        self.with_vm(vmid, |vm| vm.agent_responding = responding)
     }
 
     /// Make a guest ignore ACPI shutdown (shutdown then times out unless `forceStop=1`).
     pub fn set_ignore_shutdown(&self, vmid: u32, ignore: bool) -> Result<(), SimError> {
-        self.with(|st| {
-            st.vms
-                .get_mut(&vmid)
-                .ok_or(SimError::NoSuchVm(vmid))?
-                .ignore_shutdown = ignore;
-            Ok(())
-        })
+        self.with_vm(vmid, |vm| vm.ignore_shutdown = ignore)
     }
 
     /// Resize a storage (make it nearly full to test "no space left").
