@@ -318,18 +318,29 @@ pub(super) fn list_ipset_entries(st: &mut State, req: &Req) -> ApiResult {
     let out: Vec<Value> = set
         .entries
         .iter()
-        .map(|(cidr, (comment, nomatch))| {
-            let mut o = json!({ "cidr": cidr, "digest": d });
-            if let Some(c) = comment {
-                o["comment"] = json!(c);
-            }
-            if *nomatch {
-                o["nomatch"] = json!(1);
-            }
-            o
-        })
+        .map(|(cidr, (comment, nomatch))| entry_json(cidr, comment, *nomatch, &d))
         .collect();
     Reply::json(Value::Array(out))
+}
+
+/// An IP set entry as PVE lists it.
+fn entry_json(cidr: &str, comment: &Option<String>, nomatch: bool, digest: &str) -> Value {
+    let mut o = json!({ "cidr": cidr, "digest": digest });
+    if let Some(c) = comment {
+        o["comment"] = json!(c);
+    }
+    if nomatch {
+        o["nomatch"] = json!(1);
+    }
+    o
+}
+
+/// PVE's answer to a `cidr` that is not an address or network.
+fn bad_cidr(cidr: &str) -> ApiError {
+    ApiError::param(
+        "cidr",
+        &format!("value does not look like a valid CIDR network: '{cidr}'"),
+    )
 }
 
 fn valid_cidr(c: &str) -> bool {
@@ -343,10 +354,7 @@ pub(super) fn add_ipset_entry(st: &mut State, req: &Req) -> ApiResult {
     let name = req.p("name").to_string();
     let cidr = req.req_arg("cidr")?.to_string();
     if !valid_cidr(&cidr) && !cidr.starts_with("dc/") && !cidr.starts_with("guest/") {
-        return Err(ApiError::param(
-            "cidr",
-            &format!("value does not look like a valid CIDR network: '{cidr}'"),
-        ));
+        return Err(bad_cidr(&cidr));
     }
     let comment = req.arg("comment").map(str::to_string);
     let nomatch = req.flag("nomatch");
@@ -370,14 +378,7 @@ pub(super) fn get_ipset_entry(st: &mut State, req: &Req) -> ApiResult {
         .entries
         .get(&cidr)
         .ok_or_else(|| ApiError::fail(format!("no such IP/Network '{cidr}'")))?;
-    let mut o = json!({ "cidr": cidr, "digest": d });
-    if let Some(c) = comment {
-        o["comment"] = json!(c);
-    }
-    if *nomatch {
-        o["nomatch"] = json!(1);
-    }
-    Reply::json(o)
+    Reply::json(entry_json(&cidr, comment, *nomatch, &d))
 }
 
 pub(super) fn update_ipset_entry(st: &mut State, req: &Req) -> ApiResult {
@@ -413,19 +414,22 @@ pub(super) fn delete_ipset_entry(st: &mut State, req: &Req) -> ApiResult {
     Reply::null()
 }
 
+/// An alias as PVE lists it.
+fn alias_json(name: &str, cidr: &str, comment: &Option<String>, digest: &str) -> Value {
+    let mut o = json!({ "name": name, "cidr": cidr, "digest": digest });
+    if let Some(c) = comment {
+        o["comment"] = json!(c);
+    }
+    o
+}
+
 pub(super) fn list_aliases(st: &mut State, req: &Req) -> ApiResult {
     let fw = fw_mut(st, req)?;
     let d = fw.digest();
     let out: Vec<Value> = fw
         .aliases
         .iter()
-        .map(|(name, (cidr, comment))| {
-            let mut o = json!({ "name": name, "cidr": cidr, "digest": d });
-            if let Some(c) = comment {
-                o["comment"] = json!(c);
-            }
-            o
-        })
+        .map(|(name, (cidr, comment))| alias_json(name, cidr, comment, &d))
         .collect();
     Reply::json(Value::Array(out))
 }
@@ -437,10 +441,7 @@ pub(super) fn create_alias(st: &mut State, req: &Req) -> ApiResult {
     }
     let cidr = req.req_arg("cidr")?.to_string();
     if !valid_cidr(&cidr) {
-        return Err(ApiError::param(
-            "cidr",
-            &format!("value does not look like a valid CIDR network: '{cidr}'"),
-        ));
+        return Err(bad_cidr(&cidr));
     }
     let comment = req.arg("comment").map(str::to_string);
     let fw = fw_mut(st, req)?;
@@ -460,21 +461,14 @@ pub(super) fn get_alias(st: &mut State, req: &Req) -> ApiResult {
         .aliases
         .get(&name)
         .ok_or_else(|| ApiError::fail(format!("no such alias '{name}'")))?;
-    let mut o = json!({ "name": name, "cidr": cidr, "digest": d });
-    if let Some(c) = comment {
-        o["comment"] = json!(c);
-    }
-    Reply::json(o)
+    Reply::json(alias_json(&name, cidr, comment, &d))
 }
 
 pub(super) fn update_alias(st: &mut State, req: &Req) -> ApiResult {
     let name = req.p("name").to_ascii_lowercase();
     let cidr = req.req_arg("cidr")?.to_string();
     if !valid_cidr(&cidr) {
-        return Err(ApiError::param(
-            "cidr",
-            &format!("value does not look like a valid CIDR network: '{cidr}'"),
-        ));
+        return Err(bad_cidr(&cidr));
     }
     let comment = req.arg("comment").map(str::to_string);
     let rename = req.arg("rename").map(|s| s.to_ascii_lowercase());
