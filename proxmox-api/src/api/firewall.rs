@@ -362,6 +362,16 @@ fn check_digest(d: &str) -> Result<()> {
     Ok(())
 }
 
+/// [`check_digest`] when a digest is given.
+fn check_opt_digest(d: Option<&str>) -> Result<()> {
+    d.map_or(Ok(()), check_digest)
+}
+
+/// A free-text comment, when one is given (see [`check_text`]).
+fn check_opt_comment(c: Option<&str>) -> Result<()> {
+    c.map_or(Ok(()), |c| check_text("comment", c, true))
+}
+
 /// Validate an IP set entry / alias address: IPv4/IPv6 address or network, or a range.
 fn check_cidr(v: &str) -> Result<()> {
     let ok = !v.is_empty()
@@ -569,9 +579,7 @@ impl Firewall {
 
     /// `POST .../ipset`.
     pub async fn create_ipset(&self, name: &FirewallName, comment: Option<&str>) -> Result<()> {
-        if let Some(c) = comment {
-            check_text("comment", c, true)?;
-        }
+        check_opt_comment(comment)?;
         let req = self
             .req(self.eps().ipset_create, &[])
             .param("name", name.as_str())
@@ -603,9 +611,7 @@ impl Firewall {
         comment: Option<&str>,
     ) -> Result<()> {
         check_cidr(cidr)?;
-        if let Some(c) = comment {
-            check_text("comment", c, true)?;
-        }
+        check_opt_comment(comment)?;
         let req = self
             .req(self.eps().ipset_add, &[name.as_str()])
             .param("cidr", cidr)
@@ -624,12 +630,8 @@ impl Firewall {
         digest: Option<&str>,
     ) -> Result<()> {
         check_cidr(cidr)?;
-        if let Some(c) = comment {
-            check_text("comment", c, true)?;
-        }
-        if let Some(d) = digest {
-            check_digest(d)?;
-        }
+        check_opt_comment(comment)?;
+        check_opt_digest(digest)?;
         let req = self
             .req(self.eps().ipset_update, &[name.as_str(), cidr])
             .opt("nomatch", nomatch)
@@ -646,9 +648,7 @@ impl Firewall {
         digest: Option<&str>,
     ) -> Result<()> {
         check_cidr(cidr)?;
-        if let Some(d) = digest {
-            check_digest(d)?;
-        }
+        check_opt_digest(digest)?;
         self.client
             .call_unit(
                 self.req(self.eps().ipset_remove, &[name.as_str(), cidr])
@@ -670,9 +670,7 @@ impl Firewall {
         comment: Option<&str>,
     ) -> Result<()> {
         check_cidr(cidr)?;
-        if let Some(c) = comment {
-            check_text("comment", c, true)?;
-        }
+        check_opt_comment(comment)?;
         let req = self
             .req(self.eps().alias_create, &[])
             .param("name", name.as_str())
@@ -690,12 +688,8 @@ impl Firewall {
         digest: Option<&str>,
     ) -> Result<()> {
         check_cidr(cidr)?;
-        if let Some(c) = comment {
-            check_text("comment", c, true)?;
-        }
-        if let Some(d) = digest {
-            check_digest(d)?;
-        }
+        check_opt_comment(comment)?;
+        check_opt_digest(digest)?;
         let req = self
             .req(self.eps().alias_update, &[name.as_str()])
             .param("cidr", cidr)
@@ -706,9 +700,7 @@ impl Firewall {
 
     /// `DELETE .../aliases/{name}`.
     pub async fn delete_alias(&self, name: &FirewallName, digest: Option<&str>) -> Result<()> {
-        if let Some(d) = digest {
-            check_digest(d)?;
-        }
+        check_opt_digest(digest)?;
         self.client
             .call_unit(
                 self.req(self.eps().alias_delete, &[name.as_str()])
@@ -814,9 +806,7 @@ impl RuleEndpoints {
         pos: u64,
         digest: Option<&str>,
     ) -> Result<()> {
-        if let Some(d) = digest {
-            check_digest(d)?;
-        }
+        check_opt_digest(digest)?;
         let p = pos.to_string();
         client
             .call_unit(scoped(self.delete, scope, &[&p]).opt("digest", digest))
@@ -912,9 +902,7 @@ impl SecurityGroups {
         digest: Option<&str>,
     ) -> Result<()> {
         check_text("comment", comment, false)?;
-        if let Some(d) = digest {
-            check_digest(d)?;
-        }
+        check_opt_digest(digest)?;
         let req = Request::new(&request::FW_GROUP_CREATE, &[])
             .param("group", name.as_str())
             .param("rename", name.as_str())
@@ -932,9 +920,7 @@ impl SecurityGroups {
         digest: Option<&str>,
     ) -> Result<()> {
         check_group_name(to)?;
-        if let Some(d) = digest {
-            check_digest(d)?;
-        }
+        check_opt_digest(digest)?;
         let req = Request::new(&request::FW_GROUP_CREATE, &[])
             .param("group", to.as_str())
             .param("rename", from.as_str())
