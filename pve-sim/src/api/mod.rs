@@ -755,7 +755,6 @@ pub(crate) fn vm_mut<'a>(st: &'a mut State, req: &Req) -> Result<&'a mut Vm, Api
     }
 }
 
-/// Fail with PVE's lock message when the VM holds a lock.
 /// Start task `kind` for guest `vmid` on the request's node, as the request's user, and answer
 /// with its UPID.
 pub(crate) fn vm_task(
@@ -789,6 +788,7 @@ pub(crate) fn check_running(vm: &Vm) -> Result<(), ApiError> {
     }
 }
 
+/// Fail with PVE's lock message when the VM holds a lock.
 pub(crate) fn check_lock(vm: &Vm) -> Result<(), ApiError> {
     match vm.lock() {
         Some(l) => Err(ApiError::fail(format!("VM is locked ({l})"))),
