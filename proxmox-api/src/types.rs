@@ -163,14 +163,18 @@ impl FromStr for NodeName {
 }
 string_newtype_common!(NodeName);
 
-fn is_storage_id(s: &str) -> bool {
+/// `s` has a byte length in `len`, starts with an ASCII letter and holds only ASCII
+/// letters, digits and the bytes in `extra`.
+fn is_ident(s: &str, len: std::ops::RangeInclusive<usize>, extra: &[u8]) -> bool {
     let b = s.as_bytes();
-    b.len() >= 2
-        && b.len() <= 64
-        && b[0].is_ascii_alphabetic()
-        && b[b.len() - 1].is_ascii_alphanumeric()
+    len.contains(&b.len())
+        && b.first().is_some_and(u8::is_ascii_alphabetic)
         && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+            .all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
+}
+
+fn is_storage_id(s: &str) -> bool {
+    is_ident(s, 2..=64, b"-_.") && s.bytes().last().is_some_and(|c| c.is_ascii_alphanumeric())
 }
 
 /// A storage id (`pve-storage-id`: `[a-z][a-z0-9-_.]*[a-z0-9]`).
@@ -246,13 +250,7 @@ pub struct SnapshotName(String);
 impl FromStr for SnapshotName {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self, Error> {
-        let b = s.as_bytes();
-        let ok = !b.is_empty()
-            && b.len() <= 40
-            && b[0].is_ascii_alphabetic()
-            && b.iter()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'));
-        if !ok {
+        if !is_ident(s, 1..=40, b"_-") {
             return Err(Error::invalid(
                 "snapshot name",
                 s,
@@ -268,21 +266,11 @@ impl FromStr for SnapshotName {
 string_newtype_common!(SnapshotName);
 
 fn is_realm(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() >= 2
-        && b.len() <= 32
-        && b[0].is_ascii_alphabetic()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'))
+    is_ident(s, 2..=32, b".-_")
 }
 
 fn is_token_name(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 64
-        && b[0].is_ascii_alphabetic()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'))
+    is_ident(s, 1..=64, b".-_")
 }
 
 /// A user id `user@realm`.
@@ -365,13 +353,7 @@ pub struct FirewallName(String);
 impl FromStr for FirewallName {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self, Error> {
-        let b = s.as_bytes();
-        let ok = b.len() >= 2
-            && b.len() <= 64
-            && b[0].is_ascii_alphabetic()
-            && b.iter()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'));
-        if ok {
+        if is_ident(s, 2..=64, b"_-") {
             Ok(FirewallName(s.to_owned()))
         } else {
             Err(Error::invalid(
