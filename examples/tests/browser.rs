@@ -278,6 +278,27 @@ async fn steps(c: &Client, base: &str, running: &portal::Running) {
         "lifetime countdown shown: {row}"
     );
     shot(c, "snapshots").await;
+    // Remove it again.
+    let rows = c.find_all(Locator::Css("tr.snap")).await.expect("rows");
+    let mut removed = false;
+    for row in rows {
+        if row.text().await.unwrap_or_default().contains("snap_") {
+            row.find(Locator::Css("button[value=delete]"))
+                .await
+                .expect("remove button")
+                .click()
+                .await
+                .expect("click");
+            removed = true;
+            break;
+        }
+    }
+    assert!(removed, "the new snapshot has a Remove button");
+    wait_task_done(c).await;
+    wait_text(c, "#snapshots", "the snapshot gone", |t| {
+        !t.contains("snap_")
+    })
+    .await;
 
     // Backups: schedule Monday 02:30, then back up now.
     c.goto(&format!("{base}/s/100/backups"))
@@ -419,6 +440,17 @@ async fn steps(c: &Client, base: &str, running: &portal::Running) {
         first.contains("browser-test"),
         "dragged to the top: {first}"
     );
+    // Delete it: the table is back to the rules it had.
+    let row = c.find(Locator::Css("tr.rule")).await.expect("first rule");
+    row.find(Locator::Css("button.danger"))
+        .await
+        .expect("delete button")
+        .click()
+        .await
+        .expect("click");
+    wait_text(c, "#flash", "rule deleted", |t| t.contains("Rule deleted")).await;
+    let rules = text(c, "#rules").await.expect("rules");
+    assert!(!rules.contains("browser-test"), "{rules}");
 
     // ISO: mount the Ubuntu image.
     c.goto(&format!("{base}/s/100/iso")).await.expect("iso");
@@ -447,17 +479,22 @@ async fn steps(c: &Client, base: &str, running: &portal::Running) {
     })
     .await;
     shot(c, "iso").await;
+    click_enabled(c, "#unmount").await;
+    wait_text(c, "#mounted", "nothing mounted", |t| t == "nothing").await;
 
     // Charts.
     c.goto(&format!("{base}/s/100/charts?tf=day"))
         .await
         .expect("charts");
     let n = c
-        .find_all(Locator::Css("#charts svg path"))
+        .find_all(Locator::Css("#charts svg > path"))
         .await
         .expect("plots")
         .len();
-    assert!(n >= 4, "four plots drawn, found {n} lines");
+    assert!(
+        n >= 7,
+        "four plots drawn (CPU; used/total memory; disk read/write; net in/out), found {n} lines"
+    );
     shot(c, "charts").await;
 
     // Console: the noVNC button opens the one-time link; the canvas shows the framebuffer.

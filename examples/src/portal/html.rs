@@ -237,9 +237,8 @@ pub fn svg_plot(title: &str, series: &[&Series]) -> String {
         let c = colors[i % colors.len()];
         let _ = write!(
             o,
-            "<path d='{d}' fill=none stroke='{c}' stroke-width=1.6/><text x='{}' y='{}' font-size=11 fill='{c}'>{}</text>",
-            L + 160.0 * i as f64,
-            H + 14.0,
+            "<path d='{d}' fill=none stroke='{c}' stroke-width='1.6'/><text x='{}' y=14 font-size=11 text-anchor=end fill='{c}'>■ {}</text>",
+            W - 8.0 - 150.0 * (series.len() - 1 - i) as f64,
             esc(&s.label)
         );
     }
