@@ -8,6 +8,11 @@
 pub mod portal;
 pub mod scheduler;
 
+/// The workspace README's examples, compiled and run as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 use proxmox_api::{Auth, Client, Tls};
 use pve_sim::{PveSim, SimConfig};
 
