@@ -101,6 +101,16 @@ pub(crate) struct Firewall {
     pub(crate) ipsets: BTreeMap<String, IpSet>,
     /// name -> (cidr, comment)
     pub(crate) aliases: BTreeMap<String, (String, Option<String>)>,
+    /// Security groups (`[group name] # comment` sections; only `cluster.fw` has them, so
+    /// they share the cluster digest as in PVE).
+    pub(crate) groups: BTreeMap<String, SecurityGroup>,
+}
+
+/// A cluster firewall security group.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct SecurityGroup {
+    pub(crate) comment: Option<String>,
+    pub(crate) rules: Vec<Rule>,
 }
 
 impl Firewall {

@@ -1190,3 +1190,262 @@ async fn demo_cd_drive_is_free_and_cloud_init_lives_in_ide0() {
     })
     .await;
 }
+
+/// The cluster firewall digest (security groups live in `cluster.fw`).
+async fn cluster_digest(api: &Api) -> String {
+    api.get("/cluster/firewall/options").await["digest"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn security_groups_list_create_comment_and_refuse_duplicates() {
+    timed(async {
+        let sim = common::start().await;
+        let api = Api::token(&sim);
+        let groups = "/cluster/firewall/groups";
+        assert_eq!(api.get(groups).await, serde_json::json!([]));
+        api.post(groups, &[("group", "webserver"), ("comment", "http")])
+            .await;
+        api.post(groups, &[("group", "ssh-in")]).await;
+        let list = api.get(groups).await;
+        let digest = cluster_digest(&api).await;
+        assert_eq!(list.as_array().unwrap().len(), 2);
+        assert_eq!(list[0]["group"], "ssh-in");
+        assert!(list[0].get("comment").is_none());
+        assert_eq!(list[1]["group"], "webserver");
+        assert_eq!(list[1]["comment"], "http");
+        assert_eq!(list[1]["digest"], digest.as_str(), "the cluster.fw digest");
+        // duplicate, bad names
+        let (s, b) = api
+            .call(Method::POST, groups, &[("group", "webserver")])
+            .await;
+        assert_eq!(s, 400, "{b}");
+        assert!(
+            b["errors"]["group"]
+                .as_str()
+                .unwrap()
+                .contains("already exists")
+        );
+        for bad in ["1abc", "a", "this-name-is-far-too-long"] {
+            let (s, _) = api.call(Method::POST, groups, &[("group", bad)]).await;
+            assert_eq!(s, 400, "{bad}");
+        }
+        // rename == group: change the comment; stale digest refused
+        api.post(
+            groups,
+            &[
+                ("group", "webserver"),
+                ("rename", "webserver"),
+                ("comment", "http and https"),
+                ("digest", &digest),
+            ],
+        )
+        .await;
+        assert_eq!(api.get(groups).await[1]["comment"], "http and https");
+        let (s, b) = api
+            .call(
+                Method::POST,
+                groups,
+                &[
+                    ("group", "www"),
+                    ("rename", "webserver"),
+                    ("digest", &digest),
+                ],
+            )
+            .await;
+        assert_eq!(s, 500, "{b}");
+        assert!(b["message"].as_str().unwrap().contains("modified"));
+        sim.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn security_group_rules_insert_at_top_disabled_move_and_digest() {
+    timed(async {
+        let sim = common::start().await;
+        let api = Api::token(&sim);
+        api.post("/cluster/firewall/groups", &[("group", "admin")])
+            .await;
+        let rules = "/cluster/firewall/groups/admin";
+        for (port, enable) in [("80", None), ("443", Some("1")), ("22", None)] {
+            let mut form = vec![
+                ("type", "in"),
+                ("action", "ACCEPT"),
+                ("proto", "tcp"),
+                ("dport", port),
+                ("pos", "2"),
+            ];
+            if let Some(e) = enable {
+                form.push(("enable", e));
+            }
+            api.post(rules, &form).await;
+        }
+        let list = api.get(rules).await;
+        let ports: Vec<_> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["dport"].clone())
+            .collect();
+        assert_eq!(
+            ports,
+            ["22", "443", "80"],
+            "each inserted at the top, pos ignored"
+        );
+        assert_eq!(list[0]["enable"], 0, "disabled unless enable is sent");
+        assert_eq!(list[1]["enable"], 1);
+        assert_eq!(list[2]["pos"], 2);
+        let digest = cluster_digest(&api).await;
+        assert_eq!(list[0]["digest"], digest.as_str());
+        // get one rule
+        let one = api.get(&format!("{rules}/1")).await;
+        assert_eq!(one["dport"], "443");
+        assert_eq!(one["pos"], 1);
+        let (s, b) = api.call(Method::GET, &format!("{rules}/3"), &[]).await;
+        assert_eq!(s, 500, "{b}");
+        // update keeps the position, moveto splices like PVE
+        api.put(
+            &format!("{rules}/0"),
+            &[("enable", "1"), ("comment", "ssh"), ("digest", &digest)],
+        )
+        .await;
+        assert_eq!(api.get(&format!("{rules}/0")).await["comment"], "ssh");
+        api.put(&format!("{rules}/0"), &[("moveto", "2")]).await;
+        let ports: Vec<_> = api
+            .get(rules)
+            .await
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["dport"].clone())
+            .collect();
+        assert_eq!(ports, ["443", "22", "80"]);
+        // a stale digest refuses update and delete
+        for method in [Method::PUT, Method::DELETE] {
+            let (s, b) = api
+                .call(
+                    method.clone(),
+                    &format!("{rules}/0?digest={digest}"),
+                    &[("digest", &digest), ("enable", "0")],
+                )
+                .await;
+            assert_eq!(s, 500, "{method} {b}");
+            assert!(b["message"].as_str().unwrap().contains("modified"));
+        }
+        let fresh = cluster_digest(&api).await;
+        let (s, b) = api
+            .call(Method::DELETE, &format!("{rules}/1"), &[("digest", &fresh)])
+            .await;
+        assert_eq!(s, 200, "{b}");
+        assert_eq!(api.get(rules).await.as_array().unwrap().len(), 2);
+        // a group cannot contain a group rule; unknown groups answer "no such security group"
+        let (s, b) = api
+            .call(
+                Method::POST,
+                rules,
+                &[("type", "group"), ("action", "admin")],
+            )
+            .await;
+        assert_eq!(s, 400, "{b}");
+        let (s, b) = api
+            .call(Method::GET, "/cluster/firewall/groups/nope", &[])
+            .await;
+        assert_eq!(s, 500, "{b}");
+        assert_eq!(
+            b["message"].as_str().unwrap().trim(),
+            "no such security group 'nope'"
+        );
+        sim.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn security_group_delete_refused_while_not_empty_or_referenced_rename_follows_refs() {
+    timed(async {
+        let sim = common::start().await;
+        let api = Api::token(&sim);
+        let groups = "/cluster/firewall/groups";
+        api.post(groups, &[("group", "mgmt")]).await;
+        // rules may only name existing groups
+        let vm_rules = "/nodes/pve1/qemu/100/firewall/rules";
+        let (s, b) = api
+            .call(
+                Method::POST,
+                vm_rules,
+                &[("type", "group"), ("action", "missing")],
+            )
+            .await;
+        assert_eq!(s, 400, "{b}");
+        assert!(
+            b["errors"]["action"]
+                .as_str()
+                .unwrap()
+                .contains("does not exist")
+        );
+        api.post(
+            vm_rules,
+            &[("type", "group"), ("action", "mgmt"), ("enable", "1")],
+        )
+        .await;
+        api.post(
+            "/cluster/firewall/rules",
+            &[("type", "group"), ("action", "mgmt")],
+        )
+        .await;
+        api.post(
+            &format!("{groups}/mgmt"),
+            &[
+                ("type", "in"),
+                ("action", "ACCEPT"),
+                ("proto", "tcp"),
+                ("dport", "22"),
+            ],
+        )
+        .await;
+        let (s, b) = api
+            .call(Method::DELETE, &format!("{groups}/mgmt"), &[])
+            .await;
+        assert_eq!(s, 500, "{b}");
+        assert_eq!(
+            b["message"].as_str().unwrap().trim(),
+            "Security group 'mgmt' is not empty"
+        );
+        api.delete(&format!("{groups}/mgmt/0")).await;
+        let (s, b) = api
+            .call(Method::DELETE, &format!("{groups}/mgmt"), &[])
+            .await;
+        assert_eq!(s, 500, "{b}");
+        let msg = b["message"].as_str().unwrap();
+        assert!(
+            msg.contains("'mgmt' is still in use by cluster, VM 100"),
+            "{msg}"
+        );
+        // rename moves the references along
+        api.post(groups, &[("group", "admins"), ("rename", "mgmt")])
+            .await;
+        assert_eq!(api.get(vm_rules).await[0]["action"], "admins");
+        assert_eq!(
+            api.get("/cluster/firewall/rules").await[0]["action"],
+            "admins"
+        );
+        let (s, _) = api
+            .call(Method::POST, groups, &[("group", "x1"), ("rename", "mgmt")])
+            .await;
+        assert_eq!(s, 500, "the old name is gone");
+        // once unreferenced it can go
+        api.delete(&format!("{vm_rules}/0")).await;
+        api.delete("/cluster/firewall/rules/0").await;
+        api.delete(&format!("{groups}/admins")).await;
+        assert_eq!(api.get(groups).await, serde_json::json!([]));
+        let (s, _) = api
+            .call(Method::DELETE, &format!("{groups}/admins"), &[])
+            .await;
+        assert_eq!(s, 500, "no such group");
+        sim.shutdown().await;
+    })
+    .await;
+}

@@ -350,6 +350,54 @@ async fn sampled_answers_match_the_schema() {
                 "/nodes/pve2/qemu/102/snapshot".into(),
                 vec![("snapname", "fidelity")],
             ),
+            // security groups: every write route, in order
+            (
+                "POST",
+                "/cluster/firewall/groups",
+                "/cluster/firewall/groups".into(),
+                vec![("group", "fidelity"), ("comment", "schema")],
+            ),
+            (
+                "POST",
+                "/cluster/firewall/groups/{group}",
+                "/cluster/firewall/groups/fidelity".into(),
+                vec![
+                    ("type", "in"),
+                    ("action", "ACCEPT"),
+                    ("proto", "tcp"),
+                    ("dport", "22"),
+                ],
+            ),
+            (
+                "GET",
+                "/cluster/firewall/groups",
+                "/cluster/firewall/groups".into(),
+                vec![],
+            ),
+            (
+                "GET",
+                "/cluster/firewall/groups/{group}/{pos}",
+                "/cluster/firewall/groups/fidelity/0".into(),
+                vec![],
+            ),
+            (
+                "PUT",
+                "/cluster/firewall/groups/{group}/{pos}",
+                "/cluster/firewall/groups/fidelity/0".into(),
+                vec![("enable", "1"), ("comment", "ssh")],
+            ),
+            (
+                "DELETE",
+                "/cluster/firewall/groups/{group}/{pos}",
+                "/cluster/firewall/groups/fidelity/0".into(),
+                vec![],
+            ),
+            (
+                "DELETE",
+                "/cluster/firewall/groups/{group}",
+                "/cluster/firewall/groups/fidelity".into(),
+                vec![],
+            ),
             (
                 "POST",
                 "/nodes/{node}/qemu/{vmid}/status/start",
@@ -410,8 +458,24 @@ async fn every_get_route_answers_in_schema_shape() {
             &[("name", "gw"), ("cidr", "203.0.113.1")],
         )
         .await;
+        api.post(
+            "/cluster/firewall/groups",
+            &[("group", "webserver"), ("comment", "http")],
+        )
+        .await;
+        api.post(
+            "/cluster/firewall/groups/webserver",
+            &[
+                ("type", "in"),
+                ("action", "ACCEPT"),
+                ("proto", "tcp"),
+                ("dport", "80"),
+            ],
+        )
+        .await;
         let mut errs = Vec::new();
         let mut walked = 0;
+        let mut walked_groups = 0;
         for (m, p) in pve_sim::routes() {
             if m != "GET" || p.ends_with("/vncwebsocket") {
                 continue;
@@ -426,6 +490,7 @@ async fn every_get_route_answers_in_schema_shape() {
                 .replace("{volume}", &enc(&backup))
                 .replace("{upid}", &enc(upid.as_str().unwrap()))
                 .replace("{pos}", "0")
+                .replace("{group}", "webserver")
                 .replace(
                     "{name}",
                     match (aliases, vm_scope) {
@@ -460,8 +525,10 @@ async fn every_get_route_answers_in_schema_shape() {
                 &mut errs,
             );
             walked += 1;
+            walked_groups += usize::from(p.starts_with("/cluster/firewall/groups"));
         }
         assert!(walked >= 30, "walked {walked} GET routes");
+        assert_eq!(walked_groups, 3, "the security group GET routes");
         assert!(errs.is_empty(), "schema mismatches:\n{}", errs.join("\n"));
         sim.shutdown().await;
     })

@@ -35,9 +35,7 @@ fn fw_mut<'a>(st: &'a mut State, req: &Req) -> Result<&'a mut Firewall, ApiError
 
 fn check_digest(fw: &Firewall, req: &Req) -> Result<(), ApiError> {
     match req.arg("digest") {
-        Some(d) if d != fw.digest() => Err(ApiError::fail(
-            "detected modified configuration - file changed by other user? Try again.",
-        )),
+        Some(d) if d != fw.digest() => Err(modified()),
         _ => Ok(()),
     }
 }
@@ -103,14 +101,58 @@ pub(super) fn set_options(st: &mut State, req: &Req) -> ApiResult {
     Reply::null()
 }
 
-pub(super) fn list_rules(st: &mut State, req: &Req) -> ApiResult {
+/// The rule list a request addresses: a security group's (`{group}` in the path), the VM's
+/// or the cluster's, with the digest of the file that holds it.
+struct RuleList<'a> {
+    rules: &'a mut Vec<Rule>,
+    digest: String,
+}
+
+impl RuleList<'_> {
+    fn check_digest(&self, req: &Req) -> Result<(), ApiError> {
+        match req.arg("digest") {
+            Some(d) if d != self.digest => Err(modified()),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn modified() -> ApiError {
+    ApiError::fail("detected modified configuration - file changed by other user? Try again.")
+}
+
+fn no_such_group(name: &str) -> ApiError {
+    ApiError::fail(format!("no such security group '{name}'"))
+}
+
+fn rule_list<'a>(st: &'a mut State, req: &Req) -> Result<RuleList<'a>, ApiError> {
+    if let Some(group) = req.path.get("group") {
+        let digest = st.cluster_fw.digest();
+        let g = st
+            .cluster_fw
+            .groups
+            .get_mut(group)
+            .ok_or_else(|| no_such_group(group))?;
+        return Ok(RuleList {
+            rules: &mut g.rules,
+            digest,
+        });
+    }
     let fw = fw_mut(st, req)?;
-    let d = fw.digest();
+    let digest = fw.digest();
+    Ok(RuleList {
+        rules: &mut fw.rules,
+        digest,
+    })
+}
+
+pub(super) fn list_rules(st: &mut State, req: &Req) -> ApiResult {
+    let list = rule_list(st, req)?;
     Reply::json(Value::Array(
-        fw.rules
+        list.rules
             .iter()
             .enumerate()
-            .map(|(i, r)| rule_json(i, r, &d))
+            .map(|(i, r)| rule_json(i, r, &list.digest))
             .collect(),
     ))
 }
@@ -132,6 +174,10 @@ fn rule_from_args(req: &Req, base: Option<&Rule>) -> Result<Rule, ApiError> {
         }
     }
     match rule.fields.get("type").map(String::as_str) {
+        Some("group") if req.path.contains_key("group") => {
+            // PVE's verify_rule: a security group cannot contain a group rule.
+            return Err(ApiError::param("type", "security groups not allowed"));
+        }
         Some("in" | "out" | "group" | "forward") => {}
         Some(other) => {
             return Err(ApiError::param(
@@ -157,71 +203,247 @@ fn rule_from_args(req: &Req, base: Option<&Rule>) -> Result<Rule, ApiError> {
     Ok(rule)
 }
 
+/// PVE's verify_rule: a `group` rule must name an existing security group.
+fn check_group_exists(st: &State, rule: &Rule) -> Result<(), ApiError> {
+    if rule.fields.get("type").map(String::as_str) == Some("group") {
+        let action = rule.fields.get("action").map(String::as_str).unwrap_or("");
+        if !st.cluster_fw.groups.contains_key(action) {
+            return Err(ApiError::param(
+                "action",
+                &format!("security group '{action}' does not exist"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn create_rule(st: &mut State, req: &Req) -> ApiResult {
-    let fw = fw_mut(st, req)?;
-    check_digest(fw, req)?;
     let mut rule = rule_from_args(req, None)?;
+    check_group_exists(st, &rule)?;
+    let list = rule_list(st, req)?;
+    list.check_digest(req)?;
     // PVE: new rules are disabled unless `enable` is sent, and always go to the top (`pos` is ignored).
     rule.fields
         .entry("enable".into())
         .or_insert_with(|| "0".into());
-    fw.rules.insert(0, rule);
+    list.rules.insert(0, rule);
     Reply::null()
 }
 
-fn pos(req: &Req, fw: &Firewall) -> Result<usize, ApiError> {
+fn pos(req: &Req, rules: &[Rule]) -> Result<usize, ApiError> {
     let p = req.p("pos");
     let n: usize = p.parse().map_err(|_| {
         ApiError::param("pos", &format!("type check ('integer') failed - got '{p}'"))
     })?;
-    if n >= fw.rules.len() {
+    if n >= rules.len() {
         return Err(ApiError::fail(format!("no rule at position {n}")));
     }
     Ok(n)
 }
 
 pub(super) fn get_rule(st: &mut State, req: &Req) -> ApiResult {
-    let fw = fw_mut(st, req)?;
-    let n = pos(req, fw)?;
-    let d = fw.digest();
-    Reply::json(rule_json(n, &fw.rules[n], &d))
+    let list = rule_list(st, req)?;
+    let n = pos(req, list.rules)?;
+    Reply::json(rule_json(n, &list.rules[n], &list.digest))
 }
 
 pub(super) fn update_rule(st: &mut State, req: &Req) -> ApiResult {
-    let fw = fw_mut(st, req)?;
-    check_digest(fw, req)?;
-    let n = pos(req, fw)?;
-    if let Some(m) = req.int("moveto")? {
-        let m = m.max(0) as usize;
-        if m != n {
-            let rule = fw.rules[n].clone();
-            let mut out = Vec::with_capacity(fw.rules.len());
-            for (i, r) in fw.rules.iter().enumerate() {
-                if i == n {
-                    continue;
+    let moveto = req.int("moveto")?;
+    let (n, updated) = {
+        let list = rule_list(st, req)?;
+        list.check_digest(req)?;
+        let n = pos(req, list.rules)?;
+        if let Some(m) = moveto {
+            let m = m.max(0) as usize;
+            if m != n {
+                let rule = list.rules[n].clone();
+                let mut out = Vec::with_capacity(list.rules.len());
+                for (i, r) in list.rules.iter().enumerate() {
+                    if i == n {
+                        continue;
+                    }
+                    if i == m {
+                        out.push(rule.clone());
+                    }
+                    out.push(r.clone());
                 }
-                if i == m {
-                    out.push(rule.clone());
+                if m >= list.rules.len() {
+                    out.push(rule);
                 }
-                out.push(r.clone());
+                *list.rules = out;
             }
-            if m >= fw.rules.len() {
-                out.push(rule);
-            }
-            fw.rules = out;
+            return Reply::null();
         }
-        return Reply::null();
-    }
-    let updated = rule_from_args(req, Some(&fw.rules[n]))?;
-    fw.rules[n] = updated;
+        (n, rule_from_args(req, Some(&list.rules[n]))?)
+    };
+    check_group_exists(st, &updated)?;
+    rule_list(st, req)?.rules[n] = updated;
     Reply::null()
 }
 
 pub(super) fn delete_rule(st: &mut State, req: &Req) -> ApiResult {
-    let fw = fw_mut(st, req)?;
-    check_digest(fw, req)?;
-    let n = pos(req, fw)?;
-    fw.rules.remove(n);
+    let list = rule_list(st, req)?;
+    list.check_digest(req)?;
+    let n = pos(req, list.rules)?;
+    list.rules.remove(n);
+    Reply::null()
+}
+
+/// PVE's security group name: `[A-Za-z][A-Za-z0-9\-\_]+`, 2 to 18 characters.
+fn check_group_name(param: &str, name: &str) -> Result<(), ApiError> {
+    if name.len() > 18 {
+        return Err(ApiError::param(
+            param,
+            "value may only be 18 characters long",
+        ));
+    }
+    if !valid_name(name) {
+        return Err(ApiError::param(
+            param,
+            "value does not match the regex pattern",
+        ));
+    }
+    Ok(())
+}
+
+fn group_json(name: &str, comment: &Option<String>, digest: &str) -> Value {
+    let mut o = json!({ "group": name, "digest": digest });
+    if let Some(c) = comment {
+        o["comment"] = json!(c);
+    }
+    o
+}
+
+/// `GET /cluster/firewall/groups`.
+pub(super) fn list_groups(st: &mut State, _req: &Req) -> ApiResult {
+    let d = st.cluster_fw.digest();
+    Reply::json(Value::Array(
+        st.cluster_fw
+            .groups
+            .iter()
+            .map(|(name, g)| group_json(name, &g.comment, &d))
+            .collect(),
+    ))
+}
+
+/// Every `group` rule naming `group`, in the cluster's and the VMs' rule lists.
+fn group_rules_mut<'a>(st: &'a mut State, group: &'a str) -> impl Iterator<Item = &'a mut Rule> {
+    let State {
+        cluster_fw, vms, ..
+    } = st;
+    cluster_fw
+        .rules
+        .iter_mut()
+        .chain(vms.values_mut().flat_map(|vm| vm.firewall.rules.iter_mut()))
+        .filter(move |r| {
+            r.fields.get("type").map(String::as_str) == Some("group")
+                && r.fields.get("action").map(String::as_str) == Some(group)
+        })
+}
+
+/// `POST /cluster/firewall/groups`: create a group, or with `rename` rename one (updating the
+/// rules that reference it) or, with `rename` equal to `group`, change its comment.
+pub(super) fn create_group(st: &mut State, req: &Req) -> ApiResult {
+    let name = req.req_arg("group")?.to_string();
+    check_group_name("group", &name)?;
+    let rename = req.arg("rename").map(str::to_string);
+    if let Some(old) = &rename {
+        check_group_name("rename", old)?;
+    }
+    let comment = req.arg("comment").map(str::to_string);
+    if req
+        .arg("digest")
+        .is_some_and(|d| d != st.cluster_fw.digest())
+    {
+        return Err(modified());
+    }
+    let groups = &mut st.cluster_fw.groups;
+    match rename {
+        Some(old) => {
+            if !groups.contains_key(&old) {
+                return Err(ApiError::fail(format!(
+                    "Security group '{old}' does not exist"
+                )));
+            }
+            if old == name {
+                if let Some(c) = comment {
+                    groups.get_mut(&old).expect("checked").comment = Some(c);
+                }
+                return Reply::null();
+            }
+            if groups.contains_key(&name) {
+                return Err(ApiError::fail(format!(
+                    "Security group '{name}' does exist"
+                )));
+            }
+            let mut g = groups.remove(&old).expect("checked");
+            if comment.is_some() {
+                g.comment = comment;
+            }
+            groups.insert(name.clone(), g);
+            for r in group_rules_mut(st, &old) {
+                r.fields.insert("action".into(), name.clone());
+            }
+        }
+        None => {
+            if groups.contains_key(&name) {
+                return Err(ApiError::param(
+                    "group",
+                    &format!("Security group '{name}' already exists"),
+                ));
+            }
+            groups.insert(
+                name,
+                crate::model::SecurityGroup {
+                    comment,
+                    rules: Vec::new(),
+                },
+            );
+        }
+    }
+    Reply::null()
+}
+
+/// `DELETE /cluster/firewall/groups/{group}`: refused while the group has rules or while a
+/// cluster or VM rule references it.
+pub(super) fn delete_group(st: &mut State, req: &Req) -> ApiResult {
+    let name = req.p("group").to_string();
+    if req
+        .arg("digest")
+        .is_some_and(|d| d != st.cluster_fw.digest())
+    {
+        return Err(modified());
+    }
+    let g = st
+        .cluster_fw
+        .groups
+        .get(&name)
+        .ok_or_else(|| no_such_group(&name))?;
+    if !g.rules.is_empty() {
+        return Err(ApiError::fail(format!(
+            "Security group '{name}' is not empty"
+        )));
+    }
+    let mut users: Vec<String> = Vec::new();
+    let is_ref = |r: &Rule| {
+        r.fields.get("type").map(String::as_str) == Some("group")
+            && r.fields.get("action") == Some(&name)
+    };
+    if st.cluster_fw.rules.iter().any(is_ref) {
+        users.push("cluster".into());
+    }
+    for (vmid, vm) in &st.vms {
+        if vm.firewall.rules.iter().any(is_ref) {
+            users.push(format!("VM {vmid}"));
+        }
+    }
+    if !users.is_empty() {
+        return Err(ApiError::fail(format!(
+            "Security group '{name}' is still in use by {}",
+            users.join(", ")
+        )));
+    }
+    st.cluster_fw.groups.remove(&name);
     Reply::null()
 }
 

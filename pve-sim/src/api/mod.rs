@@ -473,6 +473,40 @@ pub(crate) fn table() -> Vec<Route> {
         },
     ];
     v.extend(fw_routes!("/cluster"));
+    v.extend([
+        r("GET", "/cluster/firewall/groups", firewall::list_groups),
+        r("POST", "/cluster/firewall/groups", firewall::create_group),
+        r(
+            "GET",
+            "/cluster/firewall/groups/{group}",
+            firewall::list_rules,
+        ),
+        r(
+            "POST",
+            "/cluster/firewall/groups/{group}",
+            firewall::create_rule,
+        ),
+        r(
+            "DELETE",
+            "/cluster/firewall/groups/{group}",
+            firewall::delete_group,
+        ),
+        r(
+            "GET",
+            "/cluster/firewall/groups/{group}/{pos}",
+            firewall::get_rule,
+        ),
+        r(
+            "PUT",
+            "/cluster/firewall/groups/{group}/{pos}",
+            firewall::update_rule,
+        ),
+        r(
+            "DELETE",
+            "/cluster/firewall/groups/{group}/{pos}",
+            firewall::delete_rule,
+        ),
+    ]);
     v.extend(fw_routes!("/nodes/{node}/qemu/{vmid}"));
     v
 }
