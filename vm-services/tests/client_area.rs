@@ -788,3 +788,102 @@ fn lockout_guard_checks_every_address_of_the_management_networks() {
         );
     });
 }
+
+/// A provider's `GROUP` rule on the VM is evaluated with the security group's rules as PVE
+/// holds them (read through `client.security_groups()` from pve-sim): a group that drops SSH
+/// from the management source turns a customer's change into a lockout; a group that accepts
+/// SSH keeps the change allowed.
+#[test]
+fn lockout_guard_evaluates_a_providers_security_group_read_from_pve() {
+    use proxmox_api::api::firewall::RuleSpec;
+    run(60, async {
+        let e = env().await;
+        let s = svc104();
+        let name = |n: &str| -> proxmox_api::FirewallName { n.parse().unwrap() };
+        let groups = e.area.client().security_groups();
+        let vm_fw = e
+            .area
+            .client()
+            .node(&"pve3".parse().unwrap())
+            .qemu(proxmox_api::VmId::new(104).unwrap())
+            .firewall();
+        let ssh_spec = |action: &str| {
+            RuleSpec::new("in", action)
+                .unwrap()
+                .proto("tcp")
+                .unwrap()
+                .dport("22")
+                .unwrap()
+        };
+        // `dropssh` drops tcp/22 from the management source (the default probe 203.0.113.9).
+        groups
+            .create(&name("dropssh"), Some("no ssh from mgmt"))
+            .await
+            .unwrap();
+        groups
+            .group(&name("dropssh"))
+            .create_rule(&ssh_spec("DROP").source("203.0.113.9").unwrap())
+            .await
+            .unwrap();
+        groups.create(&name("allowssh"), None).await.unwrap();
+        groups
+            .group(&name("allowssh"))
+            .create_rule(&ssh_spec("ACCEPT"))
+            .await
+            .unwrap();
+
+        // Policy ACCEPT, firewall on; the provider's GROUP rule, then the customer's SSH rule
+        // above it: [IN ACCEPT tcp/22, GROUP dropssh].
+        e.area
+            .set_firewall_policies(&s, "ACCEPT", "ACCEPT", false)
+            .await
+            .unwrap();
+        e.area.set_firewall_enabled(&s, true, false).await.unwrap();
+        vm_fw
+            .create_rule(&RuleSpec::new("group", "dropssh").unwrap())
+            .await
+            .unwrap();
+        let ssh = rule(r#"{"type":"in","action":"ACCEPT","proto":"tcp","dport":"22","enable":1}"#);
+        e.area.add_firewall_rule(&s, &ssh, 0, false).await.unwrap();
+        let fw = e.area.firewall(&s).await.unwrap();
+        assert_eq!(fw.rules.len(), 2, "{:?}", fw.rules);
+
+        // Deleting the SSH rule (or moving it below the group) lets the group drop SSH from
+        // the management source: refused. Without the group's rules, policy ACCEPT would let
+        // SSH through and both changes would pass.
+        let err = e.area.delete_firewall_rule(&s, 0, false).await.unwrap_err();
+        assert!(err.is_lockout(), "{err}");
+        assert!(err.to_string().contains("tcp/22 from 203.0.113.9"), "{err}");
+        assert!(
+            e.area
+                .move_firewall_rule(&s, 0, 1, false)
+                .await
+                .unwrap_err()
+                .is_lockout()
+        );
+        assert_eq!(e.area.firewall(&s).await.unwrap().rules.len(), 2);
+        // Confirmed, it goes through.
+        e.area.delete_firewall_rule(&s, 0, true).await.unwrap();
+        let left = vm_fw.rules().await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].action, "dropssh");
+
+        // Now `allowssh` under policy DROP: [GROUP allowssh, IN ACCEPT tcp/22].
+        vm_fw.delete_rule(0, None).await.unwrap();
+        e.area.add_firewall_rule(&s, &ssh, 0, false).await.unwrap();
+        e.area
+            .set_firewall_policies(&s, "DROP", "ACCEPT", false)
+            .await
+            .unwrap();
+        vm_fw
+            .create_rule(&RuleSpec::new("group", "allowssh").unwrap())
+            .await
+            .unwrap();
+        // Deleting the customer's SSH rule is allowed: the group still accepts SSH (without
+        // the group's rules, policy DROP would make it a lockout).
+        e.area.delete_firewall_rule(&s, 1, false).await.unwrap();
+        let left = vm_fw.rules().await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].action, "allowssh");
+    });
+}
