@@ -233,3 +233,121 @@ async fn secure_cookie_behind_https() {
     .await
     .expect("took longer than 60 s");
 }
+
+/// One login attempt: its status, `Location` and `Retry-After` headers and body.
+async fn try_login(
+    http: &reqwest::Client,
+    base: &str,
+    user: &str,
+    pw: &str,
+) -> (StatusCode, String, Option<String>, String) {
+    let r = http
+        .post(format!("{base}/login"))
+        .form(&[("username", user), ("password", pw)])
+        .send()
+        .await
+        .expect("login");
+    let h = |n: &str| {
+        r.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let (status, location, retry) = (
+        r.status(),
+        h("location").unwrap_or_default(),
+        h("retry-after"),
+    );
+    (status, location, retry, r.text().await.expect("body"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_throttling_per_account_and_address() {
+    use examples::portal::throttle::{ACCOUNT_FAILURES, ADDRESS_FAILURES, WINDOW_SECS};
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let running = start(None).await;
+        let base = format!("http://{}", running.addr);
+        let http = http();
+        let clock = &running.app.clock;
+
+        // Five wrong passwords for alice: each back to the login page.
+        for _ in 0..ACCOUNT_FAILURES {
+            let (status, location, _, _) = try_login(&http, &base, "alice", "nope").await;
+            assert_eq!(status, StatusCode::SEE_OTHER);
+            assert!(location.starts_with("/login?err="), "{location}");
+        }
+        // The sixth, even with the right password, is refused with 429 and a clear message.
+        let (status, _, retry, body) = try_login(&http, &base, "alice", "alice-demo-pass").await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert!(
+            body.contains("Too many failed login attempts. Please try again in 15 minutes."),
+            "{body}"
+        );
+        let retry: i64 = retry.expect("Retry-After").parse().expect("seconds");
+        assert!((WINDOW_SECS - 60..=WINDOW_SECS).contains(&retry), "{retry}");
+        // Another account from the same address is not locked by alice's failures.
+        login(&http, &base, "bob", "bob-demo-pass").await;
+
+        // Still refused a minute before the window passes; allowed after it.
+        clock.advance(WINDOW_SECS - 60);
+        let (status, _, _, body) = try_login(&http, &base, "alice", "alice-demo-pass").await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+        assert!(body.contains("try again in 1 minute."), "{body}");
+        clock.advance(61);
+        login(&http, &base, "alice", "alice-demo-pass").await;
+
+        // A successful login reset alice's count: four failures again do not lock her.
+        for _ in 0..ACCOUNT_FAILURES - 1 {
+            let (status, ..) = try_login(&http, &base, "alice", "nope").await;
+            assert_eq!(status, StatusCode::SEE_OTHER);
+        }
+        login(&http, &base, "alice", "alice-demo-pass").await;
+
+        // Password spraying from one address: after enough failures over many names, every
+        // name from that address is refused (unknown names count too).
+        clock.advance(WINDOW_SECS);
+        for i in 0..ADDRESS_FAILURES {
+            let (status, ..) = try_login(&http, &base, &format!("nobody{i}"), "guess").await;
+            assert_eq!(status, StatusCode::SEE_OTHER, "attempt {i}");
+        }
+        let (status, ..) = try_login(&http, &base, "bob", "bob-demo-pass").await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        clock.advance(WINDOW_SECS);
+        login(&http, &base, "bob", "bob-demo-pass").await;
+        running.shutdown().await;
+    })
+    .await
+    .expect("took longer than 120 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_login_costs_the_same_for_unknown_users() {
+    tokio::time::timeout(Duration::from_secs(90), async {
+        let running = start(None).await;
+        let base = format!("http://{}", running.addr);
+        let http = http();
+        // The median of three failed logins each (different names stay under the limits).
+        async fn median(http: &reqwest::Client, base: &str, users: [&str; 3]) -> Duration {
+            let mut t = Vec::new();
+            for u in users {
+                let start = std::time::Instant::now();
+                let (status, ..) = try_login(http, base, u, "wrong password").await;
+                assert_eq!(status, StatusCode::SEE_OTHER);
+                t.push(start.elapsed());
+            }
+            t.sort();
+            t[1]
+        }
+        let known = median(&http, &base, ["alice", "bob", "alice"]).await;
+        let unknown = median(&http, &base, ["mallory", "trudy", "eve"]).await;
+        // Without the dummy hash an unknown name answers in well under a millisecond, a known
+        // one only after Argon2id (tens of milliseconds).
+        assert!(
+            unknown * 3 >= known && known * 3 >= unknown,
+            "known {known:?}, unknown {unknown:?}"
+        );
+        running.shutdown().await;
+    })
+    .await
+    .expect("took longer than 90 s");
+}

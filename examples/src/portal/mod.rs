@@ -7,6 +7,7 @@ pub mod config;
 pub mod console;
 pub mod html;
 pub mod store;
+pub mod throttle;
 pub mod web;
 
 use std::collections::HashMap;
@@ -199,6 +200,8 @@ pub async fn start(cfg: PortalConfig, opts: StartOptions) -> Result<Running, Str
             .as_deref()
             .is_some_and(|u| u.starts_with("https://")),
         novnc_dir: Default::default(),
+        clock: Default::default(),
+        login_throttle: Default::default(),
     });
     if opts.fetch_novnc {
         let app2 = app.clone();
@@ -222,7 +225,12 @@ pub async fn start(cfg: PortalConfig, opts: StartOptions) -> Result<Running, Str
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let router = web::router(app.clone());
     let server = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
+        if let Err(e) = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        {
             tracing::error!("server stopped: {e}");
         }
     });

@@ -5,12 +5,12 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{ConnectInfo, Form, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Json, Redirect, Response};
 use axum::routing::{get, post};
@@ -51,6 +51,10 @@ pub struct App {
     /// Long operations (restore, reinstall) started from the portal, by VMID: what and how
     /// it ended (`None` while running).
     pub operations: std::sync::Mutex<HashMap<u32, Operation>>,
+    /// The clock of sessions and login throttling (tests move it forward).
+    pub clock: super::throttle::Clock,
+    /// Failed-login counters per account and per client address.
+    pub login_throttle: super::throttle::LoginThrottle,
 }
 
 type Shared = State<Arc<App>>;
@@ -283,8 +287,9 @@ struct LoginForm {
     password: String,
 }
 
-async fn login_page(Query(m): Query<Msg>) -> Html<String> {
-    Html(page(
+/// The login page, with a message.
+fn login_form(err: Option<&str>) -> String {
+    page(
         "Log in",
         None,
         None,
@@ -293,12 +298,26 @@ async fn login_page(Query(m): Query<Msg>) -> Html<String> {
              <p><label>User<br><input name=username id=username autocomplete=username></label></p>\
              <p><label>Password<br><input type=password name=password id=password autocomplete=current-password></label></p>\
              <button id=login>Log in</button></form></div>",
-            flash(None, m.err.as_deref())
+            flash(None, err)
         ),
-    ))
+    )
 }
 
-async fn login(State(app): Shared, Form(f): Form<LoginForm>) -> Response {
+async fn login_page(Query(m): Query<Msg>) -> Html<String> {
+    Html(login_form(m.err.as_deref()))
+}
+
+async fn login(
+    State(app): Shared,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Form(f): Form<LoginForm>,
+) -> Response {
+    let ip = peer.ip();
+    let at = app.clock.now();
+    if let Err(wait) = app.login_throttle.attempt(&f.username, ip, at) {
+        tracing::warn!(user = ?f.username, %ip, "login refused: too many failed attempts");
+        return too_many_attempts(wait);
+    }
     let store_app = app.clone();
     let (u, p) = (f.username.clone(), f.password);
     let ok = tokio::task::spawn_blocking(move || store_app.store.check_login(&u, &p))
@@ -307,6 +326,7 @@ async fn login(State(app): Shared, Form(f): Form<LoginForm>) -> Response {
     if !ok {
         return Redirect::to("/login?err=Wrong+user+or+password").into_response();
     }
+    app.login_throttle.succeeded(&f.username, ip, at);
     let Ok((id, _)) = app.store.create_session(&f.username) else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "session store failed").into_response();
     };
@@ -315,6 +335,20 @@ async fn login(State(app): Shared, Form(f): Form<LoginForm>) -> Response {
     let mut r = Redirect::to("/services").into_response();
     if let Ok(v) = HeaderValue::from_str(&c) {
         r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+/// 429 with `Retry-After` and the login form, saying how long to wait.
+fn too_many_attempts(wait_secs: i64) -> Response {
+    let minutes = (wait_secs + 59) / 60;
+    let msg = format!(
+        "Too many failed login attempts. Please try again in {minutes} minute{}.",
+        if minutes == 1 { "" } else { "s" }
+    );
+    let mut r = (StatusCode::TOO_MANY_REQUESTS, Html(login_form(Some(&msg)))).into_response();
+    if let Ok(v) = HeaderValue::from_str(&wait_secs.max(1).to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
     }
     r
 }
