@@ -130,8 +130,11 @@ impl ClientArea {
             .map_err(Error::pve(what.to_owned()))
     }
 
-    /// Writes a config update given as keys to set and delete (typed where proxmox-api has a
-    /// setter; the untyped escape hatch for the rest).
+    /// Writes a config update given as keys to set and delete, in one schema-checked
+    /// `PUT config`: typed where proxmox-api has a setter, `ConfigUpdate::set_other` for the
+    /// other declared keys (`tags`, `boot`, `unusedN`, ...) and the validated `delete`. A key
+    /// the API does not declare, or a value that does not fit its type, is refused as invalid
+    /// input before anything is sent.
     pub(crate) async fn write_config(
         &self,
         service: &Service,
@@ -140,66 +143,11 @@ impl ClientArea {
         if update.set.is_empty() && update.delete.is_empty() {
             return Ok(());
         }
-        let vm = self.vm(service)?;
-        let mut u = proxmox_api::api::qemu_config::ConfigUpdate::new();
-        let mut raw: Vec<(String, String)> = Vec::new();
-        let bad = |k: &str, v: &str, e: proxmox_api::Error| {
-            Error::invalid("config value", format!("{k}: {v}"), e.to_string())
-        };
-        for (k, v) in &update.set {
-            let num = |v: &str| {
-                v.parse::<u64>().map_err(|_| {
-                    Error::invalid("config value", format!("{k}: {v}"), "not a number")
-                })
-            };
-            u = match k.as_str() {
-                "cores" => u.cores(num(v)? as u32),
-                "sockets" => u.sockets(num(v)? as u32),
-                "memory" => u.memory_mib(num(v)?),
-                "nameserver" => u.nameserver(v).map_err(|e| bad(k, v, e))?,
-                "searchdomain" => u.searchdomain(v).map_err(|e| bad(k, v, e))?,
-                "ciuser" => u.ciuser(v).map_err(|e| bad(k, v, e))?,
-                "name" => u.name(v).map_err(|e| bad(k, v, e))?,
-                _ if k.starts_with("net") && k[3..].parse::<u32>().is_ok() => {
-                    let spec = proxmox_api::api::qemu_config::NetSpec::parse(v);
-                    u.net(k[3..].parse().unwrap_or(0), &spec)
-                        .map_err(|e| bad(k, v, e))?
-                }
-                _ if k.starts_with("ipconfig") && k[8..].parse::<u32>().is_ok() => u.ipconfig(
-                    k[8..].parse().unwrap_or(0),
-                    &proxmox_api::api::qemu_config::IpConfig::parse(v),
-                ),
-                _ => match k.parse::<proxmox_api::DiskSlot>() {
-                    Ok(slot) => u.disk(slot, v).map_err(|e| bad(k, v, e))?,
-                    Err(_) => {
-                        raw.push((k.clone(), v.clone()));
-                        u
-                    }
-                },
-            };
-        }
-        for k in &update.delete {
-            u = u.delete(k).map_err(|e| bad(k, "", e))?;
-        }
-        vm.update_config(&u)
+        let u = api_config_update(update)?;
+        self.vm(service)?
+            .update_config(&u)
             .await
-            .map_err(Error::pve("write vm config"))?;
-        if !raw.is_empty() {
-            let path = format!(
-                "/nodes/{}/qemu/{}/config",
-                service.vm.node(),
-                service.vmid()
-            );
-            let params: Vec<(&str, &str)> =
-                raw.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            let _: serde_json::Value = self
-                .inner
-                .client
-                .put(&path, &params)
-                .await
-                .map_err(Error::pve("write vm config"))?;
-        }
-        Ok(())
+            .map_err(Error::pve("write vm config"))
     }
 
     /// Sets single keys.
@@ -409,5 +357,190 @@ fn host_or_net(n: &ipnet::IpNet) -> String {
         n.addr().to_string()
     } else {
         n.to_string()
+    }
+}
+
+/// The proxmox-api update for `update`: every key through a typed setter or the checked
+/// `set_other`/`delete`, so undeclared keys and ill-typed values never reach PVE.
+fn api_config_update(
+    update: &ConfigUpdate,
+) -> Result<proxmox_api::api::qemu_config::ConfigUpdate, Error> {
+    use proxmox_api::api::qemu_config::{self as qc};
+    let mut u = qc::ConfigUpdate::new();
+    let bad = |k: &str, v: &str, e: proxmox_api::Error| {
+        Error::invalid("config value", format!("{k}: {v}"), e.to_string())
+    };
+    for (k, v) in &update.set {
+        let num = |v: &str| {
+            v.parse::<u64>()
+                .map_err(|_| Error::invalid("config value", format!("{k}: {v}"), "not a number"))
+        };
+        // `onboot` and `agent` have typed boolean setters (an `agent` property string with
+        // options cannot be written through them and is refused).
+        let flag = |v: &str| match v {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "0" | "false" | "no" | "off" => Ok(false),
+            _ => Err(Error::invalid(
+                "config value",
+                format!("{k}: {v}"),
+                "must be a boolean",
+            )),
+        };
+        u = match k.as_str() {
+            "cores" => u.cores(num(v)? as u32),
+            "sockets" => u.sockets(num(v)? as u32),
+            "memory" => u.memory_mib(num(v)?),
+            "description" => u.description(v),
+            "onboot" => u.onboot(flag(v)?),
+            "agent" => u.agent(flag(v)?),
+            "cipassword" => u.cipassword(secrecy::SecretString::from(v.clone())),
+            "nameserver" => u.nameserver(v).map_err(|e| bad(k, v, e))?,
+            "searchdomain" => u.searchdomain(v).map_err(|e| bad(k, v, e))?,
+            "ciuser" => u.ciuser(v).map_err(|e| bad(k, v, e))?,
+            "name" => u.name(v).map_err(|e| bad(k, v, e))?,
+            _ if k.starts_with("net") && k[3..].parse::<u32>().is_ok() => {
+                let spec = qc::NetSpec::parse(v);
+                u.net(k[3..].parse().unwrap_or(0), &spec)
+                    .map_err(|e| bad(k, v, e))?
+            }
+            _ if k.starts_with("ipconfig") && k[8..].parse::<u32>().is_ok() => {
+                u.ipconfig(k[8..].parse().unwrap_or(0), &qc::IpConfig::parse(v))
+            }
+            _ => match k.parse::<proxmox_api::DiskSlot>() {
+                Ok(slot) => u.disk(slot, v).map_err(|e| bad(k, v, e))?,
+                Err(_) => u.set_other(k, v).map_err(|e| bad(k, v, e))?,
+            },
+        };
+    }
+    for k in &update.delete {
+        u = u.delete(k).map_err(|e| bad(k, "", e))?;
+    }
+    Ok(u)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::product::Catalog;
+    use crate::service::{Ipv4Assignment, VmRef};
+    use crate::stores::{MemoryPlanStore, MemoryScheduleStore};
+
+    fn set(kv: &[(&str, &str)]) -> ConfigUpdate {
+        ConfigUpdate {
+            set: kv
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            delete: vec![],
+        }
+    }
+
+    #[test]
+    fn undeclared_keys_and_ill_typed_values_are_refused_before_sending() {
+        for bad in [
+            set(&[("bogus", "1")]),
+            set(&[("unused300", "local-lvm:vm-104-disk-9")]),
+            set(&[("digest", "abc")]),
+            set(&[("tags", "")]),
+            set(&[("balloon", "lots")]),
+            set(&[("onboot", "maybe")]),
+            ConfigUpdate {
+                set: vec![],
+                delete: vec!["bogus".into()],
+            },
+        ] {
+            let err = api_config_update(&bad).unwrap_err();
+            assert!(err.is_invalid_input(), "{bad:?}: {err}");
+        }
+        for good in [
+            set(&[("tags", "web;prod"), ("boot", "order=scsi0;net0")]),
+            set(&[("unused0", "local-lvm:vm-104-disk-9"), ("balloon", "512")]),
+            set(&[("description", "x"), ("onboot", "1"), ("agent", "0")]),
+            set(&[
+                ("cores", "2"),
+                ("scsi1", "local-lvm:4"),
+                ("ipconfig0", "ip=dhcp"),
+            ]),
+        ] {
+            api_config_update(&good).unwrap_or_else(|e| panic!("{good:?}: {e}"));
+        }
+    }
+
+    /// Keys without a typed setter still reach PVE (through `set_other`, in the same `PUT`);
+    /// an undeclared key sends nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn untyped_keys_are_written_through_the_checked_path() {
+        let sim = pve_sim::PveSim::start(pve_sim::SimConfig::for_tests())
+            .await
+            .unwrap();
+        let client = proxmox_api::Client::builder(sim.https_url())
+            .auth(
+                proxmox_api::Auth::api_token("root@pam!sim", pve_sim::DEFAULT_TOKEN_SECRET)
+                    .unwrap(),
+            )
+            .tls(proxmox_api::Tls::Pinned(sim.fingerprint().parse().unwrap()))
+            .retry(proxmox_api::RetryPolicy::none())
+            .build()
+            .unwrap();
+        let catalog =
+            Catalog::from_toml_str(include_str!("../../tests/data/sim-products.toml")).unwrap();
+        let area = ClientArea::builder(client, catalog)
+            .plan_store(Arc::new(MemoryPlanStore::new()))
+            .schedule_store(Arc::new(MemoryScheduleStore::new()))
+            .build()
+            .unwrap();
+        let service = Service {
+            vm: VmRef::new("pve3".parse().unwrap(), 104.try_into().unwrap()),
+            product: "vps".parse().unwrap(),
+            ipv4: Some(Ipv4Assignment {
+                primary: "198.51.100.104/24".parse().unwrap(),
+                gateway: "198.51.100.1".parse().unwrap(),
+                extra: vec![],
+            }),
+            ipv6: None,
+            dns: vec!["1.1.1.1".parse().unwrap()],
+            domain: "vps104.example.com".parse().unwrap(),
+            mac: pve_sim::mac_for(104, 0).parse().unwrap(),
+        };
+        area.write_config(
+            &service,
+            &set(&[
+                ("tags", "web;prod"),
+                ("description", "customer vps"),
+                ("onboot", "yes"),
+                ("cores", "2"),
+            ]),
+        )
+        .await
+        .unwrap();
+        let c = sim.vm_config(104).unwrap();
+        assert_eq!(c["tags"], "web;prod");
+        assert_eq!(c["description"], "customer vps");
+        assert_eq!(c["onboot"], "1");
+        // VM 104 runs: the CPU change waits in pending, in the same PUT.
+        let cores = || sim.vm_pending(104).unwrap().get("cores").cloned().flatten();
+        assert_eq!(cores().as_deref(), Some("2"));
+        area.write_config(
+            &service,
+            &ConfigUpdate {
+                set: vec![],
+                delete: vec!["tags".into()],
+            },
+        )
+        .await
+        .unwrap();
+        assert!(!sim.vm_config(104).unwrap().contains_key("tags"));
+
+        let before = sim.request_count();
+        let err = area
+            .write_config(&service, &set(&[("cores", "4"), ("bogus", "1")]))
+            .await
+            .unwrap_err();
+        assert!(err.is_invalid_input(), "{err}");
+        assert_eq!(sim.request_count(), before, "nothing sent");
+        assert_eq!(cores().as_deref(), Some("2"));
+        sim.shutdown().await;
     }
 }
