@@ -132,6 +132,36 @@ async fn fill(c: &Client, css: &str, value: &str) {
     e.send_keys(value).await.expect("type");
 }
 
+/// Mounts the Ubuntu ISO from the ISO page and waits until the page shows it mounted.
+async fn mount_ubuntu(c: &Client, base: &str) {
+    c.goto(&format!("{base}/s/100/iso")).await.expect("iso");
+    wait_enabled(c, "button.mount").await;
+    let rows = c.find_all(Locator::Css("tr")).await.expect("rows");
+    let mut mounted_one = false;
+    for row in rows {
+        if row
+            .text()
+            .await
+            .unwrap_or_default()
+            .contains("Ubuntu-24.04")
+        {
+            row.find(Locator::Css("button.mount"))
+                .await
+                .expect("mount button")
+                .click()
+                .await
+                .expect("click");
+            mounted_one = true;
+            break;
+        }
+    }
+    assert!(mounted_one, "the Ubuntu ISO is listed");
+    wait_text(c, "#mounted", "the mounted ISO", |t| {
+        t.contains("Ubuntu-24.04")
+    })
+    .await;
+}
+
 /// Waits for a task box (if any) to finish and the page to reload without `task=`.
 async fn wait_task_done(c: &Client) {
     wait_for(30, "the task to finish", || async {
@@ -278,27 +308,7 @@ async fn steps(c: &Client, base: &str, running: &portal::Running) {
         "lifetime countdown shown: {row}"
     );
     shot(c, "snapshots").await;
-    // Remove it again.
-    let rows = c.find_all(Locator::Css("tr.snap")).await.expect("rows");
-    let mut removed = false;
-    for row in rows {
-        if row.text().await.unwrap_or_default().contains("snap_") {
-            row.find(Locator::Css("button[value=delete]"))
-                .await
-                .expect("remove button")
-                .click()
-                .await
-                .expect("click");
-            removed = true;
-            break;
-        }
-    }
-    assert!(removed, "the new snapshot has a Remove button");
-    wait_task_done(c).await;
-    wait_text(c, "#snapshots", "the snapshot gone", |t| {
-        !t.contains("snap_")
-    })
-    .await;
+    // Kept for the rollback after the ISO step (it has nothing mounted).
 
     // Backups: schedule Monday 02:30, then back up now.
     c.goto(&format!("{base}/s/100/backups"))
@@ -318,7 +328,7 @@ async fn steps(c: &Client, base: &str, running: &portal::Running) {
         .await
         .expect("prop");
     assert_eq!(checked.as_deref(), Some("true"), "Monday stays scheduled");
-    let before = text(c, "#backup-quota").await.expect("quota");
+    let quota_before = text(c, "#backup-quota").await.expect("quota");
     wait_enabled(c, "#run-backup").await;
     fill(c, "#backup-notes", "from the browser test").await;
     click_enabled(c, "#run-backup").await;
@@ -328,7 +338,7 @@ async fn steps(c: &Client, base: &str, running: &portal::Running) {
     })
     .await;
     let after = text(c, "#backup-quota").await.expect("quota");
-    assert_ne!(before, after, "quota counts the new backup: {table}");
+    assert_ne!(quota_before, after, "quota counts the new backup: {table}");
     shot(c, "backups").await;
 
     // Access Denied: mail-01's product has no firewall.
@@ -451,36 +461,106 @@ async fn steps(c: &Client, base: &str, running: &portal::Running) {
     wait_text(c, "#flash", "rule deleted", |t| t.contains("Rule deleted")).await;
     let rules = text(c, "#rules").await.expect("rules");
     assert!(!rules.contains("browser-test"), "{rules}");
-
-    // ISO: mount the Ubuntu image.
-    c.goto(&format!("{base}/s/100/iso")).await.expect("iso");
-    let rows = c.find_all(Locator::Css("tr")).await.expect("rows");
-    let mut mounted_one = false;
-    for row in rows {
-        if row
-            .text()
+    // Policies: the demo VM drops incoming traffic; change it to REJECT (SSH stays allowed by
+    // a rule, so no lock-out confirmation) and see REJECT on a fresh load of the page.
+    let policy_in = async || {
+        c.find(Locator::Css("#policy-in"))
             .await
+            .expect("policy-in")
+            .prop("value")
+            .await
+            .expect("value")
             .unwrap_or_default()
-            .contains("Ubuntu-24.04")
-        {
-            row.find(Locator::Css("button.mount"))
-                .await
-                .expect("mount button")
-                .click()
-                .await
-                .expect("click");
-            mounted_one = true;
-            break;
-        }
-    }
-    assert!(mounted_one, "the Ubuntu ISO is listed");
-    wait_text(c, "#mounted", "the mounted ISO", |t| {
-        t.contains("Ubuntu-24.04")
+    };
+    assert_eq!(policy_in().await, "DROP", "the demo VM's IN policy");
+    c.find(Locator::Css("#policy-in"))
+        .await
+        .expect("policy-in")
+        .select_by_label("REJECT")
+        .await
+        .expect("select REJECT");
+    click(c, "#save-policies").await;
+    wait_text(c, "#flash", "policies saved", |t| {
+        t.contains("Policies saved")
     })
     .await;
+    c.goto(&format!("{base}/s/100/firewall"))
+        .await
+        .expect("firewall");
+    assert_eq!(policy_in().await, "REJECT", "the IN policy persisted");
+
+    // ISO: mount the Ubuntu image.
+    mount_ubuntu(c, base).await;
     shot(c, "iso").await;
     click_enabled(c, "#unmount").await;
     wait_text(c, "#mounted", "nothing mounted", |t| t == "nothing").await;
+
+    // Snapshot rollback: mount the ISO again, roll back to the snapshot taken before (confirm
+    // dialog); the mount is undone, and the VM runs (the snapshot kept its RAM).
+    mount_ubuntu(c, base).await;
+    c.goto(&format!("{base}/s/100/snapshots"))
+        .await
+        .expect("snapshots");
+    wait_enabled(c, "tr.snap button[value=rollback]").await;
+    let rows = c.find_all(Locator::Css("tr.snap")).await.expect("rows");
+    let mut rolled = false;
+    for row in rows {
+        if row.text().await.unwrap_or_default().contains("snap_") {
+            row.find(Locator::Css("button[value=rollback]"))
+                .await
+                .expect("rollback button")
+                .click()
+                .await
+                .expect("click");
+            rolled = true;
+            break;
+        }
+    }
+    assert!(rolled, "the snapshot has a Rollback button");
+    c.accept_alert().await.expect("confirm the rollback");
+    wait_text(c, "#flash", "rollback requested", |t| {
+        t.contains("rollback of snap_")
+    })
+    .await;
+    let finished = wait_text(c, "#task .t", "the rollback task to end", |t| {
+        t.starts_with("Finished")
+    })
+    .await;
+    assert!(finished.contains("(OK)"), "{finished}");
+    wait_task_done(c).await;
+    c.goto(&format!("{base}/s/100/iso")).await.expect("iso");
+    wait_text(c, "#mounted", "the mount rolled back", |t| t == "nothing").await;
+    c.goto(&format!("{base}/s/100")).await.expect("overview");
+    wait_text(c, "#status", "status running after the rollback", |t| {
+        t.starts_with("running")
+    })
+    .await;
+    // Remove the snapshot.
+    c.goto(&format!("{base}/s/100/snapshots"))
+        .await
+        .expect("snapshots");
+    wait_enabled(c, "tr.snap button[value=delete]").await;
+    // Remove it again.
+    let rows = c.find_all(Locator::Css("tr.snap")).await.expect("rows");
+    let mut removed = false;
+    for row in rows {
+        if row.text().await.unwrap_or_default().contains("snap_") {
+            row.find(Locator::Css("button[value=delete]"))
+                .await
+                .expect("remove button")
+                .click()
+                .await
+                .expect("click");
+            removed = true;
+            break;
+        }
+    }
+    assert!(removed, "the new snapshot has a Remove button");
+    wait_task_done(c).await;
+    wait_text(c, "#snapshots", "the snapshot gone", |t| {
+        !t.contains("snap_")
+    })
+    .await;
 
     // Charts.
     c.goto(&format!("{base}/s/100/charts?tf=day"))
@@ -579,4 +659,35 @@ async fn steps(c: &Client, base: &str, running: &portal::Running) {
     .await;
     assert!(done.contains("finished"), "{done}");
     shot(c, "restore").await;
+
+    // Remove the backup made above (confirm dialog): gone from the table, the quota as before.
+    wait_enabled(c, "tr.backup button[value=delete]").await;
+    let mut removed = false;
+    for row in c.find_all(Locator::Css("tr.backup")).await.expect("rows") {
+        if row
+            .text()
+            .await
+            .unwrap_or_default()
+            .contains("from the browser test")
+        {
+            row.find(Locator::Css("button[value=delete]"))
+                .await
+                .expect("remove button")
+                .click()
+                .await
+                .expect("click");
+            removed = true;
+            break;
+        }
+    }
+    assert!(removed, "the new backup has a Remove button");
+    c.accept_alert().await.expect("confirm the removal");
+    wait_text(c, "#flash", "backup removed", |t| {
+        t.contains("Backup removed")
+    })
+    .await;
+    let table = text(c, "#backups").await.expect("backups");
+    assert!(!table.contains("from the browser test"), "{table}");
+    let quota = text(c, "#backup-quota").await.expect("quota");
+    assert_eq!(quota, quota_before, "the quota no longer counts it");
 }

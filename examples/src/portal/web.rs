@@ -765,7 +765,7 @@ async fn snapshots_page(
             body,
             "<tr class=snap><td>{n}</td><td>{taken}</td><td class=lifetime>{}</td><td>{}</td><td>\
              <form method=post action='/s/{vmid}/snapshots/action' style='display:inline'>{c}<input type=hidden name=name value='{n}'>\
-             <button name=action value=rollback{act_dis}>Rollback</button> <button class=danger name=action value=delete{act_dis}>Remove</button></form></td></tr>",
+             <button name=action value=rollback{act_dis} onclick=\"return confirm('Roll back to this snapshot? Changes made since it was taken are lost.')\">Rollback</button> <button class=danger name=action value=delete{act_dis}>Remove</button></form></td></tr>",
             esc(&e.remaining),
             esc(&e.description),
             n = esc(&e.name),
@@ -946,7 +946,7 @@ async fn backups_page(
             "<tr class=backup><td>{f}{p}</td><td>{created}</td><td>{:.1} MB</td><td>{}</td><td>\
              <form method=post action='/s/{vmid}/backups/action' style='display:inline'>{c}<input type=hidden name=volid value='{v}'>\
              <button name=action value=restore{adis} onclick=\"return confirm('Restore this backup? The VM is stopped and its disks are replaced.')\">Restore</button> \
-             <button class=danger name=action value=delete{d}>Remove</button></form></td></tr>",
+             <button class=danger name=action value=delete{d} onclick=\"return confirm('Remove this backup? This cannot be undone.')\">Remove</button></form></td></tr>",
             b.size as f64 / 1e6,
             esc(&b.notes),
             f = esc(b.volid.file_name()),
@@ -1230,7 +1230,7 @@ async fn firewall_page(
     let mut body = format!(
         "<h1>Firewall</h1>{flash}<div class=card><h2>Policies</h2><form method=post id=policies>{c}<input type=hidden name=action value=policies>\
          Firewall: <b id=fw-enabled>{en}</b> · incoming <select name=policy_in id=policy-in>{pin}</select> · outgoing <select name=policy_out id=policy-out>{pout}</select> \
-         <label><input type=checkbox name=confirm value=1> I understand this may lock me out</label> <button>Save policies</button></form></div>\
+         <label><input type=checkbox name=confirm value=1> I understand this may lock me out</label> <button id=save-policies>Save policies</button></form></div>\
          <div class=card><h2>Add a rule</h2><form method=post id=add-rule>{c}<input type=hidden name=action value=add>\
          <select name=direction><option>in</option><option>out</option></select> <select name=verdict><option>ACCEPT</option><option>DROP</option><option>REJECT</option></select> \
          <select name=proto><option value=tcp>tcp</option><option value=udp>udp</option><option value=icmp>icmp</option><option value=''>any</option></select> \
