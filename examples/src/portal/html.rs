@@ -48,6 +48,7 @@ async function pollTask(vmid, upid){
   const box=document.getElementById('task');if(!box)return;
   for(;;){
     const r=await fetch('/s/'+vmid+'/task?upid='+encodeURIComponent(upid));
+    if(r.status===401){location.href='/login?err=Your+session+has+expired.+Please+log+in+again.';return}
     if(!r.ok){box.textContent='task status unavailable';return}
     const t=await r.json();
     box.querySelector('.bar>div').style.width=(t.running?(t.percent!=null?t.percent:Math.min(95,(t.lines.length*15)+10)):100)+'%';

@@ -9,8 +9,13 @@ use rand::RngCore;
 use rusqlite::{Connection, OptionalExtension, params};
 use subtle::ConstantTimeEq;
 
-/// How long a session lives without use.
-pub const SESSION_SECS: i64 = 8 * 3600;
+/// Idle timeout: a session not used for this long (30 minutes) ends.
+pub const IDLE_SECS: i64 = 30 * 60;
+/// Absolute lifetime: a session ends this long (12 hours) after login, however busy.
+pub const ABSOLUTE_SECS: i64 = 12 * 3600;
+/// A session's last use is written at most this often (not on every request), so the idle
+/// timeout is measured to the minute.
+const TOUCH_SECS: i64 = 60;
 
 /// A logged-in session.
 #[derive(Debug, Clone)]
@@ -69,10 +74,6 @@ fn random_token() -> String {
     hex::encode(b)
 }
 
-fn now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
-
 impl Store {
     /// Opens (creating) the store at `path`.
     pub fn open(path: &Path) -> rusqlite::Result<Self> {
@@ -85,13 +86,18 @@ impl Store {
     }
 
     fn init(c: Connection) -> rusqlite::Result<Self> {
+        c.execute_batch("PRAGMA journal_mode=WAL;")?;
+        // Sessions of the older layout (one `expires` column) are dropped: their customers
+        // log in again once.
+        if c.prepare("SELECT last_seen FROM sessions LIMIT 0").is_err() {
+            c.execute_batch("DROP TABLE IF EXISTS sessions;")?;
+        }
         c.execute_batch(
-            "PRAGMA journal_mode=WAL;
-             CREATE TABLE IF NOT EXISTS customers (
+            "CREATE TABLE IF NOT EXISTS customers (
                  username TEXT PRIMARY KEY, password_hash TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS sessions (
-                 id_hash TEXT PRIMARY KEY, username TEXT NOT NULL,
-                 csrf TEXT NOT NULL, expires INTEGER NOT NULL);",
+                 id_hash TEXT PRIMARY KEY, username TEXT NOT NULL, csrf TEXT NOT NULL,
+                 created INTEGER NOT NULL, last_seen INTEGER NOT NULL);",
         )?;
         Ok(Self(Mutex::new(c)))
     }
@@ -131,15 +137,20 @@ impl Store {
         }
     }
 
-    /// Creates a session; returns its cookie value (only its hash is stored).
-    pub fn create_session(&self, username: &str) -> rusqlite::Result<(String, Session)> {
+    /// Creates a session at `now` (Unix seconds); returns its cookie value (only its hash is
+    /// stored). Ended sessions are swept on the way.
+    pub fn create_session(&self, username: &str, now: i64) -> rusqlite::Result<(String, Session)> {
         let id = random_token();
         let csrf = random_token();
         let c = self.conn();
-        c.execute("DELETE FROM sessions WHERE expires < ?1", params![now()])?;
         c.execute(
-            "INSERT INTO sessions (id_hash, username, csrf, expires) VALUES (?1, ?2, ?3, ?4)",
-            params![id_hash(&id), username, csrf, now() + SESSION_SECS],
+            "DELETE FROM sessions WHERE last_seen <= ?1 OR created <= ?2",
+            params![now - IDLE_SECS, now - ABSOLUTE_SECS],
+        )?;
+        c.execute(
+            "INSERT INTO sessions (id_hash, username, csrf, created, last_seen)
+             VALUES (?1, ?2, ?3, ?4, ?4)",
+            params![id_hash(&id), username, csrf, now],
         )?;
         Ok((
             id,
@@ -150,22 +161,38 @@ impl Store {
         ))
     }
 
-    /// The session of a cookie value, if valid.
-    pub fn session(&self, id: &str) -> Option<Session> {
-        self.conn()
+    /// The session of a cookie value at `now`, unless it was idle for [`IDLE_SECS`] or began
+    /// [`ABSOLUTE_SECS`] ago. `touch` counts this request as use (the customer's own requests
+    /// do; the pages' background polling does not, so an open tab alone does not keep a
+    /// session alive).
+    pub fn session(&self, id: &str, now: i64, touch: bool) -> Option<Session> {
+        let h = id_hash(id);
+        let c = self.conn();
+        let (session, last_seen) = c
             .query_row(
-                "SELECT username, csrf FROM sessions WHERE id_hash = ?1 AND expires >= ?2",
-                params![id_hash(id), now()],
+                "SELECT username, csrf, last_seen FROM sessions
+                 WHERE id_hash = ?1 AND last_seen > ?2 AND created > ?3",
+                params![h, now - IDLE_SECS, now - ABSOLUTE_SECS],
                 |r| {
-                    Ok(Session {
-                        username: r.get(0)?,
-                        csrf: r.get(1)?,
-                    })
+                    Ok((
+                        Session {
+                            username: r.get(0)?,
+                            csrf: r.get(1)?,
+                        },
+                        r.get::<_, i64>(2)?,
+                    ))
                 },
             )
             .optional()
             .ok()
-            .flatten()
+            .flatten()?;
+        if touch && last_seen + TOUCH_SECS <= now {
+            let _ = c.execute(
+                "UPDATE sessions SET last_seen = ?2 WHERE id_hash = ?1",
+                params![h, now],
+            );
+        }
+        Some(session)
     }
 
     /// Ends a session.
@@ -200,9 +227,37 @@ mod tests {
         assert!(s.check_login("alice", "correct horse"));
         assert!(!s.check_login("alice", "nope"));
         assert!(!s.check_login("mallory", "correct horse"));
-        let (id, sess) = s.create_session("alice").unwrap();
-        assert_eq!(s.session(&id).unwrap().csrf, sess.csrf);
-        s.delete_session(&id);
-        assert!(s.session(&id).is_none());
+        let t0 = 1_000_000;
+        let (id, sess) = s.create_session("alice", t0).unwrap();
+        assert_eq!(s.session(&id, t0, true).unwrap().csrf, sess.csrf);
+        // Idle: used at 29 minutes, still there at 58; a passive look does not extend it.
+        assert!(s.session(&id, t0 + 29 * 60, true).is_some());
+        assert!(s.session(&id, t0 + 58 * 60, false).is_some());
+        assert!(s.session(&id, t0 + 59 * 60, false).is_none());
+        // Absolute: used every 20 minutes, it still ends 12 hours after login.
+        let (id2, _) = s.create_session("alice", t0).unwrap();
+        let mut t = t0;
+        while t + 20 * 60 < t0 + ABSOLUTE_SECS {
+            t += 20 * 60;
+            assert!(s.session(&id2, t, true).is_some(), "at {}", t - t0);
+        }
+        assert!(s.session(&id2, t0 + ABSOLUTE_SECS, true).is_none());
+        let (id3, _) = s.create_session("alice", t0).unwrap();
+        s.delete_session(&id3);
+        assert!(s.session(&id3, t0, true).is_none());
+    }
+
+    #[test]
+    fn sessions_of_the_older_layout_are_dropped() {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(
+            "CREATE TABLE sessions (id_hash TEXT PRIMARY KEY, username TEXT NOT NULL,
+                 csrf TEXT NOT NULL, expires INTEGER NOT NULL);
+             INSERT INTO sessions VALUES ('h', 'alice', 'c', 99999999999);",
+        )
+        .unwrap();
+        let s = Store::init(c).unwrap();
+        let (id, _) = s.create_session("alice", 1_000).unwrap();
+        assert!(s.session(&id, 1_001, true).is_some());
     }
 }

@@ -118,11 +118,27 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-/// The session of a request, or a redirect to the login page.
+/// The session of a request (counted as use), or a redirect to the login page; saying the
+/// session expired when the request still carried one.
 pub fn session(app: &App, headers: &HeaderMap) -> Result<Session, Response> {
+    let id = cookie(headers, "sid");
+    id.and_then(|id| app.store.session(id, app.clock.now(), true))
+        .ok_or_else(|| {
+            let to = if id.is_some_and(|v| !v.is_empty()) {
+                "/login?err=Your+session+has+expired.+Please+log+in+again."
+            } else {
+                "/login"
+            };
+            Redirect::to(to).into_response()
+        })
+}
+
+/// The session of a background poll (live panel, task progress): not counted as use, and 401
+/// without one (the page's script then goes to the login page).
+fn polling_session(app: &App, headers: &HeaderMap) -> Result<Session, Response> {
     cookie(headers, "sid")
-        .and_then(|id| app.store.session(id))
-        .ok_or_else(|| Redirect::to("/login").into_response())
+        .and_then(|id| app.store.session(id, app.clock.now(), false))
+        .ok_or_else(|| (StatusCode::UNAUTHORIZED, "session expired").into_response())
 }
 
 /// Checks the CSRF token of a form or of the `X-CSRF-Token` header.
@@ -327,7 +343,7 @@ async fn login(
         return Redirect::to("/login?err=Wrong+user+or+password").into_response();
     }
     app.login_throttle.succeeded(&f.username, ip, at);
-    let Ok((id, _)) = app.store.create_session(&f.username) else {
+    let Ok((id, _)) = app.store.create_session(&f.username, app.clock.now()) else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "session store failed").into_response();
     };
     let secure = if app.secure_cookies { "; Secure" } else { "" };
@@ -454,7 +470,7 @@ fn live_value(
 }
 
 async fn live_json(State(app): Shared, headers: HeaderMap, Path(vmid): Path<u32>) -> Response {
-    let s = match session(&app, &headers) {
+    let s = match polling_session(&app, &headers) {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -481,7 +497,7 @@ const OVERVIEW_JS: &str = r#"
 const VMID=document.getElementById('live').dataset.vmid;
 function setBtn(id,a){const b=document.getElementById(id);if(!b)return;b.disabled=!a.allowed;b.title=a.allowed?'':(a.reason||'')}
 async function refresh(){
-  try{const r=await fetch('/s/'+VMID+'/live.json');if(!r.ok){document.getElementById('live-error').textContent='Something went wrong: the live status cannot be loaded.';return}
+  try{const r=await fetch('/s/'+VMID+'/live.json');if(r.status===401){location.href='/login?err=Your+session+has+expired.+Please+log+in+again.';return}if(!r.ok){document.getElementById('live-error').textContent='Something went wrong: the live status cannot be loaded.';return}
   const d=await r.json();document.getElementById('live-error').textContent='';
   const st=document.getElementById('status');st.textContent=d.status+(d.lock?' (locked: '+d.lock+')':'');st.className='status-'+d.status;
   document.getElementById('uptime').textContent=d.uptime;
@@ -647,7 +663,7 @@ async fn task_json(
     Path(vmid): Path<u32>,
     Query(q): Query<TaskQuery>,
 ) -> Response {
-    let s = match session(&app, &headers) {
+    let s = match polling_session(&app, &headers) {
         Ok(s) => s,
         Err(r) => return r,
     };
