@@ -8,10 +8,17 @@ use pve_sim::SimConfig;
 use reqwest::StatusCode;
 
 async fn start(public_url: Option<&str>) -> portal::Running {
-    let cfg = PortalConfig {
-        listen: Some("127.0.0.1:0".parse().expect("addr")),
+    start_with(PortalConfig {
         public_url: public_url.map(str::to_owned),
         ..Default::default()
+    })
+    .await
+}
+
+async fn start_with(cfg: PortalConfig) -> portal::Running {
+    let cfg = PortalConfig {
+        listen: Some("127.0.0.1:0".parse().expect("addr")),
+        ..cfg
     };
     let opts = StartOptions {
         sim: Some(SimConfig::for_tests()),
@@ -314,6 +321,15 @@ async fn login_throttling_per_account_and_address() {
         }
         let (status, ..) = try_login(&http, &base, "bob", "bob-demo-pass").await;
         assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        // With no trusted proxy configured, a client's X-Forwarded-For changes nothing.
+        let r = http
+            .post(format!("{base}/login"))
+            .header("x-forwarded-for", "198.51.100.1")
+            .form(&[("username", "bob"), ("password", "bob-demo-pass")])
+            .send()
+            .await
+            .expect("login");
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
         clock.advance(WINDOW_SECS);
         login(&http, &base, "bob", "bob-demo-pass").await;
         running.shutdown().await;
@@ -442,6 +458,56 @@ async fn sessions_expire_when_idle_and_after_twelve_hours() {
             .await
             .expect("get");
         assert_eq!(r.headers()["location"], "/login");
+        running.shutdown().await;
+    })
+    .await
+    .expect("took longer than 90 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_throttle_behind_a_trusted_proxy() {
+    use examples::portal::throttle::ADDRESS_FAILURES;
+    tokio::time::timeout(Duration::from_secs(90), async {
+        // The test client plays the proxy on loopback.
+        let running = start_with(PortalConfig {
+            trusted_proxies: vec!["127.0.0.1/32".parse().expect("net")],
+            ..Default::default()
+        })
+        .await;
+        let base = format!("http://{}", running.addr);
+        let http = http();
+        let attempt = |xff: &'static str, user: String, pw: &'static str| {
+            let (http, base) = (http.clone(), base.clone());
+            async move {
+                let r = http
+                    .post(format!("{base}/login"))
+                    .header("x-forwarded-for", xff)
+                    .form(&[("username", user.as_str()), ("password", pw)])
+                    .send()
+                    .await
+                    .expect("login");
+                let location = r
+                    .headers()
+                    .get("location")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                (r.status(), location)
+            }
+        };
+        // One customer address sprays names through the proxy.
+        for i in 0..ADDRESS_FAILURES {
+            let (status, _) = attempt("198.51.100.7", format!("nobody{i}"), "guess").await;
+            assert_eq!(status, StatusCode::SEE_OTHER, "attempt {i}");
+        }
+        let (status, _) = attempt("198.51.100.7", "bob".into(), "bob-demo-pass").await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        // A name it prepends itself does not help: the proxy appends the real address.
+        let (status, _) = attempt("10.9.9.9, 198.51.100.7", "bob".into(), "bob-demo-pass").await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        // Other customers behind the same proxy are not locked out.
+        let login = attempt("198.51.100.8", "bob".into(), "bob-demo-pass").await;
+        assert_eq!(login, (StatusCode::SEE_OTHER, "/services".to_owned()));
         running.shutdown().await;
     })
     .await

@@ -59,6 +59,11 @@ pub struct PortalConfig {
     /// Cache directory for the noVNC client (default: `$XDG_CACHE_HOME/pve-vps-portal` or
     /// `~/.cache/pve-vps-portal`).
     pub cache_dir: Option<PathBuf>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed (addresses or networks): behind
+    /// one, the login throttle counts the customer's address instead of the proxy's. Empty: the
+    /// header is ignored (anyone could send it).
+    #[serde(default)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The cluster; the embedded simulator when absent.
     #[serde(flatten)]
     pub cluster: Option<ClusterConfig>,
@@ -84,6 +89,19 @@ struct CustomersFile {
 /// Parses a customers file.
 pub fn parse_customers(s: &str) -> Result<Vec<Customer>, toml::de::Error> {
     Ok(toml::from_str::<CustomersFile>(s)?.customers)
+}
+
+/// A comma-separated list of addresses or networks (`10.0.0.1, 192.0.2.0/24, 2001:db8::/48`).
+pub fn parse_networks(s: &str) -> Result<Vec<ipnet::IpNet>, String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            v.parse::<ipnet::IpNet>()
+                .or_else(|_| v.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| format!("{v:?} is not an address or network"))
+        })
+        .collect()
 }
 
 fn env(name: &str) -> Option<String> {
@@ -119,6 +137,11 @@ impl PortalConfig {
             customers: env("PORTAL_CUSTOMERS").map(PathBuf::from),
             db: env("PORTAL_DB").map(PathBuf::from),
             cache_dir: env("PORTAL_CACHE_DIR").map(PathBuf::from),
+            trusted_proxies: env("PORTAL_TRUSTED_PROXIES")
+                .map(|v| parse_networks(&v))
+                .transpose()
+                .map_err(|e| format!("PORTAL_TRUSTED_PROXIES: {e}"))?
+                .unwrap_or_default(),
             cluster,
         })
     }
@@ -172,6 +195,7 @@ mod tests {
             pve_fingerprint = "AB:CD"
             pve_console_user = "console@pve"
             pve_console_password = "secret"
+            trusted_proxies = ["10.0.0.1/32", "2001:db8::/64"]
             "#,
         )
         .unwrap();
@@ -183,6 +207,15 @@ mod tests {
             "the secret is not printed"
         );
         assert_eq!(c.listen.unwrap().port(), 8443);
+        assert_eq!(c.trusted_proxies.len(), 2);
+        assert_eq!(
+            parse_networks("10.0.0.1, 192.0.2.0/24,").unwrap(),
+            [
+                "10.0.0.1/32".parse().unwrap(),
+                "192.0.2.0/24".parse().unwrap()
+            ]
+        );
+        assert!(parse_networks("proxy.example.com").is_err());
         let sim: PortalConfig = toml::from_str("listen = \"127.0.0.1:9000\"").unwrap();
         assert!(sim.cluster.is_none(), "no pve_url: the embedded simulator");
     }

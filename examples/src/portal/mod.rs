@@ -202,6 +202,7 @@ pub async fn start(cfg: PortalConfig, opts: StartOptions) -> Result<Running, Str
         novnc_dir: Default::default(),
         clock: Default::default(),
         login_throttle: Default::default(),
+        trusted_proxies: cfg.trusted_proxies.clone(),
     });
     if opts.fetch_novnc {
         let app2 = app.clone();

@@ -55,6 +55,8 @@ pub struct App {
     pub clock: super::throttle::Clock,
     /// Failed-login counters per account and per client address.
     pub login_throttle: super::throttle::LoginThrottle,
+    /// Reverse proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 type Shared = State<Arc<App>>;
@@ -326,9 +328,10 @@ async fn login_page(Query(m): Query<Msg>) -> Html<String> {
 async fn login(
     State(app): Shared,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Response {
-    let ip = peer.ip();
+    let ip = client_ip(peer.ip(), &headers, &app.trusted_proxies);
     let at = app.clock.now();
     if let Err(wait) = app.login_throttle.attempt(&f.username, ip, at) {
         tracing::warn!(user = ?f.username, %ip, "login refused: too many failed attempts");
@@ -353,6 +356,33 @@ async fn login(
         r.headers_mut().insert(header::SET_COOKIE, v);
     }
     r
+}
+
+/// The client's address: the TCP peer, or, when the peer is a trusted proxy, the last address
+/// in `X-Forwarded-For` that is not one (addresses further left are the client's own claims).
+fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let mut ip = peer;
+    let hops = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    for hop in hops.iter().rev() {
+        let Ok(h) = hop.parse::<IpAddr>() else {
+            break;
+        };
+        ip = h;
+        if !is_trusted(&h) {
+            break;
+        }
+    }
+    ip
 }
 
 /// 429 with `Retry-After` and the login form, saying how long to wait.
