@@ -17,7 +17,7 @@ use vm_services::console::ConsoleToken;
 use vm_services::shell::ConsoleSession;
 
 use super::cluster::Cluster;
-use super::web::{App, check_csrf, owned, session};
+use super::web::{App, action_start, owned, session};
 
 /// The npm package and version range of the noVNC client.
 pub const NOVNC_PACKAGE: &str = "@novnc/novnc@1";
@@ -73,18 +73,10 @@ pub async fn create_link(
     let err = |code: StatusCode, m: String| {
         (code, Json(serde_json::json!({ "error": m }))).into_response()
     };
-    let s = match session(&app, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    if let Err(r) = check_csrf(&s, &headers, None) {
-        return r;
-    }
-    let (svc, product) = match owned(&app, &s, vmid) {
+    let (_, svc, _) = match action_start(&app, &headers, vmid, None) {
         Ok(x) => x,
         Err(r) => return r,
     };
-    let _ = product;
     let Some(area) = &app.console_area else {
         return err(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -166,6 +166,20 @@ pub fn owned<'a>(
         .ok_or_else(|| (StatusCode::NOT_FOUND, "no such service").into_response())
 }
 
+/// Common start of a form post or script action: session, CSRF token (of the form, or the
+/// `X-CSRF-Token` header when `form` is `None`), then ownership of the service.
+pub fn action_start<'a>(
+    app: &'a App,
+    headers: &HeaderMap,
+    vmid: u32,
+    form: Option<&str>,
+) -> Result<(Session, &'a Service, &'a Product), Response> {
+    let s = session(app, headers)?;
+    check_csrf(&s, headers, form)?;
+    let (svc, product) = owned(app, &s, vmid)?;
+    Ok((s, svc, product))
+}
+
 fn user(s: &Session) -> Option<(&str, &str)> {
     Some((s.username.as_str(), s.csrf.as_str()))
 }
@@ -660,15 +674,8 @@ async fn power(
     Path(vmid): Path<u32>,
     Form(f): Form<PowerForm>,
 ) -> Response {
-    let s = match session(&app, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    if let Err(r) = check_csrf(&s, &headers, Some(&f.csrf)) {
-        return r;
-    }
-    let svc = match owned(&app, &s, vmid) {
-        Ok((svc, _)) => svc,
+    let (_, svc, _) = match action_start(&app, &headers, vmid, Some(&f.csrf)) {
+        Ok(x) => x,
         Err(r) => return r,
     };
     app.cluster.count();
@@ -835,15 +842,8 @@ async fn snapshot_create(
     Path(vmid): Path<u32>,
     Form(f): Form<SnapForm>,
 ) -> Response {
-    let s = match session(&app, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    if let Err(r) = check_csrf(&s, &headers, Some(&f.csrf)) {
-        return r;
-    }
-    let svc = match owned(&app, &s, vmid) {
-        Ok((svc, _)) => svc,
+    let (_, svc, _) = match action_start(&app, &headers, vmid, Some(&f.csrf)) {
+        Ok(x) => x,
         Err(r) => return r,
     };
     app.cluster.count();
@@ -869,15 +869,8 @@ async fn snapshot_action(
     Path(vmid): Path<u32>,
     Form(f): Form<SnapAction>,
 ) -> Response {
-    let s = match session(&app, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    if let Err(r) = check_csrf(&s, &headers, Some(&f.csrf)) {
-        return r;
-    }
-    let svc = match owned(&app, &s, vmid) {
-        Ok((svc, _)) => svc,
+    let (_, svc, _) = match action_start(&app, &headers, vmid, Some(&f.csrf)) {
+        Ok(x) => x,
         Err(r) => return r,
     };
     app.cluster.count();
@@ -1022,15 +1015,8 @@ async fn backup_run(
     Path(vmid): Path<u32>,
     Form(f): Form<BackupForm>,
 ) -> Response {
-    let s = match session(&app, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    if let Err(r) = check_csrf(&s, &headers, Some(&f.csrf)) {
-        return r;
-    }
-    let svc = match owned(&app, &s, vmid) {
-        Ok((svc, _)) => svc,
+    let (_, svc, _) = match action_start(&app, &headers, vmid, Some(&f.csrf)) {
+        Ok(x) => x,
         Err(r) => return r,
     };
     app.cluster.count();
@@ -1045,15 +1031,8 @@ async fn backup_schedule(
     Path(vmid): Path<u32>,
     Form(f): Form<HashMap<String, String>>,
 ) -> Response {
-    let s = match session(&app, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    if let Err(r) = check_csrf(&s, &headers, f.get("csrf").map(String::as_str)) {
-        return r;
-    }
-    let svc = match owned(&app, &s, vmid) {
-        Ok((svc, _)) => svc,
+    let (_, svc, _) = match action_start(&app, &headers, vmid, f.get("csrf").map(String::as_str)) {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let days: [(bool, &str); 7] = std::array::from_fn(|i| {
@@ -1089,15 +1068,8 @@ async fn backup_action(
     Path(vmid): Path<u32>,
     Form(f): Form<BackupAction>,
 ) -> Response {
-    let s = match session(&app, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    if let Err(r) = check_csrf(&s, &headers, Some(&f.csrf)) {
-        return r;
-    }
-    let svc = match owned(&app, &s, vmid) {
-        Ok((svc, _)) => svc,
+    let (_, svc, _) = match action_start(&app, &headers, vmid, Some(&f.csrf)) {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let volid: vm_services::ids::VolumeId = match f.volid.parse() {
@@ -1211,15 +1183,8 @@ async fn iso_action(
     Path(vmid): Path<u32>,
     Form(f): Form<IsoForm>,
 ) -> Response {
-    let s = match session(&app, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    if let Err(r) = check_csrf(&s, &headers, Some(&f.csrf)) {
-        return r;
-    }
-    let svc = match owned(&app, &s, vmid) {
-        Ok((svc, _)) => svc,
+    let (_, svc, _) = match action_start(&app, &headers, vmid, Some(&f.csrf)) {
+        Ok(x) => x,
         Err(r) => return r,
     };
     app.cluster.count();
@@ -1354,15 +1319,8 @@ async fn firewall_action(
     Path(vmid): Path<u32>,
     Form(f): Form<FwForm>,
 ) -> Response {
-    let s = match session(&app, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    if let Err(r) = check_csrf(&s, &headers, Some(&f.csrf)) {
-        return r;
-    }
-    let svc = match owned(&app, &s, vmid) {
-        Ok((svc, _)) => svc,
+    let (_, svc, _) = match action_start(&app, &headers, vmid, Some(&f.csrf)) {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let confirm = f.confirm.is_some();
@@ -1423,15 +1381,8 @@ async fn firewall_move(
     Path(vmid): Path<u32>,
     Form(f): Form<MoveForm>,
 ) -> Response {
-    let s = match session(&app, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    if let Err(r) = check_csrf(&s, &headers, None) {
-        return r;
-    }
-    let svc = match owned(&app, &s, vmid) {
-        Ok((svc, _)) => svc,
+    let (_, svc, _) = match action_start(&app, &headers, vmid, None) {
+        Ok(x) => x,
         Err(r) => return r,
     };
     app.cluster.count();
@@ -1488,15 +1439,8 @@ async fn rdns_set(
     Path(vmid): Path<u32>,
     Form(f): Form<RdnsForm>,
 ) -> Response {
-    let s = match session(&app, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    if let Err(r) = check_csrf(&s, &headers, Some(&f.csrf)) {
-        return r;
-    }
-    let svc = match owned(&app, &s, vmid) {
-        Ok((svc, _)) => svc,
+    let (_, svc, _) = match action_start(&app, &headers, vmid, Some(&f.csrf)) {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let r = if f.hostname.trim().is_empty() {
@@ -1636,14 +1580,7 @@ async fn reinstall_start(
     Path(vmid): Path<u32>,
     Form(f): Form<ReinstallForm>,
 ) -> Response {
-    let s = match session(&app, &headers) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    if let Err(r) = check_csrf(&s, &headers, Some(&f.csrf)) {
-        return r;
-    }
-    let (svc, product) = match owned(&app, &s, vmid) {
+    let (_, svc, product) = match action_start(&app, &headers, vmid, Some(&f.csrf)) {
         Ok(x) => x,
         Err(r) => return r,
     };
