@@ -47,13 +47,19 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn check_progress(plan: &StoredPlan, done: usize) -> Result<(), Error> {
+/// `done` steps fit in the plan (checked when a plan is saved with its own `done`).
+fn check_within(plan: &StoredPlan, done: usize) -> Result<(), Error> {
     if done > plan.plan.len() {
         return Err(Error::InvalidProgress {
             id: plan.id.to_string(),
             reason: format!("{done} steps done but the plan has {}", plan.plan.len()),
         });
     }
+    Ok(())
+}
+
+fn check_progress(plan: &StoredPlan, done: usize) -> Result<(), Error> {
+    check_within(plan, done)?;
     if done < plan.done {
         return Err(Error::InvalidProgress {
             id: plan.id.to_string(),
@@ -110,13 +116,7 @@ impl MemoryPlanStore {
 
 impl PlanStore for MemoryPlanStore {
     fn save(&self, plan: &StoredPlan) -> Result<(), Error> {
-        check_progress(
-            &StoredPlan {
-                done: 0,
-                ..plan.clone()
-            },
-            plan.done,
-        )?;
+        check_within(plan, plan.done)?;
         lock(&self.0).insert(plan.id.clone(), plan.clone());
         Ok(())
     }
@@ -230,13 +230,7 @@ impl ScheduleStore for SqliteStore {
 
 impl PlanStore for SqliteStore {
     fn save(&self, plan: &StoredPlan) -> Result<(), Error> {
-        check_progress(
-            &StoredPlan {
-                done: 0,
-                ..plan.clone()
-            },
-            plan.done,
-        )?;
+        check_within(plan, plan.done)?;
         let body = encode("plan", plan)?;
         lock(&self.0)
             .execute(
