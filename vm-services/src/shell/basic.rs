@@ -374,13 +374,23 @@ impl ClientArea {
         Ok((plan.name, TaskRef::new(t.upid())))
     }
 
-    /// Rolls back to a snapshot (the VM is stopped during the rollback).
-    pub async fn rollback_snapshot(&self, service: &Service, name: &str) -> Result<TaskRef, Error> {
+    /// The checks before acting on an existing snapshot (rollback, removal): no operation of
+    /// this client area running, the feature allowed and unlocked, and the snapshot present.
+    async fn existing_snapshot(
+        &self,
+        service: &Service,
+        name: &str,
+    ) -> Result<snapshots::SnapshotName, Error> {
         self.check_not_busy(service)?;
         let product = self.product(service)?;
         let live = self.require(service, Feature::Snapshots).await?;
         let listing = self.snapshot_listing(service).await?;
-        let n = snapshots::check_existing(product, &live.state, &listing, name)?;
+        snapshots::check_existing(product, &live.state, &listing, name)
+    }
+
+    /// Rolls back to a snapshot (the VM is stopped during the rollback).
+    pub async fn rollback_snapshot(&self, service: &Service, name: &str) -> Result<TaskRef, Error> {
+        let n = self.existing_snapshot(service, name).await?;
         let t = self
             .vm(service)?
             .snapshots()
@@ -392,11 +402,7 @@ impl ClientArea {
 
     /// Removes a snapshot.
     pub async fn remove_snapshot(&self, service: &Service, name: &str) -> Result<TaskRef, Error> {
-        self.check_not_busy(service)?;
-        let product = self.product(service)?;
-        let live = self.require(service, Feature::Snapshots).await?;
-        let listing = self.snapshot_listing(service).await?;
-        let n = snapshots::check_existing(product, &live.state, &listing, name)?;
+        let n = self.existing_snapshot(service, name).await?;
         let t = self
             .vm(service)?
             .snapshots()
