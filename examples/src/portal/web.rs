@@ -228,7 +228,7 @@ async fn feature_start<'a>(
 ) -> Result<(Session, &'a Service, &'a Product, super::cluster::Live), Response> {
     let s = session(app, headers)?;
     let (svc, product) = owned(app, &s, vmid)?;
-    if !product.permissions.allows(feature) && feature != Feature::Overview {
+    if !product.permissions.allows(feature) {
         let n = nav(svc, product, &permissions::VmState::default(), feature);
         return Err(access_denied(&s, &n));
     }
@@ -459,7 +459,6 @@ async fn services(State(app): Shared, headers: HeaderMap) -> Response {
 // ---------- overview and power ----------
 
 fn live_value(
-    app: &App,
     svc: &Service,
     product: &Product,
     live: &super::cluster::Live,
@@ -498,7 +497,6 @@ fn live_value(
         )
     })
     .collect();
-    let _ = app;
     Ok(serde_json::json!({
         "status": match &o.status { overview::VmStatus::Running => "running".to_owned(), overview::VmStatus::Stopped => "stopped".to_owned(), overview::VmStatus::Other(s) => s.clone() },
         "lock": live.state.lock.as_ref().map(|l| l.to_string()),
@@ -526,7 +524,7 @@ async fn live_json(State(app): Shared, headers: HeaderMap, Path(vmid): Path<u32>
         .cluster
         .live(svc)
         .await
-        .and_then(|l| live_value(&app, svc, product, &with_operations(&app, vmid, l)))
+        .and_then(|l| live_value(svc, product, &with_operations(&app, vmid, l)))
     {
         Ok(v) => Json(v).into_response(),
         Err(e) => (
@@ -576,7 +574,7 @@ async fn overview_page(
         Ok(x) => x,
         Err(r) => return r,
     };
-    let v = match live_value(&app, svc, product, &live) {
+    let v = match live_value(svc, product, &live) {
         Ok(v) => v,
         Err(e) => return went_wrong(&s, &e),
     };
