@@ -29,14 +29,6 @@ pub const CONFIG_TTL: Duration = Duration::from_secs(600);
 /// A cached config: when it was read, the row shape it was read for, the config.
 type CachedConfig = (Instant, String, Arc<VmConfig>);
 
-/// The fields of a resource row that change when the config may have.
-fn shape(r: &ClusterResource) -> String {
-    format!(
-        "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
-        r.maxcpu, r.maxmem, r.maxdisk, r.lock, r.name, r.status
-    )
-}
-
 /// An error of the shell: the cluster could not be reached or refused, or the core refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ShellError {
@@ -157,7 +149,7 @@ impl Cluster {
         row: &ClusterResource,
     ) -> Result<Arc<VmConfig>, ShellError> {
         let vmid = service.vmid().get();
-        let now_shape = shape(row);
+        let now_shape = vm_services::shell::row_shape(row);
         if let Some((at, sh, c)) = self.configs.lock().await.get(&vmid)
             && at.elapsed() < CONFIG_TTL
             && *sh == now_shape

@@ -463,15 +463,7 @@ fn live_value(
     product: &Product,
     live: &super::cluster::Live,
 ) -> Result<serde_json::Value, ShellError> {
-    let r = &live.row;
-    let row = overview::ResourceRow {
-        status: r.status.clone().unwrap_or_default(),
-        uptime: r.uptime.unwrap_or(0),
-        cpu: r.cpu.unwrap_or(0.0),
-        maxcpu: r.maxcpu.unwrap_or(0.0),
-        mem: r.mem.unwrap_or(0),
-        maxmem: r.maxmem.unwrap_or(0),
-    };
+    let row = vm_services::shell::resource_row(&live.row);
     let o = overview::build(&row, &live.config, svc, product)?;
     let access: serde_json::Map<String, serde_json::Value> = permissions::check_all(
         product,

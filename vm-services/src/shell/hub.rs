@@ -60,12 +60,25 @@ pub struct OverviewHub {
 /// The client area's refresh period.
 pub const REFRESH: Duration = Duration::from_secs(7);
 
-fn shape(r: &proxmox_api::api::cluster::ClusterResource) -> String {
-    // Fields that only change when the config does (or a lock/status change may have).
+/// The fields of a `/cluster/resources` row that only change when the VM's config does (or a
+/// lock/status change may have): a config cached for one shape is fetched again on another.
+pub fn row_shape(r: &proxmox_api::api::cluster::ClusterResource) -> String {
     format!(
         "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
         r.maxcpu, r.maxmem, r.maxdisk, r.lock, r.name, r.status
     )
+}
+
+/// The overview's fields of a `/cluster/resources` row (missing numbers read as 0).
+pub fn resource_row(r: &proxmox_api::api::cluster::ClusterResource) -> ResourceRow {
+    ResourceRow {
+        status: r.status.clone().unwrap_or_default(),
+        uptime: r.uptime.unwrap_or(0),
+        cpu: r.cpu.unwrap_or(0.0),
+        maxcpu: r.maxcpu.unwrap_or(0.0),
+        mem: r.mem.unwrap_or(0),
+        maxmem: r.maxmem.unwrap_or(0),
+    }
 }
 
 impl OverviewHub {
@@ -158,7 +171,7 @@ impl OverviewHub {
                     OverviewUpdate::Failed("the vm moved to another node".into())
                 }
                 Some(r) => {
-                    let new_shape = shape(r);
+                    let new_shape = row_shape(r);
                     let mut config = None;
                     if old_shape.as_deref() != Some(new_shape.as_str()) {
                         stats.requests += 1;
@@ -174,14 +187,7 @@ impl OverviewHub {
                         Some(c) => c,
                         None => self.cached_config(&vm).unwrap_or_default(),
                     };
-                    let row = ResourceRow {
-                        status: r.status.clone().unwrap_or_default(),
-                        uptime: r.uptime.unwrap_or(0),
-                        cpu: r.cpu.unwrap_or(0.0),
-                        maxcpu: r.maxcpu.unwrap_or(0.0),
-                        mem: r.mem.unwrap_or(0),
-                        maxmem: r.maxmem.unwrap_or(0),
-                    };
+                    let row = resource_row(r);
                     let update = match self
                         .area
                         .product(&service)

@@ -35,7 +35,9 @@ pub use basic::{
 };
 pub use exec::{TaskProgress, TaskRef};
 pub use firewall_ops::{CustomerRule, FirewallView};
-pub use hub::{OverviewHub, OverviewUpdate, OverviewWatch, REFRESH, TickStats};
+pub use hub::{
+    OverviewHub, OverviewUpdate, OverviewWatch, REFRESH, TickStats, resource_row, row_shape,
+};
 pub use reinstall_ops::ReinstallOutcome;
 
 /// Where `now` comes from; tests pass a clock they control.
