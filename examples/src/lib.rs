@@ -31,13 +31,18 @@ pub async fn cluster_or_sim() -> Result<(Client, Option<PveSim>), Box<dyn std::e
         return Ok((b.build()?, None));
     }
     let sim = PveSim::start(SimConfig::default()).await?;
+    let client = sim_client(&sim)?;
+    Ok((client, Some(sim)))
+}
+
+/// A client for a running `pve-sim`: its API token, its certificate pinned.
+pub fn sim_client(sim: &PveSim) -> Result<Client, Box<dyn std::error::Error>> {
     let token = sim.token().ok_or("the simulator has no token")?;
-    let client = Client::builder(sim.https_url())
+    Ok(Client::builder(sim.https_url())
         .auth(Auth::api_token(
             &format!("{}!{}", token.userid, token.tokenid),
             token.secret.clone(),
         )?)
         .tls(Tls::Pinned(sim.fingerprint().parse()?))
-        .build()?;
-    Ok((client, Some(sim)))
+        .build()?)
 }

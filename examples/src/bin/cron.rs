@@ -65,14 +65,7 @@ async fn run(once: bool, every: Duration) -> Result<(), Box<dyn std::error::Erro
         }
         None => {
             let s = PveSim::start(SimConfig::default()).await?;
-            let token = s.token().ok_or("the simulator has no token")?;
-            let client = Client::builder(s.https_url())
-                .auth(Auth::api_token(
-                    &format!("{}!{}", token.userid, token.tokenid),
-                    token.secret.clone(),
-                )?)
-                .tls(Tls::Pinned(s.fingerprint().parse()?))
-                .build()?;
+            let client = examples::sim_client(&s)?;
             info!(url = %s.https_url(), "no PVE_URL: running against the embedded pve-sim demo");
             sim = Some(s);
             client
