@@ -65,6 +65,13 @@ type Shared = State<Arc<App>>;
 /// runs).
 pub type Operation = (String, Option<Result<String, String>>);
 
+impl App {
+    /// The long operations (a panic while holding the lock does not lose them).
+    fn lock_operations(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Operation>> {
+        self.operations.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// The router.
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
@@ -243,7 +250,7 @@ async fn feature_start<'a>(
 /// A restore or reinstall this portal runs counts as a lock between its steps, so the buttons
 /// stay dimmed until it ends (vm-services refuses the actions meanwhile anyway).
 fn with_operations(app: &App, vmid: u32, mut live: super::cluster::Live) -> super::cluster::Live {
-    let ops = app.operations.lock().unwrap_or_else(|e| e.into_inner());
+    let ops = app.lock_operations();
     if live.state.lock.is_none()
         && let Some((what, None)) = ops.get(&vmid)
     {
@@ -255,6 +262,24 @@ fn with_operations(app: &App, vmid: u32, mut live: super::cluster::Live) -> supe
         live.state.lock = Some(vm_services::pve::LockKind::Other(kind.to_owned()));
     }
     live
+}
+
+/// Runs a long operation (restore, reinstall) in the background: recorded under `vmid` as
+/// running, then with how `work` ended once the VM's cached state is dropped.
+fn spawn_operation<W, F>(app: &Arc<App>, svc: &Service, vmid: u32, what: String, work: W)
+where
+    W: FnOnce(Arc<App>, Service) -> F + Send + 'static,
+    F: Future<Output = Result<String, String>> + Send,
+{
+    app.lock_operations().insert(vmid, (what, None));
+    let (app, svc) = (app.clone(), svc.clone());
+    tokio::spawn(async move {
+        let done = work(app.clone(), svc.clone()).await;
+        app.cluster.invalidate(&svc).await;
+        if let Some(op) = app.lock_operations().get_mut(&vmid) {
+            op.1 = Some(done);
+        }
+    });
 }
 
 fn back(vmid: u32, path: &str, r: Result<Option<String>, String>, ok: &str) -> Response {
@@ -890,7 +915,7 @@ const DAYS: [&str; 7] = [
 ];
 
 fn operation_box(app: &App, vmid: u32) -> String {
-    let ops = app.operations.lock().unwrap_or_else(|e| e.into_inner());
+    let ops = app.lock_operations();
     match ops.get(&vmid) {
         None => String::new(),
         Some((what, None)) => format!(
@@ -1070,25 +1095,11 @@ async fn backup_action(
     if f.action == "restore" {
         // A restore stops the VM, restores the archive and reconciles the config step by step
         // (resumable); it runs in the background and the page shows how it ended.
-        app.operations
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(vmid, (format!("Restore of {}", volid.file_name()), None));
-        let (app2, svc2) = (app.clone(), svc.clone());
-        tokio::spawn(async move {
-            let r = app2.area.restore(&svc2, &volid).await;
-            let done = match r {
+        let what = format!("Restore of {}", volid.file_name());
+        spawn_operation(&app, svc, vmid, what, move |app, svc| async move {
+            match app.area.restore(&svc, &volid).await {
                 Ok(o) => Ok(format!("{} reconciliation step(s)", o.reconciled.len())),
                 Err(e) => Err(e.to_string()),
-            };
-            app2.cluster.invalidate(&svc2).await;
-            if let Some(op) = app2
-                .operations
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get_mut(&vmid)
-            {
-                op.1 = Some(done);
             }
         });
         return back(vmid, "/backups", Ok(None), "Restore started");
@@ -1592,25 +1603,14 @@ async fn reinstall_start(
         .template(template)
         .map(|t| t.name.clone())
         .unwrap_or_default();
-    app.operations
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(vmid, (format!("Reinstall with {name}"), None));
-    let (app2, svc2, word) = (app.clone(), svc.clone(), f.confirmation.clone());
-    tokio::spawn(async move {
-        let r = app2.area.reinstall(&svc2, template, &word).await;
-        let done = r
+    let word = f.confirmation.clone();
+    let what = format!("Reinstall with {name}");
+    spawn_operation(&app, svc, vmid, what, move |app, svc| async move {
+        app.area
+            .reinstall(&svc, template, &word)
+            .await
             .map(|o| format!("installed {}", o.template))
-            .map_err(|e| e.to_string());
-        app2.cluster.invalidate(&svc2).await;
-        if let Some(op) = app2
-            .operations
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_mut(&vmid)
-        {
-            op.1 = Some(done);
-        }
+            .map_err(|e| e.to_string())
     });
     back(vmid, "/reinstall", Ok(None), "Reinstall started")
 }
