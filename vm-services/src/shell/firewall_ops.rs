@@ -175,6 +175,22 @@ fn is_literal_cidr(v: &str) -> bool {
         .all(|p| p.parse::<std::net::IpAddr>().is_ok() || p.parse::<ipnet::IpNet>().is_ok())
 }
 
+/// `pos` names one of the `len` rules.
+fn check_position(pos: usize, len: usize) -> Result<(), Error> {
+    if pos >= len {
+        return Err(Error::RulePosition { pos, len });
+    }
+    Ok(())
+}
+
+/// The rules PVE holds, read strictly (for a change that rewrites them): one the model cannot
+/// read refuses the change.
+fn strict_rules(api: &[ApiRule]) -> Result<Vec<Rule>, Error> {
+    api.iter()
+        .map(|r| r.to_rule(FileKind::Guest, false).map_err(invalid))
+        .collect()
+}
+
 fn parse_policy(s: &str) -> Result<Policy, Error> {
     match s.to_ascii_uppercase().as_str() {
         "ACCEPT" => Ok(Policy::Accept),
@@ -539,49 +555,28 @@ impl ClientArea {
     ) -> Result<(), Error> {
         let model = validate(rule)?;
         let (before, config) = self.fw_prepare(service).await?;
-        if pos >= before.api.len() {
-            return Err(Error::RulePosition {
-                pos,
-                len: before.api.len(),
-            });
-        }
+        check_position(pos, before.api.len())?;
         let mut after = before.clone();
-        let mut rules: Vec<Rule> = before
-            .api
-            .iter()
-            .map(|r| r.to_rule(FileKind::Guest, false).map_err(invalid))
-            .collect::<Result<_, _>>()?;
+        let mut rules = strict_rules(&before.api)?;
         rules[pos] = model.clone();
         after.rules = rules;
         self.lockout_guard(service, &config, &before, &after, confirm_lockout)
             .await?;
         let mut spec = spec_of(&model)?;
         let sent = ApiRule::from_rule(&model);
-        for (key, v) in [
-            ("macro", &sent.macro_name),
-            ("iface", &sent.iface),
-            ("source", &sent.source),
-            ("dest", &sent.dest),
-            ("proto", &sent.proto),
-            ("sport", &sent.sport),
-            ("dport", &sent.dport),
-            ("icmp-type", &sent.icmp_type),
-            ("log", &sent.log),
-            ("comment", &sent.comment),
+        let had = &before.api[pos];
+        for (key, v, old) in [
+            ("macro", &sent.macro_name, &had.macro_name),
+            ("iface", &sent.iface, &had.iface),
+            ("source", &sent.source, &had.source),
+            ("dest", &sent.dest, &had.dest),
+            ("proto", &sent.proto, &had.proto),
+            ("sport", &sent.sport, &had.sport),
+            ("dport", &sent.dport, &had.dport),
+            ("icmp-type", &sent.icmp_type, &had.icmp_type),
+            ("log", &sent.log, &had.log),
+            ("comment", &sent.comment, &had.comment),
         ] {
-            let had = before.api[pos].clone();
-            let old = match key {
-                "macro" => had.macro_name,
-                "iface" => had.iface,
-                "source" => had.source,
-                "dest" => had.dest,
-                "proto" => had.proto,
-                "sport" => had.sport,
-                "dport" => had.dport,
-                "icmp-type" => had.icmp_type,
-                "log" => had.log,
-                _ => had.comment,
-            };
             if v.is_none() && old.is_some() {
                 spec = spec.delete(key).map_err(api_err)?;
             }
@@ -602,12 +597,7 @@ impl ClientArea {
         confirm_lockout: bool,
     ) -> Result<(), Error> {
         let (before, config) = self.fw_prepare(service).await?;
-        if pos >= before.api.len() {
-            return Err(Error::RulePosition {
-                pos,
-                len: before.api.len(),
-            });
-        }
+        check_position(pos, before.api.len())?;
         let mut after = before.clone();
         after.rules = before
             .api
@@ -639,11 +629,7 @@ impl ClientArea {
             return Ok(());
         };
         let mut after = before.clone();
-        let rules: Vec<Rule> = before
-            .api
-            .iter()
-            .map(|r| r.to_rule(FileKind::Guest, false).map_err(invalid))
-            .collect::<Result<_, _>>()?;
+        let rules = strict_rules(&before.api)?;
         after.rules = fwcore::apply_move(&rules, mv);
         self.lockout_guard(service, &config, &before, &after, confirm_lockout)
             .await?;
