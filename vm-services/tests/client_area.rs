@@ -470,6 +470,19 @@ fn rule(json: &str) -> firewall_model::ApiRule {
     firewall_model::ApiRule::from_json(json).unwrap()
 }
 
+/// Turns the VM firewall on behind `ssh` (added first), with policies IN DROP and OUT ACCEPT.
+async fn firewall_on_behind(
+    area: &vm_services::ClientArea,
+    s: &vm_services::service::Service,
+    ssh: &firewall_model::ApiRule,
+) {
+    area.add_firewall_rule(s, ssh, 0, false).await.unwrap();
+    area.set_firewall_policies(s, "DROP", "ACCEPT", false)
+        .await
+        .unwrap();
+    area.set_firewall_enabled(s, true, false).await.unwrap();
+}
+
 #[test]
 fn firewall_rules_positions_validation_lockout_and_ipfilter() {
     run(60, async {
@@ -479,12 +492,7 @@ fn firewall_rules_positions_validation_lockout_and_ipfilter() {
         let ssh = rule(
             r#"{"type":"in","action":"ACCEPT","proto":"tcp","dport":"22","enable":1,"comment":"ssh"}"#,
         );
-        e.area.add_firewall_rule(&s, &ssh, 0, false).await.unwrap();
-        e.area
-            .set_firewall_policies(&s, "DROP", "ACCEPT", false)
-            .await
-            .unwrap();
-        e.area.set_firewall_enabled(&s, true, false).await.unwrap();
+        firewall_on_behind(&e.area, &s, &ssh).await;
         let web =
             rule(r#"{"type":"in","action":"ACCEPT","proto":"tcp","dport":"80,443","enable":1}"#);
         e.area.add_firewall_rule(&s, &web, 1, false).await.unwrap();
@@ -639,12 +647,7 @@ fn lockout_guard_resolves_cluster_ipsets_aliases_and_management_sources() {
             .unwrap();
         // SSH allowed, policy DROP, firewall on.
         let ssh = rule(r#"{"type":"in","action":"ACCEPT","proto":"tcp","dport":"22","enable":1}"#);
-        e.area.add_firewall_rule(&s, &ssh, 0, false).await.unwrap();
-        e.area
-            .set_firewall_policies(&s, "DROP", "ACCEPT", false)
-            .await
-            .unwrap();
-        e.area.set_firewall_enabled(&s, true, false).await.unwrap();
+        firewall_on_behind(&e.area, &s, &ssh).await;
 
         // An IP set holding the probe: refused, named with the source.
         let drop_blocked =
@@ -755,12 +758,7 @@ fn lockout_guard_checks_every_address_of_the_management_networks() {
         .await;
         let s = svc104();
         let ssh = rule(r#"{"type":"in","action":"ACCEPT","proto":"tcp","dport":"22","enable":1}"#);
-        e.area.add_firewall_rule(&s, &ssh, 0, false).await.unwrap();
-        e.area
-            .set_firewall_policies(&s, "DROP", "ACCEPT", false)
-            .await
-            .unwrap();
-        e.area.set_firewall_enabled(&s, true, false).await.unwrap();
+        firewall_on_behind(&e.area, &s, &ssh).await;
         // The upper half of the network only (its first address stays reachable).
         let half = rule(r#"{"type":"in","action":"DROP","source":"198.51.100.128/25","enable":1}"#);
         let err = e
