@@ -39,6 +39,31 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// Prints a phase: its successes, failures and rate over `secs`, its latency percentiles and the
+/// cluster API calls (portal, simulator) it caused.
+fn report(
+    title: &str,
+    secs: f64,
+    (ok, bad, lat): (&AtomicU64, &AtomicU64, &std::sync::Mutex<Vec<Duration>>),
+    (pc, sc): (u64, u64),
+) {
+    let mut l = lat.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    l.sort();
+    println!(
+        "{title}: {} ok, {} failed, {:.0} req/s; latency p50 {} p99 {}",
+        ok.load(Ordering::Relaxed),
+        bad.load(Ordering::Relaxed),
+        ok.load(Ordering::Relaxed) as f64 / secs,
+        ms(pct(&l, 0.5)),
+        ms(pct(&l, 0.99))
+    );
+    println!(
+        "  cluster API calls: portal {pc} ({:.1}/s) / simulator {sc} ({:.1}/s)",
+        pc as f64 / secs,
+        sc as f64 / secs
+    );
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
@@ -279,24 +304,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let _ = t.await;
     }
     let secs = t.elapsed().as_secs_f64();
-    let mut l = lat.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    l.sort();
-    let (pc, sc) = (
-        running.app.cluster.api_calls() - calls0.0,
-        sim.request_count() - calls0.1,
-    );
-    println!(
-        "paced ({n} customers each polling every 7 s, {secs:.0} s): {} ok, {} failed, {:.0} req/s; latency p50 {} p99 {}",
-        ok.load(Ordering::Relaxed),
-        bad.load(Ordering::Relaxed),
-        ok.load(Ordering::Relaxed) as f64 / secs,
-        ms(pct(&l, 0.5)),
-        ms(pct(&l, 0.99))
-    );
-    println!(
-        "  cluster API calls: portal {pc} ({:.1}/s) / simulator {sc} ({:.1}/s)",
-        pc as f64 / secs,
-        sc as f64 / secs
+    report(
+        &format!("paced ({n} customers each polling every 7 s, {secs:.0} s)"),
+        secs,
+        (&ok, &bad, &lat),
+        (
+            running.app.cluster.api_calls() - calls0.0,
+            sim.request_count() - calls0.1,
+        ),
     );
 
     // 3. Saturation.
@@ -346,24 +361,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let _ = t.await;
     }
     let secs = t.elapsed().as_secs_f64();
-    let mut l = lat.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    l.sort();
-    let (pc, sc) = (
-        running.app.cluster.api_calls() - calls0.0,
-        sim.request_count() - calls0.1,
-    );
-    println!(
-        "saturation ({conc} connections, {secs:.0} s): {} ok, {} failed, {:.0} req/s; latency p50 {} p99 {}",
-        ok.load(Ordering::Relaxed),
-        bad.load(Ordering::Relaxed),
-        ok.load(Ordering::Relaxed) as f64 / secs,
-        ms(pct(&l, 0.5)),
-        ms(pct(&l, 0.99))
-    );
-    println!(
-        "  cluster API calls: portal {pc} ({:.1}/s) / simulator {sc} ({:.1}/s)",
-        pc as f64 / secs,
-        sc as f64 / secs
+    report(
+        &format!("saturation ({conc} connections, {secs:.0} s)"),
+        secs,
+        (&ok, &bad, &lat),
+        (
+            running.app.cluster.api_calls() - calls0.0,
+            sim.request_count() - calls0.1,
+        ),
     );
 
     running.shutdown().await;
