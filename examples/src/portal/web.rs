@@ -226,13 +226,23 @@ fn nav<'a>(
     }
 }
 
-/// Common start of a feature page: session, ownership, Access Denied, live state.
+/// Common start of a feature page: session, ownership, Access Denied, live state, and the
+/// page's navigation.
 async fn feature_start<'a>(
     app: &'a App,
     headers: &HeaderMap,
     vmid: u32,
     feature: Feature,
-) -> Result<(Session, &'a Service, &'a Product, super::cluster::Live), Response> {
+) -> Result<
+    (
+        Session,
+        &'a Service,
+        &'a Product,
+        super::cluster::Live,
+        Nav<'a>,
+    ),
+    Response,
+> {
     let s = session(app, headers)?;
     let (svc, product) = owned(app, &s, vmid)?;
     if !product.permissions.allows(feature) {
@@ -244,7 +254,9 @@ async fn feature_start<'a>(
         .live(svc)
         .await
         .map_err(|e| went_wrong(&s, &e))?;
-    Ok((s, svc, product, with_operations(app, vmid, live)))
+    let live = with_operations(app, vmid, live);
+    let nv = nav(svc, product, &live.state, feature);
+    Ok((s, svc, product, live, nv))
 }
 
 /// A restore or reinstall this portal runs counts as a lock between its steps, so the buttons
@@ -586,11 +598,11 @@ async fn overview_page(
     Path(vmid): Path<u32>,
     Query(m): Query<Msg>,
 ) -> Response {
-    let (s, svc, product, live) = match feature_start(&app, &headers, vmid, Feature::Overview).await
-    {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (s, svc, product, live, nv) =
+        match feature_start(&app, &headers, vmid, Feature::Overview).await {
+            Ok(x) => x,
+            Err(r) => return r,
+        };
     let v = match live_value(svc, product, &live) {
         Ok(v) => v,
         Err(e) => return went_wrong(&s, &e),
@@ -673,7 +685,6 @@ async fn overview_page(
         dns = esc(&dns),
         note = esc(&n.note),
     );
-    let nv = nav(svc, product, &live.state, Feature::Overview);
     Html(page("Overview", user(&s), Some(&nv), &body)).into_response()
 }
 
@@ -755,11 +766,10 @@ async fn charts_page(
     Path(vmid): Path<u32>,
     Query(m): Query<Msg>,
 ) -> Response {
-    let (s, svc, product, live) = match feature_start(&app, &headers, vmid, Feature::Charts).await {
+    let (s, svc, _, _, nv) = match feature_start(&app, &headers, vmid, Feature::Charts).await {
         Ok(x) => x,
         Err(r) => return r,
     };
-    let nv = nav(svc, product, &live.state, Feature::Charts);
     let tf = Timeframe::ALL
         .into_iter()
         .find(|t| Some(t.as_pve_str()) == m.tf.as_deref())
@@ -793,12 +803,11 @@ async fn snapshots_page(
     Path(vmid): Path<u32>,
     Query(m): Query<Msg>,
 ) -> Response {
-    let (s, svc, product, live) =
+    let (s, svc, product, live, nv) =
         match feature_start(&app, &headers, vmid, Feature::Snapshots).await {
             Ok(x) => x,
             Err(r) => return r,
         };
-    let nv = nav(svc, product, &live.state, Feature::Snapshots);
     app.cluster.count();
     let list = match app.area.snapshots(svc).await {
         Ok(l) => l,
@@ -941,12 +950,11 @@ async fn backups_page(
     Path(vmid): Path<u32>,
     Query(m): Query<Msg>,
 ) -> Response {
-    let (s, svc, product, live) = match feature_start(&app, &headers, vmid, Feature::Backups).await
-    {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let nv = nav(svc, product, &live.state, Feature::Backups);
+    let (s, svc, product, live, nv) =
+        match feature_start(&app, &headers, vmid, Feature::Backups).await {
+            Ok(x) => x,
+            Err(r) => return r,
+        };
     app.cluster.count();
     let (list, schedule) =
         match tokio::try_join!(app.area.backups(svc), app.area.backup_schedule(svc)) {
@@ -1121,11 +1129,11 @@ async fn iso_page(
     Path(vmid): Path<u32>,
     Query(m): Query<Msg>,
 ) -> Response {
-    let (s, svc, product, live) = match feature_start(&app, &headers, vmid, Feature::Iso).await {
+    let (s, svc, product, live, nv) = match feature_start(&app, &headers, vmid, Feature::Iso).await
+    {
         Ok(x) => x,
         Err(r) => return r,
     };
-    let nv = nav(svc, product, &live.state, Feature::Iso);
     app.cluster.count();
     let isos = match app.area.isos(svc).await {
         Ok(l) => l,
@@ -1215,12 +1223,10 @@ async fn firewall_page(
     Path(vmid): Path<u32>,
     Query(m): Query<Msg>,
 ) -> Response {
-    let (s, svc, product, live) = match feature_start(&app, &headers, vmid, Feature::Firewall).await
-    {
+    let (s, svc, _, _, nv) = match feature_start(&app, &headers, vmid, Feature::Firewall).await {
         Ok(x) => x,
         Err(r) => return r,
     };
-    let nv = nav(svc, product, &live.state, Feature::Firewall);
     app.cluster.count();
     let fw = match app.area.firewall(svc).await {
         Ok(f) => f,
@@ -1401,11 +1407,10 @@ async fn rdns_page(
     Path(vmid): Path<u32>,
     Query(m): Query<Msg>,
 ) -> Response {
-    let (s, svc, product, live) = match feature_start(&app, &headers, vmid, Feature::Rdns).await {
+    let (s, svc, _, _, nv) = match feature_start(&app, &headers, vmid, Feature::Rdns).await {
         Ok(x) => x,
         Err(r) => return r,
     };
-    let nv = nav(svc, product, &live.state, Feature::Rdns);
     let ptrs = match app.area.rdns_list(svc).await {
         Ok(p) => p,
         Err(e) => return fail(&s, &nv, &e),
@@ -1467,12 +1472,11 @@ async fn password_page(
     Path(vmid): Path<u32>,
     Query(m): Query<Msg>,
 ) -> Response {
-    let (s, svc, product, live) =
+    let (s, _, product, live, nv) =
         match feature_start(&app, &headers, vmid, Feature::ResetPassword).await {
             Ok(x) => x,
             Err(r) => return r,
         };
-    let nv = nav(svc, product, &live.state, Feature::ResetPassword);
     let dis = if permissions::check(product, Feature::ResetPassword, &live.state).is_allowed() {
         ""
     } else {
@@ -1494,15 +1498,14 @@ async fn password_reset(
     Path(vmid): Path<u32>,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    let (s, svc, product, live) =
-        match feature_start(&app, &headers, vmid, Feature::ResetPassword).await {
-            Ok(x) => x,
-            Err(r) => return r,
-        };
+    let (s, svc, _, _, nv) = match feature_start(&app, &headers, vmid, Feature::ResetPassword).await
+    {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
     if let Err(r) = check_csrf(&s, &headers, Some(&f.csrf)) {
         return r;
     }
-    let nv = nav(svc, product, &live.state, Feature::ResetPassword);
     app.cluster.count();
     match app.area.reset_password(svc).await {
         Ok(reset) => {
@@ -1535,12 +1538,11 @@ async fn reinstall_page(
     Path(vmid): Path<u32>,
     Query(m): Query<Msg>,
 ) -> Response {
-    let (s, svc, product, live) =
+    let (s, _, product, live, nv) =
         match feature_start(&app, &headers, vmid, Feature::Reinstall).await {
             Ok(x) => x,
             Err(r) => return r,
         };
-    let nv = nav(svc, product, &live.state, Feature::Reinstall);
     let dis = if permissions::check(product, Feature::Reinstall, &live.state).is_allowed() {
         ""
     } else {
