@@ -209,13 +209,7 @@ impl ClientArea {
         let live = self.require(service, Feature::Backups).await?;
         let listing = self.backup_listing(service).await?;
         let plan = reconcile::plan_restore(product, service, &live.state, &listing, archive)?;
-        let stored = StoredPlan {
-            id: PlanId::generate("restore", service.vmid(), self.now())?,
-            vm: service.vm.clone(),
-            plan: OperationPlan::Restore(plan),
-            done: 0,
-        };
-        self.inner.plans.save(&stored)?;
+        let stored = self.save_new_plan("restore", service, OperationPlan::Restore(plan))?;
         self.run_restore(service, stored).await
     }
 

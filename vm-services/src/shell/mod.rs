@@ -380,6 +380,24 @@ impl ClientArea {
         Ok(())
     }
 
+    /// A new long-operation plan of `kind` (`restore`, `reinstall`) for the service, saved in the
+    /// plan store before its first step runs, so it can be resumed.
+    pub(crate) fn save_new_plan(
+        &self,
+        kind: &str,
+        service: &Service,
+        plan: crate::reinstall::OperationPlan,
+    ) -> Result<crate::reinstall::StoredPlan, Error> {
+        let stored = crate::reinstall::StoredPlan {
+            id: crate::reinstall::PlanId::generate(kind, service.vmid(), self.now())?,
+            vm: service.vm.clone(),
+            plan,
+            done: 0,
+        };
+        self.inner.plans.save(&stored)?;
+        Ok(stored)
+    }
+
     /// Marks the VM busy for a long operation; refused when already busy here.
     pub(crate) fn mark_busy(
         &self,

@@ -62,13 +62,7 @@ impl ClientArea {
             template,
             confirmation,
         )?;
-        let stored = StoredPlan {
-            id: PlanId::generate("reinstall", service.vmid(), self.now())?,
-            vm: service.vm.clone(),
-            plan: OperationPlan::Reinstall(plan),
-            done: 0,
-        };
-        self.inner.plans.save(&stored)?;
+        let stored = self.save_new_plan("reinstall", service, OperationPlan::Reinstall(plan))?;
         self.run_reinstall(service, stored).await
     }
 
