@@ -132,29 +132,28 @@ async fn fill(c: &Client, css: &str, value: &str) {
     e.send_keys(value).await.expect("type");
 }
 
+/// Clicks `button` in the first `rows` row whose text contains `contains` (`what` names the
+/// button); whether there was one.
+async fn click_in_row(c: &Client, rows: &str, contains: &str, button: &str, what: &str) -> bool {
+    for row in c.find_all(Locator::Css(rows)).await.expect("rows") {
+        if row.text().await.unwrap_or_default().contains(contains) {
+            row.find(Locator::Css(button))
+                .await
+                .expect(what)
+                .click()
+                .await
+                .expect("click");
+            return true;
+        }
+    }
+    false
+}
+
 /// Mounts the Ubuntu ISO from the ISO page and waits until the page shows it mounted.
 async fn mount_ubuntu(c: &Client, base: &str) {
     c.goto(&format!("{base}/s/100/iso")).await.expect("iso");
     wait_enabled(c, "button.mount").await;
-    let rows = c.find_all(Locator::Css("tr")).await.expect("rows");
-    let mut mounted_one = false;
-    for row in rows {
-        if row
-            .text()
-            .await
-            .unwrap_or_default()
-            .contains("Ubuntu-24.04")
-        {
-            row.find(Locator::Css("button.mount"))
-                .await
-                .expect("mount button")
-                .click()
-                .await
-                .expect("click");
-            mounted_one = true;
-            break;
-        }
-    }
+    let mounted_one = click_in_row(c, "tr", "Ubuntu-24.04", "button.mount", "mount button").await;
     assert!(mounted_one, "the Ubuntu ISO is listed");
     wait_text(c, "#mounted", "the mounted ISO", |t| {
         t.contains("Ubuntu-24.04")
@@ -502,20 +501,14 @@ async fn steps(c: &Client, base: &str, running: &portal::Running) {
         .await
         .expect("snapshots");
     wait_enabled(c, "tr.snap button[value=rollback]").await;
-    let rows = c.find_all(Locator::Css("tr.snap")).await.expect("rows");
-    let mut rolled = false;
-    for row in rows {
-        if row.text().await.unwrap_or_default().contains("snap_") {
-            row.find(Locator::Css("button[value=rollback]"))
-                .await
-                .expect("rollback button")
-                .click()
-                .await
-                .expect("click");
-            rolled = true;
-            break;
-        }
-    }
+    let rolled = click_in_row(
+        c,
+        "tr.snap",
+        "snap_",
+        "button[value=rollback]",
+        "rollback button",
+    )
+    .await;
     assert!(rolled, "the snapshot has a Rollback button");
     c.accept_alert().await.expect("confirm the rollback");
     wait_text(c, "#flash", "rollback requested", |t| {
@@ -541,20 +534,14 @@ async fn steps(c: &Client, base: &str, running: &portal::Running) {
         .expect("snapshots");
     wait_enabled(c, "tr.snap button[value=delete]").await;
     // Remove it again.
-    let rows = c.find_all(Locator::Css("tr.snap")).await.expect("rows");
-    let mut removed = false;
-    for row in rows {
-        if row.text().await.unwrap_or_default().contains("snap_") {
-            row.find(Locator::Css("button[value=delete]"))
-                .await
-                .expect("remove button")
-                .click()
-                .await
-                .expect("click");
-            removed = true;
-            break;
-        }
-    }
+    let removed = click_in_row(
+        c,
+        "tr.snap",
+        "snap_",
+        "button[value=delete]",
+        "remove button",
+    )
+    .await;
     assert!(removed, "the new snapshot has a Remove button");
     wait_task_done(c).await;
     wait_text(c, "#snapshots", "the snapshot gone", |t| {
@@ -662,24 +649,14 @@ async fn steps(c: &Client, base: &str, running: &portal::Running) {
 
     // Remove the backup made above (confirm dialog): gone from the table, the quota as before.
     wait_enabled(c, "tr.backup button[value=delete]").await;
-    let mut removed = false;
-    for row in c.find_all(Locator::Css("tr.backup")).await.expect("rows") {
-        if row
-            .text()
-            .await
-            .unwrap_or_default()
-            .contains("from the browser test")
-        {
-            row.find(Locator::Css("button[value=delete]"))
-                .await
-                .expect("remove button")
-                .click()
-                .await
-                .expect("click");
-            removed = true;
-            break;
-        }
-    }
+    let removed = click_in_row(
+        c,
+        "tr.backup",
+        "from the browser test",
+        "button[value=delete]",
+        "remove button",
+    )
+    .await;
     assert!(removed, "the new backup has a Remove button");
     c.accept_alert().await.expect("confirm the removal");
     wait_text(c, "#flash", "backup removed", |t| {
