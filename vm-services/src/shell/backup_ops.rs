@@ -98,11 +98,7 @@ impl ClientArea {
     }
 
     pub(crate) fn allow(&self, service: &Service, feature: Feature) -> Result<(), Error> {
-        if self.product(service)?.permissions.allows(feature) {
-            Ok(())
-        } else {
-            Err(Error::AccessDenied { feature })
-        }
+        self.product_with(service, feature).map(|_| ())
     }
 
     /// The VM's archives on the product's backup storage.

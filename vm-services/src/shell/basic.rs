@@ -267,12 +267,7 @@ impl ClientArea {
 
     /// The four charts for a timeframe, from `rrddata` (AVERAGE).
     pub async fn charts(&self, service: &Service, timeframe: Timeframe) -> Result<Charts, Error> {
-        let product = self.product(service)?;
-        if !product.permissions.allows(Feature::Charts) {
-            return Err(Error::AccessDenied {
-                feature: Feature::Charts,
-            });
-        }
+        self.product_with(service, Feature::Charts)?;
         use proxmox_api::api::rrd::{Consolidation, Timeframe as T};
         let tf = match timeframe {
             Timeframe::Hour => T::Hour,
@@ -320,12 +315,7 @@ impl ClientArea {
 
     /// The snapshots with their remaining lifetime and the quota.
     pub async fn snapshots(&self, service: &Service) -> Result<SnapshotList, Error> {
-        let product = self.product(service)?;
-        if !product.permissions.allows(Feature::Snapshots) {
-            return Err(Error::AccessDenied {
-                feature: Feature::Snapshots,
-            });
-        }
+        let product = self.product_with(service, Feature::Snapshots)?;
         let listing = self.snapshot_listing(service).await?;
         let now = self.now();
         let mut snaps: Vec<SnapshotView> = listing
@@ -474,12 +464,7 @@ impl ClientArea {
 
     /// The ISO page: what is mounted and the product's ISO storage in folders.
     pub async fn isos(&self, service: &Service) -> Result<IsoPage, Error> {
-        let product = self.product(service)?;
-        if !product.permissions.allows(Feature::Iso) {
-            return Err(Error::AccessDenied {
-                feature: Feature::Iso,
-            });
-        }
+        let product = self.product_with(service, Feature::Iso)?;
         let config = self.config(service).await?;
         let listing = self.iso_listing(service).await?;
         Ok(IsoPage {
@@ -571,12 +556,7 @@ impl ClientArea {
     }
 
     fn rdns(&self, service: &Service) -> Result<&dyn dns_providers::ReverseDns, Error> {
-        let product = self.product(service)?;
-        if !product.permissions.allows(Feature::Rdns) {
-            return Err(Error::AccessDenied {
-                feature: Feature::Rdns,
-            });
-        }
+        self.product_with(service, Feature::Rdns)?;
         self.inner.rdns.as_deref().ok_or(Error::NotConfigured {
             what: "reverse dns provider",
         })

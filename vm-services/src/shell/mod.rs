@@ -301,6 +301,20 @@ impl ClientArea {
         })
     }
 
+    /// The service's product, refusing a feature its package does not include (Access Denied
+    /// needs no request).
+    pub(crate) fn product_with(
+        &self,
+        service: &Service,
+        feature: Feature,
+    ) -> Result<&Product, Error> {
+        let product = self.product(service)?;
+        if !product.permissions.allows(feature) {
+            return Err(Error::AccessDenied { feature });
+        }
+        Ok(product)
+    }
+
     pub(crate) fn vm(&self, service: &Service) -> Result<proxmox_api::api::VmHandle, Error> {
         Ok(self
             .inner
@@ -457,10 +471,7 @@ impl ClientArea {
         service: &Service,
         feature: Feature,
     ) -> Result<VmState, Error> {
-        let product = self.product(service)?;
-        if !product.permissions.allows(feature) {
-            return Err(Error::AccessDenied { feature });
-        }
+        let product = self.product_with(service, feature)?;
         let state = self.state(service).await?;
         permissions::require(product, feature, &state)?;
         Ok(state)
@@ -468,11 +479,7 @@ impl ClientArea {
 
     /// Checks permission and lock on live state and returns it with the config.
     pub(crate) async fn require(&self, service: &Service, feature: Feature) -> Result<Live, Error> {
-        let product = self.product(service)?;
-        // Denied needs no request.
-        if !product.permissions.allows(feature) {
-            return Err(Error::AccessDenied { feature });
-        }
+        let product = self.product_with(service, feature)?;
         let live = self.live(service).await?;
         permissions::require(product, feature, &live.state)?;
         Ok(live)

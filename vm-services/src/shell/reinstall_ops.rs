@@ -35,14 +35,9 @@ impl ClientArea {
         template: VmId,
         confirmation: &str,
     ) -> Result<ReinstallOutcome, Error> {
-        let product = self.product(service)?;
         // Cheap refusals first (Access Denied, wrong word, template) before any request.
+        let product = self.product_with(service, Feature::Reinstall)?;
         let idle = crate::permissions::VmState::default();
-        if !product.permissions.allows(Feature::Reinstall) {
-            return Err(Error::AccessDenied {
-                feature: Feature::Reinstall,
-            });
-        }
         reinstall::validate(product, &idle, template, confirmation)?;
         // A failed restore leaves a plan; choosing reinstall gives it up.
         for p in self.inner.plans.unfinished()? {
