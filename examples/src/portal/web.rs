@@ -304,10 +304,6 @@ fn back(vmid: u32, path: &str, r: Result<Option<String>, String>, ok: &str) -> R
     Redirect::to(&url).into_response()
 }
 
-fn err_text(e: impl std::fmt::Display) -> String {
-    e.to_string()
-}
-
 /// A refusal or failure of `vm-services` on a page: the cluster's fault is "Something went
 /// wrong", a product refusal is "Access Denied", anything else is shown as it is.
 fn fail(s: &Session, nav: &Nav<'_>, e: &vm_services::Error) -> Response {
@@ -337,7 +333,13 @@ fn unknown(what: &'static str, value: &str) -> vm_services::Error {
 }
 
 fn task_result(r: Result<TaskRef, vm_services::Error>) -> Result<Option<String>, String> {
-    r.map(|t| Some(t.as_str().to_owned())).map_err(err_text)
+    r.map(|t| Some(t.as_str().to_owned()))
+        .map_err(|e| e.to_string())
+}
+
+/// The result of an action without a task to follow, for [`back`].
+fn done_result<T>(r: Result<T, vm_services::Error>) -> Result<Option<String>, String> {
+    r.map(|_| None).map_err(|e| e.to_string())
 }
 
 #[derive(Deserialize, Default)]
@@ -1067,12 +1069,7 @@ async fn backup_schedule(
         )
     });
     let r = match WeeklySchedule::from_form(days) {
-        Ok(sched) => app
-            .area
-            .set_backup_schedule(svc, &sched)
-            .await
-            .map(|()| None)
-            .map_err(err_text),
+        Ok(sched) => done_result(app.area.set_backup_schedule(svc, &sched).await),
         Err(e) => Err(e.to_string()),
     };
     back(vmid, "/backups", r, "Schedule saved")
@@ -1097,7 +1094,7 @@ async fn backup_action(
     };
     let volid: vm_services::ids::VolumeId = match f.volid.parse() {
         Ok(v) => v,
-        Err(e) => return back(vmid, "/backups", Err(err_text(e)), ""),
+        Err(e) => return back(vmid, "/backups", Err(e.to_string()), ""),
     };
     app.cluster.count();
     if f.action == "restore" {
@@ -1113,12 +1110,7 @@ async fn backup_action(
         return back(vmid, "/backups", Ok(None), "Restore started");
     }
     let r = app.area.remove_backup(svc, &volid).await;
-    back(
-        vmid,
-        "/backups",
-        r.map(|()| None).map_err(err_text),
-        "Backup removed",
-    )
+    back(vmid, "/backups", done_result(r), "Backup removed")
 }
 
 // ---------- ISO ----------
@@ -1206,7 +1198,7 @@ async fn iso_action(
     back(
         vmid,
         "/iso",
-        r.map(|()| None).map_err(err_text),
+        done_result(r),
         if f.action == "mount" {
             "ISO mounted"
         } else {
@@ -1373,7 +1365,7 @@ async fn firewall_action(
         ),
         _ => (Err(unknown("firewall action", &f.action)), ""),
     };
-    back(vmid, "/firewall", r.map(|()| None).map_err(err_text), ok)
+    back(vmid, "/firewall", done_result(r), ok)
 }
 
 #[derive(Deserialize)]
@@ -1454,14 +1446,7 @@ async fn rdns_set(
     } else {
         app.area.rdns_set(svc, f.ip, f.hostname.trim()).await
     };
-    back(
-        vmid,
-        "/rdns",
-        r.map(|c| Some(c.to_string()))
-            .map(|_| None)
-            .map_err(err_text),
-        "PTR saved",
-    )
+    back(vmid, "/rdns", done_result(r), "PTR saved")
 }
 
 // ---------- reset password ----------
