@@ -79,7 +79,7 @@ pub(crate) fn backup_item(c: proxmox_api::api::backup::ContentItem) -> Option<Ba
 impl ClientArea {
     /// The saved schedule (all days off when none was saved).
     pub async fn backup_schedule(&self, service: &Service) -> Result<WeeklySchedule, Error> {
-        self.allow(service, Feature::Backups)?;
+        self.product_with(service, Feature::Backups)?;
         Ok(self
             .inner
             .schedules
@@ -93,12 +93,8 @@ impl ClientArea {
         service: &Service,
         schedule: &WeeklySchedule,
     ) -> Result<(), Error> {
-        self.allow(service, Feature::Backups)?;
+        self.product_with(service, Feature::Backups)?;
         self.inner.schedules.put(service.vmid(), schedule)
-    }
-
-    pub(crate) fn allow(&self, service: &Service, feature: Feature) -> Result<(), Error> {
-        self.product_with(service, feature).map(|_| ())
     }
 
     /// The VM's archives on the product's backup storage.
@@ -119,8 +115,7 @@ impl ClientArea {
 
     /// The backups page.
     pub async fn backups(&self, service: &Service) -> Result<BackupList, Error> {
-        self.allow(service, Feature::Backups)?;
-        let product = self.product(service)?;
+        let product = self.product_with(service, Feature::Backups)?;
         let listing = self.backup_listing(service).await?;
         let mut views: Vec<BackupView> = listing
             .iter()

@@ -261,7 +261,7 @@ impl ClientArea {
 
     /// The firewall page.
     pub async fn firewall(&self, service: &Service) -> Result<FirewallView, Error> {
-        self.allow(service, Feature::Firewall)?;
+        self.product_with(service, Feature::Firewall)?;
         let st = self.fw_state(service).await?;
         Ok(FirewallView {
             enabled: st.enabled,
