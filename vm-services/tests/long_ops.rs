@@ -16,7 +16,7 @@ use vm_services::permissions::{Access, Feature, Unavailable};
 use vm_services::pve::{LockKind, VmConfig};
 use vm_services::reconcile::{self, Observed};
 use vm_services::service::{Service, VmRef};
-use vm_services::shell::{OverviewUpdate, Resumed};
+use vm_services::shell::{LiveUpdate, OverviewUpdate, Resumed};
 use vm_services::stores::PlanStore;
 use vm_services::{ClientArea, OverviewHub};
 
@@ -87,13 +87,64 @@ fn overview_hub_costs_one_request_per_tick_whatever_the_watchers() {
         let (a, b, c) = tokio::join!(hub.tick(), hub.tick(), hub.tick());
         assert_eq!(e.sim.request_count() - before, 1, "{a:?} {b:?} {c:?}");
         drop(_w);
-        // A config change (new lock) refetches only that VM's config.
+        // A config change (new lock) refetches only that VM's config, and the live watchers'
+        // updates carry the lock and the dimmed buttons from the same row.
         let hub = OverviewHub::new(e.area.clone());
         let _w: Vec<_> = services.iter().map(|s| hub.watch(s)).collect();
-        hub.tick().await;
-        e.sim.set_lock(104, Some("backup")).unwrap();
-        assert_eq!(hub.tick().await.requests, 2);
+        let live: Vec<_> = (0..1000)
+            .map(|i| hub.watch_live(&services[i % 100]))
+            .collect();
+        let before = e.sim.request_count();
+        assert_eq!(hub.tick().await.requests, 101);
+        assert_eq!(e.sim.request_count() - before, 101);
+        let lock_of = |rx: &vm_services::shell::LiveWatch| match &*rx.borrow() {
+            LiveUpdate::Ready(v) => (v.state.lock.clone(), v.state.running, v.access.clone()),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(lock_of(&live[0]).0, None);
+        let before = e.sim.request_count();
         assert_eq!(hub.tick().await.requests, 1);
+        assert_eq!(e.sim.request_count() - before, 1);
+        e.sim.set_lock(104, Some("backup")).unwrap();
+        let before = e.sim.request_count();
+        assert_eq!(hub.tick().await.requests, 2);
+        assert_eq!(
+            e.sim.request_count() - before,
+            2,
+            "one listing + 104's config"
+        );
+        for rx in live.iter().step_by(100) {
+            let (lock, running, access) = lock_of(rx);
+            assert_eq!(lock, Some(LockKind::Backup));
+            assert!(running);
+            let snap = access
+                .iter()
+                .find(|(f, _)| *f == Feature::Snapshots)
+                .unwrap();
+            assert_eq!(
+                snap.1,
+                Access::Unavailable {
+                    reason: Unavailable::Locked(LockKind::Backup)
+                }
+            );
+        }
+        assert_eq!(lock_of(&live[1]).0, None, "the other VMs stay unlocked");
+        let before = e.sim.request_count();
+        assert_eq!(hub.tick().await.requests, 1);
+        assert_eq!(
+            e.sim.request_count() - before,
+            1,
+            "steady again: one request"
+        );
+        // On demand: a tick is due only once per interval, or after an invalidation.
+        assert_eq!(hub.tick_if_due().await.requests, 0);
+        hub.invalidate(&services[0]);
+        let before = e.sim.request_count();
+        assert_eq!(hub.tick_if_due().await.requests, 2);
+        assert_eq!(e.sim.request_count() - before, 2);
+        assert_eq!(hub.tick_if_due().await.requests, 0);
+        e.sim.set_lock(104, None).unwrap();
+        drop(live);
         // Watchers that went away are forgotten.
         drop(_w);
         assert_eq!(hub.tick().await.requests, 0);

@@ -1,14 +1,20 @@
 //! The overview cache: any number of watchers, one `/cluster/resources` call per tick, and a
 //! VM's config fetched again only when its resources row says the VM changed.
+//!
+//! Besides the overview ([`OverviewHub::watch`]) a watcher can ask for the live panel
+//! ([`OverviewHub::watch_live`]): the same overview plus the VM's state (running, lock) from the
+//! same row and the per-feature access computed by [`permissions::check_all`] from the product
+//! and that state, at no extra API call.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 use super::ClientArea;
 use crate::overview::{self, Overview, ResourceRow};
+use crate::permissions::{self, Access, Feature, VmState};
 use crate::pve::VmConfig;
 use crate::service::{Service, VmRef};
 
@@ -26,6 +32,31 @@ pub enum OverviewUpdate {
 /// A watcher: `changed().await`, then `borrow()`. Dropping it stops watching.
 pub type OverviewWatch = watch::Receiver<OverviewUpdate>;
 
+/// What the live panel shows about a VM, from one `/cluster/resources` row and the cached config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveView {
+    /// The overview page.
+    pub overview: Overview,
+    /// Running or not, and the lock if any, as the row says.
+    pub state: VmState,
+    /// Every feature's access for the product in that state ([`permissions::check_all`]).
+    pub access: Vec<(Feature, Access)>,
+}
+
+/// What a live watcher sees: the latest [`LiveView`], or why there is none.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LiveUpdate {
+    /// No tick has run for this VM yet.
+    Pending,
+    /// The live view of the last tick.
+    Ready(Box<LiveView>),
+    /// The VM is gone, the cluster could not be reached, or its row could not be read.
+    Failed(String),
+}
+
+/// A live watcher: `changed().await`, then `borrow()`. Dropping it stops watching.
+pub type LiveWatch = watch::Receiver<LiveUpdate>;
+
 /// What one tick did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TickStats {
@@ -41,16 +72,23 @@ pub struct TickStats {
 struct Watched {
     service: Service,
     tx: watch::Sender<OverviewUpdate>,
+    live: watch::Sender<LiveUpdate>,
+    // Watched or invalidated since the last publish: `tick_if_due` ticks for it.
+    due: bool,
     // What the config was fetched for; a different row shape refetches it.
     shape: Option<String>,
     config: Option<VmConfig>,
 }
 
 /// Serves overviews to many watchers of one cluster from one `/cluster/resources` call per
-/// tick (every 7 seconds when [`OverviewHub::spawn`]ed). Cheap to clone.
+/// tick (every [`REFRESH`], 7 seconds, when [`OverviewHub::spawn`]ed, or the interval given to
+/// [`OverviewHub::with_interval`]). Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct OverviewHub {
     area: ClientArea,
+    interval: Duration,
+    // When the last tick that saw no invalidation started (`None`: none yet, or invalidated).
+    fresh: Arc<Mutex<Freshness>>,
     vms: Arc<Mutex<HashMap<VmRef, Watched>>>,
     // One tick at a time: a caller arriving while one runs waits for it and shares its
     // result instead of sending requests of its own (coalescing).
@@ -81,33 +119,109 @@ pub fn resource_row(r: &proxmox_api::api::cluster::ClusterResource) -> ResourceR
     }
 }
 
+#[derive(Debug, Default)]
+struct Freshness {
+    last: Option<Instant>,
+    // Bumped by every invalidation: a tick that overlapped one does not count as fresh.
+    epoch: u64,
+}
+
 impl OverviewHub {
-    /// A hub over the client area's cluster.
+    /// A hub over the client area's cluster, refreshed every [`REFRESH`] (7 s).
     pub fn new(area: ClientArea) -> Self {
+        Self::with_interval(area, REFRESH)
+    }
+
+    /// A hub refreshed every `interval` ([`OverviewHub::spawn`], [`OverviewHub::tick_if_due`]).
+    pub fn with_interval(area: ClientArea, interval: Duration) -> Self {
         Self {
             area,
+            interval,
+            fresh: Arc::new(Mutex::new(Freshness::default())),
             vms: Arc::new(Mutex::new(HashMap::new())),
             ticking: Arc::new(tokio::sync::Mutex::new(TickStats::default())),
         }
     }
 
-    /// Starts watching a service's overview.
-    pub fn watch(&self, service: &Service) -> OverviewWatch {
+    /// The refresh interval.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    fn entry<R>(&self, service: &Service, f: impl FnOnce(&mut Watched) -> R) -> R {
         let mut vms = self.vms.lock().unwrap_or_else(|e| e.into_inner());
         let w = vms.entry(service.vm.clone()).or_insert_with(|| Watched {
             service: service.clone(),
             tx: watch::channel(OverviewUpdate::Pending).0,
+            live: watch::channel(LiveUpdate::Pending).0,
+            due: true,
             shape: None,
             config: None,
         });
-        w.tx.subscribe()
+        f(w)
     }
 
-    /// Runs ticks every [`REFRESH`] until the returned handle is aborted.
+    /// Starts watching a service's overview.
+    pub fn watch(&self, service: &Service) -> OverviewWatch {
+        self.entry(service, |w| w.tx.subscribe())
+    }
+
+    /// Starts watching a service's live view: overview, state and per-feature access.
+    pub fn watch_live(&self, service: &Service) -> LiveWatch {
+        self.entry(service, |w| w.live.subscribe())
+    }
+
+    /// Forgets a watched VM's cached config (after an action changed it) and makes the next
+    /// [`OverviewHub::tick_if_due`] tick.
+    pub fn invalidate(&self, service: &Service) {
+        {
+            let mut vms = self.vms.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(w) = vms.get_mut(&service.vm) {
+                w.shape = None;
+                w.config = None;
+                w.due = true;
+            }
+        }
+        let mut f = self.fresh.lock().unwrap_or_else(|e| e.into_inner());
+        f.last = None;
+        f.epoch += 1;
+    }
+
+    fn due(&self) -> bool {
+        let stale = {
+            let f = self.fresh.lock().unwrap_or_else(|e| e.into_inner());
+            f.last.is_none_or(|t| t.elapsed() >= self.interval)
+        };
+        stale || {
+            let vms = self.vms.lock().unwrap_or_else(|e| e.into_inner());
+            vms.values().any(|w| w.due)
+        }
+    }
+
+    /// Ticks only if the last tick is older than the interval, a VM was watched since, or
+    /// something was invalidated: callers on demand (a web request) share one tick per
+    /// interval. Returns the requests it sent (0 when nothing was due).
+    pub async fn tick_if_due(&self) -> TickStats {
+        let mut total = TickStats::default();
+        // A tick already running may have started before the invalidation: tick again then.
+        for _ in 0..2 {
+            if !self.due() {
+                break;
+            }
+            let s = self.tick().await;
+            total = TickStats {
+                requests: total.requests + s.requests,
+                ..s
+            };
+        }
+        total
+    }
+
+    /// Runs ticks every interval ([`REFRESH`] unless set) until the returned handle is aborted.
     pub fn spawn(&self) -> tokio::task::JoinHandle<()> {
         let hub = self.clone();
         tokio::spawn(async move {
-            let mut iv = tokio::time::interval(REFRESH);
+            let mut iv = tokio::time::interval(hub.interval);
             loop {
                 iv.tick().await;
                 let _ = hub.tick().await;
@@ -126,7 +240,17 @@ impl OverviewHub {
                 return TickStats { requests: 0, ..*g };
             }
         };
+        let (started, epoch) = {
+            let f = self.fresh.lock().unwrap_or_else(|e| e.into_inner());
+            (Instant::now(), f.epoch)
+        };
         let stats = self.tick_inner().await;
+        {
+            let mut f = self.fresh.lock().unwrap_or_else(|e| e.into_inner());
+            if f.epoch == epoch {
+                f.last = Some(started);
+            }
+        }
         *last = stats;
         stats
     }
@@ -135,9 +259,12 @@ impl OverviewHub {
         let mut stats = TickStats::default();
         let targets: Vec<(VmRef, Service, Option<String>)> = {
             let mut vms = self.vms.lock().unwrap_or_else(|e| e.into_inner());
-            vms.retain(|_, w| w.tx.receiver_count() > 0);
+            vms.retain(|_, w| w.tx.receiver_count() + w.live.receiver_count() > 0);
             stats.vms = vms.len();
-            stats.watchers = vms.values().map(|w| w.tx.receiver_count()).sum();
+            stats.watchers = vms
+                .values()
+                .map(|w| w.tx.receiver_count() + w.live.receiver_count())
+                .sum();
             vms.iter()
                 .map(|(k, w)| (k.clone(), w.service.clone(), w.shape.clone()))
                 .collect()
@@ -155,9 +282,11 @@ impl OverviewHub {
             Ok(r) => r,
             Err(e) => {
                 let msg = format!("cannot reach the cluster: {e}");
-                let vms = self.vms.lock().unwrap_or_else(|e| e.into_inner());
-                for w in vms.values() {
+                let mut vms = self.vms.lock().unwrap_or_else(|e| e.into_inner());
+                for w in vms.values_mut() {
+                    w.due = false;
                     w.tx.send_replace(OverviewUpdate::Failed(msg.clone()));
+                    w.live.send_replace(LiveUpdate::Failed(msg.clone()));
                 }
                 return stats;
             }
@@ -166,9 +295,9 @@ impl OverviewHub {
             rows.iter().filter_map(|r| Some((r.vmid?, r))).collect();
         for (vm, service, old_shape) in targets {
             let update = match by_id.get(&u64::from(vm.vmid().get())) {
-                None => OverviewUpdate::Failed("the vm is no longer present".into()),
+                None => Err("the vm is no longer present".to_owned()),
                 Some(r) if r.node.as_deref() != Some(vm.node().as_str()) => {
-                    OverviewUpdate::Failed("the vm moved to another node".into())
+                    Err("the vm moved to another node".to_owned())
                 }
                 Some(r) => {
                     let new_shape = row_shape(r);
@@ -178,7 +307,7 @@ impl OverviewHub {
                         match self.area.config(&service).await {
                             Ok(c) => config = Some(c),
                             Err(e) => {
-                                self.publish(&vm, OverviewUpdate::Failed(e.to_string()), None);
+                                self.publish(&vm, Err(e.to_string()), None);
                                 continue;
                             }
                         }
@@ -188,15 +317,21 @@ impl OverviewHub {
                         None => self.cached_config(&vm).unwrap_or_default(),
                     };
                     let row = resource_row(r);
-                    let update = match self
-                        .area
-                        .product(&service)
-                        .and_then(|p| overview::build(&row, &cfg, &service, p))
-                    {
-                        Ok(o) => OverviewUpdate::Ready(Box::new(o)),
-                        Err(e) => OverviewUpdate::Failed(e.to_string()),
-                    };
-                    self.publish(&vm, update, config.map(|c| (new_shape, c)));
+                    let view = self.area.product(&service).and_then(|p| {
+                        let overview = overview::build(&row, &cfg, &service, p)?;
+                        let state = VmState {
+                            lock: r.lock.as_deref().map(str::parse).transpose()?,
+                            running: r.status.as_deref() == Some("running"),
+                        };
+                        let access = permissions::check_all(p, &state);
+                        Ok(LiveView {
+                            overview,
+                            state,
+                            access,
+                        })
+                    });
+                    let view = view.map_err(|e| e.to_string());
+                    self.publish(&vm, view, config.map(|c| (new_shape, c)));
                     continue;
                 }
             };
@@ -210,14 +345,29 @@ impl OverviewHub {
         vms.get(vm).and_then(|w| w.config.clone())
     }
 
-    fn publish(&self, vm: &VmRef, update: OverviewUpdate, fetched: Option<(String, VmConfig)>) {
+    fn publish(
+        &self,
+        vm: &VmRef,
+        view: Result<LiveView, String>,
+        fetched: Option<(String, VmConfig)>,
+    ) {
         let mut vms = self.vms.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(w) = vms.get_mut(vm) {
             if let Some((s, c)) = fetched {
                 w.shape = Some(s);
                 w.config = Some(c);
             }
-            w.tx.send_replace(update);
+            w.due = false;
+            match view {
+                Ok(v) => {
+                    w.tx.send_replace(OverviewUpdate::Ready(Box::new(v.overview.clone())));
+                    w.live.send_replace(LiveUpdate::Ready(Box::new(v)));
+                }
+                Err(e) => {
+                    w.tx.send_replace(OverviewUpdate::Failed(e.clone()));
+                    w.live.send_replace(LiveUpdate::Failed(e));
+                }
+            }
         }
     }
 }

@@ -36,7 +36,8 @@ pub use basic::{
 pub use exec::{TaskProgress, TaskRef};
 pub use firewall_ops::{CustomerRule, FirewallView};
 pub use hub::{
-    OverviewHub, OverviewUpdate, OverviewWatch, REFRESH, TickStats, resource_row, row_shape,
+    LiveUpdate, LiveView, LiveWatch, OverviewHub, OverviewUpdate, OverviewWatch, REFRESH,
+    TickStats, resource_row, row_shape,
 };
 pub use reinstall_ops::ReinstallOutcome;
 
