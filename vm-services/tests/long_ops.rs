@@ -143,6 +143,15 @@ fn overview_hub_costs_one_request_per_tick_whatever_the_watchers() {
         assert_eq!(hub.tick_if_due().await.requests, 2);
         assert_eq!(e.sim.request_count() - before, 2);
         assert_eq!(hub.tick_if_due().await.requests, 0);
+        // A failed listing reaches every watcher and is not reused.
+        e.sim
+            .fail_requests(RequestMatch::path("/cluster/resources"), 500, 1000);
+        hub.tick().await;
+        assert!(matches!(&*live[0].borrow(), LiveUpdate::Failed(_)));
+        e.sim.clear_faults();
+        assert!(hub.tick_if_due().await.requests >= 1, "tried again at once");
+        assert_eq!(lock_of(&live[0]).0, Some(LockKind::Backup));
+        assert_eq!(hub.tick_if_due().await.requests, 0);
         e.sim.set_lock(104, None).unwrap();
         drop(live);
         // Watchers that went away are forgotten.

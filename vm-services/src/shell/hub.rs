@@ -203,7 +203,8 @@ impl OverviewHub {
     /// interval. Returns the requests it sent (0 when nothing was due).
     pub async fn tick_if_due(&self) -> TickStats {
         let mut total = TickStats::default();
-        // A tick already running may have started before the invalidation: tick again then.
+        // A tick already running (shared: 0 requests of ours) may have started before the
+        // invalidation or the watch: tick again then. Our own tick is not repeated, even failed.
         for _ in 0..2 {
             if !self.due() {
                 break;
@@ -213,6 +214,9 @@ impl OverviewHub {
                 requests: total.requests + s.requests,
                 ..s
             };
+            if s.requests > 0 {
+                break;
+            }
         }
         total
     }
@@ -244,10 +248,13 @@ impl OverviewHub {
             let f = self.fresh.lock().unwrap_or_else(|e| e.into_inner());
             (Instant::now(), f.epoch)
         };
-        let stats = self.tick_inner().await;
+        let (stats, reached) = self.tick_inner().await;
         {
             let mut f = self.fresh.lock().unwrap_or_else(|e| e.into_inner());
-            if f.epoch == epoch {
+            // A failed listing is not reused: the next `tick_if_due` tries again.
+            if !reached {
+                f.last = None;
+            } else if f.epoch == epoch {
                 f.last = Some(started);
             }
         }
@@ -255,7 +262,8 @@ impl OverviewHub {
         stats
     }
 
-    async fn tick_inner(&self) -> TickStats {
+    // The figures, and whether the cluster answered the listing.
+    async fn tick_inner(&self) -> (TickStats, bool) {
         let mut stats = TickStats::default();
         let targets: Vec<(VmRef, Service, Option<String>)> = {
             let mut vms = self.vms.lock().unwrap_or_else(|e| e.into_inner());
@@ -270,7 +278,7 @@ impl OverviewHub {
                 .collect()
         };
         if targets.is_empty() {
-            return stats;
+            return (stats, true);
         }
         stats.requests += 1;
         let rows = match self
@@ -284,11 +292,10 @@ impl OverviewHub {
                 let msg = format!("cannot reach the cluster: {e}");
                 let mut vms = self.vms.lock().unwrap_or_else(|e| e.into_inner());
                 for w in vms.values_mut() {
-                    w.due = false;
                     w.tx.send_replace(OverviewUpdate::Failed(msg.clone()));
                     w.live.send_replace(LiveUpdate::Failed(msg.clone()));
                 }
-                return stats;
+                return (stats, false);
             }
         };
         let by_id: HashMap<u64, &proxmox_api::api::cluster::ClusterResource> =
@@ -308,6 +315,8 @@ impl OverviewHub {
                             Ok(c) => config = Some(c),
                             Err(e) => {
                                 self.publish(&vm, Err(e.to_string()), None);
+                                // Not reused either: the next `tick_if_due` reads it again.
+                                self.invalidate_vm(&vm);
                                 continue;
                             }
                         }
@@ -337,7 +346,14 @@ impl OverviewHub {
             };
             self.publish(&vm, update, None);
         }
-        stats
+        (stats, true)
+    }
+
+    fn invalidate_vm(&self, vm: &VmRef) {
+        let mut vms = self.vms.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(w) = vms.get_mut(vm) {
+            w.due = true;
+        }
     }
 
     fn cached_config(&self, vm: &VmRef) -> Option<VmConfig> {
