@@ -1,33 +1,23 @@
 //! The portal's thin shell over the cluster: it fetches what a decision of `vm-services`' pure
 //! core needs and carries out the plan the core returns.
 //!
-//! This is interim glue until `vm-services` ships its async executor facade; it holds no domain
-//! rule of its own (permissions, quotas, names, validations all come from `vm-services`). It adds
-//! the two things a portal with many customers needs: a short-lived cache of
-//! `/cluster/resources` and of VM configs shared by every customer, refreshed once for everyone
-//! (single flight), and a count of the API calls it makes.
+//! It holds no domain rule of its own (permissions, quotas, names, validations all come from
+//! `vm-services`) and no cache: the live panel reads `vm-services`' `OverviewHub` (one
+//! `/cluster/resources` per refresh shared by every customer). It counts the API calls the
+//! portal makes.
 
-use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use proxmox_api::api::cluster::{ClusterResource, ResourceFilter};
 use proxmox_api::{Client, TaskHandle};
-use tokio::sync::Mutex;
+use vm_services::overview::Overview;
 use vm_services::permissions::VmState;
-use vm_services::pve::VmConfig;
 use vm_services::service::Service;
 
-/// How long the shared `/cluster/resources` answer is reused.
-pub const RESOURCES_TTL: Duration = Duration::from_secs(2);
-/// The longest a VM config is reused. Within it, a config is fetched again as soon as the VM's
-/// resource row changes shape (sizes, name, status, lock: what changes with the config), and
-/// actions through the portal invalidate it at once.
-pub const CONFIG_TTL: Duration = Duration::from_secs(600);
-
-/// A cached config: when it was read, the row shape it was read for, the config.
-type CachedConfig = (Instant, String, Arc<VmConfig>);
+/// How often the live panel's overview hub refreshes: at most one `/cluster/resources` call per
+/// 2 seconds, shared by every customer; a VM's config is read again only when its row changes
+/// shape or an action through the portal invalidated it.
+pub const LIVE_REFRESH: Duration = Duration::from_secs(2);
 
 /// An error of the shell: the cluster could not be reached or refused, or the core refused.
 #[derive(Debug, thiserror::Error)]
@@ -41,12 +31,15 @@ pub enum ShellError {
     /// The VM is not in the cluster's resource list.
     #[error("the vm is not in the cluster's resource list")]
     Missing,
+    /// The live view could not be read (the overview hub's reason).
+    #[error("{0}")]
+    Live(String),
 }
 
 impl ShellError {
     /// Whether the cluster itself is the problem ("Something went wrong").
     pub fn is_cluster(&self) -> bool {
-        matches!(self, Self::Api(_) | Self::Missing)
+        matches!(self, Self::Api(_) | Self::Missing | Self::Live(_))
     }
 }
 
@@ -78,19 +71,15 @@ pub struct Cluster {
     pub tls: proxmox_api::Tls,
     /// Console login, if configured.
     pub console_login: Option<ConsoleLogin>,
-    resources: Mutex<Option<(Instant, Arc<Vec<ClusterResource>>)>>,
-    configs: Mutex<HashMap<u32, CachedConfig>>,
     calls: AtomicU64,
 }
 
-/// What the live panel needs about a VM.
+/// What the live panel needs about a VM (from `vm-services`' `OverviewHub`).
 #[derive(Debug, Clone)]
 pub struct Live {
-    /// The `/cluster/resources` row.
-    pub row: ClusterResource,
-    /// The VM config.
-    pub config: Arc<VmConfig>,
-    /// State for permission checks.
+    /// The overview page.
+    pub overview: Overview,
+    /// State for permission checks (the row's lock, or a restore/reinstall this portal runs).
     pub state: VmState,
 }
 
@@ -107,8 +96,6 @@ impl Cluster {
             base_url,
             tls,
             console_login,
-            resources: Mutex::new(None),
-            configs: Mutex::new(HashMap::new()),
             calls: AtomicU64::new(0),
         }
     }
@@ -120,77 +107,12 @@ impl Cluster {
 
     /// Counts one API call.
     pub fn count(&self) {
-        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.count_n(1);
     }
 
-    /// The shared resource list, refreshed at most every [`RESOURCES_TTL`], once for everyone.
-    pub async fn resources(&self) -> Result<Arc<Vec<ClusterResource>>, ShellError> {
-        let mut guard = self.resources.lock().await;
-        if let Some((at, list)) = guard.as_ref()
-            && at.elapsed() < RESOURCES_TTL
-        {
-            return Ok(list.clone());
-        }
-        self.count();
-        let list = Arc::new(
-            self.client
-                .cluster_resources(Some(ResourceFilter::Vm))
-                .await?,
-        );
-        *guard = Some((Instant::now(), list.clone()));
-        Ok(list)
-    }
-
-    /// The VM config, reused while the VM's resource row keeps its shape (at most
-    /// [`CONFIG_TTL`]).
-    async fn config(
-        &self,
-        service: &Service,
-        row: &ClusterResource,
-    ) -> Result<Arc<VmConfig>, ShellError> {
-        let vmid = service.vmid().get();
-        let now_shape = vm_services::shell::row_shape(row);
-        if let Some((at, sh, c)) = self.configs.lock().await.get(&vmid)
-            && at.elapsed() < CONFIG_TTL
-            && *sh == now_shape
-        {
-            return Ok(c.clone());
-        }
-        self.count();
-        let cfg = self.vm(service)?.config().await?;
-        let cfg: Arc<VmConfig> = Arc::new(cfg.raw.into_iter().collect());
-        self.configs
-            .lock()
-            .await
-            .insert(vmid, (Instant::now(), now_shape, cfg.clone()));
-        Ok(cfg)
-    }
-
-    /// Forgets cached state after an action, so the next read is fresh.
-    pub async fn invalidate(&self, service: &Service) {
-        self.configs.lock().await.remove(&service.vmid().get());
-        *self.resources.lock().await = None;
-    }
-
-    /// The resource row, config and permission state of a VM.
-    pub async fn live(&self, service: &Service) -> Result<Live, ShellError> {
-        let resources = self.resources().await?;
-        let row = resources
-            .iter()
-            .find(|r| r.vmid == Some(u64::from(service.vmid().get())))
-            .cloned()
-            .ok_or(ShellError::Missing)?;
-        let config = self.config(service, &row).await?;
-        // `/cluster/resources` carries the lock too, so the live state is as fresh as the row.
-        let lock = match row.lock.as_deref() {
-            Some(l) => Some(l.parse()?),
-            None => None,
-        };
-        let state = VmState {
-            lock,
-            running: row.status.as_deref() == Some("running"),
-        };
-        Ok(Live { row, config, state })
+    /// Counts `n` API calls (an overview hub tick's).
+    pub fn count_n(&self, n: u64) {
+        self.calls.fetch_add(n, Ordering::Relaxed);
     }
 
     /// The API handle of a service's VM.

@@ -192,6 +192,8 @@ pub async fn start(cfg: PortalConfig, opts: StartOptions) -> Result<Running, Str
         catalog,
         services,
         store,
+        hub: vm_services::OverviewHub::with_interval(area.clone(), cluster::LIVE_REFRESH),
+        live_watches: Default::default(),
         area,
         console_area,
         operations: Default::default(),

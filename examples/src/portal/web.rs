@@ -41,6 +41,11 @@ pub struct App {
     pub store: Store,
     /// The client-area executor of `vm-services` (every operation goes through it).
     pub area: ClientArea,
+    /// The live panel's and the buttons' read cache: `vm-services`' overview hub over `area`,
+    /// ticked on demand at most every [`super::cluster::LIVE_REFRESH`].
+    pub hub: vm_services::OverviewHub,
+    /// The hub's live watchers, one per VM asked about (kept so its config stays cached).
+    pub live_watches: std::sync::Mutex<HashMap<u32, vm_services::shell::LiveWatch>>,
     /// The executor the console uses: on a ticket (user/password) session, because PVE's
     /// `vncwebsocket` only accepts a VNC ticket issued to a user with a ticket session.
     pub console_area: Option<ClientArea>,
@@ -66,6 +71,32 @@ type Shared = State<Arc<App>>;
 pub type Operation = (String, Option<Result<String, String>>);
 
 impl App {
+    /// The overview and permission state of a VM from the overview hub: it ticks (one
+    /// `/cluster/resources` for every VM asked about, plus configs whose row changed) when the
+    /// last tick is older than [`super::cluster::LIVE_REFRESH`] or an action invalidated it.
+    pub async fn live(&self, svc: &Service) -> Result<super::cluster::Live, ShellError> {
+        let rx = self
+            .live_watches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(svc.vmid().get())
+            .or_insert_with(|| self.hub.watch_live(svc))
+            .clone();
+        let stats = self.hub.tick_if_due().await;
+        self.cluster.count_n(stats.requests as u64);
+        let update = rx.borrow().clone();
+        match update {
+            vm_services::shell::LiveUpdate::Ready(v) => Ok(super::cluster::Live {
+                overview: v.overview,
+                state: v.state,
+            }),
+            vm_services::shell::LiveUpdate::Failed(e) => Err(ShellError::Live(e)),
+            vm_services::shell::LiveUpdate::Pending => {
+                Err(ShellError::Live("the live view is not ready".into()))
+            }
+        }
+    }
+
     /// The long operations (a panic while holding the lock does not lose them).
     fn lock_operations(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Operation>> {
         self.operations.lock().unwrap_or_else(|e| e.into_inner())
@@ -249,11 +280,7 @@ async fn feature_start<'a>(
         let n = nav(svc, product, &permissions::VmState::default(), feature);
         return Err(access_denied(&s, &n));
     }
-    let live = app
-        .cluster
-        .live(svc)
-        .await
-        .map_err(|e| went_wrong(&s, &e))?;
+    let live = app.live(svc).await.map_err(|e| went_wrong(&s, &e))?;
     let live = with_operations(app, vmid, live);
     let nv = nav(svc, product, &live.state, feature);
     Ok((s, svc, product, live, nv))
@@ -287,7 +314,7 @@ where
     let (app, svc) = (app.clone(), svc.clone());
     tokio::spawn(async move {
         let done = work(app.clone(), svc.clone()).await;
-        app.cluster.invalidate(&svc).await;
+        app.hub.invalidate(&svc);
         if let Some(op) = app.lock_operations().get_mut(&vmid) {
             op.1 = Some(done);
         }
@@ -498,12 +525,10 @@ async fn services(State(app): Shared, headers: HeaderMap) -> Response {
 // ---------- overview and power ----------
 
 fn live_value(
-    svc: &Service,
     product: &Product,
     live: &super::cluster::Live,
 ) -> Result<serde_json::Value, ShellError> {
-    let row = vm_services::shell::resource_row(&live.row);
-    let o = overview::build(&row, &live.config, svc, product)?;
+    let o = &live.overview;
     let access: serde_json::Map<String, serde_json::Value> = permissions::check_all(
         product,
         &live.state,
@@ -552,10 +577,9 @@ async fn live_json(State(app): Shared, headers: HeaderMap, Path(vmid): Path<u32>
         Err(r) => return r,
     };
     match app
-        .cluster
         .live(svc)
         .await
-        .and_then(|l| live_value(svc, product, &with_operations(&app, vmid, l)))
+        .and_then(|l| live_value(product, &with_operations(&app, vmid, l)))
     {
         Ok(v) => Json(v).into_response(),
         Err(e) => (
@@ -605,7 +629,7 @@ async fn overview_page(
             Ok(x) => x,
             Err(r) => return r,
         };
-    let v = match live_value(svc, product, &live) {
+    let v = match live_value(product, &live) {
         Ok(v) => v,
         Err(e) => return went_wrong(&s, &e),
     };
@@ -713,7 +737,7 @@ async fn power(
         "shutdown" => app.area.shutdown(svc, None, false).await,
         _ => Err(unknown("power action", &f.action)),
     };
-    app.cluster.invalidate(svc).await;
+    app.hub.invalidate(svc);
     back(vmid, "", task_result(r), &format!("{} requested", f.action))
 }
 
@@ -744,7 +768,7 @@ async fn task_json(
     match app.area.task_progress(svc, &task).await {
         Ok(p) => {
             if !p.running {
-                app.cluster.invalidate(svc).await;
+                app.hub.invalidate(svc);
             }
             Json(serde_json::json!({
                 "running": p.running,
@@ -878,7 +902,7 @@ async fn snapshot_create(
         .create_snapshot(svc, &f.description)
         .await
         .map(|(_, t)| t);
-    app.cluster.invalidate(svc).await;
+    app.hub.invalidate(svc);
     back(vmid, "/snapshots", task_result(r), "Snapshot requested")
 }
 
@@ -904,7 +928,7 @@ async fn snapshot_action(
         "rollback" => app.area.rollback_snapshot(svc, &f.name).await,
         _ => app.area.remove_snapshot(svc, &f.name).await,
     };
-    app.cluster.invalidate(svc).await;
+    app.hub.invalidate(svc);
     back(
         vmid,
         "/snapshots",
@@ -1046,7 +1070,7 @@ async fn backup_run(
     };
     app.cluster.count();
     let r = app.area.backup_now(svc, &f.notes).await;
-    app.cluster.invalidate(svc).await;
+    app.hub.invalidate(svc);
     back(vmid, "/backups", task_result(r), "Backup started")
 }
 
@@ -1194,7 +1218,7 @@ async fn iso_action(
     } else {
         app.area.unmount_iso(svc).await
     };
-    app.cluster.invalidate(svc).await;
+    app.hub.invalidate(svc);
     back(
         vmid,
         "/iso",
