@@ -154,6 +154,24 @@ fn overview_hub_costs_one_request_per_tick_whatever_the_watchers() {
         assert_eq!(hub.tick_if_due().await.requests, 0);
         e.sim.set_lock(104, None).unwrap();
         drop(live);
+        // On-demand callers arriving together with new VMs: none is left pending.
+        let fresh = OverviewHub::with_interval(e.area.clone(), std::time::Duration::from_secs(2));
+        assert_eq!(fresh.interval(), std::time::Duration::from_secs(2));
+        let mut set = tokio::task::JoinSet::new();
+        for s in &services {
+            let (hub, s) = (fresh.clone(), s.clone());
+            set.spawn(async move {
+                let rx = hub.watch_live(&s);
+                hub.tick_if_due().await;
+                let ready = matches!(&*rx.borrow(), LiveUpdate::Ready(_));
+                ready
+            });
+        }
+        let mut ready = 0;
+        while let Some(r) = set.join_next().await {
+            ready += usize::from(r.unwrap());
+        }
+        assert_eq!(ready, 100, "every caller got its VM's live view");
         // Watchers that went away are forgotten.
         drop(_w);
         assert_eq!(hub.tick().await.requests, 0);

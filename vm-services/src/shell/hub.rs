@@ -192,10 +192,12 @@ impl OverviewHub {
             let f = self.fresh.lock().unwrap_or_else(|e| e.into_inner());
             f.last.is_none_or(|t| t.elapsed() >= self.interval)
         };
-        stale || {
-            let vms = self.vms.lock().unwrap_or_else(|e| e.into_inner());
-            vms.values().any(|w| w.due)
-        }
+        stale || self.any_vm_due()
+    }
+
+    fn any_vm_due(&self) -> bool {
+        let vms = self.vms.lock().unwrap_or_else(|e| e.into_inner());
+        vms.values().any(|w| w.due)
     }
 
     /// Ticks only if the last tick is older than the interval, a VM was watched since, or
@@ -235,13 +237,25 @@ impl OverviewHub {
 
     /// One refresh: one `/cluster/resources` call, plus the config of each watched VM whose
     /// row changed shape since its config was read. Watchers that went away are forgotten.
-    /// A call made while another tick runs waits for that tick and returns its figures.
+    /// A call made while another tick runs waits for that tick and returns its figures, unless
+    /// a VM was watched or invalidated after that tick started: then it ticks for it too.
     pub async fn tick(&self) -> TickStats {
         let mut last = match self.ticking.try_lock() {
             Ok(g) => g,
             Err(_) => {
                 let g = self.ticking.lock().await;
-                return TickStats { requests: 0, ..*g };
+                // The tick waited for reached the cluster but started before a VM was
+                // watched or invalidated: tick for it now rather than leave it pending.
+                let reached = self
+                    .fresh
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .last
+                    .is_some();
+                if !(reached && self.any_vm_due()) {
+                    return TickStats { requests: 0, ..*g };
+                }
+                g
             }
         };
         let (started, epoch) = {
