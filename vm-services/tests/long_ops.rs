@@ -172,6 +172,20 @@ fn overview_hub_costs_one_request_per_tick_whatever_the_watchers() {
             ready += usize::from(r.unwrap());
         }
         assert_eq!(ready, 100, "every caller got its VM's live view");
+        // A VM watched while the listing is fresh costs its config only.
+        let fresh = OverviewHub::with_interval(e.area.clone(), std::time::Duration::from_secs(60));
+        let _a = fresh.watch_live(&services[0]);
+        assert_eq!(fresh.tick_if_due().await.requests, 2);
+        let b = fresh.watch_live(&services[1]);
+        let before = e.sim.request_count();
+        assert_eq!(
+            fresh.tick_if_due().await.requests,
+            1,
+            "its config, no listing"
+        );
+        assert_eq!(e.sim.request_count() - before, 1);
+        assert!(matches!(&*b.borrow(), LiveUpdate::Ready(_)));
+        assert_eq!(fresh.tick_if_due().await.requests, 0);
         // Watchers that went away are forgotten.
         drop(_w);
         assert_eq!(hub.tick().await.requests, 0);

@@ -17,6 +17,14 @@ use crate::overview::{self, Overview, ResourceRow};
 use crate::permissions::{self, Access, Feature, VmState};
 use crate::pve::VmConfig;
 use crate::service::{Service, VmRef};
+use proxmox_api::api::cluster::ClusterResource;
+
+// Where a tick's rows came from.
+enum Listing {
+    Fresh(Arc<Vec<ClusterResource>>),
+    Reused,
+    Failed,
+}
 
 /// What a watcher sees: the latest overview, or why there is none ("Something went wrong").
 #[derive(Debug, Clone, PartialEq)]
@@ -122,6 +130,8 @@ pub fn resource_row(r: &proxmox_api::api::cluster::ClusterResource) -> ResourceR
 #[derive(Debug, Default)]
 struct Freshness {
     last: Option<Instant>,
+    // The listing of that tick: VMs watched since are served from it while it is fresh.
+    rows: Option<Arc<Vec<ClusterResource>>>,
     // Bumped by every invalidation: a tick that overlapped one does not count as fresh.
     epoch: u64,
 }
@@ -184,6 +194,7 @@ impl OverviewHub {
         }
         let mut f = self.fresh.lock().unwrap_or_else(|e| e.into_inner());
         f.last = None;
+        f.rows = None;
         f.epoch += 1;
     }
 
@@ -202,7 +213,9 @@ impl OverviewHub {
 
     /// Ticks only if the last tick is older than the interval, a VM was watched since, or
     /// something was invalidated: callers on demand (a web request) share one tick per
-    /// interval. Returns the requests it sent (0 when nothing was due).
+    /// interval. A VM watched while the last listing is younger than the interval is served
+    /// from that listing (its config is the only request); an invalidation forces a new
+    /// listing. Returns the requests it sent (0 when nothing was due).
     pub async fn tick_if_due(&self) -> TickStats {
         let mut total = TickStats::default();
         // A tick already running (shared: 0 requests of ours) may have started before the
@@ -211,7 +224,7 @@ impl OverviewHub {
             if !self.due() {
                 break;
             }
-            let s = self.tick().await;
+            let s = self.tick_with(true).await;
             total = TickStats {
                 requests: total.requests + s.requests,
                 ..s
@@ -240,6 +253,11 @@ impl OverviewHub {
     /// A call made while another tick runs waits for that tick and returns its figures, unless
     /// a VM was watched or invalidated after that tick started: then it ticks for it too.
     pub async fn tick(&self) -> TickStats {
+        self.tick_with(false).await
+    }
+
+    // `reuse`: VMs that are due are served from the last listing while it is fresh (no call).
+    async fn tick_with(&self, reuse: bool) -> TickStats {
         let mut last = match self.ticking.try_lock() {
             Ok(g) => g,
             Err(_) => {
@@ -262,23 +280,37 @@ impl OverviewHub {
             let f = self.fresh.lock().unwrap_or_else(|e| e.into_inner());
             (Instant::now(), f.epoch)
         };
-        let (stats, reached) = self.tick_inner().await;
+        let (stats, listing) = self.tick_inner(reuse).await;
         {
             let mut f = self.fresh.lock().unwrap_or_else(|e| e.into_inner());
-            // A failed listing is not reused: the next `tick_if_due` tries again.
-            if !reached {
-                f.last = None;
-            } else if f.epoch == epoch {
-                f.last = Some(started);
+            match listing {
+                // A failed listing is not reused: the next `tick_if_due` tries again.
+                Listing::Failed => {
+                    f.last = None;
+                    f.rows = None;
+                }
+                Listing::Fresh(rows) if f.epoch == epoch => {
+                    f.last = Some(started);
+                    f.rows = Some(rows);
+                }
+                _ => {}
             }
         }
         *last = stats;
         stats
     }
 
-    // The figures, and whether the cluster answered the listing.
-    async fn tick_inner(&self) -> (TickStats, bool) {
+    // The figures, and where the rows came from.
+    async fn tick_inner(&self, reuse: bool) -> (TickStats, Listing) {
         let mut stats = TickStats::default();
+        let cached = if reuse {
+            let f = self.fresh.lock().unwrap_or_else(|e| e.into_inner());
+            f.last
+                .filter(|t| t.elapsed() < self.interval)
+                .and(f.rows.clone())
+        } else {
+            None
+        };
         let targets: Vec<(VmRef, Service, Option<String>)> = {
             let mut vms = self.vms.lock().unwrap_or_else(|e| e.into_inner());
             vms.retain(|_, w| w.tx.receiver_count() + w.live.receiver_count() > 0);
@@ -288,19 +320,26 @@ impl OverviewHub {
                 .map(|w| w.tx.receiver_count() + w.live.receiver_count())
                 .sum();
             vms.iter()
+                .filter(|(_, w)| cached.is_none() || w.due)
                 .map(|(k, w)| (k.clone(), w.service.clone(), w.shape.clone()))
                 .collect()
         };
         if targets.is_empty() {
-            return (stats, true);
+            return (stats, Listing::Reused);
         }
-        stats.requests += 1;
-        let rows = match self
-            .area
-            .client()
-            .cluster_resources(Some(proxmox_api::api::cluster::ResourceFilter::Vm))
-            .await
-        {
+        let rows = match cached {
+            Some(rows) => Ok(rows),
+            None => {
+                stats.requests += 1;
+                self.area
+                    .client()
+                    .cluster_resources(Some(proxmox_api::api::cluster::ResourceFilter::Vm))
+                    .await
+                    .map(Arc::new)
+            }
+        };
+        let reused = stats.requests == 0;
+        let rows = match rows {
             Ok(r) => r,
             Err(e) => {
                 let msg = format!("cannot reach the cluster: {e}");
@@ -309,7 +348,7 @@ impl OverviewHub {
                     w.tx.send_replace(OverviewUpdate::Failed(msg.clone()));
                     w.live.send_replace(LiveUpdate::Failed(msg.clone()));
                 }
-                return (stats, false);
+                return (stats, Listing::Failed);
             }
         };
         let by_id: HashMap<u64, &proxmox_api::api::cluster::ClusterResource> =
@@ -360,7 +399,12 @@ impl OverviewHub {
             };
             self.publish(&vm, update, None);
         }
-        (stats, true)
+        let listing = if reused {
+            Listing::Reused
+        } else {
+            Listing::Fresh(rows)
+        };
+        (stats, listing)
     }
 
     fn invalidate_vm(&self, vm: &VmRef) {
