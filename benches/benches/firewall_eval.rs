@@ -12,7 +12,7 @@ use std::net::IpAddr;
 
 use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use firewall_model::{
+use pve_vps_firewall::{
     ChainId, CompiledNode, Evaluator, FileKind, Guest, GuestKind, Nic, Node, Packet, Reference,
     parse,
 };

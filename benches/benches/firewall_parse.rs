@@ -4,7 +4,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use firewall_model::{FileKind, parse};
+use pve_vps_firewall::{FileKind, parse};
 
 fn file(lines: usize) -> String {
     let mut s = String::from(

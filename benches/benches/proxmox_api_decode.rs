@@ -3,7 +3,7 @@
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 
 use criterion::{Criterion, Throughput, criterion_group};
-use proxmox_api::api::cluster::ClusterResource;
+use pve_vps_api::api::cluster::ClusterResource;
 use std::hint::black_box;
 
 fn answer(guests: usize) -> Vec<u8> {
@@ -46,14 +46,14 @@ fn answer(guests: usize) -> Vec<u8> {
 fn decode(c: &mut Criterion) {
     let body = answer(10_000);
     // Sanity check outside the measurement.
-    let parsed: Vec<ClusterResource> = proxmox_api::decode_response(&body).expect("decodes");
+    let parsed: Vec<ClusterResource> = pve_vps_api::decode_response(&body).expect("decodes");
     assert_eq!(parsed.len(), 10_000);
     let mut group = c.benchmark_group("proxmox_api_decode");
     group.throughput(Throughput::Bytes(body.len() as u64));
     group.bench_function("cluster_resources_10k", |b| {
         b.iter(|| {
             let v: Vec<ClusterResource> =
-                proxmox_api::decode_response(black_box(&body)).expect("decodes");
+                pve_vps_api::decode_response(black_box(&body)).expect("decodes");
             black_box(v)
         })
     });
@@ -79,7 +79,7 @@ fn cpu_time_per_decode() {
     };
     for _ in 0..runs {
         let v: Vec<ClusterResource> =
-            proxmox_api::decode_response(black_box(&body)).expect("decodes");
+            pve_vps_api::decode_response(black_box(&body)).expect("decodes");
         black_box(v);
     }
     if let Some(end) = thread_cpu_ticks() {

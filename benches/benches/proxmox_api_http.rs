@@ -56,15 +56,15 @@ fn http(c: &mut Criterion) {
         .build()
         .expect("runtime");
     let base = format!("http://127.0.0.1:{port}");
-    let ours = proxmox_api::Client::builder(base.clone())
+    let ours = pve_vps_api::Client::builder(base.clone())
         .auth(
-            proxmox_api::Auth::api_token("bench@pve!b", "0f1e2d3c-4b5a-6978-8776-a5b4c3d2e1f0")
+            pve_vps_api::Auth::api_token("bench@pve!b", "0f1e2d3c-4b5a-6978-8776-a5b4c3d2e1f0")
                 .expect("token"),
         )
         .build()
         .expect("client");
     // reqwest is built without a default crypto provider: hand it the same kind of rustls config.
-    let tls = proxmox_api::Tls::DangerAcceptInvalidCerts
+    let tls = pve_vps_api::Tls::DangerAcceptInvalidCerts
         .rustls_client_config(None)
         .expect("tls config");
     let bare = reqwest::Client::builder()
@@ -128,14 +128,14 @@ fn interleaved() {
         .build()
         .expect("runtime");
     let base = format!("http://127.0.0.1:{port}");
-    let ours = proxmox_api::Client::builder(base.clone())
+    let ours = pve_vps_api::Client::builder(base.clone())
         .auth(
-            proxmox_api::Auth::api_token("bench@pve!b", "0f1e2d3c-4b5a-6978-8776-a5b4c3d2e1f0")
+            pve_vps_api::Auth::api_token("bench@pve!b", "0f1e2d3c-4b5a-6978-8776-a5b4c3d2e1f0")
                 .expect("token"),
         )
         .build()
         .expect("client");
-    let tls = proxmox_api::Tls::DangerAcceptInvalidCerts
+    let tls = pve_vps_api::Tls::DangerAcceptInvalidCerts
         .rustls_client_config(None)
         .expect("tls config");
     let bare = reqwest::Client::builder()

@@ -8,15 +8,15 @@
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use proxmox_api::api::cluster::ResourceFilter;
-use pve_sim::{DEFAULT_TOKEN_SECRET, PveSim, Scenario, SimConfig};
+use pve_vps_api::api::cluster::ResourceFilter;
+use pve_vps_sim::{DEFAULT_TOKEN_SECRET, PveSim, Scenario, SimConfig};
 
 const VMS: usize = 10_000;
 
 fn plain_client(fingerprint: &str) -> reqwest::Client {
     // reqwest is built without a default TLS provider: hand it a rustls config explicitly.
     reqwest::Client::builder()
-        .use_preconfigured_tls(pve_sim::pinned_client_config(fingerprint))
+        .use_preconfigured_tls(pve_vps_sim::pinned_client_config(fingerprint))
         .timeout(Duration::from_secs(30))
         .build()
         .expect("client")
@@ -107,9 +107,9 @@ fn bench(c: &mut Criterion) {
         })
     });
 
-    let typed = proxmox_api::Client::builder(sim.https_url())
-        .auth(proxmox_api::Auth::api_token("root@pam!sim", DEFAULT_TOKEN_SECRET).expect("token"))
-        .tls(proxmox_api::Tls::Pinned(
+    let typed = pve_vps_api::Client::builder(sim.https_url())
+        .auth(pve_vps_api::Auth::api_token("root@pam!sim", DEFAULT_TOKEN_SECRET).expect("token"))
+        .tls(pve_vps_api::Tls::Pinned(
             sim.fingerprint().parse().expect("fingerprint"),
         ))
         .build()

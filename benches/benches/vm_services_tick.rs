@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use vm_services::backups::{BackupItem, DaySchedule, ScheduledVm, WeeklySchedule, plan_tick};
-use vm_services::ids::{NodeName, StorageId, VmId, VolumeId};
-use vm_services::service::VmRef;
-use vm_services::time::{OffsetDateTime, UtcOffset};
+use pve_vps_services::backups::{BackupItem, DaySchedule, ScheduledVm, WeeklySchedule, plan_tick};
+use pve_vps_services::ids::{NodeName, StorageId, VmId, VolumeId};
+use pve_vps_services::service::VmRef;
+use pve_vps_services::time::{OffsetDateTime, UtcOffset};
 
 const SERVICES: u32 = 100_000;
 

@@ -1,7 +1,7 @@
 //! PTR updates per second through the PowerDNS backend against a local `pdns_server`
 //! (started here on free loopback ports, like the tests).
 //!
-//! `cargo run -p dns-providers --release --example pdns_throughput -- [UPDATES] [CONCURRENCY]`
+//! `cargo run -p pve-vps-dns --release --example pdns_throughput -- [UPDATES] [CONCURRENCY]`
 //!
 //! Prints single `set_ptr` updates per second with bounded concurrency, then batched `apply`.
 
@@ -11,11 +11,11 @@ mod pdns;
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::Instant;
 
-use dns_providers::{Hostname, PowerDns, PtrChange, ReverseDns, Zones};
 use futures_util::StreamExt;
+use pve_vps_dns::{Hostname, PowerDns, PtrChange, ReverseDns, Zones};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> Result<(), dns_providers::Error> {
+async fn main() -> Result<(), pve_vps_dns::Error> {
     let mut args = std::env::args().skip(1);
     let updates: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(2000);
     let concurrency: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(8);

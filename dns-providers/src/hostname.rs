@@ -95,14 +95,14 @@ impl std::error::Error for HostnameError {}
 /// and re-parses to the same value; [`Hostname::to_fqdn`] adds the dot.
 ///
 /// ```
-/// use dns_providers::Hostname;
+/// use pve_vps_dns::Hostname;
 /// let h: Hostname = "VM-1.Example.com.".parse()?;
 /// assert_eq!(h.to_string(), "vm-1.example.com");
 /// assert_eq!(h.to_fqdn(), "vm-1.example.com.");
 /// assert!("vm_1.example.com".parse::<Hostname>().is_err());
 /// assert!("vm1.example.com..".parse::<Hostname>().is_err());
 /// assert!(Hostname::from_fqdn("vm1.example.com").is_err());
-/// # Ok::<(), dns_providers::HostnameError>(())
+/// # Ok::<(), pve_vps_dns::HostnameError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Hostname(String);

@@ -15,13 +15,13 @@ use crate::zone::{ReverseZone, Zones};
 ///
 /// ```
 /// # tokio_test_block_on(async {
-/// use dns_providers::{InMemory, ReverseDns, Change};
+/// use pve_vps_dns::{InMemory, ReverseDns, Change};
 /// let dns = InMemory::any_zone();
 /// let ip = "192.0.2.5".parse().unwrap();
 /// assert_eq!(dns.set_ptr_str(ip, "vm1.example.com").await?, Change::Created);
 /// assert_eq!(dns.set_ptr_str(ip, "vm1.example.com.").await?, Change::Unchanged);
 /// assert_eq!(dns.get_ptr(ip).await?.unwrap().hostname().as_str(), "vm1.example.com");
-/// # Ok::<(), dns_providers::Error>(())
+/// # Ok::<(), pve_vps_dns::Error>(())
 /// # }).unwrap();
 /// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
 /// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)

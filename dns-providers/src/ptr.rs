@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 /// address; everything else is unchanged.
 ///
 /// ```
-/// use dns_providers::canonical_ip;
+/// use pve_vps_dns::canonical_ip;
 /// let mapped: std::net::IpAddr = "::ffff:192.0.2.1".parse().unwrap();
 /// assert_eq!(canonical_ip(mapped).to_string(), "192.0.2.1");
 /// ```
@@ -26,7 +26,7 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
 /// IPv4-mapped IPv6 is treated as IPv4.
 ///
 /// ```
-/// use dns_providers::ptr_name;
+/// use pve_vps_dns::ptr_name;
 /// assert_eq!(ptr_name("192.0.2.5".parse().unwrap()), "5.2.0.192.in-addr.arpa.");
 /// assert_eq!(
 ///     ptr_name("2001:db8::1".parse().unwrap()),
@@ -57,7 +57,7 @@ pub fn ptr_name(ip: IpAddr) -> String {
 /// any case). The inverse of [`ptr_name`] for canonical addresses.
 ///
 /// ```
-/// use dns_providers::ip_from_ptr_name;
+/// use pve_vps_dns::ip_from_ptr_name;
 /// assert_eq!(ip_from_ptr_name("5.2.0.192.in-addr.arpa."), Some("192.0.2.5".parse().unwrap()));
 /// assert_eq!(ip_from_ptr_name("2.0.192.in-addr.arpa."), None);
 /// ```

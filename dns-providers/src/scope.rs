@@ -34,7 +34,7 @@ pub fn check_allowed(ip: IpAddr, allowed: &[IpNet]) -> Result<()> {
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-/// use dns_providers::{InMemory, ReverseDns, Scoped};
+/// use pve_vps_dns::{InMemory, ReverseDns, Scoped};
 /// let vm_ips: [std::net::IpAddr; 1] = ["192.0.2.5".parse().unwrap()];
 /// let dns = Scoped::new(InMemory::any_zone(), vm_ips);
 /// let other = "192.0.2.6".parse().unwrap();

@@ -17,10 +17,10 @@ use crate::ptr::{canonical_ip, ptr_name};
 /// the dot.
 ///
 /// ```
-/// use dns_providers::ZoneName;
+/// use pve_vps_dns::ZoneName;
 /// let z: ZoneName = "2.0.192.IN-ADDR.ARPA".parse()?;
 /// assert_eq!(z.to_string(), "2.0.192.in-addr.arpa.");
-/// # Ok::<(), dns_providers::Error>(())
+/// # Ok::<(), pve_vps_dns::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ZoneName(String);
@@ -151,7 +151,7 @@ impl ReverseZone {
     /// `<last octet>.<zone>`; the parent zone delegates to them with CNAMEs.
     ///
     /// ```
-    /// use dns_providers::{ReverseZone, Zones};
+    /// use pve_vps_dns::{ReverseZone, Zones};
     /// let zones = Zones::new([
     ///     ReverseZone::new("2.0.192.in-addr.arpa.")?,
     ///     ReverseZone::classless("192.0.2.0/26".parse().unwrap(), "0-26.2.0.192.in-addr.arpa.")?,
@@ -161,7 +161,7 @@ impl ReverseZone {
     /// assert_eq!(at.record_name(), "5.0-26.2.0.192.in-addr.arpa.");
     /// let at = zones.locate("192.0.2.200".parse().unwrap())?;
     /// assert_eq!(at.record_name(), "200.2.0.192.in-addr.arpa.");
-    /// # Ok::<(), dns_providers::Error>(())
+    /// # Ok::<(), pve_vps_dns::Error>(())
     /// ```
     pub fn classless(prefix: Ipv4Net, name: impl AsRef<str>) -> Result<Self, Error> {
         let name: ZoneName = name.as_ref().parse()?;

@@ -8,7 +8,7 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dns_providers::{Change, Cloudflare, RetryPolicy, ReverseDns, Scoped, Zones};
+use pve_vps_dns::{Change, Cloudflare, RetryPolicy, ReverseDns, Scoped, Zones};
 use serde_json::{Value, json};
 use support::{assert_invalid_hostnames, ip, timeout, untouchable_server};
 use wiremock::matchers::{body_json, header, method, path, query_param, query_param_is_missing};
@@ -187,8 +187,8 @@ async fn conformance_against_a_fake_cloudflare() {
             ip("192.0.2.7"),
             ip("2001:db8::5"),
         ];
-        dns_providers::conformance::run(&dns, &addresses).await;
-        dns_providers::conformance::run(&Scoped::new(dns, addresses), &addresses).await;
+        pve_vps_dns::conformance::run(&dns, &addresses).await;
+        pve_vps_dns::conformance::run(&Scoped::new(dns, addresses), &addresses).await;
         assert!(fake.records.lock().unwrap().is_empty());
     })
     .await;
@@ -338,7 +338,7 @@ async fn envelope_errors_keep_code_and_message_and_never_the_token() {
         let err = dns.get_ptr(ip("192.0.2.5")).await.unwrap_err();
         assert_eq!(err.provider(), Some("cloudflare"));
         match &err {
-            dns_providers::Error::Provider {
+            pve_vps_dns::Error::Provider {
                 status,
                 code,
                 message,
@@ -512,7 +512,7 @@ async fn bad_input_never_reaches_cloudflare() {
             .await
             .unwrap_err();
         assert!(
-            matches!(err, dns_providers::Error::NotAllowed { .. }),
+            matches!(err, pve_vps_dns::Error::NotAllowed { .. }),
             "{err}"
         );
         let err = dns.list_ptrs(&[vm[0], ip("192.0.2.6")]).await.unwrap_err();
@@ -520,7 +520,7 @@ async fn bad_input_never_reaches_cloudflare() {
         // Outside every configured zone (the VM owns it, the provider has no zone for it).
         let dns = Scoped::new(backend(&server), [ip("198.51.100.1")]);
         let err = dns.remove_ptr(ip("198.51.100.1")).await.unwrap_err();
-        assert!(matches!(err, dns_providers::Error::NoZone { .. }), "{err}");
+        assert!(matches!(err, pve_vps_dns::Error::NoZone { .. }), "{err}");
     })
     .await;
 }

@@ -2,8 +2,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use dns_providers::{Hostname, ReverseZone, Zones, canonical_ip, ip_from_ptr_name, ptr_name};
 use proptest::prelude::*;
+use pve_vps_dns::{Hostname, ReverseZone, Zones, canonical_ip, ip_from_ptr_name, ptr_name};
 
 fn any_ip() -> impl Strategy<Value = IpAddr> {
     prop_oneof![

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dns_providers::{
+use pve_vps_dns::{
     Change, Hestia, HestiaAuth, RetryPolicy, ReverseDns, ReverseZone, Scoped, Zones,
 };
 use serde_json::{Value, json};
@@ -154,8 +154,8 @@ async fn conformance_against_a_fake_hestia() {
             .await;
         let dns = backend(&server);
         let addresses = [ip("192.0.2.100"), ip("192.0.2.10"), ip("2001:db8::5")];
-        dns_providers::conformance::run(&dns, &addresses).await;
-        dns_providers::conformance::run(&Scoped::new(dns.clone(), addresses), &addresses).await;
+        pve_vps_dns::conformance::run(&dns, &addresses).await;
+        pve_vps_dns::conformance::run(&Scoped::new(dns.clone(), addresses), &addresses).await;
 
         // Names are relative; the classless record lives in the `0-26` zone; values are FQDNs.
         dns.set_ptr_str(ip("192.0.2.10"), "vm.example.com")
@@ -330,7 +330,7 @@ async fn bad_input_never_reaches_hestia() {
         let dns = backend(&server);
         assert!(matches!(
             dns.set_ptr_str(ip("203.0.113.1"), "vm.example.com").await,
-            Err(dns_providers::Error::NoZone { .. })
+            Err(pve_vps_dns::Error::NoZone { .. })
         ));
         // `/` classless naming is refused at construction, before any request.
         let slash = Zones::new([ReverseZone::classless(

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use dns_providers::{
+use pve_vps_dns::{
     Change, Error, Hostname, InMemory, Ptr, PtrChange, ReverseDns, ReverseZone, Scoped, Zones,
 };
 
@@ -28,10 +28,10 @@ async fn in_memory_passes_conformance() {
             ReverseZone::new("8.b.d.0.1.0.0.2.ip6.arpa.").unwrap(),
         ]);
         let dns = InMemory::new(zones);
-        dns_providers::conformance::run(&dns, &ips()).await;
+        pve_vps_dns::conformance::run(&dns, &ips()).await;
         assert!(dns.snapshot().is_empty());
         let boxed: Box<dyn ReverseDns> = Box::new(Scoped::new(InMemory::any_zone(), ips()));
-        dns_providers::conformance::run(boxed.as_ref(), &ips()).await;
+        pve_vps_dns::conformance::run(boxed.as_ref(), &ips()).await;
         // The guard refuses others before the backend.
         let err = boxed
             .get_ptr("192.0.2.6".parse().unwrap())
@@ -49,9 +49,9 @@ fn scope_accepts_prefixes_and_mapped_addresses() {
         "2001:db8:1::/64".parse().unwrap(),
         "192.0.2.5/32".parse().unwrap(),
     ];
-    assert!(dns_providers::check_allowed("2001:db8:1::abcd".parse().unwrap(), &allowed).is_ok());
-    assert!(dns_providers::check_allowed("::ffff:192.0.2.5".parse().unwrap(), &allowed).is_ok());
-    assert!(dns_providers::check_allowed("2001:db8:2::1".parse().unwrap(), &allowed).is_err());
+    assert!(pve_vps_dns::check_allowed("2001:db8:1::abcd".parse().unwrap(), &allowed).is_ok());
+    assert!(pve_vps_dns::check_allowed("::ffff:192.0.2.5".parse().unwrap(), &allowed).is_ok());
+    assert!(pve_vps_dns::check_allowed("2001:db8:2::1".parse().unwrap(), &allowed).is_err());
 }
 
 /// Fails every write to one address, to exercise the default rollback of `apply`.
@@ -66,10 +66,10 @@ impl ReverseDns for Flaky {
     fn provider(&self) -> &'static str {
         "flaky"
     }
-    async fn get_ptr(&self, ip: IpAddr) -> dns_providers::Result<Option<Ptr>> {
+    async fn get_ptr(&self, ip: IpAddr) -> pve_vps_dns::Result<Option<Ptr>> {
         self.inner.get_ptr(ip).await
     }
-    async fn set_ptr(&self, ip: IpAddr, hostname: &Hostname) -> dns_providers::Result<Change> {
+    async fn set_ptr(&self, ip: IpAddr, hostname: &Hostname) -> pve_vps_dns::Result<Change> {
         if ip == self.fail_on {
             return Err(Error::Provider {
                 provider: "flaky",
@@ -80,7 +80,7 @@ impl ReverseDns for Flaky {
         }
         self.inner.set_ptr(ip, hostname).await
     }
-    async fn remove_ptr(&self, ip: IpAddr) -> dns_providers::Result<Change> {
+    async fn remove_ptr(&self, ip: IpAddr) -> pve_vps_dns::Result<Change> {
         self.inner.remove_ptr(ip).await
     }
 }

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use dns_providers::{
+use pve_vps_dns::{
     Change, Hostname, PowerDns, RetryPolicy, ReverseDns, ReverseZone, Scoped, Zones,
 };
 use support::ip;
@@ -61,10 +61,10 @@ async fn conformance_and_real_dns_answers() {
             ip("2001:db8::10"),
             ip("2001:db8::11"),
         ];
-        dns_providers::conformance::run(&dns, &addresses).await;
+        pve_vps_dns::conformance::run(&dns, &addresses).await;
         // The suite also runs behind the scope guard.
         let scoped = Scoped::new(dns.clone(), addresses);
-        dns_providers::conformance::run(&scoped, &addresses).await;
+        pve_vps_dns::conformance::run(&scoped, &addresses).await;
 
         // What a resolver sees, IPv4 and IPv6.
         for (addr, host) in [
@@ -144,21 +144,21 @@ async fn a_failed_batch_leaves_every_zone_as_it_was() {
                 r#"{{"rrsets": [{{"name": "{}", "type": "CNAME", "ttl": 60,
                     "changetype": "REPLACE",
                     "records": [{{"content": "elsewhere.example.net.", "disabled": false}}]}}]}}"#,
-                dns_providers::ptr_name(v6)
+                pve_vps_dns::ptr_name(v6)
             ),
         );
         assert!((200..300).contains(&status), "{status} {body}");
 
         let batch = [
-            dns_providers::PtrChange::set(v4, "after.example.com".parse().unwrap()),
-            dns_providers::PtrChange::set(v6, "after.example.com".parse().unwrap()),
+            pve_vps_dns::PtrChange::set(v4, "after.example.com".parse().unwrap()),
+            pve_vps_dns::PtrChange::set(v6, "after.example.com".parse().unwrap()),
         ];
         let err = dns.apply(&batch).await.unwrap_err();
         assert_eq!(err.provider(), Some("powerdns"));
         assert!(
             matches!(
                 err,
-                dns_providers::Error::Provider {
+                pve_vps_dns::Error::Provider {
                     status: Some(422),
                     ..
                 }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dns_providers::{
+use pve_vps_dns::{
     Change, PtrStatus, RetryPolicy, ReverseDns, Scoped, TicketRequest, TicketTarget, WhmcsTicket,
     Zones,
 };
@@ -83,7 +83,7 @@ async fn conformance_opens_one_ticket_per_distinct_request() {
             .await;
         let dns = backend(&server);
         let addresses = [ip("192.0.2.5"), ip("2001:db8::5")];
-        dns_providers::conformance::run(&dns, &addresses).await;
+        pve_vps_dns::conformance::run(&dns, &addresses).await;
         // 2 initial removals, first set, replace, 2 concurrent sets, 1 for 4 identical
         // concurrent sets, 1 per batch (3 batches that change something), 2 removals; every
         // repeated request opened none.
@@ -226,13 +226,13 @@ async fn bad_input_opens_no_ticket() {
         .await;
         assert!(matches!(
             dns.set_ptr_str(ip("192.0.2.6"), "vm.example.com").await,
-            Err(dns_providers::Error::NotAllowed { .. })
+            Err(pve_vps_dns::Error::NotAllowed { .. })
         ));
         let dns =
             backend(&server).with_zones(Zones::from_names(["2.0.192.in-addr.arpa."]).unwrap());
         assert!(matches!(
             dns.set_ptr_str(ip("198.51.100.1"), "vm.example.com").await,
-            Err(dns_providers::Error::NoZone { .. })
+            Err(pve_vps_dns::Error::NoZone { .. })
         ));
     })
     .await;

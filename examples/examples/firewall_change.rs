@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use firewall_model::{FileKind, FlowPacket, ManagementPorts, Topology, Zone, lockout_check, parse};
+use pve_vps_firewall::{
+    FileKind, FlowPacket, ManagementPorts, Topology, Zone, lockout_check, parse,
+};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let topology = r#"{"guests":[{"vmid":100,"nics":[{"net":0,"mac":"BC:24:11:00:64:5A","firewall":1,"ips":["203.0.113.10"]}]}]}"#;

@@ -2,7 +2,7 @@
 //!
 //! `cargo run -p examples --example list_vms`
 
-use proxmox_api::api::cluster::ResourceFilter;
+use pve_vps_api::api::cluster::ResourceFilter;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

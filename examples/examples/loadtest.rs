@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 use examples::portal::config::{ClusterConfig, Customer, PortalConfig};
 use examples::portal::{self, StartOptions};
 use futures_util::StreamExt;
-use proxmox_api::api::cluster::ResourceFilter;
-use pve_sim::{PveSim, Scenario, SimConfig};
-use vm_services::ids::VmId;
-use vm_services::service::{Service, VmRef};
+use pve_vps_api::api::cluster::ResourceFilter;
+use pve_vps_services::ids::VmId;
+use pve_vps_services::service::{Service, VmRef};
+use pve_vps_sim::{PveSim, Scenario, SimConfig};
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -90,12 +90,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     // Map the generated VMs to customers, one each.
     let (client, _) = {
-        let c = proxmox_api::Client::builder(sim.https_url())
-            .auth(proxmox_api::Auth::api_token(
+        let c = pve_vps_api::Client::builder(sim.https_url())
+            .auth(pve_vps_api::Auth::api_token(
                 &cluster.pve_token_id,
                 cluster.pve_token_secret.clone(),
             )?)
-            .tls(proxmox_api::Tls::Pinned(sim.fingerprint().parse()?))
+            .tls(pve_vps_api::Tls::Pinned(sim.fingerprint().parse()?))
             .build()?;
         (c, ())
     };
@@ -123,7 +123,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         ipv6: None,
                         dns: vec![],
                         domain: format!("vm{vmid}.example.com").parse()?,
-                        mac: pve_sim::mac_for(*vmid, 0).parse()?,
+                        mac: pve_vps_sim::mac_for(*vmid, 0).parse()?,
                     }],
                 })
             },

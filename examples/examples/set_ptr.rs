@@ -5,8 +5,8 @@
 
 use std::net::IpAddr;
 
-use dns_providers::{InMemory, ReverseDns, check_allowed, ptr_name};
 use ipnet::IpNet;
+use pve_vps_dns::{InMemory, ReverseDns, check_allowed, ptr_name};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use proxmox_api::{NodeName, SnapshotName, VmId};
+use pve_vps_api::{NodeName, SnapshotName, VmId};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

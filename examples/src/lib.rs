@@ -13,8 +13,8 @@ pub mod scheduler;
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
 
-use proxmox_api::{Auth, Client, Tls};
-use pve_sim::{PveSim, SimConfig};
+use pve_vps_api::{Auth, Client, Tls};
+use pve_vps_sim::{PveSim, SimConfig};
 
 /// A client for the cluster named by `PVE_URL`, `PVE_TOKEN_ID`, `PVE_TOKEN_SECRET` and
 /// `PVE_FINGERPRINT`, or for an embedded `pve-sim` demo (returned too, so it lives as long as the

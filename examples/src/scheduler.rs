@@ -1,8 +1,8 @@
 //! One round of the scheduled work (the `cron` binary runs it on an interval).
 
+use pve_vps_services::ClientArea;
+use pve_vps_services::service::Service;
 use tracing::{error, info, warn};
-use vm_services::ClientArea;
-use vm_services::service::Service;
 
 /// What one round did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use examples::portal::{self, StartOptions, config::PortalConfig};
 use fantoccini::{Client, ClientBuilder, Locator};
 use futures_util::FutureExt;
-use pve_sim::{RequestMatch, SimConfig};
+use pve_vps_sim::{RequestMatch, SimConfig};
 use std::panic::AssertUnwindSafe;
 
 /// chromedriver, ended when dropped (the browser itself is closed through WebDriver first,

@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use examples::portal::config;
 use examples::scheduler::round;
-use proxmox_api::{Auth, Client, Tls};
-use pve_sim::{PveSim, SimConfig};
-use vm_services::ClientArea;
-use vm_services::backups::{DaySchedule, WeeklySchedule};
-use vm_services::product::Catalog;
-use vm_services::stores::{ScheduleStore, SqliteStore};
+use pve_vps_api::{Auth, Client, Tls};
+use pve_vps_services::ClientArea;
+use pve_vps_services::backups::{DaySchedule, WeeklySchedule};
+use pve_vps_services::product::Catalog;
+use pve_vps_services::stores::{ScheduleStore, SqliteStore};
+use pve_vps_sim::{PveSim, SimConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_make_one_scheduled_backup() {

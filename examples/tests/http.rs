@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use examples::portal::{self, StartOptions, config::PortalConfig};
-use pve_sim::SimConfig;
+use pve_vps_sim::SimConfig;
 use reqwest::StatusCode;
 
 async fn start(public_url: Option<&str>) -> portal::Running {

@@ -6,7 +6,7 @@ use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
 
-use firewall_model::cli::{NodeFiles, eval_lines, load_node};
+use pve_vps_firewall::cli::{NodeFiles, eval_lines, load_node};
 
 fn read_dir(dir: &Path) -> std::io::Result<NodeFiles> {
     let mut files = NodeFiles::default();

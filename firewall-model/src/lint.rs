@@ -258,13 +258,13 @@ impl LockoutReport {
 /// the configuration changes from `before` to `after`.
 ///
 /// ```
-/// use firewall_model::{FileKind, Node, Zone, lint::{ManagementPorts, lockout_check}};
-/// # fn main() -> firewall_model::Result<()> {
+/// use pve_vps_firewall::{FileKind, Node, Zone, lint::{ManagementPorts, lockout_check}};
+/// # fn main() -> pve_vps_firewall::Result<()> {
 /// let mut before = Node::new();
-/// before.host = firewall_model::parse("[RULES]\nIN ACCEPT -p tcp -dport 22\n", FileKind::Host)?;
-/// before.cluster = firewall_model::parse("[OPTIONS]\nenable: 1\n", FileKind::Cluster)?;
+/// before.host = pve_vps_firewall::parse("[RULES]\nIN ACCEPT -p tcp -dport 22\n", FileKind::Host)?;
+/// before.cluster = pve_vps_firewall::parse("[OPTIONS]\nenable: 1\n", FileKind::Cluster)?;
 /// let mut after = before.clone();
-/// after.host = firewall_model::parse("[RULES]\nIN DROP -p tcp\n", FileKind::Host)?;
+/// after.host = pve_vps_firewall::parse("[RULES]\nIN DROP -p tcp\n", FileKind::Host)?;
 /// let report = lockout_check(&before, &after, &ManagementPorts::ssh(Zone::Host), "203.0.113.9".parse().unwrap())?;
 /// assert!(report.locks_out());
 /// # Ok(()) }

@@ -1,8 +1,8 @@
 //! The compiled evaluator agrees with the reference on generated configs and packets, and
 //! generated configs round-trip through print and parse.
 
-use firewall_model::fuzzing;
 use proptest::prelude::*;
+use pve_vps_firewall::fuzzing;
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
@@ -18,8 +18,8 @@ proptest! {
     fn printed_files_parse_back_to_the_same_model(data in proptest::collection::vec(any::<u8>(), 16..800)) {
         let mut c = fuzzing::Choices::new(&data);
         let (cl, h, g) = fuzzing::config_texts(&mut c);
-        for (text, kind) in [(cl, firewall_model::FileKind::Cluster), (h, firewall_model::FileKind::Host), (g, firewall_model::FileKind::Guest)] {
-            let (file, _) = firewall_model::parse_lenient(&text, kind);
+        for (text, kind) in [(cl, pve_vps_firewall::FileKind::Cluster), (h, pve_vps_firewall::FileKind::Host), (g, pve_vps_firewall::FileKind::Guest)] {
+            let (file, _) = pve_vps_firewall::parse_lenient(&text, kind);
             prop_assert!(fuzzing::roundtrip(&file).is_ok(), "{:?}", fuzzing::roundtrip(&file));
         }
     }
@@ -67,12 +67,12 @@ proptest! {
     fn rules_round_trip_through_api_json(data in proptest::collection::vec(any::<u8>(), 16..800)) {
         let mut c = fuzzing::Choices::new(&data);
         let (cl, _, g) = fuzzing::config_texts(&mut c);
-        for (text, kind) in [(cl, firewall_model::FileKind::Cluster), (g, firewall_model::FileKind::Guest)] {
-            let (file, _) = firewall_model::parse_lenient(&text, kind);
+        for (text, kind) in [(cl, pve_vps_firewall::FileKind::Cluster), (g, pve_vps_firewall::FileKind::Guest)] {
+            let (file, _) = pve_vps_firewall::parse_lenient(&text, kind);
             let groups = file.groups.iter().flat_map(|g| g.rules.iter().map(|r| (r, true)));
             for (rule, in_group) in file.rules.iter().map(|r| (r, false)).chain(groups) {
-                let json = serde_json::to_string(&firewall_model::ApiRule::from_rule(rule)).unwrap();
-                let back = firewall_model::ApiRule::from_json(&json).and_then(|a| a.to_rule(kind, in_group));
+                let json = serde_json::to_string(&pve_vps_firewall::ApiRule::from_rule(rule)).unwrap();
+                let back = pve_vps_firewall::ApiRule::from_json(&json).and_then(|a| a.to_rule(kind, in_group));
                 prop_assert_eq!(back.as_ref().ok(), Some(rule), "{} -> {}", rule, json);
             }
         }

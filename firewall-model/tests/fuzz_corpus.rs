@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use firewall_model::fuzzing;
+use pve_vps_firewall::fuzzing;
 
 fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

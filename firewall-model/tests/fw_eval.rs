@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use firewall_model::cli::{NodeFiles, eval_lines, load_node};
+use pve_vps_firewall::cli::{NodeFiles, eval_lines, load_node};
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/node1")
@@ -34,9 +34,9 @@ fn sample_directory_gives_the_expected_verdicts() {
     let want: Vec<String> = read("expected.jsonl").lines().map(String::from).collect();
     assert_eq!(got, want);
     // The compiled evaluator gives the same verdicts on the same flows.
-    let compiled = firewall_model::CompiledNode::compile(&node);
+    let compiled = pve_vps_firewall::CompiledNode::compile(&node);
     for line in read("packets.jsonl").lines() {
-        let Ok(fp) = firewall_model::FlowPacket::from_json(line) else {
+        let Ok(fp) = pve_vps_firewall::FlowPacket::from_json(line) else {
             continue;
         };
         let (Ok(r), Ok(c)) = (node.evaluate(&fp), compiled.evaluate(&fp)) else {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use firewall_model::{
+use pve_vps_firewall::{
     FileKind, FwFile, LintKind, ManagementPorts, Node, Protocol, Topology, Zone, lint_guest,
     lockout_check, parse,
 };
@@ -87,9 +87,9 @@ IN ACCEPT -p udp -dport 53
     );
     // Group rule 0 of `web` (tcp/80) is shadowed by rule 0 (tcp 1:1024).
     assert!(
-        findings
-            .iter()
-            .any(|f| matches!(&f.rule.section, firewall_model::SectionRef::Group(g) if g == "web"))
+        findings.iter().any(
+            |f| matches!(&f.rule.section, pve_vps_firewall::SectionRef::Group(g) if g == "web")
+        )
     );
 }
 

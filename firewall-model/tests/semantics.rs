@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use firewall_model::{
+use pve_vps_firewall::{
     Builtin, CompiledNode, DecidedBy, FileKind, FileRef, FlowDecision, FlowPacket, Node,
     NotFiltered, SectionRef, Topology, TraceStep, Verdict, parse,
 };

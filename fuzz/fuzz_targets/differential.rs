@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Err(e) = firewall_model::fuzzing::differential(data) {
+    if let Err(e) = pve_vps_firewall::fuzzing::differential(data) {
         panic!("{e}");
     }
 });

@@ -4,7 +4,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Err(e) = firewall_model::fuzzing::parse_roundtrip(data) {
+    if let Err(e) = pve_vps_firewall::fuzzing::parse_roundtrip(data) {
         panic!("{e}");
     }
 });

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use proxmox_api::{Auth, Client, Error, RetryPolicy};
+use pve_vps_api::{Auth, Client, Error, RetryPolicy};
 use serde_json::json;
 use std::time::Duration;
 use wiremock::matchers::{header, header_exists, method, path};

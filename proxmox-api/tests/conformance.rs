@@ -1,7 +1,7 @@
 //! Every endpoint the client can call exists in the official schema extract, with every
 //! parameter it can send declared there with a compatible type.
 
-use proxmox_api::request::{
+use pve_vps_api::request::{
     Endpoint, Method, ParamKind, catalogue, param_name_matches, vm_config_index_max,
 };
 use serde_json::Value;

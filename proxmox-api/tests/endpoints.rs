@@ -4,17 +4,17 @@
 mod common;
 
 use common::*;
-use proxmox_api::api::backup::{BackupMode, Compression, VzdumpRequest};
-use proxmox_api::api::cloudinit::CloudInitDump;
-use proxmox_api::api::cluster::{NodeStatus, ResourceFilter, ResourceKind};
-use proxmox_api::api::firewall::{FirewallOptionsUpdate, Policy, RuleSpec};
-use proxmox_api::api::qemu_config::{
+use pve_vps_api::api::backup::{BackupMode, Compression, VzdumpRequest};
+use pve_vps_api::api::cloudinit::CloudInitDump;
+use pve_vps_api::api::cluster::{NodeStatus, ResourceFilter, ResourceKind};
+use pve_vps_api::api::firewall::{FirewallOptionsUpdate, Policy, RuleSpec};
+use pve_vps_api::api::qemu_config::{
     CloneFormat, CloneOptions, ConfigUpdate, CreateVm, IpConfig, NetModel, NetSpec,
 };
-use proxmox_api::api::qemu_status::{ShutdownOptions, VmState};
-use proxmox_api::api::rrd::{Consolidation, Timeframe};
-use proxmox_api::api::tasks::TaskFilter;
-use proxmox_api::*;
+use pve_vps_api::api::qemu_status::{ShutdownOptions, VmState};
+use pve_vps_api::api::rrd::{Consolidation, Timeframe};
+use pve_vps_api::api::tasks::TaskFilter;
+use pve_vps_api::*;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use wiremock::matchers::{header, method, path};
@@ -39,7 +39,7 @@ async fn expect<M: wiremock::Match + 'static>(
         .await;
 }
 
-fn vm(client: &Client) -> proxmox_api::api::VmHandle {
+fn vm(client: &Client) -> pve_vps_api::api::VmHandle {
     client
         .node(&"pve1".parse().unwrap())
         .qemu(VmId::new(100).unwrap())

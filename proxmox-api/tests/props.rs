@@ -1,7 +1,7 @@
 //! Property tests: identifiers never panic on any input, and valid ones round-trip.
 
 use proptest::prelude::*;
-use proxmox_api::{SnapshotName, Upid, VmId, VolumeId};
+use pve_vps_api::{SnapshotName, Upid, VmId, VolumeId};
 
 proptest! {
     #[test]

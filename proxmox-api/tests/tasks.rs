@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use proxmox_api::Error;
+use pve_vps_api::Error;
 use serde_json::json;
 use std::time::Duration;
 use wiremock::matchers::{method, path, query_param};

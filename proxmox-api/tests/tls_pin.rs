@@ -3,7 +3,7 @@
 mod common;
 
 use common::timed;
-use proxmox_api::{Auth, Client, Error, Fingerprint, RetryPolicy, Tls};
+use pve_vps_api::{Auth, Client, Error, Fingerprint, RetryPolicy, Tls};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

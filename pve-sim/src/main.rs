@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use pve_sim::{PveSim, Scenario, SimConfig};
+use pve_vps_sim::{PveSim, Scenario, SimConfig};
 
 fn usage() -> ! {
     eprintln!(

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Api, enc, timed};
-use pve_sim::{RequestMatch, Scenario, VmSpec};
+use pve_vps_sim::{RequestMatch, Scenario, VmSpec};
 use reqwest::Method;
 
 fn mac_of(net: &str) -> String {

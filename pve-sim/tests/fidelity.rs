@@ -35,13 +35,13 @@ fn schema() -> HashMap<(String, String), Value> {
 fn every_route_is_in_the_schema() {
     let s = schema();
     let mut missing = Vec::new();
-    for (m, p) in pve_sim::routes() {
+    for (m, p) in pve_vps_sim::routes() {
         if !s.contains_key(&(m.to_string(), p.to_string())) {
             missing.push(format!("{m} {p}"));
         }
     }
     assert!(missing.is_empty(), "routes not in schema: {missing:?}");
-    assert!(pve_sim::routes().len() > 80);
+    assert!(pve_vps_sim::routes().len() > 80);
 }
 
 fn optional(v: &Value) -> bool {
@@ -476,7 +476,7 @@ async fn every_get_route_answers_in_schema_shape() {
         let mut errs = Vec::new();
         let mut walked = 0;
         let mut walked_groups = 0;
-        for (m, p) in pve_sim::routes() {
+        for (m, p) in pve_vps_sim::routes() {
             if m != "GET" || p.ends_with("/vncwebsocket") {
                 continue;
             }

@@ -192,21 +192,21 @@ pub enum Error {
         context: String,
         /// The client's error.
         #[source]
-        source: Box<proxmox_api::Error>,
+        source: Box<pve_vps_api::Error>,
     },
     /// The reverse-DNS provider refused or failed.
     #[error("reverse dns provider failed")]
     Dns {
         /// The provider's error.
         #[source]
-        source: Box<dns_providers::Error>,
+        source: Box<pve_vps_dns::Error>,
     },
     /// A firewall rule or option does not validate.
     #[error("firewall rule is invalid")]
     InvalidRule {
         /// The model's error (names the field).
         #[source]
-        source: Box<firewall_model::Error>,
+        source: Box<pve_vps_firewall::Error>,
     },
     /// The change would make a management port unreachable; pass `confirm_lockout = true` to
     /// apply it anyway.
@@ -288,7 +288,7 @@ impl Error {
         matches!(self, Self::RestoreFailed { .. })
     }
 
-    pub(crate) fn pve(context: impl Into<String>) -> impl FnOnce(proxmox_api::Error) -> Self {
+    pub(crate) fn pve(context: impl Into<String>) -> impl FnOnce(pve_vps_api::Error) -> Self {
         let context = context.into();
         move |source| Self::Pve {
             context,

@@ -26,7 +26,7 @@ pub struct SavedFirewall {
     /// `policy_out`.
     pub policy_out: Option<String>,
     /// The rules in order, as the API sends them.
-    pub rules: Vec<firewall_model::ApiRule>,
+    pub rules: Vec<pve_vps_firewall::ApiRule>,
     /// The VM's IP sets with their entries, except the provider's `ipfilter-netN` (rebuilt
     /// from the service). Plans stored before this field existed read it as empty.
     #[serde(default)]
@@ -259,8 +259,8 @@ pub fn apply_ipset_diff(current: &[IpsetEntry], diff: &IpsetDiff) -> Vec<IpsetEn
 /// network, range, IP set entry or alias of `files` starts or ends. The firewall's answer for
 /// a source address can only change at such a boundary, so checking these addresses checks
 /// every address of the networks.
-pub fn probe_addresses(sources: &[IpNet], files: &[&firewall_model::FwFile]) -> Vec<IpAddr> {
-    use firewall_model::{AddrItem, Address, IpSetValue};
+pub fn probe_addresses(sources: &[IpNet], files: &[&pve_vps_firewall::FwFile]) -> Vec<IpAddr> {
+    use pve_vps_firewall::{AddrItem, Address, IpSetValue};
     fn to_u128(ip: IpAddr) -> u128 {
         match ip {
             IpAddr::V4(a) => u128::from(u32::from(a)),
@@ -377,7 +377,7 @@ mod tests {
 
     #[test]
     fn probes_cover_every_boundary_inside_the_sources() {
-        use firewall_model::{FileKind, parse};
+        use pve_vps_firewall::{FileKind, parse};
         let f = parse(
             "[ALIASES]\nadmin 198.51.100.7\n\n[IPSET blocked]\n198.51.100.128/25\n!198.51.100.200\n\n\
              [RULES]\nIN DROP -source 10.0.0.0/8\nIN DROP -source 198.51.100.10-198.51.100.12\n",

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{env, env_with, run, svc100, svc101, svc102_bare, svc104, wait_unlocked};
+use pve_vps_services::charts::Timeframe;
+use pve_vps_services::console::ConsoleToken;
+use pve_vps_services::permissions::{Access, Feature, Unavailable};
+use pve_vps_services::pve::LockKind;
 use secrecy::ExposeSecret;
-use vm_services::charts::Timeframe;
-use vm_services::console::ConsoleToken;
-use vm_services::permissions::{Access, Feature, Unavailable};
-use vm_services::pve::LockKind;
 
 #[test]
 fn access_reflects_product_and_live_lock() {
@@ -55,16 +55,18 @@ fn overview_of_a_running_vm() {
     run(30, async {
         let e = env().await;
         let o = e.area.overview(&svc104()).await.unwrap();
-        assert_eq!(o.status, vm_services::overview::VmStatus::Running);
+        assert_eq!(o.status, pve_vps_services::overview::VmStatus::Running);
         assert_eq!(o.cores, 1);
         let nic = o.nic.unwrap();
-        assert_eq!(nic.mac.unwrap().to_string(), pve_sim::mac_for(104, 0));
+        assert_eq!(nic.mac.unwrap().to_string(), pve_vps_sim::mac_for(104, 0));
         assert_eq!(o.system_disk.unwrap().size.unwrap().to_string(), "25G");
         assert_eq!(o.network.ipv4_extra.len(), 1);
         // A VMID the cluster does not have is an upstream "not found".
         let mut gone = svc104();
-        gone.vm =
-            vm_services::service::VmRef::new("pve3".parse().unwrap(), 4242.try_into().unwrap());
+        gone.vm = pve_vps_services::service::VmRef::new(
+            "pve3".parse().unwrap(),
+            4242.try_into().unwrap(),
+        );
         let err = e.area.overview(&gone).await.unwrap_err();
         assert!(err.is_upstream(), "{err}");
     });
@@ -132,9 +134,13 @@ fn console_token_is_one_time_short_lived_and_bound_to_the_service() {
         assert!(err.is_token_rejected(), "reuse: {err}");
 
         let link = e.area.console_link(&s).await.unwrap();
-        e.clock.advance(vm_services::time::Duration::seconds(11));
+        e.clock
+            .advance(pve_vps_services::time::Duration::seconds(11));
         let err = e.area.open_console(&link.token, &s).await.unwrap_err();
-        assert!(matches!(err, vm_services::Error::TokenExpired), "{err}");
+        assert!(
+            matches!(err, pve_vps_services::Error::TokenExpired),
+            "{err}"
+        );
 
         let link = e.area.console_link(&s).await.unwrap();
         let err = e
@@ -146,7 +152,7 @@ fn console_token_is_one_time_short_lived_and_bound_to_the_service() {
 
         // A stopped VM gets no link.
         let err = e.area.console_link(&svc102_bare()).await.unwrap_err();
-        assert!(matches!(err, vm_services::Error::NotRunning), "{err}");
+        assert!(matches!(err, pve_vps_services::Error::NotRunning), "{err}");
     });
 }
 
@@ -174,7 +180,8 @@ fn snapshots_create_quota_rollback_remove_and_sweep() {
         assert_eq!(l.quota.to_string(), "0/2");
         let (n1, t) = e.area.create_snapshot(&s, "before upgrade").await.unwrap();
         assert!(e.area.wait_task(&s, &t).await.unwrap().ok.unwrap());
-        e.clock.advance(vm_services::time::Duration::seconds(2));
+        e.clock
+            .advance(pve_vps_services::time::Duration::seconds(2));
         let (_n2, t) = e.area.create_snapshot(&s, "").await.unwrap();
         e.area.wait_task(&s, &t).await.unwrap();
         let l = e.area.snapshots(&s).await.unwrap();
@@ -231,7 +238,7 @@ fn snapshots_create_quota_rollback_remove_and_sweep() {
             .sweep_expired_snapshots(std::slice::from_ref(&s))
             .await;
         assert!(r.removed.is_empty() && r.skipped.is_empty(), "{r:?}");
-        e.clock.advance(vm_services::time::Duration::days(1));
+        e.clock.advance(pve_vps_services::time::Duration::days(1));
         let r = e
             .area
             .sweep_expired_snapshots(std::slice::from_ref(&s))
@@ -317,10 +324,12 @@ fn iso_drive_setting_is_used_and_a_cloud_init_drive_is_never_replaced() {
                 &format!("[products.vps.iso]\ndrive = \"{drive}\"\n\n[products.vps.permissions]"),
                 1,
             );
-            let catalog = vm_services::product::Catalog::from_toml_str(&file).unwrap();
-            vm_services::ClientArea::builder(common::client(&e.sim), catalog)
-                .plan_store(Arc::new(vm_services::stores::MemoryPlanStore::new()))
-                .schedule_store(Arc::new(vm_services::stores::MemoryScheduleStore::new()))
+            let catalog = pve_vps_services::product::Catalog::from_toml_str(&file).unwrap();
+            pve_vps_services::ClientArea::builder(common::client(&e.sim), catalog)
+                .plan_store(Arc::new(pve_vps_services::stores::MemoryPlanStore::new()))
+                .schedule_store(Arc::new(
+                    pve_vps_services::stores::MemoryScheduleStore::new(),
+                ))
                 .build()
                 .unwrap()
         };
@@ -382,11 +391,11 @@ fn password_reset_via_agent_and_cloud_init_never_logged() {
 #[test]
 fn reverse_dns_only_for_the_services_addresses() {
     run(30, async {
-        let zones = dns_providers::Zones::new([dns_providers::ReverseZone::new(
-            "100.51.198.in-addr.arpa.",
-        )
-        .unwrap()]);
-        let dns = Arc::new(dns_providers::InMemory::new(zones));
+        let zones =
+            pve_vps_dns::Zones::new([
+                pve_vps_dns::ReverseZone::new("100.51.198.in-addr.arpa.").unwrap()
+            ]);
+        let dns = Arc::new(pve_vps_dns::InMemory::new(zones));
         let e = env_with(|b| b.reverse_dns(dns.clone())).await;
         let s = svc104();
         let ip: IpAddr = "198.51.100.104".parse().unwrap();
@@ -434,7 +443,7 @@ fn reverse_dns_only_for_the_services_addresses() {
         let e2 = env().await;
         assert!(matches!(
             e2.area.rdns_list(&s).await.unwrap_err(),
-            vm_services::Error::NotConfigured { .. }
+            pve_vps_services::Error::NotConfigured { .. }
         ));
     });
 }
@@ -452,7 +461,7 @@ fn ipfilter_drops_addresses_the_service_no_longer_has() {
         let client = common::client(&e.sim);
         let fw = client
             .node(&"pve1".parse().unwrap())
-            .qemu(proxmox_api::VmId::new(100).unwrap())
+            .qemu(pve_vps_api::VmId::new(100).unwrap())
             .firewall();
         let cidrs: Vec<String> = fw
             .ipset_entries(&"ipfilter-net0".parse().unwrap())
@@ -466,15 +475,15 @@ fn ipfilter_drops_addresses_the_service_no_longer_has() {
     });
 }
 
-fn rule(json: &str) -> firewall_model::ApiRule {
-    firewall_model::ApiRule::from_json(json).unwrap()
+fn rule(json: &str) -> pve_vps_firewall::ApiRule {
+    pve_vps_firewall::ApiRule::from_json(json).unwrap()
 }
 
 /// Turns the VM firewall on behind `ssh` (added first), with policies IN DROP and OUT ACCEPT.
 async fn firewall_on_behind(
-    area: &vm_services::ClientArea,
-    s: &vm_services::service::Service,
-    ssh: &firewall_model::ApiRule,
+    area: &pve_vps_services::ClientArea,
+    s: &pve_vps_services::service::Service,
+    ssh: &pve_vps_firewall::ApiRule,
 ) {
     area.add_firewall_rule(s, ssh, 0, false).await.unwrap();
     area.set_firewall_policies(s, "DROP", "ACCEPT", false)
@@ -582,7 +591,7 @@ fn firewall_rules_positions_validation_lockout_and_ipfilter() {
         let client = common::client(&e.sim);
         let fw = client
             .node(&"pve3".parse().unwrap())
-            .qemu(proxmox_api::VmId::new(104).unwrap())
+            .qemu(pve_vps_api::VmId::new(104).unwrap())
             .firewall();
         let mut cidrs: Vec<String> = fw
             .ipset_entries(&"ipfilter-net0".parse().unwrap())
@@ -625,7 +634,7 @@ fn lockout_guard_resolves_cluster_ipsets_aliases_and_management_sources() {
         let e = env().await;
         let s = svc104();
         let cluster = e.area.client().cluster_firewall();
-        let name = |n: &str| -> proxmox_api::FirewallName { n.parse().unwrap() };
+        let name = |n: &str| -> pve_vps_api::FirewallName { n.parse().unwrap() };
         // The default probe address is 203.0.113.9.
         cluster.create_ipset(&name("blocked"), None).await.unwrap();
         cluster
@@ -685,7 +694,7 @@ fn lockout_guard_resolves_cluster_ipsets_aliases_and_management_sources() {
             .area
             .client()
             .node(&"pve3".parse().unwrap())
-            .qemu(proxmox_api::VmId::new(104).unwrap())
+            .qemu(pve_vps_api::VmId::new(104).unwrap())
             .firewall();
         vm_fw
             .create_alias(&name("probe"), "192.0.2.77", None)
@@ -722,7 +731,7 @@ fn lockout_guard_resolves_cluster_ipsets_aliases_and_management_sources() {
 
         // The cluster firewall off: PVE filters nothing, so nothing locks out.
         cluster
-            .set_options(&proxmox_api::api::firewall::FirewallOptionsUpdate::new().enable(false))
+            .set_options(&pve_vps_api::api::firewall::FirewallOptionsUpdate::new().enable(false))
             .await
             .unwrap();
         let drop_all = rule(r#"{"type":"in","action":"DROP","enable":1}"#);
@@ -732,7 +741,7 @@ fn lockout_guard_resolves_cluster_ipsets_aliases_and_management_sources() {
             .unwrap();
         e.area.delete_firewall_rule(&s, 0, false).await.unwrap();
         cluster
-            .set_options(&proxmox_api::api::firewall::FirewallOptionsUpdate::new().enable(true))
+            .set_options(&pve_vps_api::api::firewall::FirewallOptionsUpdate::new().enable(true))
             .await
             .unwrap();
         assert!(
@@ -793,17 +802,17 @@ fn lockout_guard_checks_every_address_of_the_management_networks() {
 /// SSH keeps the change allowed.
 #[test]
 fn lockout_guard_evaluates_a_providers_security_group_read_from_pve() {
-    use proxmox_api::api::firewall::RuleSpec;
+    use pve_vps_api::api::firewall::RuleSpec;
     run(60, async {
         let e = env().await;
         let s = svc104();
-        let name = |n: &str| -> proxmox_api::FirewallName { n.parse().unwrap() };
+        let name = |n: &str| -> pve_vps_api::FirewallName { n.parse().unwrap() };
         let groups = e.area.client().security_groups();
         let vm_fw = e
             .area
             .client()
             .node(&"pve3".parse().unwrap())
-            .qemu(proxmox_api::VmId::new(104).unwrap())
+            .qemu(pve_vps_api::VmId::new(104).unwrap())
             .firewall();
         let ssh_spec = |action: &str| {
             RuleSpec::new("in", action)

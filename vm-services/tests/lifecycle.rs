@@ -3,15 +3,15 @@
 
 use std::collections::HashMap;
 
-use vm_services::backups::{self, ScheduledVm, WeeklySchedule};
-use vm_services::ids::VmId;
-use vm_services::permissions::VmState;
-use vm_services::product::Catalog;
-use vm_services::reconcile::{self, Observed};
-use vm_services::reinstall::{self, NextStep, OperationPlan, PlanId, StoredPlan};
-use vm_services::service::{Ipv4Assignment, Service, VmRef};
-use vm_services::stores::{PlanStore, ScheduleStore, SqliteStore};
-use vm_services::time::{OffsetDateTime, UtcOffset};
+use pve_vps_services::backups::{self, ScheduledVm, WeeklySchedule};
+use pve_vps_services::ids::VmId;
+use pve_vps_services::permissions::VmState;
+use pve_vps_services::product::Catalog;
+use pve_vps_services::reconcile::{self, Observed};
+use pve_vps_services::reinstall::{self, NextStep, OperationPlan, PlanId, StoredPlan};
+use pve_vps_services::service::{Ipv4Assignment, Service, VmRef};
+use pve_vps_services::stores::{PlanStore, ScheduleStore, SqliteStore};
+use pve_vps_services::time::{OffsetDateTime, UtcOffset};
 
 fn service() -> Service {
     Service {

@@ -7,23 +7,23 @@ mod common;
 use std::sync::Arc;
 
 use common::{env, env_with, run, svc100, svc102_bare, svc104};
-use pve_sim::RequestMatch;
-use vm_services::backups::WeeklySchedule;
-use vm_services::firewall::IpsetEntry;
-use vm_services::ids::VmId;
-use vm_services::notify::Notification;
-use vm_services::permissions::{Access, Feature, Unavailable};
-use vm_services::pve::{LockKind, VmConfig};
-use vm_services::reconcile::{self, Observed};
-use vm_services::service::{Service, VmRef};
-use vm_services::shell::{LiveUpdate, OverviewUpdate, Resumed};
-use vm_services::stores::PlanStore;
-use vm_services::{ClientArea, OverviewHub};
+use pve_vps_services::backups::WeeklySchedule;
+use pve_vps_services::firewall::IpsetEntry;
+use pve_vps_services::ids::VmId;
+use pve_vps_services::notify::Notification;
+use pve_vps_services::permissions::{Access, Feature, Unavailable};
+use pve_vps_services::pve::{LockKind, VmConfig};
+use pve_vps_services::reconcile::{self, Observed};
+use pve_vps_services::service::{Service, VmRef};
+use pve_vps_services::shell::{LiveUpdate, OverviewUpdate, Resumed};
+use pve_vps_services::stores::PlanStore;
+use pve_vps_services::{ClientArea, OverviewHub};
+use pve_vps_sim::RequestMatch;
 
 fn generic(vmid: u32, node: &str) -> Service {
     let mut s = svc104();
     s.vm = VmRef::new(node.parse().unwrap(), vmid.try_into().unwrap());
-    s.mac = pve_sim::mac_for(vmid, 0).parse().unwrap();
+    s.mac = pve_vps_sim::mac_for(vmid, 0).parse().unwrap();
     s
 }
 
@@ -97,7 +97,7 @@ fn overview_hub_costs_one_request_per_tick_whatever_the_watchers() {
         let before = e.sim.request_count();
         assert_eq!(hub.tick().await.requests, 101);
         assert_eq!(e.sim.request_count() - before, 101);
-        let lock_of = |rx: &vm_services::shell::LiveWatch| match &*rx.borrow() {
+        let lock_of = |rx: &pve_vps_services::shell::LiveWatch| match &*rx.borrow() {
             LiveUpdate::Ready(v) => (v.state.lock.clone(), v.state.running, v.access.clone()),
             other => panic!("{other:?}"),
         };
@@ -201,7 +201,7 @@ fn overview_hub_costs_one_request_per_tick_whatever_the_watchers() {
 fn manual_backup_list_quota_remove_and_refusals() {
     run(60, async {
         // Backups take 1.5 s here so the test sees one running.
-        let cfg = pve_sim::SimConfig::for_tests().task_durations(
+        let cfg = pve_vps_sim::SimConfig::for_tests().task_durations(
             std::time::Duration::from_millis(50),
             std::time::Duration::from_millis(1500),
         );
@@ -274,7 +274,7 @@ fn manual_backup_list_quota_remove_and_refusals() {
                 .unwrap_err()
                 .is_invalid_input()
         );
-        let foreign: vm_services::ids::VolumeId = e.sim.backup_volids(100)[0].parse().unwrap();
+        let foreign: pve_vps_services::ids::VolumeId = e.sim.backup_volids(100)[0].parse().unwrap();
         let err = e.area.remove_backup(&s, &foreign).await.unwrap_err();
         assert!(
             err.is_invalid_input() && err.to_string().contains("100"),
@@ -361,7 +361,7 @@ fn scheduled_tick_two_workers_one_backup_then_rotation() {
         e.area.wait_task(&s, &t).await.unwrap();
         let full = e.sim.backup_volids(104);
         assert_eq!(full.len(), 3);
-        e.clock.advance(vm_services::time::Duration::days(1));
+        e.clock.advance(pve_vps_services::time::Duration::days(1));
         let d = e.area.backup_tick(&services).await.unwrap();
         assert_eq!(d.deleted.len(), 1, "{d:?}");
         assert_eq!(d.created, vec![s.vm.clone()]);
@@ -376,7 +376,7 @@ async fn observed(e: &common::Env, s: &Service) -> Observed {
     let client = common::client(&e.sim);
     let vm = client
         .node(&s.vm.node().as_str().parse().unwrap())
-        .qemu(proxmox_api::VmId::new(s.vmid().get()).unwrap());
+        .qemu(pve_vps_api::VmId::new(s.vmid().get()).unwrap());
     let cfg = VmConfig::from_map(vm.config().await.unwrap().raw);
     let ipfilter = vm
         .firewall()
@@ -403,12 +403,12 @@ fn restore_reconciles_and_survives_task_failure_and_http_500() {
     run(90, async {
         let e = env().await;
         let s = svc104();
-        let archive: vm_services::ids::VolumeId = e.sim.backup_volids(104)[0].parse().unwrap();
+        let archive: pve_vps_services::ids::VolumeId = e.sim.backup_volids(104)[0].parse().unwrap();
         // Refusals: foreign archive, locked, denied.
-        let foreign: vm_services::ids::VolumeId = e.sim.backup_volids(100)[0].parse().unwrap();
+        let foreign: pve_vps_services::ids::VolumeId = e.sim.backup_volids(100)[0].parse().unwrap();
         let err = e.area.restore(&s, &foreign).await.unwrap_err();
         assert!(err.is_invalid_input(), "{err}");
-        let elsewhere: vm_services::ids::VolumeId =
+        let elsewhere: pve_vps_services::ids::VolumeId =
             "local:backup/vzdump-qemu-104-2026_01_01-00_00_00.vma.zst"
                 .parse()
                 .unwrap();
@@ -432,10 +432,10 @@ fn restore_reconciles_and_survives_task_failure_and_http_500() {
             .fail_next_task("qmrestore", "command 'zstd -q -d' failed: exit code 1");
         let err = e.area.restore(&s, &archive).await.unwrap_err();
         assert!(err.is_restore_failed(), "{err}");
-        let vm_services::Error::RestoreFailed { plan, .. } = &err else {
+        let pve_vps_services::Error::RestoreFailed { plan, .. } = &err else {
             unreachable!()
         };
-        let plan: vm_services::reinstall::PlanId = plan.parse().unwrap();
+        let plan: pve_vps_services::reinstall::PlanId = plan.parse().unwrap();
         assert!(
             e.notes.kinds().iter().any(|k| k.contains("failed")),
             "{:?}",
@@ -460,7 +460,10 @@ fn restore_reconciles_and_survives_task_failure_and_http_500() {
         // Reconciled: package limits, the MAC, ipfilter, running, snapshots gone, notified.
         let cfg = e.sim.vm_config(104).unwrap();
         assert!(cfg["scsi0"].contains("mbps_rd=100"), "{cfg:?}");
-        assert!(cfg["net0"].contains(&pve_sim::mac_for(104, 0)), "{cfg:?}");
+        assert!(
+            cfg["net0"].contains(&pve_vps_sim::mac_for(104, 0)),
+            "{cfg:?}"
+        );
         assert_eq!(e.sim.vm_status(104), Some("running"));
         assert!(e.sim.snapshot_names(104).is_empty());
         assert!(e.notes.kinds().iter().any(|k| k.contains("restored")));
@@ -502,8 +505,8 @@ fn restore_reconciles_and_survives_task_failure_and_http_500() {
     });
 }
 
-fn rule(json: &str) -> firewall_model::ApiRule {
-    firewall_model::ApiRule::from_json(json).unwrap()
+fn rule(json: &str) -> pve_vps_firewall::ApiRule {
+    pve_vps_firewall::ApiRule::from_json(json).unwrap()
 }
 
 #[test]
@@ -585,7 +588,10 @@ fn reinstall_keeps_identity_firewall_and_backups_and_resumes_after_failures() {
 
         // Identity kept, package applied, cloud-init written, running, snapshots gone.
         let cfg = e.sim.vm_config(104).unwrap();
-        assert!(cfg["net0"].contains(&pve_sim::mac_for(104, 0)), "{cfg:?}");
+        assert!(
+            cfg["net0"].contains(&pve_vps_sim::mac_for(104, 0)),
+            "{cfg:?}"
+        );
         assert!(
             cfg["net0"].contains("bridge=vmbr0") && cfg["net0"].contains("rate=12.5"),
             "{cfg:?}"
@@ -646,7 +652,7 @@ async fn ipset_of(e: &common::Env, name: &str) -> Vec<(String, bool, Option<Stri
         .area
         .client()
         .node(&"pve3".parse().unwrap())
-        .qemu(proxmox_api::VmId::new(104).unwrap())
+        .qemu(pve_vps_api::VmId::new(104).unwrap())
         .firewall();
     let mut v: Vec<_> = fw
         .ipset_entries(&name.parse().unwrap())
@@ -668,9 +674,9 @@ fn reinstall_keeps_vm_ipsets_and_aliases_across_an_interrupted_redeploy() {
             .area
             .client()
             .node(&"pve3".parse().unwrap())
-            .qemu(proxmox_api::VmId::new(104).unwrap())
+            .qemu(pve_vps_api::VmId::new(104).unwrap())
             .firewall();
-        let name = |n: &str| -> proxmox_api::FirewallName { n.parse().unwrap() };
+        let name = |n: &str| -> pve_vps_api::FirewallName { n.parse().unwrap() };
         fw.create_alias(&name("office"), "192.0.2.10", Some("office NAT"))
             .await
             .unwrap();
@@ -713,7 +719,7 @@ fn reinstall_keeps_vm_ipsets_and_aliases_across_an_interrupted_redeploy() {
         let unfinished = e.plans.unfinished().unwrap();
         assert_eq!(unfinished.len(), 1);
         // The plan store holds them, without the provider's ipfilter set.
-        let vm_services::reinstall::OperationPlan::Reinstall(p) = &unfinished[0].plan else {
+        let pve_vps_services::reinstall::OperationPlan::Reinstall(p) = &unfinished[0].plan else {
             panic!("not a reinstall");
         };
         let saved = p.firewall.as_ref().expect("saved before the destroy");
@@ -749,9 +755,9 @@ fn reinstall_keeps_vm_ipsets_and_aliases_across_an_interrupted_redeploy() {
     });
 }
 
-fn redeploy_progress(e: &common::Env) -> vm_services::reinstall::RedeployProgress {
+fn redeploy_progress(e: &common::Env) -> pve_vps_services::reinstall::RedeployProgress {
     let unfinished = e.plans.unfinished().unwrap();
-    let vm_services::reinstall::OperationPlan::Reinstall(p) = &unfinished[0].plan else {
+    let pve_vps_services::reinstall::OperationPlan::Reinstall(p) = &unfinished[0].plan else {
         panic!("not a reinstall");
     };
     *p.redeploy.clone().expect("recorded")

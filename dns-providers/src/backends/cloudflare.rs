@@ -28,14 +28,14 @@ const ALREADY_EXISTS: [i64; 2] = [81057, 81058];
 /// [`Cloudflare::with_zone_id`]. Record lists are paginated.
 ///
 /// ```
-/// use dns_providers::{Cloudflare, Zones};
+/// use pve_vps_dns::{Cloudflare, Zones};
 /// let dns = Cloudflare::new(
 ///     "cf-token".to_owned().into(),
 ///     Zones::from_names(["2.0.192.in-addr.arpa."])?,
 /// )?
 /// .with_zone_id("2.0.192.in-addr.arpa.", "023e105f4ecef8ad9ca31a8372d0c353")?;
 /// assert!(!format!("{dns:?}").contains("cf-token"));
-/// # Ok::<(), dns_providers::Error>(())
+/// # Ok::<(), pve_vps_dns::Error>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct Cloudflare {

@@ -39,7 +39,7 @@ pub enum HestiaAuth {
 /// HestiaCP names cannot contain `/`: an RFC 2317 zone must use the `0-26` naming.
 ///
 /// ```
-/// use dns_providers::{Hestia, HestiaAuth, Zones};
+/// use pve_vps_dns::{Hestia, HestiaAuth, Zones};
 /// let dns = Hestia::new(
 ///     "https://panel.example.com:8083",
 ///     HestiaAuth::AccessKey {
@@ -50,7 +50,7 @@ pub enum HestiaAuth {
 ///     Zones::from_names(["2.0.192.in-addr.arpa."])?,
 /// )?;
 /// assert!(!format!("{dns:?}").contains("very-secret"));
-/// # Ok::<(), dns_providers::Error>(())
+/// # Ok::<(), pve_vps_dns::Error>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct Hestia {

@@ -23,7 +23,7 @@ const PROVIDER: &str = "powerdns";
 /// with `REPLACE`/`DELETE`; each change is one atomic PATCH of one rrset).
 ///
 /// ```
-/// use dns_providers::{PowerDns, Zones};
+/// use pve_vps_dns::{PowerDns, Zones};
 /// let dns = PowerDns::new(
 ///     "http://127.0.0.1:8081",
 ///     "api-key".to_owned().into(),
@@ -31,7 +31,7 @@ const PROVIDER: &str = "powerdns";
 /// )?
 /// .with_ttl(300);
 /// assert!(!format!("{dns:?}").contains("api-key"));
-/// # Ok::<(), dns_providers::Error>(())
+/// # Ok::<(), pve_vps_dns::Error>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct PowerDns {

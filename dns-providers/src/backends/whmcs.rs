@@ -118,7 +118,7 @@ impl TicketPriority {
 /// opens a removal ticket, since the real PTR is unknown.
 ///
 /// ```
-/// use dns_providers::{TicketTarget, WhmcsTicket};
+/// use pve_vps_dns::{TicketTarget, WhmcsTicket};
 /// let dns = WhmcsTicket::new(
 ///     "https://billing.example.com/includes/api.php",
 ///     "API-IDENTIFIER",
@@ -126,7 +126,7 @@ impl TicketPriority {
 ///     TicketTarget { department_id: 2, client_id: 17, service_id: 42 },
 /// )?;
 /// assert!(!format!("{dns:?}").contains("api-secret"));
-/// # Ok::<(), dns_providers::Error>(())
+/// # Ok::<(), pve_vps_dns::Error>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct WhmcsTicket {

@@ -239,7 +239,7 @@ fn decode_name(msg: &[u8], mut pos: usize) -> Option<(String, usize)> {
 /// Ask `server` for the PTR of `ip` over UDP (like `dig -x IP @server`); returns the PTR
 /// targets in the answer section (following an in-answer CNAME as RFC 2317 zones need).
 pub async fn query_ptr(server: SocketAddr, ip: IpAddr) -> Vec<String> {
-    let qname = dns_providers::ptr_name(ip);
+    let qname = pve_vps_dns::ptr_name(ip);
     let id: u16 = 0x5a5a ^ (std::process::id() as u16);
     let mut msg = Vec::with_capacity(128);
     msg.extend_from_slice(&id.to_be_bytes());

@@ -15,20 +15,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use examples::portal::config::{self, PortalConfig};
-use proxmox_api::{Auth, Client, Tls};
-use pve_sim::{PveSim, SimConfig};
+use pve_vps_api::{Auth, Client, Tls};
+use pve_vps_sim::{PveSim, SimConfig};
 use tracing::{error, info, warn};
 
-use vm_services::ClientArea;
-use vm_services::product::Catalog;
-use vm_services::service::Service;
+use pve_vps_services::ClientArea;
+use pve_vps_services::product::Catalog;
+use pve_vps_services::service::Service;
 
 #[tokio::main]
 async fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,pve_sim=warn".into()),
+                .unwrap_or_else(|_| "info,pve_vps_sim=warn".into()),
         )
         .init();
     let once = std::env::args().any(|a| a == "--once");

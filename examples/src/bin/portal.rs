@@ -8,7 +8,7 @@ async fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,pve_sim=warn".into()),
+                .unwrap_or_else(|_| "info,pve_vps_sim=warn".into()),
         )
         .init();
     let cfg = match PortalConfig::from_env() {

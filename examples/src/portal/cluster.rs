@@ -9,10 +9,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use proxmox_api::{Client, TaskHandle};
-use vm_services::overview::Overview;
-use vm_services::permissions::VmState;
-use vm_services::service::Service;
+use pve_vps_api::{Client, TaskHandle};
+use pve_vps_services::overview::Overview;
+use pve_vps_services::permissions::VmState;
+use pve_vps_services::service::Service;
 
 /// How often the live panel's overview hub refreshes: at most one `/cluster/resources` call per
 /// 2 seconds, shared by every customer; a VM's config is read again only when its row changes
@@ -24,10 +24,10 @@ pub const LIVE_REFRESH: Duration = Duration::from_secs(2);
 pub enum ShellError {
     /// The cluster answered with an error or could not be reached.
     #[error(transparent)]
-    Api(#[from] proxmox_api::Error),
+    Api(#[from] pve_vps_api::Error),
     /// The domain core refused (permission, lock, quota, invalid input).
     #[error(transparent)]
-    Domain(#[from] vm_services::Error),
+    Domain(#[from] pve_vps_services::Error),
     /// The VM is not in the cluster's resource list.
     #[error("the vm is not in the cluster's resource list")]
     Missing,
@@ -68,7 +68,7 @@ pub struct Cluster {
     /// Base URL (`https://host:port`).
     pub base_url: String,
     /// How the cluster's certificate is checked (the console relay connects the same way).
-    pub tls: proxmox_api::Tls,
+    pub tls: pve_vps_api::Tls,
     /// Console login, if configured.
     pub console_login: Option<ConsoleLogin>,
     calls: AtomicU64,
@@ -88,7 +88,7 @@ impl Cluster {
     pub fn new(
         client: Client,
         base_url: String,
-        tls: proxmox_api::Tls,
+        tls: pve_vps_api::Tls,
         console_login: Option<ConsoleLogin>,
     ) -> Self {
         Self {
@@ -116,20 +116,20 @@ impl Cluster {
     }
 
     /// The API handle of a service's VM.
-    pub fn vm(&self, service: &Service) -> Result<proxmox_api::api::VmHandle, ShellError> {
-        let node: proxmox_api::NodeName = service
+    pub fn vm(&self, service: &Service) -> Result<pve_vps_api::api::VmHandle, ShellError> {
+        let node: pve_vps_api::NodeName = service
             .vm
             .node()
             .as_str()
             .parse()
             .map_err(ShellError::Api)?;
-        let vmid = proxmox_api::VmId::new(service.vmid().get()).map_err(ShellError::Api)?;
+        let vmid = pve_vps_api::VmId::new(service.vmid().get()).map_err(ShellError::Api)?;
         Ok(self.client.node(&node).qemu(vmid))
     }
 
     /// The API handle of a service's node.
-    pub fn node(&self, service: &Service) -> Result<proxmox_api::api::NodeHandle, ShellError> {
-        let node: proxmox_api::NodeName = service.vm.node().as_str().parse()?;
+    pub fn node(&self, service: &Service) -> Result<pve_vps_api::api::NodeHandle, ShellError> {
+        let node: pve_vps_api::NodeName = service.vm.node().as_str().parse()?;
         Ok(self.client.node(&node))
     }
 

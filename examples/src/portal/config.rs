@@ -7,8 +7,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use pve_vps_services::service::Service;
 use serde::Deserialize;
-use vm_services::service::Service;
 
 /// The example products file (documented; see `examples/config/products.toml`).
 pub const DEFAULT_PRODUCTS: &str = include_str!("../../config/products.toml");
@@ -180,7 +180,7 @@ impl PortalConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vm_services::product::Catalog;
+    use pve_vps_services::product::Catalog;
 
     #[test]
     fn config_file_with_and_without_a_cluster() {

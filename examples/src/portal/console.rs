@@ -10,11 +10,11 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Json, Response};
 use futures_util::{SinkExt, StreamExt};
+use pve_vps_services::console::ConsoleToken;
+use pve_vps_services::shell::ConsoleSession;
 use secrecy::ExposeSecret;
 use tokio_tungstenite::tungstenite::Message as TMsg;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use vm_services::console::ConsoleToken;
-use vm_services::shell::ConsoleSession;
 
 use super::cluster::Cluster;
 use super::web::{App, action_start, owned, session};

@@ -2,8 +2,8 @@
 
 use std::fmt::Write as _;
 
-use vm_services::charts::{Series, Unit};
-use vm_services::permissions::{Access, Feature};
+use pve_vps_services::charts::{Series, Unit};
+use pve_vps_services::permissions::{Access, Feature};
 
 /// Escapes text for HTML content and attribute values.
 pub fn esc(s: &str) -> String {

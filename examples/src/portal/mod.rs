@@ -14,10 +14,10 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use proxmox_api::{Auth, Client, Tls};
-use pve_sim::{PveSim, SimConfig};
-use vm_services::ClientArea;
-use vm_services::product::Catalog;
+use pve_vps_api::{Auth, Client, Tls};
+use pve_vps_services::ClientArea;
+use pve_vps_services::product::Catalog;
+use pve_vps_sim::{PveSim, SimConfig};
 
 use self::cluster::{Cluster, ConsoleLogin};
 use self::config::{Customer, PortalConfig};
@@ -70,7 +70,7 @@ pub async fn start(cfg: PortalConfig, opts: StartOptions) -> Result<Running, Str
     let (url, token_id, token_secret, tls, login, sim) = match &cfg.cluster {
         Some(c) => {
             let tls = match &c.pve_fingerprint {
-                Some(fp) => Tls::Pinned(fp.parse().map_err(|e: proxmox_api::Error| e.to_string())?),
+                Some(fp) => Tls::Pinned(fp.parse().map_err(|e: pve_vps_api::Error| e.to_string())?),
                 None => Tls::SystemRoots,
             };
             let login = match (&c.pve_console_user, &c.pve_console_password) {
@@ -97,7 +97,7 @@ pub async fn start(cfg: PortalConfig, opts: StartOptions) -> Result<Running, Str
             let tls = Tls::Pinned(
                 sim.fingerprint()
                     .parse()
-                    .map_err(|e: proxmox_api::Error| e.to_string())?,
+                    .map_err(|e: pve_vps_api::Error| e.to_string())?,
             );
             let login = sim.user_password().map(|(u, p)| ConsoleLogin {
                 userid: u.to_owned(),
@@ -119,7 +119,7 @@ pub async fn start(cfg: PortalConfig, opts: StartOptions) -> Result<Running, Str
         .tls(tls.clone())
         .build()
         .map_err(|e| e.to_string())?;
-    let rdns: Arc<dyn dns_providers::ReverseDns> = Arc::new(dns_providers::InMemory::any_zone());
+    let rdns: Arc<dyn pve_vps_dns::ReverseDns> = Arc::new(pve_vps_dns::InMemory::any_zone());
     let mut area = ClientArea::builder(client.clone(), catalog.clone()).reverse_dns(rdns);
     if let Some(p) = &cfg.db {
         area = area.sqlite_file(p);
@@ -183,7 +183,7 @@ pub async fn start(cfg: PortalConfig, opts: StartOptions) -> Result<Running, Str
     for (u, h) in &hashed {
         store.set_customer(u, h).map_err(|e| e.to_string())?;
     }
-    let services: HashMap<String, Vec<vm_services::service::Service>> = customers
+    let services: HashMap<String, Vec<pve_vps_services::service::Service>> = customers
         .iter()
         .map(|c| (c.username.clone(), c.services.clone()))
         .collect();
@@ -192,7 +192,7 @@ pub async fn start(cfg: PortalConfig, opts: StartOptions) -> Result<Running, Str
         catalog,
         services,
         store,
-        hub: vm_services::OverviewHub::with_interval(area.clone(), cluster::LIVE_REFRESH),
+        hub: pve_vps_services::OverviewHub::with_interval(area.clone(), cluster::LIVE_REFRESH),
         live_watches: Default::default(),
         area,
         console_area,

@@ -1,10 +1,10 @@
-//! The portal's own SQLite store: customers (Argon2id password hashes) and sessions (with their
-//! CSRF token).
+//! The portal's own SQLite store: customers (Argon2id password hashes as PHC strings) and
+//! sessions (with their CSRF token).
 
 use std::path::Path;
 use std::sync::Mutex;
 
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
 use rand::RngCore;
 use rusqlite::{Connection, OptionalExtension, params};
 use subtle::ConstantTimeEq;
@@ -30,25 +30,74 @@ pub struct Session {
 #[derive(Debug)]
 pub struct Store(Mutex<Connection>);
 
+/// The cost of every new hash: OWASP's recommended Argon2id parameters (19 MiB, two passes,
+/// one lane, 32-byte output). A stored hash with other parameters is rehashed at the next login.
+fn params() -> Params {
+    Params::new(19 * 1024, 2, 1, Some(32)).expect("valid argon2 parameters")
+}
+
 fn argon() -> Argon2<'static> {
-    // OWASP's recommended Argon2id parameters: 19 MiB, two passes, one lane.
-    let params = Params::new(19 * 1024, 2, 1, Some(32)).expect("valid argon2 parameters");
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params())
 }
 
-/// Hashes a password with a fresh random salt: `argon2id$<salt hex>$<hash hex>`.
+/// Hashes a password with a fresh salt from the operating system's CSPRNG, as a PHC string:
+/// `$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>` (unpadded base64).
 pub fn hash_password(password: &str) -> String {
-    let mut salt = [0u8; 16];
-    rand::rng().fill_bytes(&mut salt);
-    let mut out = [0u8; 32];
     argon()
-        .hash_password_into(password.as_bytes(), &salt, &mut out)
-        .expect("argon2 accepts a 16-byte salt and 32-byte output");
-    format!("argon2id${}${}", hex::encode(salt), hex::encode(out))
+        .hash_password(password.as_bytes())
+        .expect("argon2id hashes any password below 4 GiB with a 16-byte salt")
+        .to_string()
 }
 
-/// Checks a password against [`hash_password`]'s output, in constant time.
-pub fn verify_password(password: &str, stored: &str) -> bool {
+/// How a stored hash matched a password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verified {
+    /// The password does not match (or the stored value is not a hash we know).
+    No,
+    /// It matches a PHC string with the current parameters.
+    Yes,
+    /// It matches, but the stored value is in the older `argon2id$<hex salt>$<hex hash>` form
+    /// or has other parameters: store [`hash_password`]'s output instead.
+    YesRehash,
+}
+
+/// Checks a password against a stored hash: a PHC string (through the password-hash API, with
+/// the parameters it names) or the older `argon2id$<hex salt>$<hex hash>` form, in constant
+/// time either way.
+pub fn verify_password(password: &str, stored: &str) -> Verified {
+    if stored.starts_with('$') {
+        let Ok(hash) = PasswordHash::new(stored) else {
+            return Verified::No;
+        };
+        if argon().verify_password(password.as_bytes(), &hash).is_err() {
+            return Verified::No;
+        }
+        let current = hash.algorithm == argon2::ARGON2ID_IDENT
+            && Params::try_from(&hash).is_ok_and(|p| {
+                let want = params();
+                (p.m_cost(), p.t_cost(), p.p_cost(), p.output_len())
+                    == (
+                        want.m_cost(),
+                        want.t_cost(),
+                        want.p_cost(),
+                        want.output_len(),
+                    )
+            });
+        return if current {
+            Verified::Yes
+        } else {
+            Verified::YesRehash
+        };
+    }
+    if verify_legacy(password, stored) {
+        Verified::YesRehash
+    } else {
+        Verified::No
+    }
+}
+
+/// The older form, `argon2id$<hex salt>$<hex hash>` with the same parameters.
+fn verify_legacy(password: &str, stored: &str) -> bool {
     let mut parts = stored.split('$');
     let (Some("argon2id"), Some(salt), Some(hash), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -116,7 +165,9 @@ impl Store {
         Ok(())
     }
 
-    /// Checks a login; the hash runs even for an unknown user (same timing).
+    /// Checks a login; the hash runs even for an unknown user (same parameters, same timing).
+    /// A match against a hash in the older form (or with other parameters) is rehashed and
+    /// stored as a PHC string with the current parameters.
     pub fn check_login(&self, username: &str, password: &str) -> bool {
         let stored: Option<String> = self
             .conn()
@@ -128,13 +179,37 @@ impl Store {
             .optional()
             .ok()
             .flatten();
-        match stored {
-            Some(h) => verify_password(password, &h),
-            None => {
-                let _ = verify_password(password, DUMMY_HASH);
-                false
+        let Some(stored) = stored else {
+            let _ = verify_password(password, &DUMMY_HASH);
+            return false;
+        };
+        match verify_password(password, &stored) {
+            Verified::No => false,
+            Verified::Yes => true,
+            Verified::YesRehash => {
+                // Only if the row still holds what was checked (a concurrent change wins).
+                let _ = self.conn().execute(
+                    "UPDATE customers SET password_hash = ?3
+                     WHERE username = ?1 AND password_hash = ?2",
+                    params![username, stored, hash_password(password)],
+                );
+                tracing::info!(user = %username, "password hash upgraded to a PHC string");
+                true
             }
         }
+    }
+
+    /// The stored hash of a customer (tests and migrations look at its form).
+    pub fn password_hash(&self, username: &str) -> Option<String> {
+        self.conn()
+            .query_row(
+                "SELECT password_hash FROM customers WHERE username = ?1",
+                params![username],
+                |r| r.get(0),
+            )
+            .optional()
+            .ok()
+            .flatten()
     }
 
     /// Creates a session at `now` (Unix seconds); returns its cookie value (only its hash is
@@ -209,9 +284,13 @@ fn id_hash(id: &str) -> String {
     hex::encode(sha2::Sha256::digest(id.as_bytes()))
 }
 
-/// A hash of a random password, checked for unknown users so both paths cost the same.
-const DUMMY_HASH: &str = "argon2id$00112233445566778899aabbccddeeff$\
-0000000000000000000000000000000000000000000000000000000000000000";
+/// A hash of a random password with the current parameters, checked for unknown users so both
+/// paths cost the same.
+static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let mut pw = [0u8; 16];
+    rand::rng().fill_bytes(&mut pw);
+    hash_password(&hex::encode(pw))
+});
 
 #[cfg(test)]
 mod tests {
@@ -220,8 +299,10 @@ mod tests {
     #[test]
     fn hash_verify_and_sessions() {
         let h = hash_password("correct horse");
-        assert!(verify_password("correct horse", &h));
-        assert!(!verify_password("wrong", &h));
+        assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
+        assert_eq!(verify_password("correct horse", &h), Verified::Yes);
+        assert_eq!(verify_password("wrong", &h), Verified::No);
+        assert_ne!(hash_password("correct horse"), h, "a fresh salt each time");
         let s = Store::in_memory().unwrap();
         s.set_customer("alice", &h).unwrap();
         assert!(s.check_login("alice", "correct horse"));
@@ -245,6 +326,72 @@ mod tests {
         let (id3, _) = s.create_session("alice", t0).unwrap();
         s.delete_session(&id3);
         assert!(s.session(&id3, t0, true).is_none());
+    }
+
+    /// A hash in the form the portal stored before PHC strings.
+    fn legacy_hash(password: &str) -> String {
+        let salt = [7u8; 16];
+        let mut out = [0u8; 32];
+        argon()
+            .hash_password_into(password.as_bytes(), &salt, &mut out)
+            .unwrap();
+        format!("argon2id${}${}", hex::encode(salt), hex::encode(out))
+    }
+
+    #[test]
+    fn older_hashes_verify_and_are_rehashed_at_login() {
+        let old = legacy_hash("s3cret pass");
+        assert_eq!(verify_password("s3cret pass", &old), Verified::YesRehash);
+        assert_eq!(verify_password("other", &old), Verified::No);
+        let s = Store::in_memory().unwrap();
+        s.set_customer("bob", &old).unwrap();
+        // A wrong password leaves the old hash alone.
+        assert!(!s.check_login("bob", "other"));
+        assert_eq!(s.password_hash("bob").unwrap(), old);
+        // The right one logs in and stores a PHC string that verifies from then on.
+        assert!(s.check_login("bob", "s3cret pass"));
+        let new = s.password_hash("bob").unwrap();
+        assert!(new.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{new}");
+        assert_eq!(verify_password("s3cret pass", &new), Verified::Yes);
+        assert!(s.check_login("bob", "s3cret pass"));
+        assert!(!s.check_login("bob", "other"));
+        assert_eq!(
+            s.password_hash("bob").unwrap(),
+            new,
+            "no rehash once current"
+        );
+    }
+
+    #[test]
+    fn weaker_parameters_are_rehashed_and_garbage_never_verifies() {
+        let weak = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(8 * 1024, 1, 1, Some(32)).unwrap(),
+        )
+        .hash_password(b"pw")
+        .unwrap()
+        .to_string();
+        assert_eq!(verify_password("pw", &weak), Verified::YesRehash);
+        let s = Store::in_memory().unwrap();
+        s.set_customer("carol", &weak).unwrap();
+        assert!(s.check_login("carol", "pw"));
+        assert!(
+            s.password_hash("carol")
+                .unwrap()
+                .contains("m=19456,t=2,p=1")
+        );
+        for bad in [
+            "",
+            "$",
+            "$argon2id$",
+            "argon2id$zz$zz",
+            "plain",
+            "$argon2id$v=19$m=19456,t=2,p=1$AAAA",
+        ] {
+            assert_eq!(verify_password("pw", bad), Verified::No, "{bad}");
+        }
+        assert!(DUMMY_HASH.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
     }
 
     #[test]

@@ -14,15 +14,15 @@ use axum::extract::{ConnectInfo, Form, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Json, Redirect, Response};
 use axum::routing::{get, post};
+use pve_vps_services::ClientArea;
+use pve_vps_services::backups::WeeklySchedule;
+use pve_vps_services::charts::Timeframe;
+use pve_vps_services::overview;
+use pve_vps_services::permissions::{self, Access, Feature};
+use pve_vps_services::product::{Catalog, Product};
+use pve_vps_services::service::Service;
+use pve_vps_services::shell::TaskRef;
 use serde::Deserialize;
-use vm_services::ClientArea;
-use vm_services::backups::WeeklySchedule;
-use vm_services::charts::Timeframe;
-use vm_services::overview;
-use vm_services::permissions::{self, Access, Feature};
-use vm_services::product::{Catalog, Product};
-use vm_services::service::Service;
-use vm_services::shell::TaskRef;
 
 use super::cluster::{Cluster, ShellError};
 use super::html::{Nav, csrf_field, esc, flash, page, svg_plot, task_box};
@@ -43,9 +43,9 @@ pub struct App {
     pub area: ClientArea,
     /// The live panel's and the buttons' read cache: `vm-services`' overview hub over `area`,
     /// ticked on demand at most every [`super::cluster::LIVE_REFRESH`].
-    pub hub: vm_services::OverviewHub,
+    pub hub: pve_vps_services::OverviewHub,
     /// The hub's live watchers, one per VM asked about (kept so its config stays cached).
-    pub live_watches: std::sync::Mutex<HashMap<u32, vm_services::shell::LiveWatch>>,
+    pub live_watches: std::sync::Mutex<HashMap<u32, pve_vps_services::shell::LiveWatch>>,
     /// The executor the console uses: on a ticket (user/password) session, because PVE's
     /// `vncwebsocket` only accepts a VNC ticket issued to a user with a ticket session.
     pub console_area: Option<ClientArea>,
@@ -86,12 +86,12 @@ impl App {
         self.cluster.count_n(stats.requests as u64);
         let update = rx.borrow().clone();
         match update {
-            vm_services::shell::LiveUpdate::Ready(v) => Ok(super::cluster::Live {
+            pve_vps_services::shell::LiveUpdate::Ready(v) => Ok(super::cluster::Live {
                 overview: v.overview,
                 state: v.state,
             }),
-            vm_services::shell::LiveUpdate::Failed(e) => Err(ShellError::Live(e)),
-            vm_services::shell::LiveUpdate::Pending => {
+            pve_vps_services::shell::LiveUpdate::Failed(e) => Err(ShellError::Live(e)),
+            pve_vps_services::shell::LiveUpdate::Pending => {
                 Err(ShellError::Live("the live view is not ready".into()))
             }
         }
@@ -298,7 +298,7 @@ fn with_operations(app: &App, vmid: u32, mut live: super::cluster::Live) -> supe
         } else {
             "reinstall"
         };
-        live.state.lock = Some(vm_services::pve::LockKind::Other(kind.to_owned()));
+        live.state.lock = Some(pve_vps_services::pve::LockKind::Other(kind.to_owned()));
     }
     live
 }
@@ -333,11 +333,11 @@ fn back(vmid: u32, path: &str, r: Result<Option<String>, String>, ok: &str) -> R
 
 /// A refusal or failure of `vm-services` on a page: the cluster's fault is "Something went
 /// wrong", a product refusal is "Access Denied", anything else is shown as it is.
-fn fail(s: &Session, nav: &Nav<'_>, e: &vm_services::Error) -> Response {
+fn fail(s: &Session, nav: &Nav<'_>, e: &pve_vps_services::Error) -> Response {
     if e.is_upstream() {
         return went_wrong(s, e);
     }
-    if matches!(e, vm_services::Error::AccessDenied { .. }) {
+    if matches!(e, pve_vps_services::Error::AccessDenied { .. }) {
         return access_denied(s, nav);
     }
     let body = format!(
@@ -351,21 +351,21 @@ fn fail(s: &Session, nav: &Nav<'_>, e: &vm_services::Error) -> Response {
         .into_response()
 }
 
-fn unknown(what: &'static str, value: &str) -> vm_services::Error {
-    vm_services::Error::InvalidValue {
+fn unknown(what: &'static str, value: &str) -> pve_vps_services::Error {
+    pve_vps_services::Error::InvalidValue {
         what,
         value: value.to_owned(),
         reason: "unknown".to_owned(),
     }
 }
 
-fn task_result(r: Result<TaskRef, vm_services::Error>) -> Result<Option<String>, String> {
+fn task_result(r: Result<TaskRef, pve_vps_services::Error>) -> Result<Option<String>, String> {
     r.map(|t| Some(t.as_str().to_owned()))
         .map_err(|e| e.to_string())
 }
 
 /// The result of an action without a task to follow, for [`back`].
-fn done_result<T>(r: Result<T, vm_services::Error>) -> Result<Option<String>, String> {
+fn done_result<T>(r: Result<T, pve_vps_services::Error>) -> Result<Option<String>, String> {
     r.map(|_| None).map_err(|e| e.to_string())
 }
 
@@ -1116,7 +1116,7 @@ async fn backup_action(
         Ok(x) => x,
         Err(r) => return r,
     };
-    let volid: vm_services::ids::VolumeId = match f.volid.parse() {
+    let volid: pve_vps_services::ids::VolumeId = match f.volid.parse() {
         Ok(v) => v,
         Err(e) => return back(vmid, "/backups", Err(e.to_string()), ""),
     };
@@ -1351,7 +1351,7 @@ async fn firewall_action(
     app.cluster.count();
     let (r, ok) = match f.action.as_str() {
         "add" => {
-            let rule = firewall_model::ApiRule {
+            let rule = pve_vps_firewall::ApiRule {
                 kind: f.direction.clone(),
                 action: f.verdict.clone(),
                 proto: some(&f.proto),
@@ -1596,13 +1596,13 @@ async fn reinstall_start(
         Ok(x) => x,
         Err(r) => return r,
     };
-    let template = match vm_services::ids::VmId::new(f.template) {
+    let template = match pve_vps_services::ids::VmId::new(f.template) {
         Ok(t) => t,
         Err(e) => return back(vmid, "/reinstall", Err(e.to_string()), ""),
     };
     // The cheap refusals (wrong word, template not offered) answer at once; the reinstall itself
     // runs in the background, step by step and resumable, and the page shows how it ended.
-    if let Err(e) = vm_services::reinstall::validate(
+    if let Err(e) = pve_vps_services::reinstall::validate(
         product,
         &permissions::VmState::default(),
         template,

@@ -2,7 +2,7 @@
 //! fixtures.
 #![allow(dead_code, unreachable_pub)]
 
-use proxmox_api::{Auth, Client, RetryPolicy};
+use pve_vps_api::{Auth, Client, RetryPolicy};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use wiremock::{Match, MockServer, Request};

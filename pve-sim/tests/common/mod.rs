@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use pve_sim::{PveSim, Scenario, SimConfig};
+use pve_vps_sim::{PveSim, Scenario, SimConfig};
 use reqwest::Method;
 use serde_json::Value;
 
@@ -28,7 +28,7 @@ pub async fn start_with(scenario: Scenario) -> PveSim {
 
 /// A rustls client config that pins a SHA-256 leaf fingerprint (`AA:BB:..`).
 pub fn pinned_tls(fingerprint: &str) -> rustls::ClientConfig {
-    pve_sim::pinned_client_config(fingerprint)
+    pve_vps_sim::pinned_client_config(fingerprint)
 }
 
 pub fn http_client(fingerprint: &str) -> reqwest::Client {

@@ -65,7 +65,7 @@ pub struct TickReport {
     pub failed: Vec<(VmRef, String)>,
 }
 
-pub(crate) fn backup_item(c: proxmox_api::api::backup::ContentItem) -> Option<BackupItem> {
+pub(crate) fn backup_item(c: pve_vps_api::api::backup::ContentItem) -> Option<BackupItem> {
     Some(BackupItem {
         volid: c.volid.parse().ok()?,
         size: c.size.unwrap_or(0) as i64,
@@ -148,7 +148,7 @@ impl ClientArea {
     }
 
     async fn start_vzdump(&self, plan: &backups::CreateBackup) -> Result<TaskRef, Error> {
-        use proxmox_api::api::backup::{BackupMode, Compression, VzdumpRequest};
+        use pve_vps_api::api::backup::{BackupMode, Compression, VzdumpRequest};
         let mut req = VzdumpRequest::new(api_vmid(plan.vm.vmid())?)
             .storage(api_storage(&plan.storage)?)
             .mode(BackupMode::Snapshot)
@@ -319,7 +319,7 @@ impl ClientArea {
     }
 
     async fn restore_archive(&self, service: &Service, archive: &VolumeId) -> Result<(), Error> {
-        let spec = proxmox_api::api::qemu_config::CreateVm::restore(
+        let spec = pve_vps_api::api::qemu_config::CreateVm::restore(
             api_vmid(service.vmid())?,
             api_volume(archive)?,
         )
@@ -453,7 +453,7 @@ impl ClientArea {
                 let _busy = self.mark_busy(service, "backup")?;
                 let t = self.start_vzdump(c).await?;
                 let h = self.inner.client.task(t.as_str().parse().map_err(
-                    |e: proxmox_api::Error| Error::invalid("upid", t.as_str(), e.to_string()),
+                    |e: pve_vps_api::Error| Error::invalid("upid", t.as_str(), e.to_string()),
                 )?);
                 self.wait(h, "scheduled backup").await?;
                 report.created.push(c.vm.clone());

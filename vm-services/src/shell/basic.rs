@@ -126,7 +126,7 @@ pub(crate) fn os_rng() -> impl rand::CryptoRng {
 }
 
 pub(crate) fn snapshot_entries(
-    list: Vec<proxmox_api::api::snapshot::SnapshotInfo>,
+    list: Vec<pve_vps_api::api::snapshot::SnapshotInfo>,
 ) -> Vec<SnapshotEntry> {
     list.into_iter()
         .map(|s| SnapshotEntry {
@@ -198,7 +198,7 @@ impl ClientArea {
         if !state.running {
             return Err(Error::NotRunning);
         }
-        let mut o = proxmox_api::api::qemu_status::ShutdownOptions::new().force_stop(force);
+        let mut o = pve_vps_api::api::qemu_status::ShutdownOptions::new().force_stop(force);
         if let Some(t) = timeout_secs {
             o = o.timeout(t);
         }
@@ -268,7 +268,7 @@ impl ClientArea {
     /// The four charts for a timeframe, from `rrddata` (AVERAGE).
     pub async fn charts(&self, service: &Service, timeframe: Timeframe) -> Result<Charts, Error> {
         self.product_with(service, Feature::Charts)?;
-        use proxmox_api::api::rrd::{Consolidation, Timeframe as T};
+        use pve_vps_api::api::rrd::{Consolidation, Timeframe as T};
         let tf = match timeframe {
             Timeframe::Hour => T::Hour,
             Timeframe::Day => T::Day,
@@ -517,7 +517,7 @@ impl ClientArea {
         for step in steps {
             match step {
                 ResetStep::SetCloudInitPassword => {
-                    let u = proxmox_api::api::qemu_config::ConfigUpdate::new()
+                    let u = pve_vps_api::api::qemu_config::ConfigUpdate::new()
                         .cipassword(SecretString::from(pw.expose_secret().to_owned()));
                     vm.update_config(&u)
                         .await
@@ -555,7 +555,7 @@ impl ClientArea {
         })
     }
 
-    fn rdns(&self, service: &Service) -> Result<&dyn dns_providers::ReverseDns, Error> {
+    fn rdns(&self, service: &Service) -> Result<&dyn pve_vps_dns::ReverseDns, Error> {
         self.product_with(service, Feature::Rdns)?;
         self.inner.rdns.as_deref().ok_or(Error::NotConfigured {
             what: "reverse dns provider",
@@ -598,7 +598,7 @@ impl ClientArea {
         service: &Service,
         ip: IpAddr,
         hostname: &str,
-    ) -> Result<dns_providers::Change, Error> {
+    ) -> Result<pve_vps_dns::Change, Error> {
         let dns = self.rdns(service)?;
         Self::own_ip(service, ip)?;
         self.require_state(service, Feature::Rdns).await?;
@@ -614,7 +614,7 @@ impl ClientArea {
         &self,
         service: &Service,
         ip: IpAddr,
-    ) -> Result<dns_providers::Change, Error> {
+    ) -> Result<pve_vps_dns::Change, Error> {
         let dns = self.rdns(service)?;
         Self::own_ip(service, ip)?;
         self.require_state(service, Feature::Rdns).await?;

@@ -18,7 +18,7 @@ pub struct TaskRef {
 }
 
 impl TaskRef {
-    pub(crate) fn new(upid: &proxmox_api::Upid) -> Self {
+    pub(crate) fn new(upid: &pve_vps_api::Upid) -> Self {
         Self {
             upid: upid.as_str().to_owned(),
         }
@@ -26,9 +26,9 @@ impl TaskRef {
 
     /// Parses a reference the UI kept (a UPID).
     pub fn parse(s: &str) -> Result<Self, Error> {
-        let u: proxmox_api::Upid = s
+        let u: pve_vps_api::Upid = s
             .parse()
-            .map_err(|e: proxmox_api::Error| Error::invalid("task reference", s, e.to_string()))?;
+            .map_err(|e: pve_vps_api::Error| Error::invalid("task reference", s, e.to_string()))?;
         Ok(Self::new(&u))
     }
 
@@ -60,8 +60,8 @@ pub struct TaskProgress {
 }
 
 impl ClientArea {
-    fn task_handle(&self, task: &TaskRef) -> Result<proxmox_api::TaskHandle, Error> {
-        let upid: proxmox_api::Upid = task.upid.parse().map_err(|e: proxmox_api::Error| {
+    fn task_handle(&self, task: &TaskRef) -> Result<pve_vps_api::TaskHandle, Error> {
+        let upid: pve_vps_api::Upid = task.upid.parse().map_err(|e: pve_vps_api::Error| {
             Error::invalid("task reference", task.upid.clone(), e.to_string())
         })?;
         Ok(self
@@ -96,13 +96,13 @@ impl ClientArea {
             .map_err(Error::pve("read task log"))?;
         let lines: Vec<String> = log.into_iter().map(|l| l.t).collect();
         let last_lines = lines[lines.len().saturating_sub(10)..].to_vec();
-        let running = status.status == proxmox_api::task::TaskState::Running;
+        let running = status.status == pve_vps_api::task::TaskState::Running;
         let exit = status.exitstatus.clone().filter(|_| !running);
         Ok(TaskProgress {
             running,
             ok: exit
                 .as_deref()
-                .map(|e| proxmox_api::task::classify_exit_status(e).is_some()),
+                .map(|e| pve_vps_api::task::classify_exit_status(e).is_some()),
             exit_status: exit,
             percent: crate::tasks::percent(&lines),
             last_lines,
@@ -121,7 +121,7 @@ impl ClientArea {
     }
 
     /// Waits for a task; a failure is an error.
-    pub(crate) async fn wait(&self, h: proxmox_api::TaskHandle, what: &str) -> Result<(), Error> {
+    pub(crate) async fn wait(&self, h: pve_vps_api::TaskHandle, what: &str) -> Result<(), Error> {
         h.timeout(self.inner.task_timeout)
             .poll_interval(Duration::from_millis(25))
             .wait()
@@ -182,8 +182,8 @@ impl ClientArea {
         service: &Service,
     ) -> Result<Option<Vec<IpsetEntry>>, Error> {
         let fw = self.vm(service)?.firewall();
-        let name: proxmox_api::FirewallName =
-            IPFILTER_NET0.parse().map_err(|e: proxmox_api::Error| {
+        let name: pve_vps_api::FirewallName =
+            IPFILTER_NET0.parse().map_err(|e: pve_vps_api::Error| {
                 Error::invalid("ipset", IPFILTER_NET0, e.to_string())
             })?;
         let sets = fw.ipsets().await.map_err(Error::pve("list ipsets"))?;
@@ -217,8 +217,8 @@ impl ClientArea {
         diff: Option<&crate::firewall::IpsetDiff>,
     ) -> Result<(), Error> {
         let fw = self.vm(service)?.firewall();
-        let name: proxmox_api::FirewallName =
-            IPFILTER_NET0.parse().map_err(|e: proxmox_api::Error| {
+        let name: pve_vps_api::FirewallName =
+            IPFILTER_NET0.parse().map_err(|e: pve_vps_api::Error| {
                 Error::invalid("ipset", IPFILTER_NET0, e.to_string())
             })?;
         let current = self.ipfilter(service).await?;
@@ -272,8 +272,8 @@ impl ClientArea {
     ) -> Result<(), Error> {
         match step {
             ReconcileStep::ResizeDisk { key, size } => {
-                let slot: proxmox_api::DiskSlot =
-                    key.parse().map_err(|e: proxmox_api::Error| {
+                let slot: pve_vps_api::DiskSlot =
+                    key.parse().map_err(|e: pve_vps_api::Error| {
                         Error::invalid("disk key", key.clone(), e.to_string())
                     })?;
                 let current = self.config(service).await?.disk(key)?.and_then(|d| d.size);
@@ -364,10 +364,10 @@ fn host_or_net(n: &ipnet::IpNet) -> String {
 /// `set_other`/`delete`, so undeclared keys and ill-typed values never reach PVE.
 fn api_config_update(
     update: &ConfigUpdate,
-) -> Result<proxmox_api::api::qemu_config::ConfigUpdate, Error> {
-    use proxmox_api::api::qemu_config::{self as qc};
+) -> Result<pve_vps_api::api::qemu_config::ConfigUpdate, Error> {
+    use pve_vps_api::api::qemu_config::{self as qc};
     let mut u = qc::ConfigUpdate::new();
-    let bad = |k: &str, v: &str, e: proxmox_api::Error| {
+    let bad = |k: &str, v: &str, e: pve_vps_api::Error| {
         Error::invalid("config value", format!("{k}: {v}"), e.to_string())
     };
     for (k, v) in &update.set {
@@ -406,7 +406,7 @@ fn api_config_update(
             _ if k.starts_with("ipconfig") && k[8..].parse::<u32>().is_ok() => {
                 u.ipconfig(k[8..].parse().unwrap_or(0), &qc::IpConfig::parse(v))
             }
-            _ => match k.parse::<proxmox_api::DiskSlot>() {
+            _ => match k.parse::<pve_vps_api::DiskSlot>() {
                 Ok(slot) => u.disk(slot, v).map_err(|e| bad(k, v, e))?,
                 Err(_) => u.set_other(k, v).map_err(|e| bad(k, v, e))?,
             },
@@ -472,16 +472,16 @@ mod tests {
     /// an undeclared key sends nothing.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn untyped_keys_are_written_through_the_checked_path() {
-        let sim = pve_sim::PveSim::start(pve_sim::SimConfig::for_tests())
+        let sim = pve_vps_sim::PveSim::start(pve_vps_sim::SimConfig::for_tests())
             .await
             .unwrap();
-        let client = proxmox_api::Client::builder(sim.https_url())
+        let client = pve_vps_api::Client::builder(sim.https_url())
             .auth(
-                proxmox_api::Auth::api_token("root@pam!sim", pve_sim::DEFAULT_TOKEN_SECRET)
+                pve_vps_api::Auth::api_token("root@pam!sim", pve_vps_sim::DEFAULT_TOKEN_SECRET)
                     .unwrap(),
             )
-            .tls(proxmox_api::Tls::Pinned(sim.fingerprint().parse().unwrap()))
-            .retry(proxmox_api::RetryPolicy::none())
+            .tls(pve_vps_api::Tls::Pinned(sim.fingerprint().parse().unwrap()))
+            .retry(pve_vps_api::RetryPolicy::none())
             .build()
             .unwrap();
         let catalog =
@@ -502,7 +502,7 @@ mod tests {
             ipv6: None,
             dns: vec!["1.1.1.1".parse().unwrap()],
             domain: "vps104.example.com".parse().unwrap(),
-            mac: pve_sim::mac_for(104, 0).parse().unwrap(),
+            mac: pve_vps_sim::mac_for(104, 0).parse().unwrap(),
         };
         area.write_config(
             &service,

@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use firewall_model::{
+use pve_vps_api::api::firewall::{FirewallOptionsUpdate, FirewallRule, Policy, RuleSpec};
+use pve_vps_firewall::{
     Alias, AliasName, ApiRule, FileKind, FwFile, GroupName, Guest, GuestKind, IpSet, IpSetEntry,
     IpSetName, ManagementPorts, Nic, Node, Rule, RuleKind, SecurityGroup, Zone,
 };
-use proxmox_api::api::firewall::{FirewallOptionsUpdate, FirewallRule, Policy, RuleSpec};
 use serde::Serialize;
 
 use super::ClientArea;
@@ -62,13 +62,13 @@ fn to_api_rule(r: &FirewallRule) -> ApiRule {
     }
 }
 
-fn invalid(source: firewall_model::Error) -> Error {
+fn invalid(source: pve_vps_firewall::Error) -> Error {
     Error::InvalidRule {
         source: Box::new(source),
     }
 }
 
-fn api_err(e: proxmox_api::Error) -> Error {
+fn api_err(e: pve_vps_api::Error) -> Error {
     Error::invalid("firewall rule", "", e.to_string())
 }
 
@@ -76,7 +76,7 @@ fn api_err(e: proxmox_api::Error) -> Error {
 fn validate(rule: &ApiRule) -> Result<Rule, Error> {
     let r = rule.to_rule(FileKind::Guest, false).map_err(invalid)?;
     match r.kind {
-        firewall_model::RuleKind::Group(_) => Err(Error::invalid(
+        pve_vps_firewall::RuleKind::Group(_) => Err(Error::invalid(
             "firewall rule",
             rule.kind.clone(),
             "security groups are managed by the provider",
@@ -91,7 +91,7 @@ fn spec_of(rule: &Rule) -> Result<RuleSpec, Error> {
     let mut s = RuleSpec::new(&a.kind, &a.action).map_err(api_err)?;
     let set = |s: RuleSpec,
                v: &Option<String>,
-               f: fn(RuleSpec, &str) -> proxmox_api::Result<RuleSpec>| {
+               f: fn(RuleSpec, &str) -> pve_vps_api::Result<RuleSpec>| {
         match v {
             Some(v) => f(s, v).map_err(api_err),
             None => Ok(s),
@@ -112,7 +112,7 @@ fn spec_of(rule: &Rule) -> Result<RuleSpec, Error> {
 
 /// A cluster or VM alias for the model; one the model cannot read is skipped, as
 /// `pve-firewall` skips a bad line.
-fn model_alias(a: &proxmox_api::api::firewall::Alias) -> Option<Alias> {
+fn model_alias(a: &pve_vps_api::api::firewall::Alias) -> Option<Alias> {
     Some(Alias {
         name: AliasName::new(&a.name).ok()?,
         cidr: a.cidr.parse().ok()?,
@@ -135,7 +135,7 @@ fn model_group(name: GroupName, mut rules: Vec<FirewallRule>) -> SecurityGroup {
 
 /// Every IP set of one level with its entries, for the model (unreadable entries skipped).
 async fn read_ipsets(
-    fw: &proxmox_api::api::firewall::Firewall,
+    fw: &pve_vps_api::api::firewall::Firewall,
     level: &'static str,
 ) -> Result<Vec<IpSet>, Error> {
     let sets = fw
@@ -144,7 +144,7 @@ async fn read_ipsets(
         .map_err(Error::pve(format!("list {level} ipsets")))?;
     let reads = sets.iter().filter_map(|set| {
         let name = IpSetName::new(&set.name).ok()?;
-        let api_name: proxmox_api::FirewallName = set.name.parse().ok()?;
+        let api_name: pve_vps_api::FirewallName = set.name.parse().ok()?;
         Some(async move {
             let entries = fw
                 .ipset_entries(&api_name)
@@ -317,8 +317,8 @@ impl ClientArea {
                 .iter()
                 .map(|p| {
                     let proto = match p.proto {
-                        Proto::Tcp => firewall_model::Protocol::TCP,
-                        Proto::Udp => firewall_model::Protocol::UDP,
+                        Proto::Tcp => pve_vps_firewall::Protocol::TCP,
+                        Proto::Udp => pve_vps_firewall::Protocol::UDP,
                     };
                     (proto, p.port)
                 })
@@ -369,7 +369,7 @@ impl ClientArea {
         cluster.ipsets = cluster_sets;
         cluster.aliases = cluster_aliases.iter().filter_map(model_alias).collect();
         let vm_aliases: Vec<Alias> = vm_aliases.iter().filter_map(model_alias).collect();
-        let mac: firewall_model::MacAddr = service.mac.to_string().parse().map_err(invalid)?;
+        let mac: pve_vps_firewall::MacAddr = service.mac.to_string().parse().map_err(invalid)?;
         let node = |st: &FwState| -> Result<Node, Error> {
             let mut file = st.file()?;
             file.ipsets = vm_sets.clone();
@@ -404,7 +404,7 @@ impl ClientArea {
         ];
         let mut blocked: BTreeMap<(u8, u16), std::net::IpAddr> = BTreeMap::new();
         for src in fwcore::probe_addresses(&self.inner.lockout_sources, &files) {
-            let report = firewall_model::lockout_check(&nb, &na, &ports, src).map_err(invalid)?;
+            let report = pve_vps_firewall::lockout_check(&nb, &na, &ports, src).map_err(invalid)?;
             for c in report.newly_blocked() {
                 blocked.entry((c.proto, c.port)).or_insert(src);
             }
@@ -439,10 +439,10 @@ impl ClientArea {
         }
         let groups = self.inner.client.security_groups();
         let reads = names.into_iter().filter_map(|name| {
-            let api_name: proxmox_api::FirewallName = name.to_string().parse().ok()?;
+            let api_name: pve_vps_api::FirewallName = name.to_string().parse().ok()?;
             let groups = groups.clone();
             Some(async move {
-                use proxmox_api::OptionalExt;
+                use pve_vps_api::OptionalExt;
                 let rules = groups
                     .group(&api_name)
                     .rules()
@@ -656,8 +656,8 @@ impl ClientArea {
             if fwcore::check_customer_ipset(&set.name).is_err() {
                 continue;
             }
-            let name: proxmox_api::FirewallName =
-                set.name.parse().map_err(|e: proxmox_api::Error| {
+            let name: pve_vps_api::FirewallName =
+                set.name.parse().map_err(|e: pve_vps_api::Error| {
                     Error::invalid("ipset", &set.name, e.to_string())
                 })?;
             let entries = fw
@@ -703,9 +703,9 @@ impl ClientArea {
         saved: &SavedFirewall,
     ) -> Result<(), Error> {
         let fw = self.vm(service)?.firewall();
-        let fname = |n: &str| -> Result<proxmox_api::FirewallName, Error> {
+        let fname = |n: &str| -> Result<pve_vps_api::FirewallName, Error> {
             n.parse()
-                .map_err(|e: proxmox_api::Error| Error::invalid("firewall name", n, e.to_string()))
+                .map_err(|e: pve_vps_api::Error| Error::invalid("firewall name", n, e.to_string()))
         };
         let current = fw.aliases().await.map_err(Error::pve("read vm aliases"))?;
         for a in &saved.aliases {
@@ -891,7 +891,7 @@ mod tests {
             nic: Some(0),
         });
         let from = |ip: &str| {
-            firewall_model::lockout_check(&node, &node, &ports, ip.parse().unwrap())
+            pve_vps_firewall::lockout_check(&node, &node, &ports, ip.parse().unwrap())
                 .unwrap()
                 .reachable_after()
         };

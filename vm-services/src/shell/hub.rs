@@ -17,7 +17,7 @@ use crate::overview::{self, Overview, ResourceRow};
 use crate::permissions::{self, Access, Feature, VmState};
 use crate::pve::VmConfig;
 use crate::service::{Service, VmRef};
-use proxmox_api::api::cluster::ClusterResource;
+use pve_vps_api::api::cluster::ClusterResource;
 
 // Where a tick's rows came from.
 enum Listing {
@@ -108,7 +108,7 @@ pub const REFRESH: Duration = Duration::from_secs(7);
 
 /// The fields of a `/cluster/resources` row that only change when the VM's config does (or a
 /// lock/status change may have): a config cached for one shape is fetched again on another.
-pub fn row_shape(r: &proxmox_api::api::cluster::ClusterResource) -> String {
+pub fn row_shape(r: &pve_vps_api::api::cluster::ClusterResource) -> String {
     format!(
         "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
         r.maxcpu, r.maxmem, r.maxdisk, r.lock, r.name, r.status
@@ -116,7 +116,7 @@ pub fn row_shape(r: &proxmox_api::api::cluster::ClusterResource) -> String {
 }
 
 /// The overview's fields of a `/cluster/resources` row (missing numbers read as 0).
-pub fn resource_row(r: &proxmox_api::api::cluster::ClusterResource) -> ResourceRow {
+pub fn resource_row(r: &pve_vps_api::api::cluster::ClusterResource) -> ResourceRow {
     ResourceRow {
         status: r.status.clone().unwrap_or_default(),
         uptime: r.uptime.unwrap_or(0),
@@ -333,7 +333,7 @@ impl OverviewHub {
                 stats.requests += 1;
                 self.area
                     .client()
-                    .cluster_resources(Some(proxmox_api::api::cluster::ResourceFilter::Vm))
+                    .cluster_resources(Some(pve_vps_api::api::cluster::ResourceFilter::Vm))
                     .await
                     .map(Arc::new)
             }
@@ -351,7 +351,7 @@ impl OverviewHub {
                 return (stats, Listing::Failed);
             }
         };
-        let by_id: HashMap<u64, &proxmox_api::api::cluster::ClusterResource> =
+        let by_id: HashMap<u64, &pve_vps_api::api::cluster::ClusterResource> =
             rows.iter().filter_map(|r| Some((r.vmid?, r))).collect();
         for (vm, service, old_shape) in targets {
             let update = match by_id.get(&u64::from(vm.vmid().get())) {

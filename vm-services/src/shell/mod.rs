@@ -88,12 +88,12 @@ impl Clock for ManualClock {
 /// Builds a [`ClientArea`]; everything but the client and catalog has a default.
 #[derive(Debug)]
 pub struct ClientAreaBuilder {
-    client: proxmox_api::Client,
+    client: pve_vps_api::Client,
     catalog: Catalog,
     plans: Option<Arc<dyn PlanStore>>,
     schedules: Option<Arc<dyn ScheduleStore>>,
     notifier: Arc<dyn Notifier>,
-    rdns: Option<Arc<dyn dns_providers::ReverseDns>>,
+    rdns: Option<Arc<dyn pve_vps_dns::ReverseDns>>,
     clock: Arc<dyn Clock>,
     offset: UtcOffset,
     lockout_probe: IpAddr,
@@ -128,7 +128,7 @@ impl ClientAreaBuilder {
     }
 
     /// The reverse-DNS provider (without one, the rDNS calls answer `NotConfigured`).
-    pub fn reverse_dns(mut self, r: Arc<dyn dns_providers::ReverseDns>) -> Self {
+    pub fn reverse_dns(mut self, r: Arc<dyn pve_vps_dns::ReverseDns>) -> Self {
         self.rdns = Some(r);
         self
     }
@@ -207,12 +207,12 @@ impl ClientAreaBuilder {
 
 #[derive(Debug)]
 struct Inner {
-    client: proxmox_api::Client,
+    client: pve_vps_api::Client,
     catalog: Catalog,
     plans: Arc<dyn PlanStore>,
     schedules: Arc<dyn ScheduleStore>,
     notifier: Arc<dyn Notifier>,
-    rdns: Option<Arc<dyn dns_providers::ReverseDns>>,
+    rdns: Option<Arc<dyn pve_vps_dns::ReverseDns>>,
     clock: Arc<dyn Clock>,
     offset: UtcOffset,
     lockout_sources: Vec<ipnet::IpNet>,
@@ -254,7 +254,7 @@ pub(crate) struct Live {
 
 impl ClientArea {
     /// Starts a builder from a client for one cluster and the product catalog.
-    pub fn builder(client: proxmox_api::Client, catalog: Catalog) -> ClientAreaBuilder {
+    pub fn builder(client: pve_vps_api::Client, catalog: Catalog) -> ClientAreaBuilder {
         ClientAreaBuilder {
             client,
             catalog,
@@ -272,7 +272,7 @@ impl ClientArea {
     }
 
     /// The proxmox-api client (one cluster).
-    pub fn client(&self) -> &proxmox_api::Client {
+    pub fn client(&self) -> &pve_vps_api::Client {
         &self.inner.client
     }
 
@@ -316,7 +316,7 @@ impl ClientArea {
         Ok(product)
     }
 
-    pub(crate) fn vm(&self, service: &Service) -> Result<proxmox_api::api::VmHandle, Error> {
+    pub(crate) fn vm(&self, service: &Service) -> Result<pve_vps_api::api::VmHandle, Error> {
         Ok(self
             .inner
             .client
@@ -324,7 +324,7 @@ impl ClientArea {
             .qemu(api_vmid(service.vmid())?))
     }
 
-    pub(crate) fn node(&self, node: &NodeName) -> Result<proxmox_api::api::NodeHandle, Error> {
+    pub(crate) fn node(&self, node: &NodeName) -> Result<pve_vps_api::api::NodeHandle, Error> {
         Ok(self.inner.client.node(&api_node(node)?))
     }
 
@@ -344,7 +344,7 @@ impl ClientArea {
         Ok(Live {
             state: VmState {
                 lock,
-                running: status.status == proxmox_api::api::qemu_status::VmState::Running,
+                running: status.status == pve_vps_api::api::qemu_status::VmState::Running,
             },
             config,
         })
@@ -364,7 +364,7 @@ impl ClientArea {
                 .filter(|l| !l.is_empty())
                 .map(str::parse)
                 .transpose()?,
-            running: st.status == proxmox_api::api::qemu_status::VmState::Running,
+            running: st.status == pve_vps_api::api::qemu_status::VmState::Running,
         })
     }
 
@@ -487,33 +487,33 @@ impl ClientArea {
     }
 }
 
-pub(crate) fn api_vmid(v: VmId) -> Result<proxmox_api::VmId, Error> {
-    proxmox_api::VmId::new(v.get())
+pub(crate) fn api_vmid(v: VmId) -> Result<pve_vps_api::VmId, Error> {
+    pve_vps_api::VmId::new(v.get())
         .map_err(|e| Error::invalid("vmid", v.to_string(), e.to_string()))
 }
 
-pub(crate) fn api_node(n: &NodeName) -> Result<proxmox_api::NodeName, Error> {
+pub(crate) fn api_node(n: &NodeName) -> Result<pve_vps_api::NodeName, Error> {
     n.as_str()
         .parse()
-        .map_err(|e: proxmox_api::Error| Error::invalid("node name", n.as_str(), e.to_string()))
+        .map_err(|e: pve_vps_api::Error| Error::invalid("node name", n.as_str(), e.to_string()))
 }
 
-pub(crate) fn api_storage(s: &StorageId) -> Result<proxmox_api::StorageId, Error> {
+pub(crate) fn api_storage(s: &StorageId) -> Result<pve_vps_api::StorageId, Error> {
     s.as_str()
         .parse()
-        .map_err(|e: proxmox_api::Error| Error::invalid("storage id", s.as_str(), e.to_string()))
+        .map_err(|e: pve_vps_api::Error| Error::invalid("storage id", s.as_str(), e.to_string()))
 }
 
-pub(crate) fn api_volume(v: &VolumeId) -> Result<proxmox_api::VolumeId, Error> {
+pub(crate) fn api_volume(v: &VolumeId) -> Result<pve_vps_api::VolumeId, Error> {
     v.to_string()
         .parse()
-        .map_err(|e: proxmox_api::Error| Error::invalid("volume id", v.to_string(), e.to_string()))
+        .map_err(|e: pve_vps_api::Error| Error::invalid("volume id", v.to_string(), e.to_string()))
 }
 
 pub(crate) fn api_snapshot(
     n: &crate::snapshots::SnapshotName,
-) -> Result<proxmox_api::SnapshotName, Error> {
+) -> Result<pve_vps_api::SnapshotName, Error> {
     n.as_str()
         .parse()
-        .map_err(|e: proxmox_api::Error| Error::invalid("snapshot name", n.as_str(), e.to_string()))
+        .map_err(|e: pve_vps_api::Error| Error::invalid("snapshot name", n.as_str(), e.to_string()))
 }

@@ -204,7 +204,7 @@ impl ClientArea {
             }
             ReinstallStep::SetPassword => {
                 let pw = crate::password::generate(&mut super::basic::os_rng(), 20)?;
-                let u = proxmox_api::api::qemu_config::ConfigUpdate::new().cipassword(pw.clone());
+                let u = pve_vps_api::api::qemu_config::ConfigUpdate::new().cipassword(pw.clone());
                 vm.update_config(&u)
                     .await
                     .map_err(Error::pve("set cloud-init password"))?;
@@ -303,7 +303,7 @@ impl ClientArea {
                 RedeployAction::Clone => {
                     let tpl = self.template_node(template).await?;
                     let opts =
-                        proxmox_api::api::qemu_config::CloneOptions::new(api_vmid(service.vmid())?)
+                        pve_vps_api::api::qemu_config::CloneOptions::new(api_vmid(service.vmid())?)
                             .full(true)
                             .target(api_node(service.vm.node())?)
                             .storage(api_storage(storage)?);
@@ -388,8 +388,8 @@ impl ClientArea {
         }
     }
 
-    fn upid_task(&self, upid: &str) -> Result<proxmox_api::TaskHandle, Error> {
-        let u: proxmox_api::Upid = upid.parse().map_err(|e: proxmox_api::Error| {
+    fn upid_task(&self, upid: &str) -> Result<pve_vps_api::TaskHandle, Error> {
+        let u: pve_vps_api::Upid = upid.parse().map_err(|e: pve_vps_api::Error| {
             Error::invalid("task reference", upid, e.to_string())
         })?;
         Ok(self.inner.client.task(u))
@@ -398,7 +398,7 @@ impl ClientArea {
     /// Whether a task still runs (a status that cannot be read counts as running: unknown).
     async fn task_running(&self, upid: &str) -> Result<bool, Error> {
         Ok(match self.upid_task(upid)?.status().await {
-            Ok(st) => st.status == proxmox_api::task::TaskState::Running,
+            Ok(st) => st.status == pve_vps_api::task::TaskState::Running,
             Err(_) => true,
         })
     }
@@ -435,11 +435,11 @@ impl ClientArea {
         self.inner.plans.save(&stored)
     }
 
-    async fn template_node(&self, template: VmId) -> Result<proxmox_api::NodeName, Error> {
+    async fn template_node(&self, template: VmId) -> Result<pve_vps_api::NodeName, Error> {
         let rows = self
             .inner
             .client
-            .cluster_resources(Some(proxmox_api::api::cluster::ResourceFilter::Vm))
+            .cluster_resources(Some(pve_vps_api::api::cluster::ResourceFilter::Vm))
             .await
             .map_err(Error::pve("find template"))?;
         let node = rows
@@ -449,7 +449,7 @@ impl ClientArea {
             .ok_or_else(|| {
                 Error::invalid("template", template.to_string(), "not found on the cluster")
             })?;
-        node.parse().map_err(|e: proxmox_api::Error| {
+        node.parse().map_err(|e: pve_vps_api::Error| {
             Error::invalid("node name", node.clone(), e.to_string())
         })
     }

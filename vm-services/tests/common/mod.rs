@@ -6,14 +6,14 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pve_sim::{PveSim, SimConfig};
-use vm_services::notify::{Notification, Notifier};
-use vm_services::product::Catalog;
-use vm_services::service::{Ipv4Assignment, Service, VmRef};
-use vm_services::stores::MemoryPlanStore;
-use vm_services::stores::MemoryScheduleStore;
-use vm_services::time::OffsetDateTime;
-use vm_services::{ClientArea, ManualClock};
+use pve_vps_services::notify::{Notification, Notifier};
+use pve_vps_services::product::Catalog;
+use pve_vps_services::service::{Ipv4Assignment, Service, VmRef};
+use pve_vps_services::stores::MemoryPlanStore;
+use pve_vps_services::stores::MemoryScheduleStore;
+use pve_vps_services::time::OffsetDateTime;
+use pve_vps_services::{ClientArea, ManualClock};
+use pve_vps_sim::{PveSim, SimConfig};
 
 pub fn catalog() -> Catalog {
     Catalog::from_toml_str(include_str!("../data/sim-products.toml")).expect("test products")
@@ -39,7 +39,11 @@ pub struct Recorder(pub Mutex<Vec<Notification>>);
 
 #[async_trait::async_trait]
 impl Notifier for Recorder {
-    async fn notify(&self, _service: &Service, n: &Notification) -> Result<(), vm_services::Error> {
+    async fn notify(
+        &self,
+        _service: &Service,
+        n: &Notification,
+    ) -> Result<(), pve_vps_services::Error> {
         self.0.lock().unwrap().push(n.clone());
         Ok(())
     }
@@ -64,16 +68,16 @@ pub struct Env {
     pub plans: Arc<MemoryPlanStore>,
 }
 
-pub fn client(sim: &PveSim) -> proxmox_api::Client {
-    proxmox_api::Client::builder(sim.https_url())
+pub fn client(sim: &PveSim) -> pve_vps_api::Client {
+    pve_vps_api::Client::builder(sim.https_url())
         .auth(
-            proxmox_api::Auth::api_token("root@pam!sim", pve_sim::DEFAULT_TOKEN_SECRET)
+            pve_vps_api::Auth::api_token("root@pam!sim", pve_vps_sim::DEFAULT_TOKEN_SECRET)
                 .expect("token"),
         )
-        .tls(proxmox_api::Tls::Pinned(
+        .tls(pve_vps_api::Tls::Pinned(
             sim.fingerprint().parse().expect("fingerprint"),
         ))
-        .retry(proxmox_api::RetryPolicy::none())
+        .retry(pve_vps_api::RetryPolicy::none())
         .task_poll_interval(Duration::from_millis(20))
         .build()
         .expect("client")
@@ -84,14 +88,14 @@ pub async fn env() -> Env {
 }
 
 pub async fn env_with(
-    f: impl FnOnce(vm_services::ClientAreaBuilder) -> vm_services::ClientAreaBuilder,
+    f: impl FnOnce(pve_vps_services::ClientAreaBuilder) -> pve_vps_services::ClientAreaBuilder,
 ) -> Env {
     env_cfg(SimConfig::for_tests(), f).await
 }
 
 pub async fn env_cfg(
     cfg: SimConfig,
-    f: impl FnOnce(vm_services::ClientAreaBuilder) -> vm_services::ClientAreaBuilder,
+    f: impl FnOnce(pve_vps_services::ClientAreaBuilder) -> pve_vps_services::ClientAreaBuilder,
 ) -> Env {
     let sim = PveSim::start(cfg).await.expect("sim");
     let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
@@ -126,7 +130,7 @@ pub fn svc104() -> Service {
         ipv6: None,
         dns: vec!["1.1.1.1".parse().unwrap()],
         domain: "vps104.example.com".parse().unwrap(),
-        mac: pve_sim::mac_for(104, 0).parse().unwrap(),
+        mac: pve_vps_sim::mac_for(104, 0).parse().unwrap(),
     }
 }
 
@@ -143,7 +147,7 @@ pub fn svc100() -> Service {
         ipv6: None,
         dns: vec!["1.1.1.1".parse().unwrap()],
         domain: "web01.example.com".parse().unwrap(),
-        mac: pve_sim::mac_for(100, 0).parse().unwrap(),
+        mac: pve_vps_sim::mac_for(100, 0).parse().unwrap(),
     }
 }
 
@@ -160,7 +164,7 @@ pub fn svc101() -> Service {
         ipv6: None,
         dns: vec!["9.9.9.9".parse().unwrap()],
         domain: "db01.example.com".parse().unwrap(),
-        mac: pve_sim::mac_for(101, 0).parse().unwrap(),
+        mac: pve_vps_sim::mac_for(101, 0).parse().unwrap(),
     }
 }
 
@@ -177,7 +181,7 @@ pub fn svc102_bare() -> Service {
         ipv6: None,
         dns: vec![],
         domain: "mail01.example.com".parse().unwrap(),
-        mac: pve_sim::mac_for(102, 0).parse().unwrap(),
+        mac: pve_vps_sim::mac_for(102, 0).parse().unwrap(),
     }
 }
 
