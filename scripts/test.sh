@@ -10,6 +10,8 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
 have pdns_server || need_pkgs+=(pdns-server)
 [ -f /usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql ] || need_pkgs+=(pdns-backend-sqlite3)
 have sqlite3 || need_pkgs+=(sqlite3)
+# The PostgreSQL stores are tested against a real server that the tests start on loopback.
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_pkgs+=(postgresql)
 # The portal's end-to-end test drives Debian's Chromium through chromedriver; noVNC comes from npm.
 have chromium || need_pkgs+=(chromium)
 have chromedriver || need_pkgs+=(chromium-driver)
@@ -20,7 +22,7 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
     [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
     export DEBIAN_FRONTEND=noninteractive
     $sudo_cmd apt-get update -qq
-    # pdns-server must not start as a system service: the tests run their own instance.
+    # pdns-server and postgresql must not start as system services: the tests run their own.
     $sudo_cmd mkdir -p /usr/sbin
     printf '#!/bin/sh\nexit 101\n' | $sudo_cmd tee /usr/sbin/policy-rc.d >/dev/null
     $sudo_cmd chmod +x /usr/sbin/policy-rc.d
@@ -36,4 +38,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked
+# The published crates: MSRV of their dependency graph, then each packaged and built from its
+# .crate file alone (path dependencies resolved through a local registry overlay).
+python3 scripts/msrv.py
+cargo package --workspace --exclude examples --exclude benches --exclude pg-test --locked
 echo "all tests passed"
