@@ -57,6 +57,13 @@ pub const DEFAULT_PASSWORD: &str = "pve-sim-password";
 pub const DEFAULT_TOKEN_ID: &str = "sim";
 /// The default admin token secret.
 pub const DEFAULT_TOKEN_SECRET: &str = "0b8a1c2d-3e4f-4a5b-8c6d-7e8f9a0b1c2d";
+/// A user with a TOTP second factor (PVE's two-step ticket login).
+pub const TFA_USER: &str = "tfa@pve";
+/// [`TFA_USER`]'s password.
+pub const TFA_PASSWORD: &str = "pve-sim-tfa-password";
+/// [`TFA_USER`]'s base32 TOTP secret (RFC 6238: HMAC-SHA1, 30 s, 6 digits); codes come from
+/// [`crate::totp_code`].
+pub const TFA_TOTP_SECRET: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
 /// The read-only token's user (`auditor@pve!readonly`).
 pub const READONLY_USER: &str = "auditor@pve";
 /// The read-only token's id.
@@ -76,10 +83,10 @@ impl Default for SimConfig {
             task_duration: Duration::from_secs(2),
             backup_duration: Duration::from_secs(8),
             failed_login_delay: Duration::from_secs(3),
-            users: vec![UserSpec {
-                userid: DEFAULT_USER.into(),
-                password: DEFAULT_PASSWORD.into(),
-            }],
+            users: vec![
+                UserSpec::new(DEFAULT_USER, DEFAULT_PASSWORD),
+                UserSpec::new(TFA_USER, TFA_PASSWORD).with_totp(TFA_TOTP_SECRET),
+            ],
             tokens: vec![
                 TokenSpec {
                     userid: DEFAULT_USER.into(),

@@ -278,6 +278,12 @@ impl PveSim {
             .map(|u| (u.userid.as_str(), u.password.as_str()))
     }
 
+    /// The first user with a TOTP second factor ([`crate::TFA_USER`] by default); its
+    /// `totp_secret` gives codes through [`crate::totp_code`].
+    pub fn totp_user(&self) -> Option<&crate::UserSpec> {
+        self.config.users.iter().find(|u| u.totp_secret.is_some())
+    }
+
     fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
         let mut st = self.app.lock(now_ms());
         st.generation += 1;

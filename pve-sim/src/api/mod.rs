@@ -21,7 +21,7 @@ use http::StatusCode;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
-use crate::auth::{Auth, AuthFailure, Identity};
+use crate::auth::{Auth, AuthFailure, Identity, Login};
 use crate::faults::Verdict;
 use crate::model::{State, TaskEnd, Vm, now_ms};
 
@@ -740,10 +740,15 @@ async fn login(app: &App, args: &HashMap<String, String>, now: u64) -> Response 
         username = format!("{username}@{realm}");
     }
     let password = args.get("password").cloned().unwrap_or_default();
-    match app.auth.login(&username, &password, now / 1000) {
-        Some(user) => {
+    let otp = args.get("otp").map(String::as_str);
+    let challenge = args.get("tfa-challenge").map(String::as_str);
+    let cluster = app.lock(now).cluster_name.clone();
+    match app
+        .auth
+        .login(&username, &password, otp, challenge, now / 1000)
+    {
+        Some(Login::User(user)) => {
             let (ticket, csrf) = app.auth.issue(&user, now / 1000);
-            let cluster = app.lock(now).cluster_name.clone();
             axum::Json(json!({ "data": {
                 "username": user, "ticket": ticket, "CSRFPreventionToken": csrf,
                 "clustername": cluster,
@@ -751,10 +756,23 @@ async fn login(app: &App, args: &HashMap<String, String>, now: u64) -> Response 
             }}))
             .into_response()
         }
+        // FACT (pve-access-control src/PVE/API2/AccessControl.pm, create_ticket): with a
+        // second factor outstanding the answer carries the partial ticket and `NeedTFA: 1`
+        // and no `cap`.
+        Some(Login::NeedTfa(user, challenge)) => {
+            let (ticket, csrf) = app.auth.issue_tfa(&user, &challenge, now / 1000);
+            axum::Json(json!({ "data": {
+                "username": user, "ticket": ticket, "CSRFPreventionToken": csrf,
+                "clustername": cluster, "NeedTFA": 1,
+            }}))
+            .into_response()
+        }
         None => {
             if !app.login_delay.is_zero() {
                 tokio::time::sleep(app.login_delay).await;
             }
+            // FACT (pve-access-control src/PVE/API2/AccessControl.pm, create_ticket): every
+            // failure, a wrong second factor included, is 401 "authentication failure".
             ApiError::status(401, "authentication failure").into_response()
         }
     }
