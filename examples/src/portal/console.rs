@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::extract::ws::{Message as AxMsg, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Json, Response};
+use axum::response::{IntoResponse, Json, Response};
 use futures_util::{SinkExt, StreamExt};
 use pve_vps_services::console::ConsoleToken;
 use pve_vps_services::shell::ConsoleSession;
@@ -129,21 +129,7 @@ pub async fn console_page(
         )
             .into_response();
     }
-    Html(format!(
-        "<!doctype html><html><head><meta charset=utf-8><title>Console · {vmid}</title>\
-         <style>body{{margin:0;background:#222;color:#ddd;font:13px system-ui}}#bar{{padding:6px 10px}}#screen{{width:100vw;height:calc(100vh - 30px)}}</style></head>\
-         <body><div id=bar>Console of VM {vmid} · <span id=state>connecting…</span></div><div id=screen></div>\
-         <script type=module>\
-         import RFB from '/novnc/core/rfb.js';\
-         const url=(location.protocol==='https:'?'wss://':'ws://')+location.host+'/console/{t}/ws';\
-         const rfb=new RFB(document.getElementById('screen'),url,{{wsProtocols:['binary']}});\
-         rfb.scaleViewport=true;\
-         rfb.addEventListener('connect',()=>{{document.getElementById('state').textContent='connected'}});\
-         rfb.addEventListener('disconnect',e=>{{document.getElementById('state').textContent=e.detail.clean?'disconnected':'connection failed'}});\
-         window.rfb=rfb;\
-         </script></body></html>"
-    ))
-    .into_response()
+    super::html::render(StatusCode::OK, &super::html::ConsolePage { vmid, link: &t })
 }
 
 /// `GET /novnc/{*path}`: the cached noVNC files.

@@ -1,65 +1,16 @@
-//! Server-side HTML: escaping, the page frame with its sidebar, and inline SVG plots.
+//! Server-side HTML: the askama templates under `examples/templates/` (HTML-escaped
+//! automatically), the page frame with its sidebar, and the numbers of the inline SVG plots.
+//!
+//! Every value a template prints goes through askama's HTML escaper; nothing here builds markup
+//! by hand. The plots' geometry is computed in Rust (numbers only) and drawn by `plot.html`.
 
 use std::fmt::Write as _;
 
+use askama::Template;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
 use pve_vps_services::charts::{Series, Unit};
 use pve_vps_services::permissions::{Access, Feature};
-
-/// Escapes text for HTML content and attribute values.
-pub fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            c => o.push(c),
-        }
-    }
-    o
-}
-
-const CSS: &str = r#"
-*{box-sizing:border-box}body{margin:0;font:14px/1.45 system-ui,sans-serif;color:#1d2733;background:#f3f5f8}
-header{background:#1f3a5f;color:#fff;padding:10px 20px;display:flex;justify-content:space-between;align-items:center}
-header a,header button{color:#fff}header form{display:inline}
-.wrap{display:flex;min-height:calc(100vh - 44px)}nav{width:210px;background:#fff;border-right:1px solid #dde3ea;padding:12px 0}
-nav a{display:block;padding:7px 18px;color:#1d2733;text-decoration:none}nav a.on{background:#e7eef7;font-weight:600;border-left:3px solid #2c6bb3}
-nav .svc{padding:6px 18px;font-size:12px;color:#66768a;text-transform:uppercase}
-main{flex:1;padding:20px 28px;max-width:1100px}h1{font-size:20px;margin:0 0 14px}h2{font-size:16px;margin:18px 0 8px}
-.card{background:#fff;border:1px solid #dde3ea;border-radius:6px;padding:14px 16px;margin-bottom:14px}
-table{border-collapse:collapse;width:100%;background:#fff}td,th{border-bottom:1px solid #e6eaf0;padding:6px 8px;text-align:left;vertical-align:top}
-th{background:#f7f9fb;font-weight:600}button,.btn{background:#2c6bb3;color:#fff;border:0;border-radius:4px;padding:6px 12px;cursor:pointer;font:inherit;text-decoration:none;display:inline-block}
-button.danger{background:#b3392c}button[disabled],.btn.dim{opacity:.4;cursor:not-allowed}
-.msg{padding:8px 12px;border-radius:4px;margin-bottom:12px}.ok{background:#e3f4e6;border:1px solid #9fd3a8}.err{background:#fbe5e3;border:1px solid #e6a49c}
-.status-running{color:#1f8a3a;font-weight:600}.status-stopped{color:#b3392c;font-weight:600}
-.grid{display:grid;grid-template-columns:repeat(2,minmax(0,1fr));gap:14px}.kv td:first-child{color:#66768a;width:38%}
-.bar{height:10px;background:#e6eaf0;border-radius:5px;overflow:hidden}.bar>div{height:100%;background:#2c6bb3}
-.tabs a{display:inline-block;padding:6px 12px;border:1px solid #dde3ea;border-bottom:0;background:#f7f9fb;color:#1d2733;text-decoration:none}.tabs a.on{background:#fff;font-weight:600}
-tr.drag{opacity:.5}tr[draggable=true]{cursor:move}input,select{font:inherit;padding:4px 6px}
-.err:empty{display:none}.muted{color:#66768a}.denied{text-align:center;padding:50px}
-"#;
-
-const JS: &str = r#"
-function csrf(){return document.querySelector('meta[name=csrf]').content}
-async function pollTask(vmid, upid){
-  const box=document.getElementById('task');if(!box)return;
-  for(;;){
-    const r=await fetch('/s/'+vmid+'/task?upid='+encodeURIComponent(upid));
-    if(r.status===401){location.href='/login?err=Your+session+has+expired.+Please+log+in+again.';return}
-    if(!r.ok){box.textContent='task status unavailable';return}
-    const t=await r.json();
-    box.querySelector('.bar>div').style.width=(t.running?(t.percent!=null?t.percent:Math.min(95,(t.lines.length*15)+10)):100)+'%';
-    box.querySelector('.t').textContent=(t.running?'Running: ':'Finished: ')+t.kind+(t.running?'':' ('+t.exitstatus+')');
-    box.querySelector('.l').textContent=t.lines.join('\n');
-    if(!t.running){box.className='card '+(t.exitstatus==='OK'?'ok':'err');
-      setTimeout(()=>{const u=new URL(location.href);u.searchParams.delete('task');location.replace(u.href)},1200);return}
-    await new Promise(res=>setTimeout(res,600));
-  }
-}
-"#;
 
 /// The sidebar entry of a feature: label and path below `/s/{vmid}`.
 pub fn feature_link(f: Feature) -> Option<(&'static str, &'static str)> {
@@ -90,73 +41,473 @@ pub struct Nav<'a> {
     pub active: Feature,
 }
 
-/// A whole page.
-pub fn page(title: &str, user: Option<(&str, &str)>, nav: Option<&Nav<'_>>, body: &str) -> String {
-    let mut h = String::new();
-    let csrf = user.map(|u| u.1).unwrap_or("");
-    let _ = write!(
-        h,
-        "<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport content='width=device-width'>\
-         <meta name=csrf content='{}'><title>{} · Client area</title><style>{CSS}</style><script>{JS}</script></head><body>\
-         <header><b>VPS client area</b><span>",
-        esc(csrf),
-        esc(title)
-    );
-    if let Some((name, csrf)) = user {
-        let _ = write!(
-            h,
-            "<a href='/services'>My services</a> · {} · <form method=post action='/logout'>\
-             <input type=hidden name=csrf value='{}'><button id=logout>Log out</button></form>",
-            esc(name),
-            esc(csrf)
-        );
+/// One entry of the sidebar.
+#[derive(Debug)]
+pub struct NavLink {
+    /// Its text.
+    pub label: &'static str,
+    /// Where it goes.
+    pub href: String,
+    /// Whether it is the current page.
+    pub on: bool,
+}
+
+impl Nav<'_> {
+    /// The entries shown: every feature with a page that the product does not deny.
+    pub fn links(&self) -> Vec<NavLink> {
+        self.access
+            .iter()
+            .filter(|(_, a)| *a != Access::Denied)
+            .filter_map(|(f, _)| {
+                let (label, path) = feature_link(*f)?;
+                Some(NavLink {
+                    label,
+                    href: format!("/s/{}{path}", self.vmid),
+                    on: *f == self.active,
+                })
+            })
+            .collect()
     }
-    h.push_str("</span></header><div class=wrap>");
-    if let Some(nav) = nav {
-        let _ = write!(h, "<nav><div class=svc>{}</div>", esc(nav.domain));
-        for (f, a) in &nav.access {
-            let Some((label, path)) = feature_link(*f) else {
-                continue;
-            };
-            if *a == Access::Denied {
-                continue;
-            }
-            let on = if *f == nav.active { " class=on" } else { "" };
-            let _ = write!(h, "<a{on} href='/s/{}{path}'>{label}</a>", nav.vmid);
-        }
-        h.push_str("</nav>");
+}
+
+/// The logged-in customer shown in the header.
+#[derive(Debug)]
+pub struct User<'a> {
+    /// Login name.
+    pub name: &'a str,
+    /// The session's CSRF token (the logout form and the page's scripts carry it).
+    pub csrf: &'a str,
+}
+
+/// What every page shares: its title, the customer and the sidebar.
+#[derive(Debug)]
+pub struct Frame<'a> {
+    /// The page title (before "· Client area").
+    pub title: &'a str,
+    /// The customer, when logged in.
+    pub user: Option<User<'a>>,
+    /// The sidebar of a service page.
+    pub nav: Option<&'a Nav<'a>>,
+}
+
+impl Frame<'_> {
+    /// The CSRF token of the `<meta name=csrf>` tag (empty when logged out).
+    pub fn csrf(&self) -> &str {
+        self.user.as_ref().map_or("", |u| u.csrf)
     }
-    let _ = write!(h, "<main>{body}</main></div></body></html>");
-    h
 }
 
 /// A flash message from the query string.
-pub fn flash(ok: Option<&str>, err: Option<&str>) -> String {
-    let mut s = String::new();
-    if let Some(m) = ok {
-        let _ = write!(s, "<div class='msg ok' id=flash>{}</div>", esc(m));
-    }
-    if let Some(m) = err {
-        let _ = write!(s, "<div class='msg err' id=flash>{}</div>", esc(m));
-    }
-    s
+#[derive(Debug, Default)]
+pub struct Flash<'a> {
+    /// Success text.
+    pub ok: Option<&'a str>,
+    /// Error text.
+    pub err: Option<&'a str>,
 }
 
-/// The running-task box, polling the task's progress.
-pub fn task_box(vmid: u32, upid: Option<&str>) -> String {
-    match upid {
-        None => String::new(),
-        Some(u) => format!(
-            "<div class=card id=task><div class=t>Running…</div><div class=bar><div style='width:5%'></div></div>\
-             <pre class='l muted'></pre></div><script>pollTask({vmid},{})</script>",
-            serde_json::to_string(u).unwrap_or_default()
-        ),
+/// A long operation (restore, reinstall) as the pages show it.
+#[derive(Debug)]
+pub enum OpView {
+    /// Still running: what.
+    Running(String),
+    /// Ended well: what, and how.
+    Finished(String, String),
+    /// Failed: what, and why.
+    Failed(String, String),
+}
+
+/// Renders a template into a response with `status` (500 if rendering fails, which only a
+/// failing `Display` of a value could cause).
+pub fn render(status: StatusCode, t: &impl Template) -> Response {
+    match t.render() {
+        Ok(body) => (status, Html(body)).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "template rendering failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page cannot be shown",
+            )
+                .into_response()
+        }
     }
 }
 
-/// A hidden CSRF field.
-pub fn csrf_field(csrf: &str) -> String {
-    format!("<input type=hidden name=csrf value='{}'>", esc(csrf))
+/// The login page.
+#[derive(Debug, Template)]
+#[template(path = "login.html")]
+pub struct LoginPage<'a> {
+    /// Frame.
+    pub frame: Frame<'a>,
+    /// Message.
+    pub flash: Flash<'a>,
+}
+
+/// What a message page says.
+#[derive(Debug)]
+pub enum MessageKind<'a> {
+    /// The cluster could not be reached or answered with an error.
+    WentWrong,
+    /// The product does not include the feature.
+    Denied,
+    /// Any other refusal, shown as it is.
+    Error(&'a str),
+}
+
+/// "Something went wrong", "Access Denied" or an error.
+#[derive(Debug, Template)]
+#[template(path = "message.html")]
+pub struct MessagePage<'a> {
+    /// Frame.
+    pub frame: Frame<'a>,
+    /// Which message.
+    pub kind: MessageKind<'a>,
+}
+
+/// A row of the services list.
+#[derive(Debug)]
+pub struct ServiceRow<'a> {
+    /// Domain.
+    pub domain: &'a str,
+    /// Product id.
+    pub product: &'a str,
+    /// VMID.
+    pub vmid: u32,
+}
+
+/// "My services".
+#[derive(Debug, Template)]
+#[template(path = "services.html")]
+pub struct ServicesPage<'a> {
+    /// Frame.
+    pub frame: Frame<'a>,
+    /// The customer's services.
+    pub rows: Vec<ServiceRow<'a>>,
+}
+
+/// The power buttons of the overview: action, label, CSS class.
+pub const POWER_BUTTONS: [(&str, &str, &str); 3] = [
+    ("start", "Start", ""),
+    ("stop", "Stop", "danger"),
+    ("shutdown", "Shut down", ""),
+];
+
+/// The overview of a service.
+#[derive(Debug, Template)]
+#[template(path = "overview.html")]
+pub struct OverviewPage<'a> {
+    /// Frame.
+    pub frame: Frame<'a>,
+    /// Message.
+    pub flash: Flash<'a>,
+    /// A task to follow.
+    pub task: Option<&'a str>,
+    /// A long operation.
+    pub op: Option<OpView>,
+    /// VMID.
+    pub vmid: u32,
+    /// CSRF token for the forms.
+    pub csrf: &'a str,
+    /// Domain.
+    pub domain: &'a str,
+    /// The power buttons.
+    pub power: [(&'static str, &'static str, &'static str); 3],
+    /// System disk summary.
+    pub sysdisk: String,
+    /// Additional disk summary.
+    pub adddisk: String,
+    /// Network card summary.
+    pub nic: String,
+    /// Addresses: label and value.
+    pub ips: Vec<(&'static str, String)>,
+    /// DNS servers.
+    pub dns: String,
+    /// The network note.
+    pub note: &'a str,
+}
+
+/// The charts page.
+#[derive(Debug, Template)]
+#[template(path = "charts.html")]
+pub struct ChartsPage<'a> {
+    /// Frame.
+    pub frame: Frame<'a>,
+    /// Timeframe tabs: name, current.
+    pub tabs: Vec<(&'static str, bool)>,
+    /// The plots.
+    pub plots: Vec<Plot>,
+}
+
+/// A snapshot row.
+#[derive(Debug)]
+pub struct SnapRow<'a> {
+    /// Name.
+    pub name: &'a str,
+    /// When it was taken (UTC).
+    pub taken: String,
+    /// Time left before the expiry sweep removes it.
+    pub remaining: &'a str,
+    /// Description.
+    pub description: &'a str,
+}
+
+/// The snapshots page.
+#[derive(Debug, Template)]
+#[template(path = "snapshots.html")]
+pub struct SnapshotsPage<'a> {
+    /// Frame.
+    pub frame: Frame<'a>,
+    /// Message.
+    pub flash: Flash<'a>,
+    /// A task to follow.
+    pub task: Option<&'a str>,
+    /// VMID.
+    pub vmid: u32,
+    /// CSRF token.
+    pub csrf: &'a str,
+    /// Quota used.
+    pub used: u32,
+    /// Quota limit.
+    pub limit: u32,
+    /// Lifetime in days.
+    pub lifetime_days: u8,
+    /// Whether a snapshot can be taken now (allowed and room left).
+    pub can_take: bool,
+    /// Whether rollback and removal are allowed now.
+    pub can_act: bool,
+    /// The snapshots.
+    pub rows: Vec<SnapRow<'a>>,
+}
+
+/// A day of the weekly backup schedule.
+#[derive(Debug)]
+pub struct DayView {
+    /// 0 = Sunday.
+    pub index: usize,
+    /// Its name.
+    pub name: &'static str,
+    /// Whether a backup runs that day.
+    pub enabled: bool,
+    /// At what time (`HH:MM`).
+    pub time: String,
+}
+
+/// A backup row.
+#[derive(Debug)]
+pub struct BackupRow<'a> {
+    /// Archive file name.
+    pub file: &'a str,
+    /// Protected from removal.
+    pub protected: bool,
+    /// When it was made (UTC).
+    pub created: String,
+    /// Size in MB.
+    pub size: String,
+    /// Notes.
+    pub notes: &'a str,
+    /// Volume id.
+    pub volid: String,
+    /// Whether the Remove button is usable.
+    pub can_remove: bool,
+}
+
+/// The backups page.
+#[derive(Debug, Template)]
+#[template(path = "backups.html")]
+pub struct BackupsPage<'a> {
+    /// Frame.
+    pub frame: Frame<'a>,
+    /// Message.
+    pub flash: Flash<'a>,
+    /// A task to follow.
+    pub task: Option<&'a str>,
+    /// A long operation.
+    pub op: Option<OpView>,
+    /// VMID.
+    pub vmid: u32,
+    /// CSRF token.
+    pub csrf: &'a str,
+    /// Quota used.
+    pub used: u32,
+    /// Quota limit.
+    pub limit: u32,
+    /// Whether a backup can be started now.
+    pub can_run: bool,
+    /// Whether restore is allowed now.
+    pub can_act: bool,
+    /// The schedule.
+    pub days: Vec<DayView>,
+    /// The backups, newest first.
+    pub rows: Vec<BackupRow<'a>>,
+}
+
+/// A folder of ISO images.
+#[derive(Debug)]
+pub struct IsoFolder<'a> {
+    /// Folder name.
+    pub name: &'a str,
+    /// How many images.
+    pub count: usize,
+    /// Images: file name, volume id.
+    pub files: Vec<(&'a str, String)>,
+}
+
+/// The ISO page.
+#[derive(Debug, Template)]
+#[template(path = "iso.html")]
+pub struct IsoPage<'a> {
+    /// Frame.
+    pub frame: Frame<'a>,
+    /// Message.
+    pub flash: Flash<'a>,
+    /// CSRF token.
+    pub csrf: &'a str,
+    /// The mounted image's file name, or "nothing".
+    pub mounted: &'a str,
+    /// Whether an image is mounted.
+    pub has_mounted: bool,
+    /// Whether mount/unmount are allowed now.
+    pub can_act: bool,
+    /// The folders.
+    pub folders: Vec<IsoFolder<'a>>,
+}
+
+/// A firewall rule row.
+#[derive(Debug)]
+pub struct RuleRow<'a> {
+    /// Position.
+    pub pos: usize,
+    /// The rule as text.
+    pub text: &'a str,
+    /// Its comment.
+    pub comment: &'a str,
+}
+
+/// The firewall page.
+#[derive(Debug, Template)]
+#[template(path = "firewall.html")]
+pub struct FirewallPage<'a> {
+    /// Frame.
+    pub frame: Frame<'a>,
+    /// Message.
+    pub flash: Flash<'a>,
+    /// VMID.
+    pub vmid: u32,
+    /// CSRF token.
+    pub csrf: &'a str,
+    /// Whether the firewall is on.
+    pub enabled: bool,
+    /// Incoming policy choices: value, selected.
+    pub policy_in: Vec<(&'static str, bool)>,
+    /// Outgoing policy choices: value, selected.
+    pub policy_out: Vec<(&'static str, bool)>,
+    /// The rules.
+    pub rules: Vec<RuleRow<'a>>,
+}
+
+/// The reverse DNS page.
+#[derive(Debug, Template)]
+#[template(path = "rdns.html")]
+pub struct RdnsPage<'a> {
+    /// Frame.
+    pub frame: Frame<'a>,
+    /// Message.
+    pub flash: Flash<'a>,
+    /// CSRF token.
+    pub csrf: &'a str,
+    /// Address and current PTR (empty: none).
+    pub rows: Vec<(String, &'a str)>,
+}
+
+/// The reset-password page, before or after the reset.
+#[derive(Debug, Template)]
+#[template(path = "password.html")]
+pub struct PasswordPage<'a> {
+    /// Frame.
+    pub frame: Frame<'a>,
+    /// Message.
+    pub flash: Flash<'a>,
+    /// CSRF token.
+    pub csrf: &'a str,
+    /// Whether a reset is allowed now.
+    pub can_reset: bool,
+    /// The new password, shown once after a reset.
+    pub new_password: Option<&'a str>,
+    /// How it was applied.
+    pub how: &'a str,
+}
+
+/// The reinstall page.
+#[derive(Debug, Template)]
+#[template(path = "reinstall.html")]
+pub struct ReinstallPage<'a> {
+    /// Frame.
+    pub frame: Frame<'a>,
+    /// Message.
+    pub flash: Flash<'a>,
+    /// A long operation.
+    pub op: Option<OpView>,
+    /// CSRF token.
+    pub csrf: &'a str,
+    /// Whether a reinstall is allowed now.
+    pub can_reinstall: bool,
+    /// Offered templates: VMID, name.
+    pub templates: Vec<(u32, &'a str)>,
+}
+
+/// The noVNC console page.
+#[derive(Debug, Template)]
+#[template(path = "console.html")]
+pub struct ConsolePage<'a> {
+    /// VMID.
+    pub vmid: u32,
+    /// The link (`{vmid}-{token}`), already validated.
+    pub link: &'a str,
+}
+
+/// A horizontal grid line of a plot with its value label.
+#[derive(Debug)]
+pub struct GridLine {
+    /// Height.
+    pub y: f64,
+    /// Height of the label's baseline.
+    pub label_y: f64,
+    /// The value there.
+    pub label: String,
+}
+
+/// One series of a plot.
+#[derive(Debug)]
+pub struct PlotPath {
+    /// SVG path data (numbers and `M`/`L` only).
+    pub d: String,
+    /// Stroke colour.
+    pub color: &'static str,
+    /// Legend text.
+    pub label: String,
+    /// Where the legend ends.
+    pub legend_x: f64,
+}
+
+/// A line plot of one or two series, drawn by `plot.html` as inline SVG.
+#[derive(Debug)]
+pub struct Plot {
+    /// Title (also its accessible name).
+    pub title: String,
+    /// View box width.
+    pub width: f64,
+    /// View box height.
+    pub height: f64,
+    /// Left edge of the plot area.
+    pub left: f64,
+    /// Right edge of the plot area.
+    pub right: f64,
+    /// Right edge of the value labels.
+    pub label_x: f64,
+    /// Grid lines with values.
+    pub grid: Vec<GridLine>,
+    /// The series (empty: "no data").
+    pub paths: Vec<PlotPath>,
 }
 
 fn fmt_value(v: f64, unit: Unit) -> String {
@@ -173,28 +524,37 @@ fn fmt_value(v: f64, unit: Unit) -> String {
     }
 }
 
-/// A line plot of one or two series as inline SVG, with axes, gaps kept as gaps.
-pub fn svg_plot(title: &str, series: &[&Series]) -> String {
+/// Rounds to one decimal, as drawn.
+fn r1(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
+}
+
+/// The plot of one or two series, with axes, gaps kept as gaps.
+pub fn svg_plot(title: &str, series: &[&Series]) -> Plot {
     const W: f64 = 480.0;
     const H: f64 = 180.0;
     const L: f64 = 64.0;
     const B: f64 = 24.0;
-    let colors = ["#2c6bb3", "#d9822b"];
+    // The second colour is dark enough for its legend text on white (WCAG AA).
+    let colors = ["#2c6bb3", "#b35c00"];
+    let mut plot = Plot {
+        title: title.to_owned(),
+        width: W,
+        height: H + 20.0,
+        left: L,
+        right: W - 8.0,
+        label_x: L - 4.0,
+        grid: Vec::new(),
+        paths: Vec::new(),
+    };
     let pts: Vec<(i64, f64)> = series
         .iter()
         .flat_map(|s| s.points.iter().filter_map(|(t, v)| v.map(|v| (*t, v))))
         .collect();
-    let unit = series.first().map(|s| s.unit).unwrap_or(Unit::Percent);
-    let mut o = format!(
-        "<svg class=chart viewBox='0 0 {W} {}' width='100%' role=img aria-label='{}'><text x='{L}' y=14 font-weight=600>{}</text>",
-        H + 20.0,
-        esc(title),
-        esc(title)
-    );
     if pts.is_empty() {
-        o.push_str("<text x=200 y=100 fill='#66768a'>no data</text></svg>");
-        return o;
+        return plot;
     }
+    let unit = series.first().map(|s| s.unit).unwrap_or(Unit::Percent);
     let t0 = pts.iter().map(|p| p.0).min().unwrap_or(0) as f64;
     let t1 = (pts.iter().map(|p| p.0).max().unwrap_or(1) as f64).max(t0 + 1.0);
     let vmax = pts.iter().map(|p| p.1).fold(0.0_f64, f64::max);
@@ -207,15 +567,11 @@ pub fn svg_plot(title: &str, series: &[&Series]) -> String {
     let y = |v: f64| 20.0 + (H - B - 20.0) * (1.0 - v / vmax);
     for i in 0..=4 {
         let v = vmax * f64::from(i) / 4.0;
-        let _ = write!(
-            o,
-            "<line x1='{L}' x2='{}' y1='{y:.1}' y2='{y:.1}' stroke='#e6eaf0'/><text x='{}' y='{:.1}' font-size=10 text-anchor=end fill='#66768a'>{}</text>",
-            W - 8.0,
-            L - 4.0,
-            y(v) + 3.0,
-            fmt_value(v, unit),
-            y = y(v)
-        );
+        plot.grid.push(GridLine {
+            y: r1(y(v)),
+            label_y: r1(y(v) + 3.0),
+            label: fmt_value(v, unit),
+        });
     }
     for (i, s) in series.iter().enumerate() {
         let mut d = String::new();
@@ -235,16 +591,14 @@ pub fn svg_plot(title: &str, series: &[&Series]) -> String {
                 None => pen_up = true,
             }
         }
-        let c = colors[i % colors.len()];
-        let _ = write!(
-            o,
-            "<path d='{d}' fill=none stroke='{c}' stroke-width='1.6'/><text x='{}' y=14 font-size=11 text-anchor=end fill='{c}'>■ {}</text>",
-            W - 8.0 - 150.0 * (series.len() - 1 - i) as f64,
-            esc(&s.label)
-        );
+        plot.paths.push(PlotPath {
+            d: d.trim_end().to_owned(),
+            color: colors[i % colors.len()],
+            label: s.label.clone(),
+            legend_x: W - 8.0 - 150.0 * (series.len() - 1 - i) as f64,
+        });
     }
-    o.push_str("</svg>");
-    o
+    plot
 }
 
 #[cfg(test)]
@@ -252,13 +606,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn escapes_and_plots() {
-        assert_eq!(
-            esc("<a href='x'>&\""),
-            "&lt;a href=&#39;x&#39;&gt;&amp;&quot;"
-        );
+    fn plots_keep_gaps_and_escape_their_text() {
         let s = Series {
-            label: "CPU".into(),
+            label: "CPU <b>".into(),
             unit: Unit::Percent,
             points: vec![
                 (0, Some(10.0)),
@@ -267,13 +617,34 @@ mod tests {
                 (180, Some(20.0)),
             ],
         };
-        let svg = svg_plot("CPU usage", &[&s]);
-        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
-        assert_eq!(svg.matches("<path").count(), 1, "{svg}");
+        let plot = svg_plot("CPU \"usage\" & <script>", &[&s]);
+        assert_eq!(plot.paths.len(), 1);
         assert_eq!(
-            svg.matches('M').count(),
+            plot.paths[0].d.matches('M').count(),
             2,
-            "two segments around the gap: {svg}"
+            "two segments around the gap: {}",
+            plot.paths[0].d
         );
+        let html = ChartsPage {
+            frame: Frame {
+                title: "Charts",
+                user: None,
+                nav: None,
+            },
+            tabs: vec![("hour", true)],
+            plots: vec![plot, svg_plot("empty", &[])],
+        }
+        .render()
+        .unwrap();
+        let svg = &html[html.find("<svg").unwrap()..html.rfind("</svg>").unwrap() + 6];
+        assert_eq!(svg.matches("<path").count(), 1, "{svg}");
+        assert!(svg.contains("no data"), "{svg}");
+        assert!(!html.contains("& <script>"), "{html}");
+        assert!(
+            svg.contains("aria-label='CPU &#34;usage&#34; &#38; &#60;script&#62;'")
+                || svg.contains("aria-label='CPU &quot;usage&quot; &amp; &lt;script&gt;'"),
+            "{svg}"
+        );
+        assert!(!svg.contains("CPU <b>"), "{svg}");
     }
 }

@@ -4,7 +4,6 @@
 #![allow(clippy::result_large_err)]
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,7 +11,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::{ConnectInfo, Form, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Json, Redirect, Response};
+use axum::response::{IntoResponse, Json, Redirect, Response};
 use axum::routing::{get, post};
 use pve_vps_services::ClientArea;
 use pve_vps_services::backups::WeeklySchedule;
@@ -25,7 +24,12 @@ use pve_vps_services::shell::TaskRef;
 use serde::Deserialize;
 
 use super::cluster::{Cluster, ShellError};
-use super::html::{Nav, csrf_field, esc, flash, page, svg_plot, task_box};
+use super::html::{
+    BackupRow, BackupsPage, ChartsPage, DayView, FirewallPage, Flash, Frame, IsoFolder, IsoPage,
+    LoginPage, MessageKind, MessagePage, Nav, OpView, OverviewPage, PasswordPage, RdnsPage,
+    ReinstallPage, RuleRow, ServiceRow, ServicesPage, SnapRow, SnapshotsPage, User, render,
+    svg_plot,
+};
 use super::store::{Session, Store};
 
 /// Everything the handlers share.
@@ -218,29 +222,43 @@ pub fn action_start<'a>(
     Ok((s, svc, product))
 }
 
-fn user(s: &Session) -> Option<(&str, &str)> {
-    Some((s.username.as_str(), s.csrf.as_str()))
+/// The frame of a page for a logged-in customer.
+fn frame<'a>(title: &'a str, s: &'a Session, nav: Option<&'a Nav<'a>>) -> Frame<'a> {
+    Frame {
+        title,
+        user: Some(User {
+            name: &s.username,
+            csrf: &s.csrf,
+        }),
+        nav,
+    }
+}
+
+impl Msg {
+    fn flash(&self) -> Flash<'_> {
+        Flash {
+            ok: self.ok.as_deref(),
+            err: self.err.as_deref(),
+        }
+    }
 }
 
 /// "Something went wrong": the cluster could not be reached or answered with an error.
 pub fn went_wrong(s: &Session, e: &dyn std::fmt::Display) -> Response {
     tracing::warn!(error = %e, "cluster call failed");
-    let body = "<div class='card denied'><h1>Something went wrong</h1><p>The service cannot be reached right now. \
-                Please try again in a few minutes.</p><p><a href='/services'>Back to my services</a></p></div>";
-    (
-        StatusCode::BAD_GATEWAY,
-        Html(page("Something went wrong", user(s), None, body)),
-    )
-        .into_response()
+    let page = MessagePage {
+        frame: frame("Something went wrong", s, None),
+        kind: MessageKind::WentWrong,
+    };
+    render(StatusCode::BAD_GATEWAY, &page)
 }
 
 fn access_denied(s: &Session, nav: &Nav<'_>) -> Response {
-    let body = "<div class='card denied' id=denied><h1>Access Denied</h1><p>Your package does not include this feature.</p></div>";
-    (
-        StatusCode::FORBIDDEN,
-        Html(page("Access Denied", user(s), Some(nav), body)),
-    )
-        .into_response()
+    let page = MessagePage {
+        frame: frame("Access Denied", s, Some(nav)),
+        kind: MessageKind::Denied,
+    };
+    render(StatusCode::FORBIDDEN, &page)
 }
 
 fn nav<'a>(
@@ -340,15 +358,12 @@ fn fail(s: &Session, nav: &Nav<'_>, e: &pve_vps_services::Error) -> Response {
     if matches!(e, pve_vps_services::Error::AccessDenied { .. }) {
         return access_denied(s, nav);
     }
-    let body = format!(
-        "<div class='msg err' id=flash>{}</div>",
-        esc(&e.to_string())
-    );
-    (
-        StatusCode::CONFLICT,
-        Html(page("Error", user(s), Some(nav), &body)),
-    )
-        .into_response()
+    let text = e.to_string();
+    let page = MessagePage {
+        frame: frame("Error", s, Some(nav)),
+        kind: MessageKind::Error(&text),
+    };
+    render(StatusCode::CONFLICT, &page)
 }
 
 fn unknown(what: &'static str, value: &str) -> pve_vps_services::Error {
@@ -386,23 +401,20 @@ struct LoginForm {
 }
 
 /// The login page, with a message.
-fn login_form(err: Option<&str>) -> String {
-    page(
-        "Log in",
-        None,
-        None,
-        &format!(
-            "<div class=card style='max-width:360px'><h1>Log in</h1>{}<form method=post action='/login'>\
-             <p><label>User<br><input name=username id=username autocomplete=username></label></p>\
-             <p><label>Password<br><input type=password name=password id=password autocomplete=current-password></label></p>\
-             <button id=login>Log in</button></form></div>",
-            flash(None, err)
-        ),
-    )
+fn login_form(status: StatusCode, err: Option<&str>) -> Response {
+    let page = LoginPage {
+        frame: Frame {
+            title: "Log in",
+            user: None,
+            nav: None,
+        },
+        flash: Flash { ok: None, err },
+    };
+    render(status, &page)
 }
 
-async fn login_page(Query(m): Query<Msg>) -> Html<String> {
-    Html(login_form(m.err.as_deref()))
+async fn login_page(Query(m): Query<Msg>) -> Response {
+    login_form(StatusCode::OK, m.err.as_deref())
 }
 
 async fn login(
@@ -472,7 +484,7 @@ fn too_many_attempts(wait_secs: i64) -> Response {
         "Too many failed login attempts. Please try again in {minutes} minute{}.",
         if minutes == 1 { "" } else { "s" }
     );
-    let mut r = (StatusCode::TOO_MANY_REQUESTS, Html(login_form(Some(&msg)))).into_response();
+    let mut r = login_form(StatusCode::TOO_MANY_REQUESTS, Some(&msg));
     if let Ok(v) = HeaderValue::from_str(&wait_secs.max(1).to_string()) {
         r.headers_mut().insert(header::RETRY_AFTER, v);
     }
@@ -506,20 +518,22 @@ async fn services(State(app): Shared, headers: HeaderMap) -> Response {
         Ok(s) => s,
         Err(r) => return r,
     };
-    let mut body = String::from(
-        "<h1>My services</h1><table><tr><th>Service</th><th>Product</th><th>VM</th></tr>",
-    );
-    for svc in app.services.get(&s.username).into_iter().flatten() {
-        let _ = write!(
-            body,
-            "<tr><td><a href='/s/{v}'>{}</a></td><td>{}</td><td>{v}</td></tr>",
-            esc(svc.domain.as_str()),
-            esc(svc.product.as_str()),
-            v = svc.vmid().get()
-        );
-    }
-    body.push_str("</table>");
-    Html(page("My services", user(&s), None, &body)).into_response()
+    let rows = app
+        .services
+        .get(&s.username)
+        .into_iter()
+        .flatten()
+        .map(|svc| ServiceRow {
+            domain: svc.domain.as_str(),
+            product: svc.product.as_str(),
+            vmid: svc.vmid().get(),
+        })
+        .collect();
+    let page = ServicesPage {
+        frame: frame("My services", &s, None),
+        rows,
+    };
+    render(StatusCode::OK, &page)
 }
 
 // ---------- overview and power ----------
@@ -590,34 +604,6 @@ async fn live_json(State(app): Shared, headers: HeaderMap, Path(vmid): Path<u32>
     }
 }
 
-const OVERVIEW_JS: &str = r#"
-const VMID=document.getElementById('live').dataset.vmid;
-function setBtn(id,a){const b=document.getElementById(id);if(!b)return;b.disabled=!a.allowed;b.title=a.allowed?'':(a.reason||'')}
-async function refresh(){
-  try{const r=await fetch('/s/'+VMID+'/live.json');if(r.status===401){location.href='/login?err=Your+session+has+expired.+Please+log+in+again.';return}if(!r.ok){document.getElementById('live-error').textContent='Something went wrong: the live status cannot be loaded.';return}
-  const d=await r.json();document.getElementById('live-error').textContent='';
-  const st=document.getElementById('status');st.textContent=d.status+(d.lock?' (locked: '+d.lock+')':'');st.className='status-'+d.status;
-  document.getElementById('uptime').textContent=d.uptime;
-  document.getElementById('cpu').textContent=d.cpu_percent.toFixed(1)+'% of '+d.cores+' cores';
-  document.getElementById('cpubar').style.width=d.cpu_percent+'%';
-  document.getElementById('ram').textContent=(d.ram_used/1048576).toFixed(0)+' / '+(d.ram_total/1048576).toFixed(0)+' MiB';
-  document.getElementById('rambar').style.width=d.ram_percent+'%';
-  const p=d.access.power_control, c=d.access.console;
-  const running=d.status==='running';
-  setBtn('btn-start',{allowed:p.allowed&&!running,reason:running?'already running':p.reason});
-  for(const id of ['btn-stop','btn-shutdown'])setBtn(id,{allowed:p.allowed&&running,reason:running?p.reason:'the vm is not running'});
-  setBtn('btn-console',c);
-  document.getElementById('updated').textContent=new Date().toLocaleTimeString();
-  }catch(e){document.getElementById('live-error').textContent='Something went wrong: '+e}
-}
-refresh();setInterval(refresh,7000);
-async function openConsole(){
-  const r=await fetch('/s/'+VMID+'/console',{method:'POST',headers:{'X-CSRF-Token':csrf()}});
-  const d=await r.json(); if(!r.ok){alert(d.error);return}
-  window.open(d.url,'_blank');
-}
-"#;
-
 async fn overview_page(
     State(app): Shared,
     headers: HeaderMap,
@@ -638,33 +624,25 @@ async fn overview_page(
         Err(_) => return went_wrong(&s, &ShellError::Missing),
     };
     let n = &o.network;
-    let mut ips = String::new();
+    let mut ips = Vec::new();
     if let Some(a) = n.ipv4 {
-        let _ = write!(
-            ips,
-            "<tr><td>IPv4</td><td class=ip>{a} (gateway {})</td></tr>",
-            n.gateway4.map(|g| g.to_string()).unwrap_or_default()
-        );
+        let gw = n.gateway4.map(|g| g.to_string()).unwrap_or_default();
+        ips.push(("IPv4", format!("{a} (gateway {gw})")));
     }
-    for a in &n.ipv4_extra {
-        let _ = write!(
-            ips,
-            "<tr><td>Additional IPv4</td><td class=ip>{a}</td></tr>"
-        );
-    }
+    ips.extend(
+        n.ipv4_extra
+            .iter()
+            .map(|a| ("Additional IPv4", a.to_string())),
+    );
     if let Some(a) = n.ipv6 {
-        let _ = write!(
-            ips,
-            "<tr><td>IPv6</td><td class=ip>{a} (gateway {})</td></tr>",
-            n.gateway6.map(|g| g.to_string()).unwrap_or_default()
-        );
+        let gw = n.gateway6.map(|g| g.to_string()).unwrap_or_default();
+        ips.push(("IPv6", format!("{a} (gateway {gw})")));
     }
-    for a in &n.ipv6_extra {
-        let _ = write!(
-            ips,
-            "<tr><td>Additional IPv6</td><td class=ip>{a}</td></tr>"
-        );
-    }
+    ips.extend(
+        n.ipv6_extra
+            .iter()
+            .map(|a| ("Additional IPv6", a.to_string())),
+    );
     let dns = n
         .dns
         .iter()
@@ -676,42 +654,27 @@ async fn overview_page(
             .map(|d| d.summary())
             .unwrap_or_else(|| "—".into())
     };
-    let power_btn = |action: &str, label: &str, cls: &str| {
-        format!(
-            "<form method=post action='/s/{vmid}/power' style='display:inline'>{}<input type=hidden name=action value='{action}'>\
-             <button id='btn-{action}' class='{cls}'>{label}</button></form> ",
-            csrf_field(&s.csrf)
-        )
-    };
-    let body = format!(
-        "<h1>{domain}</h1>{flash}{task}{op}<div id=live data-vmid={vmid}></div><div class=err id=live-error></div>\
-         <div class=card><b>Status:</b> <span id=status>…</span> · uptime <span id=uptime>…</span>\
-         <span class=muted style='float:right'>updated <span id=updated>—</span> (every 7 s)</span>\
-         <p>{start}{stop}{shutdown}<button id=btn-console onclick='openConsole()' type=button>Console (noVNC)</button></p></div>\
-         <div class=grid><div class=card><h2>CPU</h2><div id=cpu>…</div><div class=bar><div id=cpubar style='width:0'></div></div>\
-         <h2>Memory</h2><div id=ram>…</div><div class=bar><div id=rambar style='width:0'></div></div></div>\
-         <div class=card><h2>Resources</h2><table class=kv><tr><td>System disk</td><td>{sysdisk}</td></tr>\
-         <tr><td>Additional disk</td><td>{adddisk}</td></tr><tr><td>Network card</td><td>{nic}</td></tr></table></div></div>\
-         <div class=card><h2>Network</h2><table class=kv id=ips>{ips}<tr><td>DNS servers</td><td>{dns}</td></tr>\
-         <tr><td>Domain</td><td>{domain}</td></tr></table><p class=muted>{note}</p></div><script>{OVERVIEW_JS}</script>",
-        domain = esc(svc.domain.as_str()),
-        flash = flash(m.ok.as_deref(), m.err.as_deref()),
-        task = task_box(vmid, m.task.as_deref()),
-        op = operation_box(&app, vmid),
-        start = power_btn("start", "Start", ""),
-        stop = power_btn("stop", "Stop", "danger"),
-        shutdown = power_btn("shutdown", "Shut down", ""),
-        sysdisk = esc(&disk(&o.system_disk)),
-        adddisk = esc(&disk(&o.additional_disk)),
-        nic = esc(&o
+    let page = OverviewPage {
+        frame: frame("Overview", &s, Some(&nv)),
+        flash: m.flash(),
+        task: m.task.as_deref(),
+        op: operation_view(&app, vmid),
+        vmid,
+        csrf: &s.csrf,
+        domain: svc.domain.as_str(),
+        power: super::html::POWER_BUTTONS,
+        sysdisk: disk(&o.system_disk),
+        adddisk: disk(&o.additional_disk),
+        nic: o
             .nic
             .as_ref()
             .map(|n| n.summary())
-            .unwrap_or_else(|| "—".into())),
-        dns = esc(&dns),
-        note = esc(&n.note),
-    );
-    Html(page("Overview", user(&s), Some(&nv), &body)).into_response()
+            .unwrap_or_else(|| "—".into()),
+        ips,
+        dns,
+        note: &n.note,
+    };
+    render(StatusCode::OK, &page)
 }
 
 #[derive(Deserialize)]
@@ -805,20 +768,20 @@ async fn charts_page(
         Ok(c) => c,
         Err(e) => return fail(&s, &nv, &e),
     };
-    let mut body = String::from("<h1>Charts</h1><div class=tabs>");
-    for t in Timeframe::ALL {
-        let on = if t == tf { " class=on" } else { "" };
-        let _ = write!(body, "<a{on} href='?tf={0}'>{0}</a>", t.as_pve_str());
-    }
-    let _ = write!(
-        body,
-        "</div><div class='card grid' id=charts><div>{}</div><div>{}</div><div>{}</div><div>{}</div></div>",
-        svg_plot("CPU usage", &[&c.cpu]),
-        svg_plot("Memory", &[&c.ram[0], &c.ram[1]]),
-        svg_plot("Disk I/O", &[&c.disk[0], &c.disk[1]]),
-        svg_plot("Network traffic", &[&c.net[0], &c.net[1]]),
-    );
-    Html(page("Charts", user(&s), Some(&nv), &body)).into_response()
+    let page = ChartsPage {
+        frame: frame("Charts", &s, Some(&nv)),
+        tabs: Timeframe::ALL
+            .into_iter()
+            .map(|t| (t.as_pve_str(), t == tf))
+            .collect(),
+        plots: vec![
+            svg_plot("CPU usage", &[&c.cpu]),
+            svg_plot("Memory", &[&c.ram[0], &c.ram[1]]),
+            svg_plot("Disk I/O", &[&c.disk[0], &c.disk[1]]),
+            svg_plot("Network traffic", &[&c.net[0], &c.net[1]]),
+        ],
+    };
+    render(StatusCode::OK, &page)
 }
 
 // ---------- snapshots ----------
@@ -841,42 +804,39 @@ async fn snapshots_page(
     };
     let q = list.quota;
     let access = permissions::check(product, Feature::Snapshots, &live.state);
-    let dis = if access.is_allowed() && q.has_room() {
-        ""
-    } else {
-        " disabled"
+    let rows = list
+        .snapshots
+        .iter()
+        .map(|e| SnapRow {
+            name: &e.name,
+            taken: e
+                .snaptime
+                .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+                .map(utc_minutes)
+                .unwrap_or_default(),
+            remaining: &e.remaining,
+            description: &e.description,
+        })
+        .collect();
+    let page = SnapshotsPage {
+        frame: frame("Snapshots", &s, Some(&nv)),
+        flash: m.flash(),
+        task: m.task.as_deref(),
+        vmid,
+        csrf: &s.csrf,
+        used: q.used,
+        limit: q.limit,
+        lifetime_days: product.snapshots.lifetime.days(),
+        can_take: access.is_allowed() && q.has_room(),
+        can_act: access.is_allowed(),
+        rows,
     };
-    let mut body = format!(
-        "<h1>Snapshots</h1>{}{}<div class=card>Quota: <b id=snap-quota>{} / {}</b> · each snapshot is removed {} day(s) after it was taken.\
-         <form method=post style='margin-top:8px'>{}<input name=description placeholder='Description (optional)'> \
-         <button id=take-snapshot{dis}>Take snapshot</button></form></div><table id=snapshots><tr><th>Name</th><th>Taken</th><th>Removed in</th><th>Description</th><th></th></tr>",
-        flash(m.ok.as_deref(), m.err.as_deref()),
-        task_box(vmid, m.task.as_deref()),
-        q.used,
-        q.limit,
-        product.snapshots.lifetime.days(),
-        csrf_field(&s.csrf)
-    );
-    let act_dis = if access.is_allowed() { "" } else { " disabled" };
-    for e in &list.snapshots {
-        let taken = e
-            .snaptime
-            .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
-            .map(|t| format!("{} {:02}:{:02} UTC", t.date(), t.hour(), t.minute()))
-            .unwrap_or_default();
-        let _ = write!(
-            body,
-            "<tr class=snap><td>{n}</td><td>{taken}</td><td class=lifetime>{}</td><td>{}</td><td>\
-             <form method=post action='/s/{vmid}/snapshots/action' style='display:inline'>{c}<input type=hidden name=name value='{n}'>\
-             <button name=action value=rollback{act_dis} onclick=\"return confirm('Roll back to this snapshot? Changes made since it was taken are lost.')\">Rollback</button> <button class=danger name=action value=delete{act_dis}>Remove</button></form></td></tr>",
-            esc(&e.remaining),
-            esc(&e.description),
-            n = esc(&e.name),
-            c = csrf_field(&s.csrf)
-        );
-    }
-    body.push_str("</table>");
-    Html(page("Snapshots", user(&s), Some(&nv), &body)).into_response()
+    render(StatusCode::OK, &page)
+}
+
+/// `YYYY-MM-DD HH:MM UTC`.
+fn utc_minutes(t: time::OffsetDateTime) -> String {
+    format!("{} {:02}:{:02} UTC", t.date(), t.hour(), t.minute())
 }
 
 #[derive(Deserialize)]
@@ -949,25 +909,13 @@ const DAYS: [&str; 7] = [
     "Saturday",
 ];
 
-fn operation_box(app: &App, vmid: u32) -> String {
+fn operation_view(app: &App, vmid: u32) -> Option<OpView> {
     let ops = app.lock_operations();
-    match ops.get(&vmid) {
-        None => String::new(),
-        Some((what, None)) => format!(
-            "<div class='card' id=operation>Running: {} … (the VM is locked until it finishes)</div>",
-            esc(what)
-        ),
-        Some((what, Some(Ok(m)))) => format!(
-            "<div class='msg ok' id=operation>{} finished: {}</div>",
-            esc(what),
-            esc(m)
-        ),
-        Some((what, Some(Err(e)))) => format!(
-            "<div class='msg err' id=operation>{} failed: {}</div>",
-            esc(what),
-            esc(e)
-        ),
-    }
+    ops.get(&vmid).map(|(what, end)| match end {
+        None => OpView::Running(what.clone()),
+        Some(Ok(m)) => OpView::Finished(what.clone(), m.clone()),
+        Some(Err(e)) => OpView::Failed(what.clone(), e.clone()),
+    })
 }
 
 async fn backups_page(
@@ -989,66 +937,48 @@ async fn backups_page(
         };
     let q = list.quota;
     let access = permissions::check(product, Feature::Backups, &live.state);
-    let dis = if access.is_allowed() && q.has_room() {
-        ""
-    } else {
-        " disabled"
-    };
-    let adis = if access.is_allowed() { "" } else { " disabled" };
-    let c = csrf_field(&s.csrf);
-    let mut body = format!(
-        "<h1>Backups</h1>{}{}{}<div class=card>Quota: <b id=backup-quota>{} / {}</b> (the schedule replaces the oldest backup when full)\
-         <form method=post style='margin-top:8px'>{c}<input name=notes id=backup-notes placeholder='Notes (optional)'> <button id=run-backup{dis}>Back up now</button></form></div>\
-         <div class=card><h2>Weekly schedule</h2><form method=post action='/s/{vmid}/backups/schedule' id=schedule>{c}<table><tr>",
-        flash(m.ok.as_deref(), m.err.as_deref()),
-        task_box(vmid, m.task.as_deref()),
-        operation_box(&app, vmid),
-        q.used,
-        q.limit
-    );
-    for d in DAYS {
-        let _ = write!(body, "<th>{d}</th>");
-    }
-    body.push_str("</tr><tr>");
-    for (i, d) in schedule.days().iter().enumerate() {
-        let _ = write!(
-            body,
-            "<td><label><input type=checkbox name=on{i} id=day{i}{}> on</label><br><input type=time name=time{i} value='{}' style='width:8.5em'></td>",
-            if d.enabled { " checked" } else { "" },
-            d.time
-        );
-    }
-    let _ = write!(
-        body,
-        "</tr></table><p><button id=save-schedule>Save schedule</button></p></form></div>\
-         <table id=backups><tr><th>Archive</th><th>Created</th><th>Size</th><th>Notes</th><th></th></tr>"
-    );
-    let mut sorted = list.backups.clone();
+    let days = schedule
+        .days()
+        .iter()
+        .enumerate()
+        .map(|(i, d)| DayView {
+            index: i,
+            name: DAYS[i % 7],
+            enabled: d.enabled,
+            time: d.time.to_string(),
+        })
+        .collect();
+    let mut sorted: Vec<_> = list.backups.iter().collect();
     sorted.sort_by_key(|b| std::cmp::Reverse(b.ctime));
-    for b in &sorted {
-        let created = time::OffsetDateTime::from_unix_timestamp(b.ctime)
-            .map(|t| format!("{} {:02}:{:02} UTC", t.date(), t.hour(), t.minute()))
-            .unwrap_or_default();
-        let _ = write!(
-            body,
-            "<tr class=backup><td>{f}{p}</td><td>{created}</td><td>{:.1} MB</td><td>{}</td><td>\
-             <form method=post action='/s/{vmid}/backups/action' style='display:inline'>{c}<input type=hidden name=volid value='{v}'>\
-             <button name=action value=restore{adis} onclick=\"return confirm('Restore this backup? The VM is stopped and its disks are replaced.')\">Restore</button> \
-             <button class=danger name=action value=delete{d} onclick=\"return confirm('Remove this backup? This cannot be undone.')\">Remove</button></form></td></tr>",
-            b.size as f64 / 1e6,
-            esc(&b.notes),
-            f = esc(b.volid.file_name()),
-            p = if b.protected { " (protected)" } else { "" },
-            v = esc(&b.volid.to_string()),
-            d = if b.protected || !access.is_allowed() {
-                " disabled"
-            } else {
-                ""
-            },
-        );
-    }
-    body.push_str("</table>");
-    Html(page("Backups", user(&s), Some(&nv), &body)).into_response()
+    let rows = sorted
+        .into_iter()
+        .map(|b| BackupRow {
+            file: b.volid.file_name(),
+            protected: b.protected,
+            created: time::OffsetDateTime::from_unix_timestamp(b.ctime)
+                .map(utc_minutes)
+                .unwrap_or_default(),
+            size: format!("{:.1} MB", b.size as f64 / 1e6),
+            notes: &b.notes,
+            volid: b.volid.to_string(),
+            can_remove: !b.protected && access.is_allowed(),
+        })
+        .collect();
+    let page = BackupsPage {
+        frame: frame("Backups", &s, Some(&nv)),
+        flash: m.flash(),
+        task: m.task.as_deref(),
+        op: operation_view(&app, vmid),
+        vmid,
+        csrf: &s.csrf,
+        used: q.used,
+        limit: q.limit,
+        can_run: access.is_allowed() && q.has_room(),
+        can_act: access.is_allowed(),
+        days,
+        rows,
+    };
+    render(StatusCode::OK, &page)
 }
 
 #[derive(Deserialize)]
@@ -1156,42 +1086,28 @@ async fn iso_page(
         Err(e) => return fail(&s, &nv, &e),
     };
     let access = permissions::check(product, Feature::Iso, &live.state);
-    let dis = if access.is_allowed() { "" } else { " disabled" };
-    let c = csrf_field(&s.csrf);
-    let mut body = format!(
-        "<h1>ISO images</h1>{}<div class=card>Mounted: <b id=mounted>{}</b>",
-        flash(m.ok.as_deref(), m.err.as_deref()),
-        isos.mounted
-            .as_ref()
-            .map(|v| esc(v.file_name()))
-            .unwrap_or_else(|| "nothing".into())
-    );
-    if isos.mounted.is_some() {
-        let _ = write!(
-            body,
-            " <form method=post style='display:inline'>{c}<button name=action value=unmount id=unmount{dis}>Unmount</button></form>"
-        );
-    }
-    body.push_str("</div>");
-    for folder in &isos.folders {
-        let _ = write!(
-            body,
-            "<div class=card><h2>{} ({})</h2><table>",
-            esc(&folder.name),
-            folder.count()
-        );
-        for item in &folder.files {
-            let _ = write!(
-                body,
-                "<tr><td>{}</td><td><form method=post style='display:inline'>{c}<input type=hidden name=volid value='{}'>\
-                 <button name=action value=mount class=mount{dis}>Mount</button></form></td></tr>",
-                esc(item.file_name()),
-                esc(&item.to_string())
-            );
-        }
-        body.push_str("</table></div>");
-    }
-    Html(page("ISO images", user(&s), Some(&nv), &body)).into_response()
+    let page = IsoPage {
+        frame: frame("ISO images", &s, Some(&nv)),
+        flash: m.flash(),
+        csrf: &s.csrf,
+        mounted: isos.mounted.as_ref().map_or("nothing", |v| v.file_name()),
+        has_mounted: isos.mounted.is_some(),
+        can_act: access.is_allowed(),
+        folders: isos
+            .folders
+            .iter()
+            .map(|f| IsoFolder {
+                name: &f.name,
+                count: f.count(),
+                files: f
+                    .files
+                    .iter()
+                    .map(|v| (v.file_name(), v.to_string()))
+                    .collect(),
+            })
+            .collect(),
+    };
+    render(StatusCode::OK, &page)
 }
 
 #[derive(Deserialize)]
@@ -1248,64 +1164,31 @@ async fn firewall_page(
         Ok(f) => f,
         Err(e) => return fail(&s, &nv, &e),
     };
-    let c = csrf_field(&s.csrf);
-    let opt = |v: &str, cur: &str| {
-        format!(
-            "<option{}>{v}</option>",
-            if v == cur { " selected" } else { "" }
-        )
-    };
-    let pol = |cur: &str| {
+    let choices = |cur: &str| {
         ["ACCEPT", "DROP", "REJECT"]
-            .iter()
-            .map(|v| opt(v, cur))
-            .collect::<String>()
+            .into_iter()
+            .map(|v| (v, v == cur))
+            .collect()
     };
-    let mut body = format!(
-        "<h1>Firewall</h1>{flash}<div class=card><h2>Policies</h2><form method=post id=policies>{c}<input type=hidden name=action value=policies>\
-         Firewall: <b id=fw-enabled>{en}</b> · incoming <select name=policy_in id=policy-in>{pin}</select> · outgoing <select name=policy_out id=policy-out>{pout}</select> \
-         <label><input type=checkbox name=confirm value=1> I understand this may lock me out</label> <button id=save-policies>Save policies</button></form></div>\
-         <div class=card><h2>Add a rule</h2><form method=post id=add-rule>{c}<input type=hidden name=action value=add>\
-         <select name=direction><option>in</option><option>out</option></select> <select name=verdict><option>ACCEPT</option><option>DROP</option><option>REJECT</option></select> \
-         <select name=proto><option value=tcp>tcp</option><option value=udp>udp</option><option value=icmp>icmp</option><option value=''>any</option></select> \
-         <input name=dport id=dport placeholder='port' size=6> <input name=source id=source placeholder='source (optional)' size=16> \
-         <input name=comment id=comment placeholder='comment' size=16> position <input name=position id=position type=number min=0 value={n} style='width:4em'> \
-         <label><input type=checkbox name=confirm value=1> allow lock-out</label> <button id=add>Add rule</button></form></div>\
-         <table id=rules><tr><th>#</th><th>Rule</th><th>Comment</th><th></th></tr>",
-        flash = flash(m.ok.as_deref(), m.err.as_deref()),
-        en = if fw.enabled { "on" } else { "off" },
-        pin = pol(&fw.policy_in),
-        pout = pol(&fw.policy_out),
-        n = fw.rules.len()
-    );
-    for r in &fw.rules {
-        let _ = write!(
-            body,
-            "<tr draggable=true data-pos={p} class=rule><td class=pos>{p}</td><td><code>{}</code></td><td class=comment>{}</td>\
-             <td><form method=post style='display:inline'>{c}<input type=hidden name=action value=delete><input type=hidden name=pos value={p}>\
-             <button class=danger>Delete</button></form></td></tr>",
-            esc(&r.text),
-            esc(r.rule.comment.as_deref().unwrap_or("")),
-            p = r.pos
-        );
-    }
-    let _ = write!(
-        body,
-        "</table><p class=muted>Drag a rule to change its position; rules are evaluated top to bottom. A change that would block SSH \
-         from outside is refused unless you allow it.</p><script>
-let dragged=null;
-document.querySelectorAll('tr.rule').forEach(tr=>{{
- tr.addEventListener('dragstart',()=>{{dragged=tr;tr.classList.add('drag')}});
- tr.addEventListener('dragend',()=>tr.classList.remove('drag'));
- tr.addEventListener('dragover',e=>e.preventDefault());
- tr.addEventListener('drop',async e=>{{e.preventDefault();if(!dragged||dragged===tr)return;
-  const b=new URLSearchParams({{from:dragged.dataset.pos,to:tr.dataset.pos}});
-  const r=await fetch('/s/{vmid}/firewall/move',{{method:'POST',headers:{{'X-CSRF-Token':csrf(),'Content-Type':'application/x-www-form-urlencoded'}},body:b}});
-  location.href='/s/{vmid}/firewall?'+(r.ok?'ok=Rule+moved':'err='+encodeURIComponent(await r.text()));}});
-}});
-</script>"
-    );
-    Html(page("Firewall", user(&s), Some(&nv), &body)).into_response()
+    let page = FirewallPage {
+        frame: frame("Firewall", &s, Some(&nv)),
+        flash: m.flash(),
+        vmid,
+        csrf: &s.csrf,
+        enabled: fw.enabled,
+        policy_in: choices(&fw.policy_in),
+        policy_out: choices(&fw.policy_out),
+        rules: fw
+            .rules
+            .iter()
+            .map(|r| RuleRow {
+                pos: r.pos,
+                text: &r.text,
+                comment: r.rule.comment.as_deref().unwrap_or(""),
+            })
+            .collect(),
+    };
+    render(StatusCode::OK, &page)
 }
 
 #[derive(Deserialize)]
@@ -1431,21 +1314,16 @@ async fn rdns_page(
         Ok(p) => p,
         Err(e) => return fail(&s, &nv, &e),
     };
-    let c = csrf_field(&s.csrf);
-    let mut body = format!(
-        "<h1>Reverse DNS</h1>{}<table id=rdns><tr><th>IP address</th><th>PTR</th><th></th></tr>",
-        flash(m.ok.as_deref(), m.err.as_deref())
-    );
-    for (ip, cur) in &ptrs {
-        let _ = write!(
-            body,
-            "<tr><td>{ip}</td><td><form method=post style='display:inline'>{c}<input type=hidden name=ip value='{ip}'>\
-             <input name=hostname value='{}' size=32 placeholder='empty: remove'> <button>Save</button></form></td><td></td></tr>",
-            esc(cur.as_deref().unwrap_or(""))
-        );
-    }
-    body.push_str("</table>");
-    Html(page("Reverse DNS", user(&s), Some(&nv), &body)).into_response()
+    let page = RdnsPage {
+        frame: frame("Reverse DNS", &s, Some(&nv)),
+        flash: m.flash(),
+        csrf: &s.csrf,
+        rows: ptrs
+            .iter()
+            .map(|(ip, cur)| (ip.to_string(), cur.as_deref().unwrap_or("")))
+            .collect(),
+    };
+    render(StatusCode::OK, &page)
 }
 
 #[derive(Deserialize)]
@@ -1486,19 +1364,15 @@ async fn password_page(
             Ok(x) => x,
             Err(r) => return r,
         };
-    let dis = if permissions::check(product, Feature::ResetPassword, &live.state).is_allowed() {
-        ""
-    } else {
-        " disabled"
+    let page = PasswordPage {
+        frame: frame("Reset password", &s, Some(&nv)),
+        flash: m.flash(),
+        csrf: &s.csrf,
+        can_reset: permissions::check(product, Feature::ResetPassword, &live.state).is_allowed(),
+        new_password: None,
+        how: "",
     };
-    let body = format!(
-        "<h1>Reset password</h1>{}<div class=card>A new random password is set for the VM's user (through the guest agent \
-         when it runs, else through cloud-init at the next boot). It is shown once.<form method=post style='margin-top:8px'>{}\
-         <button id=reset-password{dis}>Reset password</button></form></div>",
-        flash(m.ok.as_deref(), m.err.as_deref()),
-        csrf_field(&s.csrf)
-    );
-    Html(page("Reset password", user(&s), Some(&nv), &body)).into_response()
+    render(StatusCode::OK, &page)
 }
 
 async fn password_reset(
@@ -1524,12 +1398,15 @@ async fn password_reset(
             } else {
                 "applied by cloud-init at the next boot"
             };
-            let body = format!(
-                "<h1>Reset password</h1><div class='msg ok'>The new password ({how}). It is shown only this once; the portal does not keep it.</div>\
-                 <div class=card><code id=new-password style='font-size:18px'>{}</code></div>",
-                esc(reset.password.expose_secret())
-            );
-            let mut r = Html(page("Reset password", user(&s), Some(&nv), &body)).into_response();
+            let page = PasswordPage {
+                frame: frame("Reset password", &s, Some(&nv)),
+                flash: Flash::default(),
+                csrf: &s.csrf,
+                can_reset: false,
+                new_password: Some(reset.password.expose_secret()),
+                how,
+            };
+            let mut r = render(StatusCode::OK, &page);
             r.headers_mut()
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             r
@@ -1552,31 +1429,19 @@ async fn reinstall_page(
             Ok(x) => x,
             Err(r) => return r,
         };
-    let dis = if permissions::check(product, Feature::Reinstall, &live.state).is_allowed() {
-        ""
-    } else {
-        " disabled"
+    let page = ReinstallPage {
+        frame: frame("Reinstall", &s, Some(&nv)),
+        flash: m.flash(),
+        op: operation_view(&app, vmid),
+        csrf: &s.csrf,
+        can_reinstall: permissions::check(product, Feature::Reinstall, &live.state).is_allowed(),
+        templates: product
+            .templates
+            .iter()
+            .map(|t| (t.vmid.get(), t.name.as_str()))
+            .collect(),
     };
-    let mut opts = String::new();
-    for t in &product.templates {
-        let _ = write!(
-            opts,
-            "<option value={}>{}</option>",
-            t.vmid.get(),
-            esc(&t.name)
-        );
-    }
-    let body = format!(
-        "<h1>Reinstall</h1>{}{}<div class=card><p>Reinstalling replaces the VM's disks with a fresh operating system; \
-         everything on them is lost. The IP addresses, MAC and hostname stay.</p><form method=post>{}\
-         <p><label>Operating system <select name=template id=template>{opts}</select></label></p>\
-         <p><label>Type <b>REINSTALL</b> to confirm <input name=confirmation id=confirmation autocomplete=off></label></p>\
-         <button class=danger id=reinstall{dis}>Reinstall</button></form></div>",
-        flash(m.ok.as_deref(), m.err.as_deref()),
-        operation_box(&app, vmid),
-        csrf_field(&s.csrf)
-    );
-    Html(page("Reinstall", user(&s), Some(&nv), &body)).into_response()
+    render(StatusCode::OK, &page)
 }
 
 #[derive(Deserialize)]
