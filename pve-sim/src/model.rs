@@ -76,7 +76,10 @@ pub(crate) struct Snapshot {
     pub(crate) snaptime: u64,
     pub(crate) vmstate: bool,
     pub(crate) parent: Option<String>,
+    /// The copied config, plus `vmstate`, `runningmachine` and `runningcpu` when RAM was saved.
     pub(crate) config: BTreeMap<String, String>,
+    /// `prepare` while being created, `delete` while being removed (shown in the list).
+    pub(crate) snapstate: Option<String>,
 }
 
 /// A firewall rule as PVE stores it.
@@ -624,6 +627,49 @@ impl State {
             v["exitstatus"] = Value::from(t.outcome.exitstatus());
         }
         v
+    }
+
+    /// Allocate the RAM-state volume of snapshot `snap` of running VM `vmid` and return its
+    /// volid.
+    pub(crate) fn alloc_vmstate(&mut self, vmid: u32, snap: &str, now_s: u64) -> Option<String> {
+        let vm = self.vms.get(&vmid)?;
+        // FACT (qemu-server src/PVE/QemuConfig.pm, __snapshot_save_vmstate): the state goes to
+        // `vmstatestorage` (else a storage of the VM's disks) as `vm-VMID-state-SNAP`, with
+        // `.raw` on file-based storages, sized twice the memory plus 500 MiB.
+        let storage = vm
+            .config
+            .get("vmstatestorage")
+            .cloned()
+            .or_else(|| {
+                vm.disks()
+                    .filter_map(|(_, volid, _)| volid.split(':').next())
+                    .find(|s| self.storages.contains_key(*s))
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| "local-lvm".into());
+        let file_based = self
+            .storages
+            .get(&storage)
+            .is_some_and(|s| matches!(s.kind.as_str(), "dir" | "nfs" | "cifs" | "glusterfs"));
+        let ext = if file_based { ".raw" } else { "" };
+        let volid = format!("{storage}:vm-{vmid}-state-{snap}{ext}");
+        let size = (vm.maxmem() >> 20) * 2 * (1 << 20) + (500 << 20);
+        self.volumes.insert(
+            volid.clone(),
+            Volume {
+                volid: volid.clone(),
+                storage,
+                content: "images".into(),
+                format: "raw".into(),
+                size,
+                ctime: now_s,
+                vmid: Some(vmid),
+                notes: None,
+                protected: false,
+                archive: None,
+            },
+        );
+        Some(volid)
     }
 
     /// Used bytes of a storage.

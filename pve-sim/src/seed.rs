@@ -160,12 +160,22 @@ impl State {
         snaptime: u64,
         vmstate: bool,
     ) {
+        let state = if vmstate {
+            self.alloc_vmstate(vmid, name, snaptime)
+        } else {
+            None
+        };
         let Some(vm) = self.vms.get_mut(&vmid) else {
             return;
         };
         let parent = vm.config.get("parent").cloned();
         let mut config = vm.config.clone();
         config.remove("parent");
+        if let Some(v) = state {
+            config.insert("vmstate".into(), v);
+            config.insert("runningmachine".into(), RUNNING_MACHINE.into());
+            config.insert("runningcpu".into(), RUNNING_CPU.into());
+        }
         vm.snapshots.insert(
             name.into(),
             Snapshot {
@@ -175,11 +185,17 @@ impl State {
                 vmstate,
                 parent,
                 config,
+                snapstate: None,
             },
         );
         vm.config.insert("parent".into(), name.into());
     }
 }
+
+/// The machine type a running VM reports (and a RAM snapshot records).
+pub(crate) const RUNNING_MACHINE: &str = "pc-i440fx-9.2+pve1";
+/// The QEMU `-cpu` argument a RAM snapshot records.
+pub(crate) const RUNNING_CPU: &str = "kvm64,enforce,+kvm_pv_eoi,+kvm_pv_unhalt,+lahf_lm,+sep";
 
 fn rule(pairs: &[(&str, &str)]) -> Rule {
     Rule {

@@ -219,23 +219,27 @@ async fn backup_locks_the_vm_and_writes_a_volume() {
             .await;
         let cfg = api.get("/nodes/pve1/qemu/101/config").await;
         assert_eq!(cfg["lock"], "backup");
-        for (m, path, args) in [
-            (Method::POST, "/nodes/pve1/qemu/101/status/stop", vec![]),
-            (
-                Method::POST,
-                "/nodes/pve1/qemu/101/snapshot",
-                vec![("snapname", "s1")],
-            ),
-            (
+        // Like PVE: a config write refuses at once (HTTP 500); stop and snapshot fork their
+        // worker, which fails on the lock.
+        let (s, b) = api
+            .call(
                 Method::PUT,
                 "/nodes/pve1/qemu/101/config",
-                vec![("cores", "2")],
-            ),
+                &[("cores", "2")],
+            )
+            .await;
+        assert_eq!(
+            (s, b["message"].as_str()),
+            (500, Some("VM is locked (backup)\n"))
+        );
+        for (path, args) in [
+            ("/nodes/pve1/qemu/101/status/stop", vec![]),
+            ("/nodes/pve1/qemu/101/snapshot", vec![("snapname", "s1")]),
         ] {
-            let (s, b) = api.call(m, path, &args).await;
-            assert_eq!(s, 500, "{path}");
-            assert_eq!(b["message"], "VM is locked (backup)\n");
+            let t = api.post(path, &args).await;
+            assert_eq!(api.wait(&t).await, "VM is locked (backup)", "{path}");
         }
+        assert_eq!(sim.vm_status(101), Some("running"));
         // progress shows up in the log while it runs
         let log_path = format!("/nodes/pve1/tasks/{}/log", enc(upid.as_str().unwrap()));
         assert_eq!(api.wait(&upid).await, "OK");
@@ -319,14 +323,20 @@ async fn snapshots_current_entry_and_rollback() {
             )
             .await;
         assert_eq!(s, 400, "{b}");
-        let (s, _) = api
+        let (s, b) = api
             .call(
                 Method::POST,
                 "/nodes/pve1/qemu/100/snapshot",
                 &[("snapname", "current")],
             )
             .await;
-        assert_eq!(s, 400);
+        assert_eq!(
+            (s, b["message"].as_str()),
+            (
+                500,
+                Some("unable to use snapshot name 'current' (reserved name)\n")
+            )
+        );
         let t = api
             .post(
                 "/nodes/pve1/qemu/100/snapshot",
@@ -346,17 +356,10 @@ async fn snapshots_current_entry_and_rollback() {
         let pre = find_by(&list, "name", "pre");
         assert_eq!(pre["parent"], "after-upgrade");
         assert_eq!(pre["vmstate"], 1);
-        let (s, b) = api
-            .call(
-                Method::POST,
-                "/nodes/pve1/qemu/100/snapshot",
-                &[("snapname", "pre")],
-            )
+        let t = api
+            .post("/nodes/pve1/qemu/100/snapshot", &[("snapname", "pre")])
             .await;
-        assert_eq!(
-            (s, b["message"].as_str().unwrap()),
-            (500, "snapshot name 'pre' already used\n")
-        );
+        assert_eq!(api.wait(&t).await, "snapshot name 'pre' already used");
         // change the config, roll back, get it back
         api.put(
             "/nodes/pve1/qemu/100/config",
@@ -373,7 +376,8 @@ async fn snapshots_current_entry_and_rollback() {
         assert_eq!(api.wait(&t).await, "OK");
         let cfg = api.get("/nodes/pve1/qemu/100/config").await;
         assert_eq!(cfg["onboot"], 1);
-        assert!(cfg.get("description").is_none());
+        // PVE keeps the current description across a rollback
+        assert_eq!(cfg["description"], "changed");
         assert_eq!(cfg["parent"], "pre");
         assert_eq!(
             sim.vm_status(100),
@@ -731,13 +735,8 @@ async fn injected_faults() {
         );
         assert_eq!(sim.vm_lock(104), None, "not yet");
         tokio::time::sleep(Duration::from_millis(80)).await;
-        let (s, b) = api
-            .call(Method::POST, "/nodes/pve3/qemu/104/status/shutdown", &[])
-            .await;
-        assert_eq!(
-            (s, b["message"].as_str().unwrap()),
-            (500, "VM is locked (backup)\n")
-        );
+        let t = api.post("/nodes/pve3/qemu/104/status/shutdown", &[]).await;
+        assert_eq!(api.wait(&t).await, "VM is locked (backup)");
         tokio::time::sleep(Duration::from_millis(1000)).await;
         assert_eq!(sim.vm_lock(104), None);
         // a node that disappears

@@ -141,5 +141,337 @@ fn totp_codes_follow_rfc6238() {
         assert_eq!(pve_vps_sim::totp_code(seed, t).as_deref(), Some(want));
     }
     assert_eq!(pve_vps_sim::totp_code("not base32!", 59), None);
-    let _ = Duration::ZERO;
+}
+
+/// `(status, message)` of a call expected to fail.
+async fn refused(api: &Api, m: Method, path: &str, form: &[(&str, &str)]) -> (u16, String) {
+    let (s, b) = api.call(m, path, form).await;
+    (s, b["message"].as_str().unwrap_or_default().to_string())
+}
+
+// pve-common src/PVE/UPID.pm (encode/decode): `UPID:node:PID:PSTART:STARTTIME:type:id:user:`
+// with 8 hex digits for pid and starttime, 8-9 for pstart; no `:` or `/` in type, id, user.
+fn check_upid(upid: &Value, kind: &str, id: &str) {
+    let u = upid.as_str().expect("a UPID string");
+    let p: Vec<&str> = u.split(':').collect();
+    assert_eq!(p.len(), 9, "{u}");
+    assert_eq!((p[0], p[5], p[6], p[8]), ("UPID", kind, id, ""), "{u}");
+    assert!(
+        p[2].len() == 8 && (8..=9).contains(&p[3].len()) && p[4].len() == 8,
+        "{u}"
+    );
+    for h in &p[2..5] {
+        assert!(
+            h.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase()),
+            "{u}"
+        );
+    }
+    assert!(!p[7].is_empty() && !p[7].contains('/'), "{u}");
+}
+
+// qemu-server src/PVE/API2/Qemu.pm (vm_reset, vm_reboot, vm_start, vm_stop, vm_shutdown) and
+// src/PVE/QemuServer.pm (vm_start, _do_vm_stop, vm_reboot, vm_reset).
+#[tokio::test]
+async fn power_actions_check_where_pve_checks() {
+    timed(async {
+        let sim = common::start().await;
+        let api = Api::token(&sim);
+        let base = "/nodes/pve1/qemu";
+
+        // reset: a UPID of a qmreset task; refused at once on a stopped VM.
+        let t = api.post(&format!("{base}/100/status/reset"), &[]).await;
+        check_upid(&t, "qmreset", "100");
+        assert_eq!(api.wait(&t).await, "OK");
+        assert_eq!(sim.vm_status(100), Some("running"));
+        assert_eq!(
+            refused(&api, Method::POST, "/nodes/pve2/qemu/102/status/reset", &[]).await,
+            (500, "VM 102 not running\n".into())
+        );
+        // skiplock is root@pam's only, and an API token of root is not root@pam.
+        let (s, b) = api
+            .call(
+                Method::POST,
+                &format!("{base}/100/status/reset"),
+                &[("skiplock", "1")],
+            )
+            .await;
+        assert_eq!(s, 400, "{b}");
+        assert_eq!(b["errors"]["skiplock"], "Only root may use this option.");
+
+        // reboot: refused at once on a stopped VM; a qmreboot task on a running one that
+        // applies pending changes.
+        assert_eq!(
+            refused(
+                &api,
+                Method::POST,
+                "/nodes/pve2/qemu/102/status/reboot",
+                &[]
+            )
+            .await,
+            (500, "VM 102 not running\n".into())
+        );
+        api.put(&format!("{base}/100/config"), &[("cores", "4")])
+            .await;
+        assert!(sim.vm_pending(100).unwrap().contains_key("cores"));
+        let t = api.post(&format!("{base}/100/status/reboot"), &[]).await;
+        check_upid(&t, "qmreboot", "100");
+        assert_eq!(api.wait(&t).await, "OK");
+        assert_eq!(sim.vm_status(100), Some("running"));
+        assert_eq!(sim.vm_config(100).unwrap()["cores"], "4");
+        assert!(sim.vm_pending(100).unwrap().is_empty());
+
+        // start/stop: the worker decides. Starting a running VM fails in the task, stopping a
+        // stopped one is a successful no-op.
+        let t = api.post(&format!("{base}/100/status/start"), &[]).await;
+        check_upid(&t, "qmstart", "100");
+        assert_eq!(api.wait(&t).await, "VM 100 already running");
+        let t = api.post("/nodes/pve2/qemu/102/status/stop", &[]).await;
+        assert_eq!(api.wait(&t).await, "OK");
+        let t = api.post("/nodes/pve2/qemu/102/status/shutdown", &[]).await;
+        assert_eq!(api.wait(&t).await, "OK");
+
+        // A lock fails reset, reboot, stop, shutdown and start inside their workers.
+        sim.set_lock(100, Some("backup")).unwrap();
+        for action in ["reset", "reboot", "stop", "shutdown"] {
+            let t = api.post(&format!("{base}/100/status/{action}"), &[]).await;
+            assert_eq!(api.wait(&t).await, "VM is locked (backup)", "{action}");
+        }
+        assert_eq!(sim.vm_status(100), Some("running"));
+        sim.set_lock(102, Some("snapshot")).unwrap();
+        let t = api.post("/nodes/pve2/qemu/102/status/start", &[]).await;
+        assert_eq!(api.wait(&t).await, "VM is locked (snapshot)");
+        sim.set_lock(102, None).unwrap();
+        sim.set_lock(100, None).unwrap();
+
+        // The status index lists what PVE lists.
+        let idx = api.get(&format!("{base}/100/status")).await;
+        let names: Vec<&str> = idx
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["subdir"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "current", "start", "stop", "reset", "shutdown", "suspend", "reboot"
+            ]
+        );
+
+        // pve-guest-common src/PVE/AbstractConfig.pm (load_config): a VM that is not there.
+        assert_eq!(
+            refused(
+                &api,
+                Method::GET,
+                &format!("{base}/999/status/current"),
+                &[]
+            )
+            .await,
+            (
+                500,
+                "Configuration file 'nodes/pve1/qemu-server/999.conf' does not exist\n".into()
+            )
+        );
+        // A guest ignoring ACPI: reboot times out like a shutdown without forceStop.
+        sim.set_ignore_shutdown(101, true).unwrap();
+        let t = api
+            .post(&format!("{base}/101/status/reboot"), &[("timeout", "0")])
+            .await;
+        assert_eq!(api.wait(&t).await, "VM quit/powerdown failed - got timeout");
+        let t = api
+            .post(
+                &format!("{base}/101/status/shutdown"),
+                &[("timeout", "0"), ("forceStop", "1")],
+            )
+            .await;
+        assert_eq!(api.wait(&t).await, "OK");
+        let log = sim.task_log(t.as_str().unwrap());
+        assert!(
+            log.iter()
+                .any(|l| l == "VM still running - terminating now with SIGTERM"),
+            "{log:?}"
+        );
+        sim.shutdown().await;
+    })
+    .await;
+}
+
+// pve-guest-common src/PVE/AbstractConfig.pm (snapshot_create, snapshot_rollback,
+// snapshot_delete), qemu-server src/PVE/QemuConfig.pm (__snapshot_save_vmstate) and
+// src/PVE/API2/Qemu.pm (snapshot, snapshot_cmd_idx, rollback).
+#[tokio::test]
+async fn snapshots_with_vmstate_and_worker_checks() {
+    timed(async {
+        let sim = common::start().await;
+        let api = Api::token(&sim);
+        let base = "/nodes/pve1/qemu";
+
+        // vmstate on a stopped VM saves no RAM.
+        let t = api
+            .post(
+                "/nodes/pve2/qemu/102/snapshot",
+                &[("snapname", "cold"), ("vmstate", "1")],
+            )
+            .await;
+        check_upid(&t, "qmsnapshot", "102");
+        assert_eq!(api.wait(&t).await, "OK");
+        let cfg = api.get("/nodes/pve2/qemu/102/snapshot/cold/config").await;
+        assert!(cfg.get("vmstate").is_none(), "{cfg}");
+        let list = api.get("/nodes/pve2/qemu/102/snapshot").await;
+        let cold = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "cold")
+            .unwrap();
+        assert_eq!(cold["vmstate"], 0);
+
+        // on a running VM the snapshot config names the state volume, which the storage lists.
+        let t = api
+            .post(
+                &format!("{base}/101/snapshot"),
+                &[
+                    ("snapname", "hot"),
+                    ("vmstate", "1"),
+                    ("description", "with RAM"),
+                ],
+            )
+            .await;
+        assert_eq!(api.wait(&t).await, "OK");
+        let log = sim.task_log(t.as_str().unwrap());
+        assert!(
+            log.iter()
+                .any(|l| l == "saving VM state and RAM using storage 'local-lvm'"),
+            "{log:?}"
+        );
+        let cfg = api.get(&format!("{base}/101/snapshot/hot/config")).await;
+        assert_eq!(cfg["vmstate"], "local-lvm:vm-101-state-hot");
+        assert!(
+            cfg["runningmachine"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("pc-"))
+        );
+        assert!(cfg["runningcpu"].is_string());
+        assert_eq!(cfg["description"], "with RAM");
+        let content = api
+            .get_q("/nodes/pve1/storage/local-lvm/content", &[("vmid", "101")])
+            .await;
+        assert!(
+            content
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|v| v["volid"] == "local-lvm:vm-101-state-hot"),
+            "{content}"
+        );
+
+        // rollback to it: the VM is stopped, then resumed from the saved RAM.
+        api.post(&format!("{base}/101/status/stop"), &[]).await;
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert_eq!(sim.vm_status(101), Some("stopped"));
+        let t = api
+            .post(&format!("{base}/101/snapshot/hot/rollback"), &[])
+            .await;
+        check_upid(&t, "qmrollback", "101");
+        assert_eq!(api.wait(&t).await, "OK");
+        assert_eq!(
+            sim.vm_status(101),
+            Some("running"),
+            "RAM snapshot resumes the VM"
+        );
+        let cur = sim.vm_config(101).unwrap();
+        assert_eq!(cur["parent"], "hot");
+        assert!(!cur.contains_key("vmstate") && !cur.contains_key("runningmachine"));
+
+        // rollback without RAM leaves the VM stopped unless start=1.
+        let t = api
+            .post("/nodes/pve2/qemu/102/snapshot/cold/rollback", &[])
+            .await;
+        assert_eq!(api.wait(&t).await, "OK");
+        assert_eq!(sim.vm_status(102), Some("stopped"));
+        let t = api
+            .post(
+                "/nodes/pve2/qemu/102/snapshot/cold/rollback",
+                &[("start", "1")],
+            )
+            .await;
+        assert_eq!(api.wait(&t).await, "OK");
+        assert_eq!(sim.vm_status(102), Some("running"));
+
+        // Errors the worker reports; reserved names refused at once.
+        let t = api
+            .post(&format!("{base}/101/snapshot/nope/rollback"), &[])
+            .await;
+        assert_eq!(api.wait(&t).await, "snapshot 'nope' does not exist");
+        let t = api.delete(&format!("{base}/101/snapshot/nope")).await;
+        assert_eq!(api.wait(&t).await, "snapshot 'nope' does not exist");
+        sim.set_lock(101, Some("backup")).unwrap();
+        let t = api
+            .delete(&format!("{base}/101/snapshot/hot?force=1"))
+            .await;
+        assert_eq!(
+            api.wait(&t).await,
+            "VM is locked (backup)",
+            "force does not skip the lock"
+        );
+        sim.set_lock(101, None).unwrap();
+        assert_eq!(
+            refused(
+                &api,
+                Method::POST,
+                &format!("{base}/101/snapshot"),
+                &[("snapname", "Pending")]
+            )
+            .await,
+            (
+                500,
+                "unable to use snapshot name 'pending' (reserved name)\n".into()
+            )
+        );
+        let (s, b) = api
+            .call(
+                Method::POST,
+                &format!("{base}/101/snapshot"),
+                &[("snapname", &"a".repeat(41))],
+            )
+            .await;
+        assert_eq!(s, 400, "{b}");
+
+        // The snapshot's index lists commands.
+        let idx = api.get(&format!("{base}/101/snapshot/hot")).await;
+        assert_eq!(
+            idx,
+            serde_json::json!([{ "cmd": "rollback" }, { "cmd": "config" }])
+        );
+
+        // Deleting frees the state volume.
+        let t = api.delete(&format!("{base}/101/snapshot/hot")).await;
+        assert_eq!(api.wait(&t).await, "OK");
+        let content = api
+            .get_q("/nodes/pve1/storage/local-lvm/content", &[("vmid", "101")])
+            .await;
+        assert!(
+            !content
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|v| v["volid"] == "local-lvm:vm-101-state-hot"),
+            "{content}"
+        );
+        // `current` carries the digest of the config.
+        let list = api.get(&format!("{base}/101/snapshot")).await;
+        let cur = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "current")
+            .unwrap();
+        assert_eq!(
+            cur["digest"],
+            api.get(&format!("{base}/101/config")).await["digest"]
+        );
+        sim.shutdown().await;
+    })
+    .await;
 }

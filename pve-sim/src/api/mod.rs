@@ -366,6 +366,11 @@ pub(crate) fn table() -> Vec<Route> {
             "/nodes/{node}/qemu/{vmid}/status/reboot",
             qemu::reboot,
         ),
+        r(
+            "POST",
+            "/nodes/{node}/qemu/{vmid}/status/reset",
+            qemu::reset,
+        ),
         r("GET", "/nodes/{node}/qemu/{vmid}/config", qemu::get_config),
         r("PUT", "/nodes/{node}/qemu/{vmid}/config", qemu::put_config),
         r(

@@ -130,28 +130,59 @@ pub(super) fn status_current(st: &mut State, req: &Req) -> ApiResult {
     Reply::json(v)
 }
 
-fn power_check(vm: &Vm, want_running: bool) -> Result<(), ApiError> {
-    check_lock(vm)?;
-    if vm.is_template() && want_running {
-        return Err(ApiError::fail("you can't start a vm if it's a template"));
+/// `skiplock`, which PVE lets only `root@pam` use (an API token of root is not root@pam).
+pub(super) fn skiplock(req: &Req) -> Result<bool, ApiError> {
+    // FACT (qemu-server src/PVE/API2/Qemu.pm, vm_start/vm_stop/vm_reset/...): `raise_param_exc
+    // ({ skiplock => "Only root may use this option." }) if $skiplock && $authuser ne
+    // 'root@pam'`.
+    let skip = req.flag("skiplock");
+    if skip && req.user != "root@pam" {
+        return Err(ApiError::param(
+            "skiplock",
+            "Only root may use this option.",
+        ));
     }
-    Ok(())
+    Ok(skip)
+}
+
+/// PVE's `check_lock` message, as a task error.
+fn lock_error(vm: &Vm) -> Option<String> {
+    // FACT (pve-guest-common src/PVE/AbstractConfig.pm, check_lock): "VM is locked ($lock)".
+    vm.lock().map(|l| format!("VM is locked ({l})"))
 }
 
 pub(super) fn start(st: &mut State, req: &Req) -> ApiResult {
+    let skip = skiplock(req)?;
     let vm = vm_mut(st, req)?;
-    power_check(vm, true)?;
-    if vm.running() {
-        return Err(ApiError::fail(format!("VM {} already running", vm.vmid)));
-    }
     let vmid = vm.vmid;
+    // FACT (qemu-server src/PVE/QemuServer.pm, vm_start): the API only forks the `qmstart`
+    // worker; inside it, under the config lock: a template cannot start, a `backup` lock on a
+    // running VM resumes it, any other lock refuses ("VM is locked (...)") unless skiplock,
+    // and a running VM fails with "VM $vmid already running".
+    let failure = if vm.is_template() {
+        Some("you can't start a vm if it's a template".to_string())
+    } else if vm.lock() == Some("backup") && vm.running() {
+        None
+    } else if let Some(e) = lock_error(vm).filter(|_| !skip && vm.lock() != Some("suspended")) {
+        Some(e)
+    } else if vm.running() {
+        Some(format!("VM {vmid} already running"))
+    } else {
+        None
+    };
+    if let Some(e) = failure {
+        return failed_task(st, req, "qmstart", vmid, e);
+    }
+    let already = vm.running();
     let dur = st.timing.task_ms;
     vm_task(st, req, "qmstart", vmid, dur, vec![], move |st, end| {
-        if matches!(end.outcome, Outcome::Error(_)) {
+        if matches!(end.outcome, Outcome::Error(_)) || already {
             return;
         }
         let pid = st.next_pid.wrapping_mul(3) % 900_000 + 1000;
         if let Some(vm) = st.vms.get_mut(&vmid) {
+            // FACT (qemu-server src/PVE/QemuServer.pm, vm_start_nolock): pending changes are
+            // applied and the cloud-init drive regenerated before QEMU starts.
             vm.apply_pending();
             vm.regenerate_cloudinit();
             vm.started_ms = Some(end.at_ms);
@@ -160,31 +191,89 @@ pub(super) fn start(st: &mut State, req: &Req) -> ApiResult {
     })
 }
 
-pub(super) fn stop(st: &mut State, req: &Req) -> ApiResult {
-    let skiplock = req.flag("skiplock");
+/// Answer with the UPID of a task that fails at once with `error` (PVE forks the worker and
+/// the worker dies on its first check).
+pub(super) fn failed_task(
+    st: &mut State,
+    req: &Req,
+    kind: &str,
+    vmid: u32,
+    error: String,
+) -> ApiResult {
+    vm_task(st, req, kind, vmid, 0, vec![], move |_, end| {
+        end.outcome = Outcome::Error(error);
+    })
+}
+
+/// Stop (`graceful == false`) or shut down a VM inside its worker, like `_do_vm_stop`.
+fn stop_task(st: &mut State, req: &Req, kind: &str, graceful: bool) -> ApiResult {
+    let skip = skiplock(req)?;
+    let force = req.flag("forceStop");
+    let timeout = req.int("timeout")?;
     let vm = vm_mut(st, req)?;
-    if !skiplock {
-        check_lock(vm)?;
-    }
-    check_running(vm)?;
     let vmid = vm.vmid;
-    let dur = st.timing.task_ms;
-    vm_task(st, req, "qmstop", vmid, dur, vec![], move |st, end| {
-        if !matches!(end.outcome, Outcome::Error(_))
-            && let Some(vm) = st.vms.get_mut(&vmid)
-        {
+    // FACT (qemu-server src/PVE/QemuServer.pm, _do_vm_stop): `return if !$pid` comes first,
+    // so stopping a stopped VM is a successful no-op task (no lock check either); then the
+    // lock is checked unless skiplock.
+    if !vm.running() {
+        return vm_task(st, req, kind, vmid, 0, vec![], |_, _| {});
+    }
+    if let Some(e) = lock_error(vm).filter(|_| !skip) {
+        return failed_task(st, req, kind, vmid, e);
+    }
+    let ignores = graceful && vm.ignore_shutdown;
+    let dur = if ignores {
+        timeout
+            .map(|t| (t.max(0) as u64) * 1000)
+            .unwrap_or(st.timing.task_ms * 3)
+            .min(st.timing.task_ms * 3)
+    } else {
+        st.timing.task_ms
+    };
+    vm_task(st, req, kind, vmid, dur, vec![], move |st, end| {
+        if matches!(end.outcome, Outcome::Error(_)) {
+            return;
+        }
+        if ignores {
+            // FACT (qemu-server src/PVE/QemuServer.pm, _do_vm_stop): after the timeout,
+            // forceStop kills with SIGTERM ("VM still running - terminating now with
+            // SIGTERM"), otherwise "VM quit/powerdown failed - got timeout".
+            if force {
+                end.log
+                    .push("VM still running - terminating now with SIGTERM".into());
+            } else {
+                end.outcome = Outcome::Error("VM quit/powerdown failed - got timeout".into());
+                return;
+            }
+        }
+        if let Some(vm) = st.vms.get_mut(&vmid) {
             vm.started_ms = None;
+            // FACT (qemu-server src/PVE/QemuServer.pm, vm_stop_cleanup): pending changes are
+            // applied once the VM is down.
+            vm.apply_pending();
         }
     })
 }
 
+pub(super) fn stop(st: &mut State, req: &Req) -> ApiResult {
+    stop_task(st, req, "qmstop", false)
+}
+
 pub(super) fn shutdown(st: &mut State, req: &Req) -> ApiResult {
-    let force = req.flag("forceStop");
+    stop_task(st, req, "qmshutdown", true)
+}
+
+pub(super) fn reboot(st: &mut State, req: &Req) -> ApiResult {
     let timeout = req.int("timeout")?;
     let vm = vm_mut(st, req)?;
-    check_lock(vm)?;
+    // FACT (qemu-server src/PVE/API2/Qemu.pm, vm_reboot): "VM $vmid not running" is checked
+    // before forking `qmreboot` (HTTP 500); the worker then shuts down without skiplock, so a
+    // lock fails the task, and the guest comes back with its pending changes applied.
     check_running(vm)?;
     let vmid = vm.vmid;
+    if let Some(e) = lock_error(vm) {
+        return failed_task(st, req, "qmreboot", vmid, e);
+    }
     let ignores = vm.ignore_shutdown;
     let dur = if ignores {
         timeout
@@ -194,33 +283,12 @@ pub(super) fn shutdown(st: &mut State, req: &Req) -> ApiResult {
     } else {
         st.timing.task_ms
     };
-    vm_task(st, req, "qmshutdown", vmid, dur, vec![], move |st, end| {
+    vm_task(st, req, "qmreboot", vmid, dur, vec![], move |st, end| {
         if matches!(end.outcome, Outcome::Error(_)) {
             return;
         }
         if ignores {
-            if force {
-                end.log
-                    .push("VM quit/powerdown failed - terminating now with SIGTERM".into());
-            } else {
-                end.outcome = Outcome::Error("VM quit/powerdown failed - got timeout".into());
-                return;
-            }
-        }
-        if let Some(vm) = st.vms.get_mut(&vmid) {
-            vm.started_ms = None;
-        }
-    })
-}
-
-pub(super) fn reboot(st: &mut State, req: &Req) -> ApiResult {
-    let vm = vm_mut(st, req)?;
-    check_lock(vm)?;
-    check_running(vm)?;
-    let vmid = vm.vmid;
-    let dur = st.timing.task_ms;
-    vm_task(st, req, "qmreboot", vmid, dur, vec![], move |st, end| {
-        if matches!(end.outcome, Outcome::Error(_)) {
+            end.outcome = Outcome::Error("VM quit/powerdown failed - got timeout".into());
             return;
         }
         if let Some(vm) = st.vms.get_mut(&vmid) {
@@ -229,6 +297,23 @@ pub(super) fn reboot(st: &mut State, req: &Req) -> ApiResult {
             vm.started_ms = Some(end.at_ms);
         }
     })
+}
+
+/// `POST .../status/reset`: a hard reset of a running VM.
+pub(super) fn reset(st: &mut State, req: &Req) -> ApiResult {
+    let skip = skiplock(req)?;
+    let vm = vm_mut(st, req)?;
+    // FACT (qemu-server src/PVE/API2/Qemu.pm, vm_reset): "VM $vmid not running" before the
+    // fork (HTTP 500), then a `qmreset` worker (the answer is its UPID) that checks the lock
+    // unless skiplock and sends QMP `system_reset` (same QEMU process, pending changes stay
+    // pending).
+    check_running(vm)?;
+    let vmid = vm.vmid;
+    if let Some(e) = lock_error(vm).filter(|_| !skip) {
+        return failed_task(st, req, "qmreset", vmid, e);
+    }
+    let dur = st.timing.task_ms / 2;
+    vm_task(st, req, "qmreset", vmid, dur, vec![], |_, _| {})
 }
 
 pub(super) fn get_config(st: &mut State, req: &Req) -> ApiResult {
@@ -856,7 +941,7 @@ pub(super) fn clone_vm(st: &mut State, req: &Req) -> ApiResult {
     })
 }
 
-fn fake_uuid(st: &mut State) -> String {
+pub(super) fn fake_uuid(st: &mut State) -> String {
     use rand::Rng;
     let b: [u8; 16] = st.rng.random();
     let h = hex::encode(b);
@@ -871,21 +956,28 @@ fn fake_uuid(st: &mut State) -> String {
 }
 
 pub(super) fn destroy(st: &mut State, req: &Req) -> ApiResult {
-    let skiplock = req.flag("skiplock");
+    let skip = skiplock(req)?;
     let vm = vm_mut(st, req)?;
-    if !skiplock {
-        check_lock(vm)?;
-    }
+    let vmid = vm.vmid;
+    // FACT (qemu-server src/PVE/API2/Qemu.pm, destroy_vm): protection and "is running" are
+    // early checks (HTTP 500); the lock is checked by destroy_vm inside the `qmdestroy`
+    // worker, unless skiplock.
+    // FACT (pve-guest-common src/PVE/AbstractConfig.pm, check_protection): "$err_msg -
+    // protection mode enabled".
     if vm.config.get("protection").is_some_and(|p| p == "1") {
-        return Err(ApiError::fail("can't remove VM - protection mode enabled"));
+        return Err(ApiError::fail(format!(
+            "can't remove VM {vmid} - protection mode enabled"
+        )));
     }
     if vm.running() {
         return Err(ApiError::fail(format!(
-            "VM {} is running - destroy failed",
-            vm.vmid
+            "VM {vmid} is running - destroy failed"
         )));
     }
-    let vmid = vm.vmid;
+    if let Some(e) = lock_error(vm).filter(|_| !skip) {
+        return failed_task(st, req, "qmdestroy", vmid, e);
+    }
+    let vm = vm_mut(st, req)?;
     vm.config.insert("lock".into(), "destroyed".into());
     let dur = st.timing.task_ms;
     vm_task(st, req, "qmdestroy", vmid, dur, vec![], move |st, end| {
@@ -1169,7 +1261,10 @@ pub(super) fn index(st: &mut State, req: &Req) -> ApiResult {
 /// `GET /nodes/{node}/qemu/{vmid}/status`: the directory index of the power actions.
 pub(super) fn status_index(st: &mut State, req: &Req) -> ApiResult {
     vm_mut(st, req)?;
-    let dirs = ["current", "start", "stop", "shutdown", "reboot"];
+    // FACT (qemu-server src/PVE/API2/Qemu.pm, vmcmdidx): the index lists these seven.
+    let dirs = [
+        "current", "start", "stop", "reset", "shutdown", "suspend", "reboot",
+    ];
     Reply::json(Value::Array(
         dirs.iter().map(|d| json!({ "subdir": d })).collect(),
     ))
