@@ -1,9 +1,11 @@
 //! The [`Client`], its builder, the transport and the retry policy.
 
 use crate::auth::{
-    Auth, AuthState, Credentials, DEFAULT_TICKET_RENEW_AFTER, TICKET_LIFETIME, Ticket, TicketAnswer,
+    Auth, AuthState, Credentials, DEFAULT_TICKET_RENEW_AFTER, SecondFactor, TICKET_LIFETIME,
+    Ticket, TicketAnswer,
 };
 use crate::error::{Error, Result, is_retryable_status};
+use crate::observe::{Exchange, FailureKind, Outcome, RequestObserver};
 use crate::request::{self, Method, Request};
 use crate::tls::{self, Fingerprint, PinMismatchSlot, Tls};
 use secrecy::{ExposeSecret, SecretString};
@@ -12,6 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 /// Default PVE API port.
 pub const DEFAULT_PORT: u16 = 8006;
@@ -174,9 +177,17 @@ pub struct ClientBuilder {
     ticket_renew_after: Duration,
     task_poll_interval: Duration,
     task_timeout: Duration,
+    observer: Option<Arc<dyn RequestObserver>>,
 }
 
 impl ClientBuilder {
+    /// Tell `observer` about every HTTP exchange (method, path template, status or failure
+    /// kind, elapsed time); see [`observe`](crate::observe). Clones of the client share it.
+    pub fn observer(mut self, observer: Arc<dyn RequestObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
     /// Credentials (required).
     pub fn auth(mut self, auth: Auth) -> Self {
         self.auth = Some(auth);
@@ -307,6 +318,7 @@ impl ClientBuilder {
                 pin_slot: slot,
                 task_poll_interval: self.task_poll_interval,
                 task_timeout: self.task_timeout,
+                observer: self.observer,
             }),
         })
     }
@@ -325,6 +337,7 @@ struct Inner {
     pin_slot: Arc<PinMismatchSlot>,
     task_poll_interval: Duration,
     task_timeout: Duration,
+    observer: Option<Arc<dyn RequestObserver>>,
 }
 
 /// A client for one PVE cluster (or node). Cheap to clone; clones share the connection pool,
@@ -363,6 +376,7 @@ impl Client {
             ticket_renew_after: DEFAULT_TICKET_RENEW_AFTER,
             task_poll_interval: Duration::from_secs(1),
             task_timeout: Duration::from_secs(3600),
+            observer: None,
         }
     }
 
@@ -436,21 +450,24 @@ impl Client {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        let bytes = self.execute(method, path, &params, idempotent).await?;
-        decode(path, &bytes)
+        let (status, bytes) = self
+            .execute(method, path, path, &params, idempotent)
+            .await?;
+        decode(method.as_str(), path, status, &bytes)
     }
 
     /// Send a typed request and decode its `data`.
     pub(crate) async fn call<T: DeserializeOwned>(&self, req: Request) -> Result<T> {
-        let bytes = self
+        let (status, bytes) = self
             .execute(
                 req.endpoint.method,
+                req.endpoint.path,
                 &req.path,
                 &req.params,
                 req.endpoint.idempotent,
             )
             .await?;
-        decode(&req.path, &bytes)
+        decode(req.endpoint.method.as_str(), &req.path, status, &bytes)
     }
 
     /// Send a typed request whose answer carries nothing of use (PVE's `null` data).
@@ -471,6 +488,7 @@ impl Client {
             AuthState::Ticket {
                 userid,
                 password,
+                second_factor,
                 renew_after,
                 current,
                 login,
@@ -491,7 +509,10 @@ impl Client {
                 let renewed = match &old {
                     Some(t) if t.obtained.elapsed() < TICKET_LIFETIME => {
                         tracing::debug!(%userid, "renewing login ticket");
-                        self.login(userid.as_str(), &t.ticket).await.ok()
+                        // A valid full ticket as the password renews it without a second
+                        // factor (create_ticket_do in pve-access-control's
+                        // PVE/API2/AccessControl.pm verifies the ticket first).
+                        self.login(userid.as_str(), &t.ticket, None).await.ok()
                     }
                     _ => None,
                 };
@@ -499,7 +520,8 @@ impl Client {
                     Some(t) => t,
                     None => {
                         tracing::debug!(%userid, "logging in");
-                        self.login(userid.as_str(), password).await?
+                        self.login(userid.as_str(), password, second_factor.as_ref())
+                            .await?
                     }
                 };
                 *current.write().await = Some(ticket.clone());
@@ -519,8 +541,62 @@ impl Client {
         }
     }
 
-    async fn login(&self, userid: &str, password: &SecretString) -> Result<Ticket> {
-        let req = Request::new(&request::ACCESS_TICKET, &[]);
+    /// `POST /access/ticket`, answering PVE's second-factor challenge when it asks for one.
+    ///
+    /// FACTS (pve-access-control, PVE/API2/AccessControl.pm, `create_ticket_do`): when the
+    /// user has a second factor, the first answer carries `NeedTFA: 1` and a ticket whose
+    /// data is `!tfa!<challenge>`; that half ticket grants nothing. The second request sends
+    /// the same `username`, that ticket as `tfa-challenge` and the response as `password`,
+    /// formatted `<type>:<value>` (`totp:123456`; parsed by proxmox-tfa, called through
+    /// `authenticate_2nd_new` in PVE/AccessControl.pm). `otp` must not be sent together with
+    /// `tfa-challenge`. A wrong code is HTTP 401 `authentication failure`. `tfa-challenge`
+    /// exists since PVE 7.1; before PVE 9 the challenge flow needs `new-format=1` (the
+    /// parameter is now ignored and assumed 1), which PVE 7.0 and older reject, so it is only
+    /// sent when a second factor is configured.
+    async fn login(
+        &self,
+        userid: &str,
+        password: &SecretString,
+        second_factor: Option<&SecondFactor>,
+    ) -> Result<Ticket> {
+        let mut form: Vec<(&str, &str)> =
+            vec![("username", userid), ("password", password.expose_secret())];
+        if second_factor.is_some() {
+            form.push(("new-format", "1"));
+        }
+        let answer = self.ticket_request(&form).await?;
+        if !answer.needs_tfa() {
+            return Ticket::from_answer(answer);
+        }
+        let Some(factor) = second_factor else {
+            return Err(Error::Login(
+                "the server asks for a second factor (NeedTFA) but none is configured".into(),
+            ));
+        };
+        let challenge = answer.ticket.ok_or_else(|| {
+            Error::Login("the second-factor challenge answer carries no ticket".into())
+        })?;
+        let response = factor.response(std::time::SystemTime::now())?;
+        let form = [
+            ("username", userid),
+            ("tfa-challenge", challenge.expose_secret()),
+            ("password", response.expose_secret()),
+        ];
+        let answer = self.ticket_request(&form).await.map_err(|e| match e {
+            Error::Login(m) => Error::Login(format!("second factor rejected: {m}")),
+            other => other,
+        })?;
+        if answer.needs_tfa() {
+            return Err(Error::Login(
+                "the server asked for a second factor again after the response".into(),
+            ));
+        }
+        Ticket::from_answer(answer)
+    }
+
+    async fn ticket_request(&self, form: &[(&str, &str)]) -> Result<TicketAnswer> {
+        let endpoint = &request::ACCESS_TICKET;
+        let req = Request::new(endpoint, &[]);
         let url = format!("{}{}", self.inner.base, req.path);
         let _permit = self
             .inner
@@ -528,16 +604,47 @@ impl Client {
             .acquire()
             .await
             .map_err(|_| Error::Config("client closed".into()))?;
-        let form = [("username", userid), ("password", password.expose_secret())];
-        let resp = self
+        let span = tracing::debug_span!(
+            "pve_request",
+            method = "POST",
+            path = endpoint.path,
+            status = tracing::field::Empty,
+            attempt = 0u32,
+        );
+        let started = std::time::Instant::now();
+        let sent = self
             .inner
             .http
             .post(url)
-            .form(&form)
+            .form(form)
             .send()
-            .await
-            .map_err(|e| self.transport_error(e))?;
+            .instrument(span.clone())
+            .await;
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                let err = self.transport_error(e);
+                self.observe(
+                    Method::Post,
+                    endpoint.path,
+                    &req.path,
+                    Outcome::Failed(failure_kind(&err)),
+                    started,
+                    0,
+                );
+                return Err(err);
+            }
+        };
         let status = resp.status();
+        span.record("status", status.as_u16());
+        self.observe(
+            Method::Post,
+            endpoint.path,
+            &req.path,
+            Outcome::Status(status.as_u16()),
+            started,
+            0,
+        );
         if !status.is_success() {
             let err = api_error(Method::Post, &req.path, resp).await;
             return Err(match err {
@@ -548,8 +655,28 @@ impl Client {
             });
         }
         let bytes = resp.bytes().await.map_err(Error::Transport)?;
-        let answer: TicketAnswer = decode(&req.path, &bytes)?;
-        Ticket::from_answer(answer)
+        decode(Method::Post.as_str(), &req.path, status.as_u16(), &bytes)
+    }
+
+    fn observe(
+        &self,
+        method: Method,
+        template: &str,
+        path: &str,
+        outcome: Outcome,
+        started: std::time::Instant,
+        attempt: u32,
+    ) {
+        if let Some(o) = &self.inner.observer {
+            o.on_exchange(&Exchange {
+                method: method.as_str(),
+                template,
+                path,
+                outcome,
+                elapsed: started.elapsed(),
+                attempt,
+            });
+        }
     }
 
     fn transport_error(&self, e: reqwest::Error) -> Error {
@@ -559,20 +686,30 @@ impl Client {
         }
     }
 
+    /// Send one request (with retries for idempotent ones) and return the status and body of
+    /// a successful answer.
     pub(crate) async fn execute(
         &self,
         method: Method,
+        template: &str,
         path: &str,
         params: &[(String, String)],
         idempotent: bool,
-    ) -> Result<bytes::Bytes> {
+    ) -> Result<(u16, bytes::Bytes)> {
         let url = format!("{}{}", self.inner.base, path);
         let retry = self.inner.retry;
         let mut attempt: u32 = 0;
         let mut auth_retried = false;
         loop {
             let creds = self.credentials().await?;
-            let result = {
+            let span = tracing::debug_span!(
+                "pve_request",
+                method = method.as_str(),
+                path = template,
+                status = tracing::field::Empty,
+                attempt,
+            );
+            let result = async {
                 let _permit = self
                     .inner
                     .limit
@@ -602,11 +739,24 @@ impl Client {
                         rb.form(params)
                     };
                 }
+                let started = std::time::Instant::now();
                 match rb.send().await {
                     Ok(resp) => {
                         let status = resp.status();
+                        tracing::Span::current().record("status", status.as_u16());
+                        self.observe(
+                            method,
+                            template,
+                            path,
+                            Outcome::Status(status.as_u16()),
+                            started,
+                            attempt,
+                        );
                         if status.is_success() {
-                            resp.bytes().await.map_err(Error::Transport)
+                            resp.bytes()
+                                .await
+                                .map(|b| (status.as_u16(), b))
+                                .map_err(Error::Transport)
                         } else if status.is_redirection() {
                             let location = resp
                                 .headers()
@@ -614,19 +764,33 @@ impl Client {
                                 .and_then(|v| v.to_str().ok())
                                 .unwrap_or_default()
                                 .to_owned();
-                            return Err(Error::Redirect {
+                            Err(Error::Redirect {
                                 status: status.as_u16(),
                                 location,
-                            });
+                            })
                         } else {
                             Err(api_error(method, path, resp).await)
                         }
                     }
-                    Err(e) => Err(self.transport_error(e)),
+                    Err(e) => {
+                        let err = self.transport_error(e);
+                        self.observe(
+                            method,
+                            template,
+                            path,
+                            Outcome::Failed(failure_kind(&err)),
+                            started,
+                            attempt,
+                        );
+                        Err(err)
+                    }
                 }
-            };
+            }
+            .instrument(span)
+            .await;
             match result {
                 Ok(b) => return Ok(b),
+                Err(e @ Error::Redirect { .. }) => return Err(e),
                 Err(Error::Api { status: 401, .. })
                     if !auth_retried && matches!(creds, Credentials::Ticket(_)) =>
                 {
@@ -643,6 +807,15 @@ impl Client {
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+fn failure_kind(e: &Error) -> FailureKind {
+    match e {
+        Error::FingerprintMismatch { .. } => FailureKind::FingerprintMismatch,
+        Error::Transport(t) if t.is_timeout() => FailureKind::Timeout,
+        Error::Transport(t) if t.is_connect() => FailureKind::Connect,
+        _ => FailureKind::Other,
     }
 }
 
@@ -663,18 +836,79 @@ fn sensitive(s: &SecretString) -> Result<http::HeaderValue> {
 }
 
 /// Decode a PVE answer body (`{"data": ...}`) into `T`, as every typed call does. Useful for
-/// recorded answers and benchmarks.
+/// recorded answers and benchmarks. A failure is [`Error::Decode`] naming the field path, or
+/// [`Error::InvalidBody`] for an empty, non-JSON or `data`-less body.
 pub fn decode_response<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    decode("(response)", bytes)
+    decode("", "(response)", 200, bytes)
 }
 
-pub(crate) fn decode<T: DeserializeOwned>(path: &str, bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice::<Envelope<T>>(bytes)
-        .map(|e| e.data)
-        .map_err(|source| Error::Decode {
-            path: path.to_owned(),
-            source,
-        })
+pub(crate) fn decode<T: DeserializeOwned>(
+    method: &str,
+    path: &str,
+    status: u16,
+    bytes: &[u8],
+) -> Result<T> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize::<_, Envelope<T>>(&mut de) {
+        Ok(env) => match de.end() {
+            Ok(()) => Ok(env.data),
+            // Trailing garbage after a complete answer.
+            Err(source) => Err(Error::Decode {
+                method: method.to_owned(),
+                path: path.to_owned(),
+                field: ".".into(),
+                source,
+            }),
+        },
+        Err(err) => Err(classify_decode_failure(method, path, status, bytes, err)),
+    }
+}
+
+/// Only on the failure path: tell "not a PVE answer at all" from "does not fit the type".
+fn classify_decode_failure(
+    method: &str,
+    path: &str,
+    status: u16,
+    bytes: &[u8],
+    err: serde_path_to_error::Error<serde_json::Error>,
+) -> Error {
+    let invalid = |reason: String| Error::InvalidBody {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        status,
+        reason,
+    };
+    let text = bytes.trim_ascii();
+    match text.first() {
+        None => return invalid("an empty body".into()),
+        Some(b'<') => {
+            return invalid(format!(
+                "an HTML or XML page instead of JSON (a reverse proxy's error page?): `{}`",
+                snippet(text)
+            ));
+        }
+        Some(b'{' | b'[') => {}
+        Some(_) => return invalid(format!("a non-JSON body: `{}`", snippet(text))),
+    }
+    let field = err.path().to_string();
+    let source = err.into_inner();
+    if field == "." && source.is_data() && source.to_string().starts_with("missing field `data`") {
+        return invalid("JSON without a `data` member".into());
+    }
+    Error::Decode {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        field,
+        source,
+    }
+}
+
+/// The start of a body, printable, for error messages.
+fn snippet(text: &[u8]) -> String {
+    String::from_utf8_lossy(&text[..text.len().min(60)])
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 async fn api_error(method: Method, path: &str, resp: reqwest::Response) -> Error {
@@ -704,6 +938,13 @@ async fn api_error(method: Method, path: &str, resp: reqwest::Response) -> Error
             // Some answers are plain text.
             let text = String::from_utf8_lossy(&body);
             let text = text.trim();
+            if text.starts_with('<') {
+                // A reverse proxy's error page: its markup is noise, the status says it all.
+                return Some(format!(
+                    "{} (an HTML page, not a PVE answer: a reverse proxy in between?)",
+                    if reason.is_empty() { "error" } else { &reason }
+                ));
+            }
             (!text.is_empty() && !text.starts_with('{')).then(|| text.chars().take(500).collect())
         })
         .unwrap_or(reason);

@@ -51,14 +51,42 @@ pub enum Error {
     /// A transport-level failure (connect, TLS, timeout, protocol).
     #[error("http transport error")]
     Transport(#[source] reqwest::Error),
-    /// The answer could not be decoded into the expected type.
-    #[error("cannot decode answer of {path}")]
+    /// The answer is JSON but does not fit the expected type (or is cut short).
+    #[error("cannot decode answer of {} at `{field}`", endpoint(method, path))]
     Decode {
+        /// HTTP method of the request (empty for [`decode_response`](crate::decode_response)).
+        method: String,
         /// Request path.
         path: String,
+        /// Where in the body decoding failed (`data[3].maxmem`, `.` for the top level).
+        field: String,
         /// Underlying JSON error.
         #[source]
         source: serde_json::Error,
+    },
+    /// The answer is not a PVE answer at all: empty, not JSON (an HTML page from a reverse
+    /// proxy), or JSON without the `data` member.
+    #[error("{} answered HTTP {status} with {reason}", endpoint(method, path))]
+    InvalidBody {
+        /// HTTP method of the request.
+        method: String,
+        /// Request path.
+        path: String,
+        /// HTTP status of the answer.
+        status: u16,
+        /// What was wrong (`an empty body`, `a non-JSON body (text/html)`, ...).
+        reason: String,
+    },
+    /// The guest agent answered with an error object instead of a result (PVE 6 passes QEMU
+    /// guest agent errors through inside `result` with HTTP 200).
+    #[error("guest agent of {path} failed: {class}: {message}")]
+    GuestAgent {
+        /// Request path.
+        path: String,
+        /// The agent's error class (`Unsupported`, `GenericError`, ...).
+        class: String,
+        /// The agent's description.
+        message: String,
     },
     /// Login with ticket credentials failed.
     #[error("login failed: {0}")]
@@ -91,6 +119,14 @@ pub enum Error {
         /// `Location` header, if any.
         location: String,
     },
+}
+
+fn endpoint(method: &str, path: &str) -> String {
+    if method.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{method} {path}")
+    }
 }
 
 impl Error {

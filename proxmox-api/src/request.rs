@@ -332,7 +332,8 @@ const FW_RULE_UPDATE_PARAMS: &[(&str, ParamKind)] = params!([
 ]);
 
 endpoints! {
-    ACCESS_TICKET = Post "/access/ticket", idempotent = false, ["username": String, "password": String];
+    ACCESS_TICKET = Post "/access/ticket", idempotent = false,
+        ["username": String, "password": String, "new-format": Boolean, "tfa-challenge": String];
     VERSION = Get "/version", idempotent = true, [];
     CLUSTER_RESOURCES = Get "/cluster/resources", idempotent = true, ["type": String];
     NODES = Get "/nodes", idempotent = true, [];
@@ -344,6 +345,7 @@ endpoints! {
     QEMU_STOP = Post "/nodes/{node}/qemu/{vmid}/status/stop", idempotent = false,
         ["timeout": Integer, "overrule-shutdown": Boolean];
     QEMU_REBOOT = Post "/nodes/{node}/qemu/{vmid}/status/reboot", idempotent = false, ["timeout": Integer];
+    QEMU_RESET = Post "/nodes/{node}/qemu/{vmid}/status/reset", idempotent = false, [];
 
     QEMU_CONFIG_GET = Get "/nodes/{node}/qemu/{vmid}/config", idempotent = true,
         ["current": Boolean, "snapshot": String];

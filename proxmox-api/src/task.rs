@@ -38,6 +38,10 @@ pub struct TaskStatus {
     /// Start time (Unix seconds).
     #[serde(default, deserialize_with = "crate::de::opt_i64")]
     pub starttime: Option<i64>,
+    /// Fields this crate does not model, kept as PVE sent them (newer PVE versions add
+    /// fields, e.g. `blockstat`, `ballooninfo`, `proxmox-support`, `pressure*`).
+    #[serde(flatten)]
+    pub extra: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// One line of a task log.

@@ -21,7 +21,7 @@ pub struct GuestIpAddress {
 }
 
 /// A network interface reported by the guest agent.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 #[non_exhaustive]
 pub struct GuestInterface {
     /// Interface name inside the guest.
@@ -32,11 +32,56 @@ pub struct GuestInterface {
     /// Addresses.
     #[serde(rename = "ip-addresses", default)]
     pub ip_addresses: Vec<GuestIpAddress>,
+    /// Fields this crate does not model, kept as PVE sent them (newer PVE versions add
+    /// fields, e.g. `blockstat`, `ballooninfo`, `proxmox-support`, `pressure*`).
+    #[serde(flatten)]
+    pub extra: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(serde::Deserialize)]
 struct AgentResult<T> {
     result: T,
+}
+
+/// Decode an agent `result`, turning the agent's own error object into
+/// [`Error::GuestAgent`]. PVE 6 answered HTTP 200 with `{"result": {"error": {"class": ..,
+/// "desc": ..}}}` when the guest agent refused a command (recorded in
+/// tests/fixtures/real/agent_net_pve6.2_unsupported.json); later versions answer HTTP 500.
+fn agent_result<T: serde::de::DeserializeOwned>(
+    endpoint: &request::Endpoint,
+    path: &str,
+    result: serde_json::Value,
+) -> Result<T> {
+    if let Some(err) = result.as_object().and_then(|o| o.get("error")) {
+        let text = |k: &str| {
+            err.get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        return Err(Error::GuestAgent {
+            path: path.to_owned(),
+            class: text("class"),
+            message: text("desc"),
+        });
+    }
+    serde_path_to_error::deserialize(result).map_err(|e| Error::Decode {
+        method: endpoint.method.as_str().to_owned(),
+        path: path.to_owned(),
+        field: format!("data.result{}", display_subpath(e.path())),
+        source: e.into_inner(),
+    })
+}
+
+fn display_subpath(p: &serde_path_to_error::Path) -> String {
+    let s = p.to_string();
+    if s == "." {
+        String::new()
+    } else if s.starts_with('[') {
+        s
+    } else {
+        format!(".{s}")
+    }
 }
 
 impl VmHandle {
@@ -51,11 +96,10 @@ impl VmHandle {
     /// `GET .../agent/network-get-interfaces`.
     pub async fn agent_network_interfaces(&self) -> Result<Vec<GuestInterface>> {
         let (n, v) = self.args();
-        let r: AgentResult<Vec<GuestInterface>> = self
-            .client
-            .call(Request::new(&request::AGENT_NET, &[&n, &v]))
-            .await?;
-        Ok(r.result)
+        let req = Request::new(&request::AGENT_NET, &[&n, &v]);
+        let path = req.path.clone();
+        let r: AgentResult<serde_json::Value> = self.client.call(req).await?;
+        agent_result(&request::AGENT_NET, &path, r.result)
     }
 
     /// `POST .../agent/set-user-password`. With `crypted`, `password` is already a crypt(3) hash.

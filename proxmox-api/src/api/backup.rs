@@ -119,6 +119,10 @@ pub struct StorageInfo {
     /// Available bytes.
     #[serde(default, deserialize_with = "crate::de::opt_u64")]
     pub avail: Option<u64>,
+    /// Fields this crate does not model, kept as PVE sent them (newer PVE versions add
+    /// fields, e.g. `blockstat`, `ballooninfo`, `proxmox-support`, `pressure*`).
+    #[serde(flatten)]
+    pub extra: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// One entry of `GET /nodes/{node}/storage/{storage}/content`.
@@ -148,6 +152,10 @@ pub struct ContentItem {
     /// Content type (`backup`, `images`, `iso`, ...).
     #[serde(default)]
     pub content: Option<String>,
+    /// Fields this crate does not model, kept as PVE sent them (newer PVE versions add
+    /// fields, e.g. `blockstat`, `ballooninfo`, `proxmox-support`, `pressure*`).
+    #[serde(flatten)]
+    pub extra: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 impl ContentItem {

@@ -16,6 +16,10 @@ pub struct Version {
     /// Git repository id.
     #[serde(default)]
     pub repoid: Option<String>,
+    /// Fields this crate does not model, kept as PVE sent them (newer PVE versions add
+    /// fields, e.g. `blockstat`, `ballooninfo`, `proxmox-support`, `pressure*`).
+    #[serde(flatten)]
+    pub extra: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 lenient_enum! {
@@ -56,6 +60,10 @@ pub struct NodeInfo {
     /// Fingerprint of the node's certificate.
     #[serde(default)]
     pub ssl_fingerprint: Option<String>,
+    /// Fields this crate does not model, kept as PVE sent them (newer PVE versions add
+    /// fields, e.g. `blockstat`, `ballooninfo`, `proxmox-support`, `pressure*`).
+    #[serde(flatten)]
+    pub extra: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 lenient_enum! {
@@ -162,6 +170,10 @@ pub struct ClusterResource {
     /// Storage id (storage entries).
     #[serde(default)]
     pub storage: Option<String>,
+    /// Fields this crate does not model, kept as PVE sent them (newer PVE versions add
+    /// fields, e.g. `blockstat`, `ballooninfo`, `proxmox-support`, `pressure*`).
+    #[serde(flatten)]
+    pub extra: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 impl Client {

@@ -63,6 +63,10 @@ pub struct FirewallOptions {
     /// Digest for optimistic concurrency.
     #[serde(default)]
     pub digest: Option<String>,
+    /// Fields this crate does not model, kept as PVE sent them (newer PVE versions add
+    /// fields, e.g. `blockstat`, `ballooninfo`, `proxmox-support`, `pressure*`).
+    #[serde(flatten)]
+    pub extra: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// Changes to firewall options.
@@ -178,6 +182,10 @@ pub struct FirewallRule {
     /// Digest.
     #[serde(default)]
     pub digest: Option<String>,
+    /// Fields this crate does not model, kept as PVE sent them (newer PVE versions add
+    /// fields, e.g. `blockstat`, `ballooninfo`, `proxmox-support`, `pressure*`).
+    #[serde(flatten)]
+    pub extra: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// Fields of a rule to create or update. Unset fields are not sent.

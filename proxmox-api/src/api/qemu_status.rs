@@ -67,6 +67,10 @@ pub struct VmStatus {
     /// Is a template.
     #[serde(default, deserialize_with = "crate::de::bool")]
     pub template: bool,
+    /// Fields this crate does not model, kept as PVE sent them (newer PVE versions add
+    /// fields, e.g. `blockstat`, `ballooninfo`, `proxmox-support`, `pressure*`).
+    #[serde(flatten)]
+    pub extra: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// Options of a clean shutdown.
@@ -132,6 +136,19 @@ impl VmHandle {
         let (n, v) = self.args();
         self.client
             .call_task(Request::new(&request::QEMU_REBOOT, &[&n, &v]).opt("timeout", timeout))
+            .await
+    }
+
+    /// `POST .../status/reset` (a task `qmreset`): hard reset, like pressing the reset
+    /// button. The guest OS gets no chance to shut down; unsaved data in the guest is lost.
+    /// Use [`reboot`](Self::reboot) for a clean restart.
+    ///
+    /// FACT (qemu-server, PVE/API2/Qemu.pm `vm_reset`): the call forks a `qmreset` worker
+    /// and answers its UPID; it fails with `VM <vmid> not running` on a stopped guest.
+    pub async fn reset(&self) -> Result<TaskHandle> {
+        let (n, v) = self.args();
+        self.client
+            .call_task(Request::new(&request::QEMU_RESET, &[&n, &v]))
             .await
     }
 }

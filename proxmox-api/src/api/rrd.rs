@@ -62,6 +62,10 @@ pub struct RrdRow {
     /// Network out, bytes/s.
     #[serde(default, deserialize_with = "crate::de::opt_f64")]
     pub netout: Option<f64>,
+    /// Fields this crate does not model, kept as PVE sent them (newer PVE versions add
+    /// fields, e.g. `blockstat`, `ballooninfo`, `proxmox-support`, `pressure*`).
+    #[serde(flatten)]
+    pub extra: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 impl VmHandle {

@@ -27,6 +27,10 @@ pub struct SnapshotInfo {
     /// RAM state included.
     #[serde(default, deserialize_with = "crate::de::opt_bool")]
     pub vmstate: Option<bool>,
+    /// Fields this crate does not model, kept as PVE sent them (newer PVE versions add
+    /// fields, e.g. `blockstat`, `ballooninfo`, `proxmox-support`, `pressure*`).
+    #[serde(flatten)]
+    pub extra: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 impl SnapshotInfo {

@@ -1,0 +1,339 @@
+//! Every recorded PVE answer in `tests/fixtures/real/` (see its `manifest.json`) goes through
+//! the typed call for its path, over HTTP (wiremock), exactly as a caller would get it.
+//! A failure names the fixture file and the field path where decoding stopped.
+
+mod common;
+
+use common::*;
+use pve_vps_api::api::rrd::{Consolidation, Timeframe};
+use pve_vps_api::{Auth, Client, Error, NodeName, RetryPolicy, Upid, VmId};
+use serde_json::Value;
+use std::time::Duration;
+use wiremock::matchers::{method, path_regex};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/real");
+const UPID: &str = "UPID:node1:000FF1FD:10F9374C:630D702C:vzdump:110:root@pam:";
+
+#[derive(Debug, serde::Deserialize)]
+struct Entry {
+    file: String,
+    method: String,
+    path: String,
+    pve_version: String,
+    source: String,
+    notes: String,
+}
+
+fn manifest() -> Vec<Entry> {
+    let text = std::fs::read_to_string(format!("{DIR}/manifest.json")).expect("manifest");
+    serde_json::from_str(&text).expect("manifest is an array of entries")
+}
+
+/// The template as a regex for the concrete request path below `/api2/json`.
+fn template_regex(template: &str) -> String {
+    let mut re = String::from("^/api2/json");
+    for seg in template.split('/').skip(1) {
+        re.push('/');
+        if seg.starts_with('{') {
+            re.push_str("[^/]+");
+        } else {
+            re.push_str(&regex_escape(seg));
+        }
+    }
+    re.push('$');
+    re
+}
+
+fn regex_escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                vec![c]
+            } else {
+                vec!['\\', c]
+            }
+        })
+        .collect()
+}
+
+fn client(server: &MockServer) -> Client {
+    Client::builder(server.uri())
+        .auth(Auth::api_token(TOKEN_ID, TOKEN_SECRET).unwrap())
+        .retry(RetryPolicy::none())
+        .build()
+        .unwrap()
+}
+
+fn data_of(body: &Value) -> &Value {
+    body.get("data").expect("fixture carries data")
+}
+
+/// Run the typed call for `e` against a server answering `body`; check what a caller would.
+async fn check(e: &Entry, body: &Value) -> Result<(), String> {
+    let server = MockServer::start().await;
+    Mock::given(method(e.method.as_str()))
+        .and(path_regex(template_regex(&e.path)))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body))
+        .mount(&server)
+        .await;
+    let c = client(&server);
+    let node: NodeName = "node1".parse().unwrap();
+    let vm = c.node(&node).qemu(VmId::new(100).unwrap());
+    let data = data_of(body);
+    let fail = |err: Error| {
+        let mut msg = err.to_string();
+        let mut src = std::error::Error::source(&err);
+        while let Some(s) = src {
+            msg.push_str(&format!(": {s}"));
+            src = s.source();
+        }
+        msg
+    };
+    let expect = |ok: bool, what: &str| if ok { Ok(()) } else { Err(what.to_owned()) };
+    match (e.method.as_str(), e.path.as_str()) {
+        ("GET", "/version") => {
+            let v = c.version().await.map_err(fail)?;
+            expect(
+                Some(v.release.as_str()) == data["release"].as_str(),
+                "release differs",
+            )
+        }
+        ("GET", "/nodes") => {
+            let n = c.nodes().await.map_err(fail)?;
+            expect(n.len() == data.as_array().map_or(0, Vec::len), "node count")
+        }
+        ("GET", "/cluster/resources") => {
+            let r = c.cluster_resources(None).await.map_err(fail)?;
+            let ids: Vec<&str> = r.iter().map(|x| x.id.as_str()).collect();
+            let want: Vec<&str> = data
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x["id"].as_str().unwrap())
+                .collect();
+            expect(ids == want, "resource ids differ")?;
+            // Fields the model does not name (cgroup-mode, plugintype, shared ...) are kept.
+            for (got, raw) in r.iter().zip(data.as_array().unwrap()) {
+                for k in ["cgroup-mode", "plugintype", "shared", "content"] {
+                    if raw.get(k).is_some() && got.extra.get(k) != raw.get(k) {
+                        return Err(format!("`{k}` of {} not kept in extra", got.id));
+                    }
+                }
+            }
+            Ok(())
+        }
+        ("GET", "/nodes/{node}/qemu/{vmid}/status/current") => {
+            let s = vm.status().await.map_err(fail)?;
+            expect(
+                Some(s.status.as_str()) == data["status"].as_str(),
+                "status differs",
+            )?;
+            for k in [
+                "blockstat",
+                "ballooninfo",
+                "proxmox-support",
+                "running-qemu",
+                "ha",
+            ] {
+                if data.get(k).is_some() && s.extra.get(k) != data.get(k) {
+                    return Err(format!("`{k}` not kept in extra"));
+                }
+            }
+            Ok(())
+        }
+        ("GET", "/nodes/{node}/qemu/{vmid}/config") => {
+            let cfg = vm.config().await.map_err(fail)?;
+            let keys: Vec<&String> = cfg.raw.keys().collect();
+            let mut want: Vec<&String> = data.as_object().unwrap().keys().collect();
+            want.sort();
+            expect(keys == want, "raw config keys differ")?;
+            expect(
+                cfg.digest.as_deref() == data["digest"].as_str(),
+                "digest differs",
+            )
+        }
+        ("GET", "/nodes/{node}/qemu/{vmid}/rrddata") => {
+            let rows = vm
+                .rrddata(Timeframe::Hour, Consolidation::Average)
+                .await
+                .map_err(fail)?;
+            expect(
+                rows.len() == data.as_array().unwrap().len(),
+                "row count differs",
+            )?;
+            expect(
+                rows.first().and_then(|r| r.time) == data[0]["time"].as_i64(),
+                "first time differs",
+            )
+        }
+        ("GET", "/nodes/{node}/qemu/{vmid}/agent/network-get-interfaces") => {
+            let result = &data["result"];
+            match vm.agent_network_interfaces().await {
+                Ok(ifaces) => {
+                    let names: Vec<&str> = ifaces.iter().map(|i| i.name.as_str()).collect();
+                    let want: Vec<&str> = result
+                        .as_array()
+                        .ok_or("typed call succeeded on an agent error")?
+                        .iter()
+                        .map(|i| i["name"].as_str().unwrap())
+                        .collect();
+                    expect(names == want, "interface names differ")
+                }
+                // The agent's own error object is a typed error, not a decode failure.
+                Err(Error::GuestAgent { class, .. })
+                    if result["error"]["class"].as_str() == Some(class.as_str()) =>
+                {
+                    Ok(())
+                }
+                Err(err) => Err(fail(err)),
+            }
+        }
+        ("GET", "/nodes/{node}/tasks/{upid}/status") => {
+            let upid: Upid = UPID.parse().unwrap();
+            let st = c.task(upid).status().await.map_err(fail)?;
+            expect(
+                Some(st.status.as_str()) == data["status"].as_str(),
+                "status differs",
+            )?;
+            expect(
+                st.exitstatus.as_deref() == data["exitstatus"].as_str(),
+                "exitstatus differs",
+            )
+        }
+        ("GET", "/nodes/{node}/tasks/{upid}/log") => {
+            let upid: Upid = UPID.parse().unwrap();
+            let lines = c.task(upid).log(0, 50).await.map_err(fail)?;
+            let want: Vec<(u64, &str)> = data
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| (l["n"].as_u64().unwrap(), l["t"].as_str().unwrap()))
+                .collect();
+            let got: Vec<(u64, &str)> = lines.iter().map(|l| (l.n, l.t.as_str())).collect();
+            expect(got == want, "log lines differ")
+        }
+        ("POST", "/access/ticket") => {
+            // Log in with the recorded answer; the next call must carry its ticket.
+            let login = Client::builder(server.uri())
+                .auth(Auth::password("root", "pam", "pw").unwrap())
+                .retry(RetryPolicy::none())
+                .build()
+                .unwrap();
+            Mock::given(method("GET"))
+                .and(path_regex("^/api2/json/version$"))
+                .respond_with(ResponseTemplate::new(200).set_body_json(common::data(
+                    serde_json::json!({"release": "x", "version": "x"}),
+                )))
+                .mount(&server)
+                .await;
+            login.version().await.map_err(fail)?;
+            let reqs = server.received_requests().await.unwrap_or_default();
+            let get = reqs
+                .iter()
+                .find(|r| r.method.as_str() == "GET")
+                .ok_or("no GET sent")?;
+            let cookie = get
+                .headers
+                .get("cookie")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            expect(
+                cookie == format!("PVEAuthCookie={}", data["ticket"].as_str().unwrap()),
+                "ticket not used",
+            )
+        }
+        (m, p) => Err(format!(
+            "no typed call mapped for {m} {p}: add it to this test"
+        )),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_real_fixture_decodes_through_its_typed_call() {
+    let entries = manifest();
+    let mut failures = Vec::new();
+    for e in &entries {
+        let text = std::fs::read_to_string(format!("{DIR}/{}", e.file))
+            .unwrap_or_else(|_| panic!("{} listed but missing", e.file));
+        let body: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|err| panic!("{} is not JSON: {err}", e.file));
+        let outcome = tokio::time::timeout(Duration::from_secs(10), check(e, &body))
+            .await
+            .unwrap_or_else(|_| Err("timed out".into()));
+        if let Err(why) = outcome {
+            failures.push(format!(
+                "{} ({} {}, PVE {}): {why}",
+                e.file, e.method, e.path, e.pve_version
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} real fixtures fail:\n{}",
+        failures.len(),
+        entries.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn manifest_lists_every_fixture_once_with_a_source() {
+    let entries = manifest();
+    let mut listed: Vec<&str> = entries.iter().map(|e| e.file.as_str()).collect();
+    listed.sort();
+    let before = listed.len();
+    listed.dedup();
+    assert_eq!(before, listed.len(), "a file is listed twice");
+    let mut on_disk: Vec<String> = std::fs::read_dir(DIR)
+        .unwrap()
+        .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json") && n != "manifest.json")
+        .collect();
+    on_disk.sort();
+    assert_eq!(listed, on_disk, "manifest and directory disagree");
+    for e in &entries {
+        assert!(!e.source.trim().is_empty(), "{}: no source", e.file);
+        assert!(!e.notes.trim().is_empty(), "{}: no notes", e.file);
+        assert!(
+            e.pve_version == "unknown"
+                || e.pve_version
+                    .split('.')
+                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())),
+            "{}: pve_version `{}` is neither `unknown` nor like `8.2`",
+            e.file,
+            e.pve_version
+        );
+        assert!(
+            matches!(e.method.as_str(), "GET" | "POST" | "PUT" | "DELETE"),
+            "{}: method",
+            e.file
+        );
+        assert!(e.path.starts_with('/'), "{}: path", e.file);
+        let body: Value =
+            serde_json::from_str(&std::fs::read_to_string(format!("{DIR}/{}", e.file)).unwrap())
+                .unwrap();
+        assert!(
+            body.get("data").is_some(),
+            "{}: not a full body {{\"data\": ...}}",
+            e.file
+        );
+    }
+}
+
+#[test]
+fn decode_failures_name_the_field_path() {
+    // A recorded answer with one field made impossible: the error points at it.
+    let text = std::fs::read_to_string(format!("{DIR}/cluster_resources_mixed.json")).unwrap();
+    let mut body: Value = serde_json::from_str(&text).unwrap();
+    body["data"][3]["maxmem"] = Value::String("lots".into());
+    let bytes = serde_json::to_vec(&body).unwrap();
+    let err =
+        pve_vps_api::decode_response::<Vec<pve_vps_api::api::cluster::ClusterResource>>(&bytes)
+            .unwrap_err();
+    match &err {
+        Error::Decode { field, .. } => assert_eq!(field, "data[3].maxmem"),
+        other => panic!("expected a decode error, got {other:?}"),
+    }
+    assert!(err.to_string().contains("data[3].maxmem"), "{err}");
+}
