@@ -513,3 +513,169 @@ async fn login_throttle_behind_a_trusted_proxy() {
     .await
     .expect("took longer than 90 s");
 }
+
+/// The page at `path` with the session cookie.
+async fn page(http: &reqwest::Client, base: &str, path: &str, sid: &str) -> String {
+    http.get(format!("{base}{path}"))
+        .header("cookie", sid)
+        .send()
+        .await
+        .expect("get")
+        .text()
+        .await
+        .expect("body")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_text_comes_out_escaped() {
+    tokio::time::timeout(Duration::from_secs(90), async {
+        let running = start(None).await;
+        let base = format!("http://{}", running.addr);
+        let http = http();
+        let (sid, _, csrf) = login(&http, &base, "alice", "alice-demo-pass").await;
+        const HOSTILE: &str = "<script>alert(1)</script>";
+        const ESCAPED: &str = "&#60;script&#62;alert(1)&#60;/script&#62;";
+
+        // A snapshot description, as the customer typed it.
+        let r = http
+            .post(format!("{base}/s/100/snapshots"))
+            .header("cookie", &sid)
+            .form(&[("csrf", csrf.as_str()), ("description", HOSTILE)])
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        let mut body = String::new();
+        for _ in 0..100 {
+            body = page(&http, &base, "/s/100/snapshots", &sid).await;
+            if body.contains("alert(1)") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(
+            body.contains(ESCAPED),
+            "the description shown escaped: {body}"
+        );
+        assert!(!body.contains(HOSTILE), "{body}");
+
+        // A firewall rule comment.
+        let r = http
+            .post(format!("{base}/s/100/firewall"))
+            .header("cookie", &sid)
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("action", "add"),
+                ("direction", "in"),
+                ("verdict", "ACCEPT"),
+                ("proto", "tcp"),
+                ("dport", "8443"),
+                ("comment", "x' onmouseover='alert(1)"),
+            ])
+            .send()
+            .await
+            .expect("post");
+        let location = r.headers()["location"].to_str().expect("ascii").to_owned();
+        assert!(location.contains("ok=Rule+added"), "{location}");
+        let body = page(&http, &base, "/s/100/firewall", &sid).await;
+        assert!(
+            body.contains("x&#39; onmouseover=&#39;alert(1)"),
+            "the comment shown escaped: {body}"
+        );
+        assert!(!body.contains("x' onmouseover"), "{body}");
+
+        // A flash message from the query string cannot inject markup either.
+        let body = page(
+            &http,
+            &base,
+            "/s/100/firewall?err=%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E",
+            &sid,
+        )
+        .await;
+        assert!(
+            body.contains("&#60;img src=x onerror=alert(1)&#62;"),
+            "{body}"
+        );
+        assert!(!body.contains("<img"), "{body}");
+        running.shutdown().await;
+    })
+    .await
+    .expect("took longer than 90 s");
+}
+
+/// The value of the first metric line starting with `prefix` (0 when absent).
+fn metric(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_and_are_guarded() {
+    tokio::time::timeout(Duration::from_secs(90), async {
+        // The test's requests come through a "proxy" on loopback, so X-Forwarded-For names
+        // the client: a remote one needs the token.
+        let running = start_with(PortalConfig {
+            trusted_proxies: vec!["127.0.0.1/32".parse().expect("net")],
+            metrics_token: Some(
+                examples::metrics::MetricsToken::new("m3trics-t0ken").expect("token"),
+            ),
+            ..Default::default()
+        })
+        .await;
+        let base = format!("http://{}", running.addr);
+        let http = http();
+        let scrape = async || {
+            let r = http
+                .get(format!("{base}/metrics"))
+                .send()
+                .await
+                .expect("metrics");
+            assert_eq!(r.status(), StatusCode::OK, "loopback gets the metrics");
+            let ct = r.headers()["content-type"].to_str().expect("ascii").to_owned();
+            assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
+            r.text().await.expect("body")
+        };
+        let before = scrape().await;
+        let (sid, _, _) = login(&http, &base, "alice", "alice-demo-pass").await;
+        for _ in 0..3 {
+            let body = page(&http, &base, "/s/100/snapshots", &sid).await;
+            assert!(body.contains("Snapshots"));
+        }
+        let after = scrape().await;
+        let snapshots =
+            r#"portal_http_requests_total{method="GET",route="/s/{vmid}/snapshots",status="200"}"#;
+        assert_eq!(metric(&after, snapshots) - metric(&before, snapshots), 3.0, "{after}");
+        let login_line = r#"portal_http_requests_total{method="POST",route="/login",status="303"}"#;
+        assert_eq!(metric(&after, login_line) - metric(&before, login_line), 1.0, "{after}");
+        let latency = r#"portal_http_request_duration_seconds_count{method="GET",route="/s/{vmid}/snapshots"}"#;
+        assert_eq!(metric(&after, latency), 3.0, "{after}");
+        // No session ids, CSRF tokens or user names in the metrics.
+        let sid_value = sid.trim_start_matches("sid=");
+        assert!(!after.contains(sid_value) && !after.contains("alice"), "{after}");
+
+        // A client behind the trusted proxy that is not on loopback: token or nothing.
+        let remote = |auth: Option<&str>| {
+            let mut r = http
+                .get(format!("{base}/metrics"))
+                .header("x-forwarded-for", "203.0.113.9");
+            if let Some(a) = auth {
+                r = r.header("authorization", a);
+            }
+            r.send()
+        };
+        let r = remote(None).await.expect("metrics");
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(r.headers()["www-authenticate"], "Bearer");
+        let r = remote(Some("Bearer wrong")).await.expect("metrics");
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        let r = remote(Some("Bearer m3trics-t0ken")).await.expect("metrics");
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(r.text().await.expect("body").contains("portal_http_requests_total"));
+        running.shutdown().await;
+    })
+    .await
+    .expect("took longer than 90 s");
+}

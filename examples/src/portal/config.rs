@@ -64,6 +64,10 @@ pub struct PortalConfig {
     /// header is ignored (anyone could send it).
     #[serde(default)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Bearer token that opens `GET /metrics` to clients other than loopback
+    /// (`PORTAL_METRICS_TOKEN`). Without it, only loopback clients (after resolving
+    /// `X-Forwarded-For` of trusted proxies) get the metrics.
+    pub metrics_token: Option<crate::metrics::MetricsToken>,
     /// The cluster; the embedded simulator when absent.
     #[serde(flatten)]
     pub cluster: Option<ClusterConfig>,
@@ -142,6 +146,10 @@ impl PortalConfig {
                 .transpose()
                 .map_err(|e| format!("PORTAL_TRUSTED_PROXIES: {e}"))?
                 .unwrap_or_default(),
+            metrics_token: env("PORTAL_METRICS_TOKEN")
+                .map(crate::metrics::MetricsToken::new)
+                .transpose()
+                .map_err(|e| format!("PORTAL_METRICS_TOKEN: {e}"))?,
             cluster,
         })
     }
@@ -196,6 +204,7 @@ mod tests {
             pve_console_user = "console@pve"
             pve_console_password = "secret"
             trusted_proxies = ["10.0.0.1/32", "2001:db8::/64"]
+            metrics_token = "m3trics-t0ken"
             "#,
         )
         .unwrap();
@@ -208,6 +217,11 @@ mod tests {
         );
         assert_eq!(c.listen.unwrap().port(), 8443);
         assert_eq!(c.trusted_proxies.len(), 2);
+        assert!(c.metrics_token.is_some());
+        assert!(
+            !format!("{c:?}").contains("m3trics-t0ken"),
+            "the token is not printed"
+        );
         assert_eq!(
             parse_networks("10.0.0.1, 192.0.2.0/24,").unwrap(),
             [

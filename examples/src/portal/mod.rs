@@ -114,6 +114,7 @@ pub async fn start(cfg: PortalConfig, opts: StartOptions) -> Result<Running, Str
             )
         }
     };
+    let metrics = Arc::new(crate::metrics::Metrics::new());
     let client = Client::builder(url.clone())
         .auth(Auth::api_token(&token_id, token_secret).map_err(|e| e.to_string())?)
         .tls(tls.clone())
@@ -205,6 +206,9 @@ pub async fn start(cfg: PortalConfig, opts: StartOptions) -> Result<Running, Str
         clock: Default::default(),
         login_throttle: Default::default(),
         trusted_proxies: cfg.trusted_proxies.clone(),
+        metrics,
+        metrics_token: cfg.metrics_token.clone(),
+        seen_tasks: Default::default(),
     });
     if opts.fetch_novnc {
         let app2 = app.clone();

@@ -66,6 +66,12 @@ pub struct App {
     pub login_throttle: super::throttle::LoginThrottle,
     /// Reverse proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The Prometheus metrics (`GET /metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// The bearer token that opens `/metrics` to non-loopback clients.
+    pub metrics_token: Option<crate::metrics::MetricsToken>,
+    /// Tasks already seen to end (their duration is recorded once).
+    pub seen_tasks: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 type Shared = State<Arc<App>>;
@@ -146,7 +152,62 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/console/{token}", get(super::console::console_page))
         .route("/console/{token}/ws", get(super::console::relay))
         .route("/novnc/{*path}", get(super::console::novnc_file))
+        .route("/metrics", get(metrics_page))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), observe))
         .with_state(app)
+}
+
+/// Every request: a tracing span (method, route template, status, customer once known — never
+/// the query, cookies, tokens or form fields), and the `portal_http_*` metrics.
+async fn observe(
+    State(app): Shared,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use tracing::Instrument;
+    let method = req.method().as_str().to_owned();
+    // Unmatched paths share one label, so scanners cannot grow the label set.
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let span = tracing::info_span!(
+        "http_request",
+        method = %method,
+        route = %route,
+        status = tracing::field::Empty,
+        customer = tracing::field::Empty,
+    );
+    let started = std::time::Instant::now();
+    let response = next.run(req).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    span.record("status", status);
+    app.metrics.http_request(&method, &route, status, elapsed);
+    if status >= 500 {
+        app.metrics
+            .error(if status == 502 { "cluster" } else { "portal" });
+    }
+    span.in_scope(|| {
+        let ms = (elapsed.as_secs_f64() * 1e4).round() / 10.0;
+        if status >= 500 {
+            tracing::warn!(latency_ms = ms, "request failed");
+        } else {
+            tracing::debug!(latency_ms = ms, "request");
+        }
+    });
+    response
+}
+
+/// `GET /metrics`: loopback clients (the address behind trusted proxies), or the bearer token.
+async fn metrics_page(
+    State(app): Shared,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let client = client_ip(peer.ip(), &headers, &app.trusted_proxies);
+    crate::metrics::answer(&app.metrics, client, &headers, app.metrics_token.as_ref())
 }
 
 // ---------- sessions and CSRF ----------
@@ -167,6 +228,9 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 pub fn session(app: &App, headers: &HeaderMap) -> Result<Session, Response> {
     let id = cookie(headers, "sid");
     id.and_then(|id| app.store.session(id, app.clock.now(), true))
+        .inspect(|s| {
+            tracing::Span::current().record("customer", tracing::field::display(&s.username));
+        })
         .ok_or_else(|| {
             let to = if id.is_some_and(|v| !v.is_empty()) {
                 "/login?err=Your+session+has+expired.+Please+log+in+again."
@@ -182,6 +246,9 @@ pub fn session(app: &App, headers: &HeaderMap) -> Result<Session, Response> {
 fn polling_session(app: &App, headers: &HeaderMap) -> Result<Session, Response> {
     cookie(headers, "sid")
         .and_then(|id| app.store.session(id, app.clock.now(), false))
+        .inspect(|s| {
+            tracing::Span::current().record("customer", tracing::field::display(&s.username));
+        })
         .ok_or_else(|| (StatusCode::UNAUTHORIZED, "session expired").into_response())
 }
 
@@ -328,15 +395,32 @@ where
     W: FnOnce(Arc<App>, Service) -> F + Send + 'static,
     F: Future<Output = Result<String, String>> + Send,
 {
+    use tracing::Instrument;
+    let kind = if what.starts_with("Restore") {
+        "restore"
+    } else {
+        "reinstall"
+    };
+    let span = tracing::info_span!("operation", kind = %kind, vmid);
     app.lock_operations().insert(vmid, (what, None));
     let (app, svc) = (app.clone(), svc.clone());
-    tokio::spawn(async move {
-        let done = work(app.clone(), svc.clone()).await;
-        app.hub.invalidate(&svc);
-        if let Some(op) = app.lock_operations().get_mut(&vmid) {
-            op.1 = Some(done);
+    tokio::spawn(
+        async move {
+            let started = std::time::Instant::now();
+            let done = work(app.clone(), svc.clone()).await;
+            app.metrics
+                .operation_finished(kind, done.is_ok(), started.elapsed());
+            match &done {
+                Ok(m) => tracing::info!(result = %m, "operation finished"),
+                Err(e) => tracing::warn!(error = %e, "operation failed"),
+            }
+            app.hub.invalidate(&svc);
+            if let Some(op) = app.lock_operations().get_mut(&vmid) {
+                op.1 = Some(done);
+            }
         }
-    });
+        .instrument(span),
+    );
 }
 
 fn back(vmid: u32, path: &str, r: Result<Option<String>, String>, ok: &str) -> Response {
@@ -438,6 +522,7 @@ async fn login(
         return Redirect::to("/login?err=Wrong+user+or+password").into_response();
     }
     app.login_throttle.succeeded(&f.username, ip, at);
+    tracing::Span::current().record("customer", tracing::field::display(&f.username));
     let Ok((id, _)) = app.store.create_session(&f.username, app.clock.now()) else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "session store failed").into_response();
     };
@@ -727,17 +812,27 @@ async fn task_json(
         return (StatusCode::BAD_REQUEST, "bad task reference").into_response();
     };
     app.cluster.count();
+    let kind = q.upid.split(':').nth(5).unwrap_or("task");
+    let span = tracing::info_span!("task", upid = %q.upid, kind = %kind, vmid);
     // vm-services refuses a task of another VM.
-    match app.area.task_progress(svc, &task).await {
+    let progress = {
+        use tracing::Instrument;
+        app.area
+            .task_progress(svc, &task)
+            .instrument(span.clone())
+            .await
+    };
+    match progress {
         Ok(p) => {
             if !p.running {
                 app.hub.invalidate(svc);
+                span.in_scope(|| record_task_end(&app, &q.upid, kind, p.exit_status.as_deref()));
             }
             Json(serde_json::json!({
                 "running": p.running,
                 "exitstatus": p.exit_status,
                 "percent": p.percent,
-                "kind": q.upid.split(':').nth(5).unwrap_or("task"),
+                "kind": kind,
                 "lines": p.last_lines,
             }))
             .into_response()
@@ -745,6 +840,30 @@ async fn task_json(
         Err(e) if e.is_upstream() => (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
         Err(e) => (StatusCode::NOT_FOUND, e.to_string()).into_response(),
     }
+}
+
+/// Records a task's duration (from the start time in its UPID to now) the first time the
+/// portal sees it stopped; a task the page polls ends within one poll of that.
+fn record_task_end(app: &App, upid: &str, kind: &str, exit: Option<&str>) {
+    let mut seen = app.seen_tasks.lock().unwrap_or_else(|e| e.into_inner());
+    if seen.len() > 10_000 {
+        seen.clear();
+    }
+    if !seen.insert(upid.to_owned()) {
+        return;
+    }
+    let started = upid
+        .split(':')
+        .nth(4)
+        .and_then(|h| i64::from_str_radix(h, 16).ok());
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let ok = exit.is_some_and(|e| pve_vps_api::task::classify_exit_status(e).is_some());
+    if let Some(t0) = started {
+        let secs = u64::try_from(now - t0).unwrap_or(0);
+        app.metrics
+            .task_finished(kind, ok, std::time::Duration::from_secs(secs));
+    }
+    tracing::info!(ok, exit = exit.unwrap_or(""), "task ended");
 }
 
 // ---------- charts ----------
