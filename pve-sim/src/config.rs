@@ -43,6 +43,8 @@ pub struct SimConfig {
     pub backup_duration: Duration,
     /// Delay before answering a failed login (PVE waits 3 s).
     pub failed_login_delay: Duration,
+    /// How long a `vncproxy` task waits for its websocket client (PVE: 10 s).
+    pub vnc_connect_timeout: Duration,
     /// Users that can log in with a password.
     pub users: Vec<UserSpec>,
     /// API tokens.
@@ -83,6 +85,7 @@ impl Default for SimConfig {
             task_duration: Duration::from_secs(2),
             backup_duration: Duration::from_secs(8),
             failed_login_delay: Duration::from_secs(3),
+            vnc_connect_timeout: Duration::from_secs(10),
             users: vec![
                 UserSpec::new(DEFAULT_USER, DEFAULT_PASSWORD),
                 UserSpec::new(TFA_USER, TFA_PASSWORD).with_totp(TFA_TOTP_SECRET),
@@ -106,12 +109,14 @@ impl Default for SimConfig {
 }
 
 impl SimConfig {
-    /// Fast timing for tests: 50 ms tasks, 200 ms backups, no login delay.
+    /// Fast timing for tests: 50 ms tasks, 200 ms backups, no login delay, 2 s for a console
+    /// client to connect.
     pub fn for_tests() -> Self {
         Self {
             task_duration: Duration::from_millis(50),
             backup_duration: Duration::from_millis(200),
             failed_login_delay: Duration::ZERO,
+            vnc_connect_timeout: Duration::from_secs(2),
             ..Self::default()
         }
     }

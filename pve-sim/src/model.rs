@@ -431,6 +431,8 @@ pub(crate) struct VncTicket {
     pub(crate) vmid: u32,
     pub(crate) port: u16,
     pub(crate) expires_ms: u64,
+    /// The `vncproxy` task waiting for this connection.
+    pub(crate) upid: String,
 }
 
 /// Timing knobs for tasks.
@@ -438,6 +440,8 @@ pub(crate) struct VncTicket {
 pub(crate) struct Timing {
     pub(crate) task_ms: u64,
     pub(crate) backup_ms: u64,
+    /// How long a `vncproxy` task waits for its client.
+    pub(crate) vnc_ms: u64,
 }
 
 /// The whole simulated cluster.
@@ -672,6 +676,27 @@ impl State {
         Some(volid)
     }
 
+    /// End task `upid` now (if still running) with `outcome`.
+    pub(crate) fn end_task(&mut self, upid: &str, now: u64, outcome: Outcome) {
+        if let Some(&i) = self.task_index.get(upid)
+            && !self.tasks[i].finished
+        {
+            self.tasks[i].outcome = outcome;
+            self.tasks[i].end_ms = now.max(self.tasks[i].start_ms);
+            self.advance(now);
+        }
+    }
+
+    /// Keep task `upid` running until [`State::end_task`] (a console with a client).
+    pub(crate) fn hold_task(&mut self, upid: &str) {
+        if let Some(&i) = self.task_index.get(upid)
+            && !self.tasks[i].finished
+        {
+            self.tasks[i].outcome = Outcome::Ok;
+            self.tasks[i].end_ms = u64::MAX / 2;
+        }
+    }
+
     /// Used bytes of a storage.
     pub(crate) fn storage_used(&self, storage: &str) -> u64 {
         let files: u64 = self
@@ -788,6 +813,7 @@ mod tests {
             Timing {
                 task_ms: 100,
                 backup_ms: 200,
+                vnc_ms: 10_000,
             },
         )
     }

@@ -150,6 +150,7 @@ impl PveSim {
         let timing = Timing {
             task_ms: config.task_duration.as_millis() as u64,
             backup_ms: config.backup_duration.as_millis() as u64,
+            vnc_ms: config.vnc_connect_timeout.as_millis() as u64,
         };
         let mut state = State::new(config.seed, timing);
         crate::seed::build(&mut state, &config.scenario, now);

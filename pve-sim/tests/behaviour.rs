@@ -212,6 +212,7 @@ async fn backup_locks_the_vm_and_writes_a_volume() {
                     ("vmid", "101"),
                     ("storage", "backup"),
                     ("mode", "snapshot"),
+                    ("compress", "zstd"),
                     ("notes-template", "{{guestname}} on {{node}}"),
                     ("protected", "1"),
                 ],

@@ -475,3 +475,286 @@ async fn snapshots_with_vmstate_and_worker_checks() {
     })
     .await;
 }
+
+/// A ticket session (cookie + CSRF) of the default user.
+async fn session(sim: &pve_vps_sim::PveSim) -> (Api, String) {
+    let anon = Api::with_header(sim, None);
+    let (user, pass) = sim.user_password().unwrap();
+    let (_, d) = ticket(&anon, &[("username", user), ("password", pass)]).await;
+    let t = d["ticket"].as_str().unwrap().to_string();
+    let mut s = Api::with_header(sim, None);
+    s.cookie = Some(enc(&t));
+    s.csrf = Some(d["CSRFPreventionToken"].as_str().unwrap().to_string());
+    (s, t)
+}
+
+fn ws_request(
+    sim: &pve_vps_sim::PveSim,
+    node: &str,
+    vmid: u32,
+    port: &str,
+    vncticket: &str,
+    cookie: Option<&str>,
+    token: bool,
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = format!(
+        "{}/api2/json/nodes/{node}/qemu/{vmid}/vncwebsocket?port={port}&vncticket={}",
+        sim.url().replace("http://", "ws://"),
+        enc(vncticket)
+    );
+    let mut req = url.into_client_request().unwrap();
+    if let Some(c) = cookie {
+        req.headers_mut().insert(
+            "Cookie",
+            format!("PVEAuthCookie={}", enc(c)).parse().unwrap(),
+        );
+    }
+    if token {
+        req.headers_mut()
+            .insert("Authorization", sim.token_header().parse().unwrap());
+    }
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", "binary".parse().unwrap());
+    req
+}
+
+/// The HTTP status a refused websocket handshake got.
+fn ws_status(r: Result<impl Sized, tokio_tungstenite::tungstenite::Error>) -> u16 {
+    match r {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => 101,
+    }
+}
+
+// qemu-server src/PVE/API2/Qemu.pm (vncproxy, vncwebsocket), pve-access-control
+// src/PVE/AccessControl.pm (VNC tickets live 40 s), pve-common src/PVE/Ticket.pm (refusal).
+#[tokio::test]
+async fn vncproxy_and_vncwebsocket_like_pve() {
+    use futures_util::StreamExt;
+    timed(async {
+        let sim = common::start().await;
+        let (api, cookie) = session(&sim).await;
+
+        // A stopped VM gets a ticket too; the worker fails once the client connects.
+        let p = api
+            .post("/nodes/pve2/qemu/102/vncproxy", &[("websocket", "1")])
+            .await;
+        let pw = p["password"].as_str().unwrap();
+        assert_eq!(pw.len(), 8);
+        assert!(pw.bytes().all(|b| (b'!'..=b'~').contains(&b)), "{pw}");
+        let vt = p["ticket"].as_str().unwrap();
+        assert!(vt.starts_with(&format!("{pw}:PVEVNC:")), "{vt}");
+        let port = p["port"].as_u64().unwrap();
+        assert!((5900..=5999).contains(&port));
+        assert_eq!(p["user"], "root@pam");
+        check_upid(&p["upid"], "vncproxy", "102");
+        let port_s = port.to_string();
+        // The port is checked as a parameter.
+        let r = tokio_tungstenite::connect_async(ws_request(
+            &sim,
+            "pve2",
+            102,
+            "6000",
+            vt,
+            Some(&cookie),
+            false,
+        ))
+        .await;
+        assert_eq!(ws_status(r), 400);
+        // An API token cannot open the websocket.
+        let r = tokio_tungstenite::connect_async(ws_request(
+            &sim, "pve2", 102, &port_s, vt, None, true,
+        ))
+        .await;
+        assert_eq!(ws_status(r), 401);
+        let (mut ws, _) = tokio_tungstenite::connect_async(ws_request(
+            &sim,
+            "pve2",
+            102,
+            &port_s,
+            vt,
+            Some(&cookie),
+            false,
+        ))
+        .await
+        .expect("upgrade");
+        assert!(
+            ws.next()
+                .await
+                .is_none_or(|m| m.is_err() || m.unwrap().is_close())
+        );
+        assert_eq!(
+            sim.wait_task(p["upid"].as_str().unwrap(), Duration::from_secs(5))
+                .await
+                .as_deref(),
+            Some("Failed to run vncproxy.")
+        );
+        // The ticket is single use.
+        let r = tokio_tungstenite::connect_async(ws_request(
+            &sim,
+            "pve2",
+            102,
+            &port_s,
+            vt,
+            Some(&cookie),
+            false,
+        ))
+        .await;
+        assert_eq!(ws_status(r), 401);
+
+        // Nobody connects: the worker gives up with "connection timed out".
+        let p = api.post("/nodes/pve1/qemu/100/vncproxy", &[]).await;
+        assert_eq!(
+            sim.wait_task(p["upid"].as_str().unwrap(), Duration::from_secs(5))
+                .await
+                .as_deref(),
+            Some("connection timed out")
+        );
+
+        // A client on a running VM keeps the task running until it leaves.
+        let p = api
+            .post("/nodes/pve1/qemu/100/vncproxy", &[("websocket", "1")])
+            .await;
+        let upid = p["upid"].as_str().unwrap().to_string();
+        let (ws, _) = tokio_tungstenite::connect_async(ws_request(
+            &sim,
+            "pve1",
+            100,
+            &p["port"].as_u64().unwrap().to_string(),
+            p["ticket"].as_str().unwrap(),
+            Some(&cookie),
+            false,
+        ))
+        .await
+        .expect("upgrade");
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert_eq!(
+            sim.task_exitstatus(&upid),
+            None,
+            "still running past the connect timeout"
+        );
+        drop(ws);
+        assert_eq!(
+            sim.wait_task(&upid, Duration::from_secs(5))
+                .await
+                .as_deref(),
+            Some("OK")
+        );
+        sim.shutdown().await;
+    })
+    .await;
+}
+
+// pve-manager PVE/VZDump.pm (generate_notes, exec_backup_task) and pve-guest-common
+// src/PVE/VZDump/Common.pm (compress: 0, 1, gzip, lzo, zstd; default 0).
+#[tokio::test]
+async fn vzdump_notes_template_and_archive_names() {
+    timed(async {
+        let sim = common::start().await;
+        let api = Api::token(&sim);
+        let newest = |api: Api| async move {
+            let c = api
+                .get_q(
+                    "/nodes/pve1/storage/backup/content",
+                    &[("content", "backup"), ("vmid", "101")],
+                )
+                .await;
+            c.as_array()
+                .unwrap()
+                .iter()
+                .max_by_key(|v| v["ctime"].as_u64())
+                .unwrap()
+                .clone()
+        };
+        let t = api
+            .post(
+                "/nodes/pve1/vzdump",
+                &[
+                    ("vmid", "101"),
+                    ("storage", "backup"),
+                    ("compress", "zstd"),
+                    (
+                        "notes-template",
+                        r"{{guestname}} ({{vmid}}) on {{node}} in {{cluster}}\nsecond line",
+                    ),
+                ],
+            )
+            .await;
+        check_upid(&t, "vzdump", "101");
+        assert_eq!(api.wait(&t).await, "OK");
+        let b = newest(api.clone()).await;
+        assert_eq!(b["notes"], "db-01 (101) on pve1 in pve-sim\nsecond line");
+        let name = b["volid"]
+            .as_str()
+            .unwrap()
+            .strip_prefix("backup:backup/")
+            .unwrap()
+            .to_string();
+        // vzdump-qemu-VMID-YYYY_MM_DD-HH_MM_SS.vma.zst
+        let stamp = name
+            .strip_prefix("vzdump-qemu-101-")
+            .and_then(|s| s.strip_suffix(".vma.zst"))
+            .unwrap_or_else(|| panic!("{name}"));
+        let d: Vec<char> = stamp.chars().collect();
+        assert_eq!(d.len(), 19, "{stamp}");
+        for (i, c) in d.iter().enumerate() {
+            match i {
+                4 | 7 | 13 | 16 => assert_eq!(*c, '_', "{stamp}"),
+                10 => assert_eq!(*c, '-', "{stamp}"),
+                _ => assert!(c.is_ascii_digit(), "{stamp}"),
+            }
+        }
+        // No compress: an uncompressed .vma; compress=1 is lzo.
+        for (compress, ext) in [
+            (None, ".vma"),
+            (Some("1"), ".vma.lzo"),
+            (Some("gzip"), ".vma.gz"),
+        ] {
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+            let mut form = vec![("vmid", "101"), ("storage", "backup")];
+            if let Some(c) = compress {
+                form.push(("compress", c));
+            }
+            let t = api.post("/nodes/pve1/vzdump", &form).await;
+            assert_eq!(api.wait(&t).await, "OK");
+            let v = newest(api.clone()).await["volid"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            assert!(v.ends_with(ext), "{compress:?}: {v}");
+        }
+        let (s, b) = api
+            .call(
+                Method::POST,
+                "/nodes/pve1/vzdump",
+                &[("vmid", "101"), ("compress", "xz")],
+            )
+            .await;
+        assert_eq!(s, 400, "{b}");
+        // An unknown variable: the backup is made, without notes, and the task warns.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let t = api
+            .post(
+                "/nodes/pve1/vzdump",
+                &[
+                    ("vmid", "101"),
+                    ("storage", "backup"),
+                    ("notes-template", "{{hostname}}"),
+                ],
+            )
+            .await;
+        assert_eq!(api.wait(&t).await, "WARNINGS: 1");
+        let log = sim.task_log(t.as_str().unwrap());
+        assert!(
+            log.iter()
+                .any(|l| l == "WARN: unable to add notes - unexpected variable name 'hostname'"),
+            "{log:?}"
+        );
+        assert_eq!(log.last().map(String::as_str), Some("TASK WARNINGS: 1"));
+        assert!(newest(api.clone()).await.get("notes").is_none());
+        sim.shutdown().await;
+    })
+    .await;
+}

@@ -2,9 +2,9 @@
 
 use serde_json::{Value, json};
 
-use super::{ApiError, ApiResult, Reply, Req, check_running, qemu::ci_key, vm_mut};
+use super::{ApiError, ApiResult, Reply, Req, qemu::ci_key, vm_mut};
 use crate::auth::percent_decode;
-use crate::model::{State, VncTicket};
+use crate::model::{Outcome, State, VncTicket};
 
 pub(super) fn cloudinit_get(st: &mut State, req: &Req) -> ApiResult {
     let vm = vm_mut(st, req)?;
@@ -231,27 +231,26 @@ pub(super) fn agent_set_password(st: &mut State, req: &Req) -> ApiResult {
 }
 
 pub(super) fn vncproxy(st: &mut State, req: &Req) -> ApiResult {
-    let gen_password = req.flag("generate-password");
+    // FACT (qemu-server src/PVE/API2/Qemu.pm, vncproxy): only the config must exist (a stopped
+    // VM gets a ticket too; its `qm vncproxy` fails once a client connects). The answer is
+    // {user, ticket, port, upid, cert, password}: for a non-serial display the ticket is
+    // "PASSWORD:PVEVNC:..." and `password` (8 printable characters) is returned; the port
+    // comes from 5900-5999; the `vncproxy` worker waits 10 s for the client and dies with
+    // "connection timed out" otherwise.
     let vm = vm_mut(st, req)?;
-    check_running(vm)?;
     let vmid = vm.vmid;
     let port = 5900 + (st.next_pid % 100) as u16;
     use rand::Rng;
     let raw: [u8; 24] = st.rng.random();
+    let pw: String = (0..8)
+        .map(|_| char::from(st.rng.random_range(b'!'..=b'~')))
+        .collect();
     let ticket = format!(
-        "PVEVNC:{:08X}::{}",
+        "{pw}:PVEVNC:{:08X}::{}",
         req.now_s(),
         base64::Engine::encode(&base64::engine::general_purpose::STANDARD_NO_PAD, raw)
     );
-    st.vnc_tickets.insert(
-        ticket.clone(),
-        VncTicket {
-            vmid,
-            port,
-            expires_ms: req.now + 40_000,
-        },
-    );
-    let dur = 10_000;
+    let dur = st.timing.vnc_ms;
     let upid = st.spawn_task(
         req.now,
         req.node(),
@@ -259,18 +258,27 @@ pub(super) fn vncproxy(st: &mut State, req: &Req) -> ApiResult {
         &vmid.to_string(),
         &req.user,
         dur,
-        vec![(
-            0,
-            format!("connection timed out waiting for VNC client on port {port}"),
-        )],
+        vec![],
         |_, _| {},
     );
-    let mut out = json!({
-        "ticket": ticket, "port": port, "user": req.user, "cert": st.cert_pem, "upid": upid,
-    });
-    if gen_password {
-        let p: [u8; 6] = st.rng.random();
-        out["password"] = json!(hex::encode(p)[..8].to_string());
+    if let Some(&i) = st.task_index.get(&upid)
+        && st.tasks[i].outcome == Outcome::Ok
+    {
+        st.tasks[i].outcome = Outcome::Error("connection timed out".into());
     }
-    Reply::json(out)
+    // FACT (pve-access-control src/PVE/AccessControl.pm, verify_vnc_ticket): the VNC ticket
+    // is valid from -20 s to 40 s of its creation time.
+    st.vnc_tickets.insert(
+        ticket.clone(),
+        VncTicket {
+            vmid,
+            port,
+            expires_ms: req.now + 40_000,
+            upid: upid.clone(),
+        },
+    );
+    Reply::json(json!({
+        "ticket": ticket, "port": port, "user": req.user, "cert": st.cert_pem, "upid": upid,
+        "password": pw,
+    }))
 }

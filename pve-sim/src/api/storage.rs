@@ -184,13 +184,71 @@ pub(super) fn volume_delete(st: &mut State, req: &Req) -> ApiResult {
     Reply::json(json!(upid))
 }
 
-/// Render a notes template the way vzdump does.
-fn render_notes(tpl: &str, name: &str, vmid: u32, node: &str, cluster: &str) -> String {
-    tpl.replace("{{guestname}}", name)
-        .replace("{{vmid}}", &vmid.to_string())
-        .replace("{{node}}", node)
-        .replace("{{cluster}}", cluster)
-        .replace("\\n", "\n")
+/// Render a `notes-template` the way vzdump does, or say why it cannot be.
+pub(crate) fn render_notes(
+    tpl: &str,
+    name: &str,
+    vmid: u32,
+    node: &str,
+    cluster: &str,
+) -> Result<String, String> {
+    // FACT (pve-manager PVE/VZDump.pm, generate_notes): escapes first (`\\` is a backslash,
+    // `\n` a newline, anything else dies "unexpected escape character 'c'"), then
+    // {{cluster}}, {{guestname}}, {{node}} and {{vmid}} are replaced; any other {{name}} dies
+    // "unexpected variable name 'name'".
+    let mut out = String::with_capacity(tpl.len());
+    let mut chars = tpl.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('\\') => out.push('\\'),
+            Some('n') => out.push('\n'),
+            Some(other) => return Err(format!("unexpected escape character '{other}'")),
+            None => out.push('\\'),
+        }
+    }
+    let vmid = vmid.to_string();
+    let mut rendered = String::with_capacity(out.len());
+    let mut rest = out.as_str();
+    while let Some(i) = rest.find("{{") {
+        rendered.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let var = after.find("}}").map(|j| &after[..j]);
+        let value = match var {
+            Some("cluster") => Some(cluster),
+            Some("guestname") => Some(name),
+            Some("node") => Some(node),
+            Some("vmid") => Some(vmid.as_str()),
+            _ => None,
+        };
+        match (var, value) {
+            (Some(v), Some(val)) => {
+                rendered.push_str(val);
+                rest = &after[v.len() + 2..];
+            }
+            _ => {
+                rendered.push_str("{{");
+                rest = after;
+            }
+        }
+    }
+    rendered.push_str(rest);
+    // The leftover check runs on the substituted text, like PVE's.
+    let mut scan = rendered.as_str();
+    while let Some(i) = scan.find("{{") {
+        let after = &scan[i + 2..];
+        if let Some(j) = after.find("}}") {
+            let v = &after[..j];
+            if !v.is_empty() && !v.contains(char::is_whitespace) && !v.contains('}') {
+                return Err(format!("unexpected variable name '{v}'"));
+            }
+        }
+        scan = after;
+    }
+    Ok(rendered)
 }
 
 /// `POST /nodes/{node}/vzdump`.
@@ -241,13 +299,30 @@ pub(super) fn vzdump(st: &mut State, req: &Req) -> ApiResult {
         }
     }
     let mode = req.arg("mode").unwrap_or("snapshot").to_string();
-    let ext = match req.arg("compress").unwrap_or("zstd") {
+    // FACT (pve-guest-common src/PVE/VZDump/Common.pm, compress): enum 0, 1, gzip, lzo,
+    // zstd with default 0 (no compression); `1` means lzo (pve-manager PVE/VZDump.pm,
+    // compressor_info).
+    let ext = match req.arg("compress").unwrap_or("0") {
         "0" => "vma",
-        "gzip" | "1" => "vma.gz",
-        "lzo" => "vma.lzo",
-        _ => "vma.zst",
+        "1" | "lzo" => "vma.lzo",
+        "gzip" => "vma.gz",
+        "zstd" => "vma.zst",
+        other => {
+            return Err(ApiError::param(
+                "compress",
+                &format!(
+                    "value '{other}' does not have a value in the enumeration '0, 1, gzip, lzo, zstd'"
+                ),
+            ));
+        }
     };
     let notes_tpl = req.arg("notes-template").map(str::to_string);
+    if notes_tpl.as_deref().is_some_and(|t| t.len() > 1024) {
+        return Err(ApiError::param(
+            "notes-template",
+            "value may only be 1024 characters long",
+        ));
+    }
     let protected = req.flag("protected");
     let start_s = req.now_s();
     let dur = st.timing.backup_ms;
@@ -313,6 +388,7 @@ pub(super) fn vzdump(st: &mut State, req: &Req) -> ApiResult {
     let upid = st.spawn_task(req.now, &node, "vzdump", &id_field, &req.user, dur, log, move |st, end| {
         let failed = matches!(end.outcome, Outcome::Error(_));
         let mut errors = locked_out.len();
+        let mut warnings = 0u32;
         for (vmid, name, size, guestname) in plan {
             if let Some(vm) = st.vms.get_mut(&vmid) {
                 vm.unlock("backup");
@@ -331,7 +407,26 @@ pub(super) fn vzdump(st: &mut State, req: &Req) -> ApiResult {
             cfg.remove("lock");
             let archive = Archive { config: cfg, firewall: vm.firewall.clone() };
             let volid = format!("{storage}:backup/{name}");
-            let notes = notes_tpl.as_deref().map(|t| render_notes(t, &guestname, vmid, &node2, &cluster));
+            // FACT (pve-manager PVE/VZDump.pm, exec_backup_task): "adding notes to backup";
+            // a template that does not render is a warning ("unable to add notes - ...") and
+            // the backup keeps no notes; `protected` is marked after.
+            let notes = match notes_tpl.as_deref() {
+                Some(t) => {
+                    end.log.push("INFO: adding notes to backup".into());
+                    match render_notes(t, &guestname, vmid, &node2, &cluster) {
+                        Ok(n) => Some(n),
+                        Err(e) => {
+                            end.log.push(format!("WARN: unable to add notes - {e}"));
+                            warnings += 1;
+                            None
+                        }
+                    }
+                }
+                None => None,
+            };
+            if protected {
+                end.log.push("INFO: marking backup as protected".into());
+            }
             st.volumes.insert(volid.clone(), Volume {
                 volid,
                 storage: storage.clone(),
@@ -361,6 +456,9 @@ pub(super) fn vzdump(st: &mut State, req: &Req) -> ApiResult {
             end.outcome = Outcome::Error("job errors".into());
         } else {
             end.log.push("INFO: Backup job finished successfully".into());
+            if warnings > 0 && end.outcome == Outcome::Ok {
+                end.outcome = Outcome::Warnings(warnings);
+            }
         }
     });
     Reply::json(json!(upid))
@@ -368,4 +466,39 @@ pub(super) fn vzdump(st: &mut State, req: &Req) -> ApiResult {
 
 fn gib(b: u64) -> String {
     format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::render_notes;
+    use proptest::prelude::*;
+
+    fn r(t: &str) -> Result<String, String> {
+        render_notes(t, "web-01", 100, "pve1", "prod")
+    }
+
+    #[test]
+    fn variables_and_escapes_like_vzdump() {
+        assert_eq!(
+            r("{{guestname}} ({{vmid}}) on {{node}}/{{cluster}}").unwrap(),
+            "web-01 (100) on pve1/prod"
+        );
+        assert_eq!(r(r"a\nb\\c").unwrap(), "a\nb\\c");
+        assert_eq!(r("{{ vmid }} {{}}").unwrap(), "{{ vmid }} {{}}");
+        assert_eq!(
+            r("{{hostname}}").unwrap_err(),
+            "unexpected variable name 'hostname'"
+        );
+        assert_eq!(
+            r(r"C:\temp").unwrap_err(),
+            "unexpected escape character 't'"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn plain_text_is_kept(s in "[a-zA-Z0-9 .,:;!?()-]{0,64}") {
+            prop_assert_eq!(r(&s).unwrap(), s);
+        }
+    }
 }

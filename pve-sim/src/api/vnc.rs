@@ -9,7 +9,7 @@ use axum::extract::{Path, Query, State as AxState};
 use axum::response::Response;
 
 use super::{ApiError, App, authenticate};
-use crate::model::now_ms;
+use crate::model::{Outcome, now_ms};
 
 /// Framebuffer size served to VNC clients.
 pub(crate) const FB_W: u16 = 320;
@@ -36,24 +36,64 @@ pub(super) async fn ws_handler(
         .into_response();
     }
     let vmid: u32 = path.get("vmid").and_then(|v| v.parse().ok()).unwrap_or(0);
-    let port: u16 = q.get("port").and_then(|p| p.parse().ok()).unwrap_or(0);
+    let raw_port = q.get("port").cloned().unwrap_or_default();
+    // FACT (qemu-server src/PVE/API2/Qemu.pm, vncwebsocket): `port` is an integer from 5900
+    // to 5999, checked as a parameter (400) before the ticket.
+    let port: u16 = match raw_port.parse::<i64>() {
+        Ok(p) if (5900..=5999).contains(&p) => p as u16,
+        Ok(p) if p < 5900 => {
+            return ApiError::param("port", "value must have a minimum value of 5900")
+                .into_response();
+        }
+        Ok(_) => {
+            return ApiError::param("port", "value must have a maximum value of 5999")
+                .into_response();
+        }
+        Err(_) => {
+            return ApiError::param(
+                "port",
+                &format!("type check ('integer') failed - got '{raw_port}'"),
+            )
+            .into_response();
+        }
+    };
     let ticket = q.get("vncticket").cloned().unwrap_or_default();
-    {
+    let (upid, running) = {
         let mut st = app.lock(now);
-        let ok = st
+        let found = st
             .vnc_tickets
             .get(&ticket)
-            .is_some_and(|t| t.vmid == vmid && t.port == port && t.expires_ms >= now);
-        if !ok {
-            return ApiError::status(401, "permission denied - invalid vnc ticket").into_response();
-        }
+            .filter(|t| t.vmid == vmid && t.port == port && t.expires_ms >= now)
+            .map(|t| t.upid.clone());
+        let Some(upid) = found else {
+            // FACT (pve-common src/PVE/Ticket.pm, verify_rsa_ticket): "permission denied -
+            // invalid $prefix ticket" with HTTP 401.
+            return ApiError::status(401, "permission denied - invalid PVEVNC ticket")
+                .into_response();
+        };
         st.vnc_tickets.remove(&ticket);
-    }
+        let running = st.vms.get(&vmid).is_some_and(|vm| vm.running());
+        (upid, running)
+    };
     let Ok(ws) = ws else {
         return ApiError::status(400, "websocket upgrade expected").into_response();
     };
+    app.lock(now).hold_task(&upid);
     ws.protocols(["binary"])
-        .on_upgrade(move |socket| rfb_session(socket, vmid))
+        .on_upgrade(move |socket| async move {
+            // FACT (qemu-server src/PVE/API2/Qemu.pm, vncproxy): the worker runs `qm vncproxy`
+            // for the connected client and ends when it goes away; for a VM that does not run,
+            // `qm vncproxy` fails and the task dies with "Failed to run vncproxy.".
+            let outcome = if running {
+                rfb_session(socket, vmid).await;
+                Outcome::Ok
+            } else {
+                drop(socket);
+                Outcome::Error("Failed to run vncproxy.".into())
+            };
+            let now = now_ms();
+            app.lock(now).end_task(&upid, now, outcome);
+        })
 }
 
 /// The client's pixel format (what we must encode in).
