@@ -758,3 +758,140 @@ async fn vzdump_notes_template_and_archive_names() {
     })
     .await;
 }
+
+fn mac_of(net: &str) -> String {
+    net.split(',')
+        .find_map(|p| {
+            p.split_once('=')
+                .filter(|(_, m)| m.len() == 17)
+                .map(|(_, m)| m.to_string())
+        })
+        .unwrap_or_default()
+}
+
+// qemu-server src/PVE/QemuServer.pm (restore_update_config_line): new MACs and SMBIOS UUID
+// only with `unique`; vmgenid always new.
+#[tokio::test]
+async fn restore_unique_changes_macs_only_when_asked() {
+    timed(async {
+        let sim = common::start().await;
+        let api = Api::token(&sim);
+        api.put("/nodes/pve1/qemu/101/config", &[("vmgenid", "1")])
+            .await;
+        let before = sim.vm_config(101).unwrap();
+        let t = api
+            .post(
+                "/nodes/pve1/vzdump",
+                &[("vmid", "101"), ("storage", "backup"), ("compress", "zstd")],
+            )
+            .await;
+        assert_eq!(api.wait(&t).await, "OK");
+        let archive = sim.backup_volids(101).last().unwrap().clone();
+        for (vmid, unique) in [("201", "0"), ("202", "1")] {
+            let t = api
+                .post(
+                    "/nodes/pve1/qemu",
+                    &[("vmid", vmid), ("archive", &archive), ("unique", unique)],
+                )
+                .await;
+            check_upid(&t, "qmrestore", vmid);
+            assert_eq!(api.wait(&t).await, "OK");
+        }
+        let kept = sim.vm_config(201).unwrap();
+        let fresh = sim.vm_config(202).unwrap();
+        assert_eq!(
+            mac_of(&kept["net0"]),
+            mac_of(&before["net0"]),
+            "no unique: MAC kept"
+        );
+        assert_eq!(kept["smbios1"], before["smbios1"]);
+        assert_ne!(
+            mac_of(&fresh["net0"]),
+            mac_of(&before["net0"]),
+            "unique: new MAC"
+        );
+        assert!(mac_of(&fresh["net0"]).starts_with("BC:24:11:"));
+        assert_ne!(
+            fresh["smbios1"], before["smbios1"],
+            "unique: new SMBIOS UUID"
+        );
+        assert_ne!(kept["vmgenid"], before["vmgenid"], "vmgenid is always new");
+        sim.shutdown().await;
+    })
+    .await;
+}
+
+// qemu-server src/PVE/API2/Qemu.pm (vm_config, vm_pending, cloudinit_pending,
+// cloudinit_update): changes wait for a regeneration; the password never leaves the host.
+#[tokio::test]
+async fn cloud_init_pending_regeneration_and_masked_password() {
+    timed(async {
+        let sim = common::start().await;
+        let api = Api::token(&sim);
+        let vm = "/nodes/pve1/qemu/100";
+        api.put(
+            &format!("{vm}/config"),
+            &[("ciuser", "ops"), ("cipassword", "s3cret-pass")],
+        )
+        .await;
+        let cfg = api.get(&format!("{vm}/config")).await;
+        assert_eq!(cfg["cipassword"], "**********");
+        let pending = api.get(&format!("{vm}/cloudinit")).await;
+        let item = |key: &str| {
+            pending
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["key"] == key)
+                .cloned()
+                .unwrap_or_else(|| panic!("{key} in {pending}"))
+        };
+        assert_eq!(item("ciuser")["pending"], "ops");
+        assert_eq!(item("cipassword")["pending"], "**********");
+        let dump = api
+            .get_q(&format!("{vm}/cloudinit/dump"), &[("type", "user")])
+            .await;
+        assert!(
+            !dump.as_str().unwrap().contains("user: ops"),
+            "not yet regenerated"
+        );
+        // Regenerate: nothing pending any more, the drive holds the new values.
+        assert_eq!(api.put(&format!("{vm}/cloudinit"), &[]).await, Value::Null);
+        let pending = api.get(&format!("{vm}/cloudinit")).await;
+        assert!(
+            pending
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|e| e.get("pending").is_none()),
+            "{pending}"
+        );
+        let dump = api
+            .get_q(&format!("{vm}/cloudinit/dump"), &[("type", "user")])
+            .await;
+        assert!(dump.as_str().unwrap().contains("user: ops"));
+        // Locked: refused at once; a VM without a cloud-init drive: a silent no-op.
+        sim.set_lock(100, Some("backup")).unwrap();
+        assert_eq!(
+            refused(&api, Method::PUT, &format!("{vm}/cloudinit"), &[]).await,
+            (500, "VM is locked (backup)\n".into())
+        );
+        sim.set_lock(100, None).unwrap();
+        assert_eq!(
+            api.put("/nodes/pve3/qemu/105/cloudinit", &[]).await,
+            Value::Null
+        );
+        // The pending API masks a pending password differently from the current one.
+        api.put(&format!("{vm}/config"), &[("cores", "3")]).await;
+        let p = api.get(&format!("{vm}/pending")).await;
+        let pw = p
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["key"] == "cipassword")
+            .unwrap();
+        assert_eq!(pw["value"], "**********");
+        sim.shutdown().await;
+    })
+    .await;
+}

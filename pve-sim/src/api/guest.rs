@@ -19,15 +19,25 @@ pub(super) fn cloudinit_get(st: &mut State, req: &Req) -> ApiResult {
     let out: Vec<Value> = keys
         .into_iter()
         .map(|k| {
+            // FACT (qemu-server src/PVE/API2/Qemu.pm, cloudinit_pending): added keys carry
+            // `pending`, changed ones `value` (what the drive holds) and `pending`, removed
+            // ones `delete: 1`; `cipassword` is masked as '**********'.
+            let show = |v: &String| {
+                if k.as_str() == "cipassword" {
+                    json!("**********")
+                } else {
+                    json!(v)
+                }
+            };
             let applied = vm.cloudinit_applied.get(k);
             let wanted = vm.config.get(k);
             let mut e = json!({ "key": k });
             if let Some(a) = applied {
-                e["value"] = json!(a);
+                e["value"] = show(a);
             }
             match (applied, wanted) {
-                (Some(a), Some(w)) if a != w => e["pending"] = json!(w),
-                (None, Some(w)) => e["pending"] = json!(w),
+                (Some(a), Some(w)) if a != w => e["pending"] = show(w),
+                (None, Some(w)) => e["pending"] = show(w),
                 (Some(_), None) => e["delete"] = json!(1),
                 _ => {}
             }
@@ -39,14 +49,13 @@ pub(super) fn cloudinit_get(st: &mut State, req: &Req) -> ApiResult {
 
 pub(super) fn cloudinit_regenerate(st: &mut State, req: &Req) -> ApiResult {
     let vm = vm_mut(st, req)?;
+    // FACT (qemu-server src/PVE/API2/Qemu.pm, cloudinit_update, and QemuServer.pm,
+    // vmconfig_update_cloudinit_drive): under the config lock, refused while locked; a VM
+    // without a cloud-init drive is left alone without an error.
     super::check_lock(vm)?;
-    if !vm.config.values().any(|v| v.contains("cloudinit")) {
-        return Err(ApiError::fail(format!(
-            "VM {} has no cloud-init drive",
-            vm.vmid
-        )));
+    if vm.config.values().any(|v| v.contains("cloudinit")) {
+        vm.regenerate_cloudinit();
     }
-    vm.regenerate_cloudinit();
     Reply::null()
 }
 

@@ -319,6 +319,19 @@ pub(super) fn reset(st: &mut State, req: &Req) -> ApiResult {
 pub(super) fn get_config(st: &mut State, req: &Req) -> ApiResult {
     let current = req.flag("current");
     let snapshot = req.arg("snapshot").map(str::to_string);
+    // FACT (qemu-server src/PVE/API2/Qemu.pm, vm_config): `snapshot` and `current` exclude
+    // each other (a parameter error on both), a snapshot's section comes with the file's
+    // digest, and `cipassword` is always masked as '**********'.
+    if snapshot.is_some() && current {
+        let mut e = ApiError::param("snapshot", "cannot use 'snapshot' parameter with 'current'");
+        if let Some(errs) = e.errors.as_mut() {
+            errs.insert(
+                "current".into(),
+                "cannot use 'snapshot' parameter with 'current'".into(),
+            );
+        }
+        return Err(e);
+    }
     let vm = vm_mut(st, req)?;
     if let Some(s) = snapshot {
         let snap = vm
@@ -326,6 +339,14 @@ pub(super) fn get_config(st: &mut State, req: &Req) -> ApiResult {
             .get(&s)
             .ok_or_else(|| snapshot::no_snapshot(&s))?;
         let mut m = config_json(&snap.config);
+        m.insert("snaptime".into(), json!(snap.snaptime));
+        if !snap.description.is_empty() {
+            m.insert("description".into(), json!(snap.description));
+        }
+        if let Some(p) = &snap.parent {
+            m.insert("parent".into(), json!(p));
+        }
+        mask_cipassword(&mut m);
         m.insert("digest".into(), json!(vm.config_digest()));
         return Reply::json(Value::Object(m));
     }
@@ -343,8 +364,16 @@ pub(super) fn get_config(st: &mut State, req: &Req) -> ApiResult {
         }
     }
     let mut m = config_json(&cfg);
+    mask_cipassword(&mut m);
     m.insert("digest".into(), json!(vm.config_digest()));
     Reply::json(Value::Object(m))
+}
+
+/// PVE never hands out the cloud-init password.
+pub(super) fn mask_cipassword(m: &mut serde_json::Map<String, Value>) {
+    if m.contains_key("cipassword") {
+        m.insert("cipassword".into(), json!("**********"));
+    }
 }
 
 pub(super) fn pending(st: &mut State, req: &Req) -> ApiResult {
@@ -354,12 +383,15 @@ pub(super) fn pending(st: &mut State, req: &Req) -> ApiResult {
     keys.dedup();
     let mut out = Vec::new();
     for k in keys {
+        // FACT (qemu-server src/PVE/API2/Qemu.pm, vm_pending): `cipassword` shows as
+        // '**********', a pending one as '********** ' (with a space, so the two differ).
+        let ci = k == "cipassword";
         let mut e = json!({ "key": k });
         if let Some(v) = vm.config.get(k) {
-            e["value"] = json!(v);
+            e["value"] = if ci { json!("**********") } else { json!(v) };
         }
         match vm.pending.get(k) {
-            Some(Some(p)) => e["pending"] = json!(p),
+            Some(Some(p)) => e["pending"] = if ci { json!("********** ") } else { json!(p) },
             Some(None) => e["delete"] = json!(1),
             None => {}
         }
@@ -1144,6 +1176,13 @@ fn restore(st: &mut State, req: &Req, vmid: u32, archive: String) -> ApiResult {
         }
         for (k, v) in &overrides {
             config.insert(k.clone(), v.clone());
+        }
+        // FACT (qemu-server src/PVE/QemuServer.pm, restore_update_config_line): `vmgenid` is
+        // always regenerated; only with `unique` do the NICs get new MACs and smbios1 a new
+        // UUID (without it the archive's MACs are kept).
+        if config.get("vmgenid").is_some_and(|g| g != "0") {
+            let g = fake_uuid(st);
+            config.insert("vmgenid".into(), g);
         }
         if unique {
             let nets: Vec<String> = config
