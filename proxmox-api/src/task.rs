@@ -236,7 +236,29 @@ impl TaskHandle {
         })
     }
 
-    async fn wait_inner(&self, mut on_line: Option<impl FnMut(&LogLine)>) -> Result<TaskOutcome> {
+    /// Wait inside a `pve_task_wait` span, so that the status and log polls (each its own
+    /// `pve_request` span) nest under the wait that caused them.
+    async fn wait_inner(&self, on_line: Option<impl FnMut(&LogLine)>) -> Result<TaskOutcome> {
+        use tracing::Instrument;
+        let span = tracing::info_span!(
+            "pve_task_wait",
+            upid = self.upid.as_str(),
+            node = self.upid.node().as_str(),
+            worker_type = self.upid.worker_type(),
+            exit_status = tracing::field::Empty,
+        );
+        let result = self.wait_polling(on_line).instrument(span.clone()).await;
+        match &result {
+            Ok(o) => span.record("exit_status", o.exit_status.as_str()),
+            Err(Error::TaskFailed { exit_status, .. }) => {
+                span.record("exit_status", exit_status.as_str())
+            }
+            Err(_) => span.record("exit_status", "(not finished)"),
+        };
+        result
+    }
+
+    async fn wait_polling(&self, mut on_line: Option<impl FnMut(&LogLine)>) -> Result<TaskOutcome> {
         let started = Instant::now();
         let mut next_line: u64 = 0;
         loop {

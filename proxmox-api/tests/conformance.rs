@@ -211,3 +211,16 @@ fn checker_rejects_wrong_endpoints() {
         check(&schema, &INDEXED_OK)
     );
 }
+
+#[test]
+fn power_actions_are_catalogued() {
+    for p in ["reboot", "reset", "start", "stop", "shutdown"] {
+        let path = format!("/nodes/{{node}}/qemu/{{vmid}}/status/{p}");
+        assert!(
+            catalogue()
+                .iter()
+                .any(|e| e.method == Method::Post && e.path == path),
+            "POST {path} missing from the catalogue"
+        );
+    }
+}

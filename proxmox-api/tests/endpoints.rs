@@ -1670,3 +1670,52 @@ async fn concurrency_limit_is_enforced() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn reboot_and_hard_reset_are_separate_typed_calls() {
+    timed(async {
+        let (server, client) = server_and_client().await;
+        let vm = vm(&client);
+        let reset_upid = "UPID:pve1:0000A1B3:0012C3D5:6560F00E:qmreset:100:api@pve!ci:";
+        expect(
+            &server,
+            "POST",
+            &format!("{VM}/status/reset"),
+            form_is(&[]),
+            data(json!(reset_upid)),
+        )
+        .await;
+        expect(
+            &server,
+            "POST",
+            &format!("{VM}/status/reboot"),
+            form_is(&[]),
+            upid(),
+        )
+        .await;
+        let t = vm.reset().await.unwrap();
+        assert_eq!(t.upid().as_str(), reset_upid);
+        assert_eq!(t.upid().worker_type(), "qmreset");
+        // Reboot without a timeout sends no parameter at all.
+        assert_eq!(vm.reboot(None).await.unwrap().upid().as_str(), UPID);
+        // PVE refuses a reset of a stopped guest; the error names the endpoint.
+        server.reset().await;
+        Mock::given(method("POST"))
+            .and(path(format!("{VM}/status/reset")))
+            .respond_with(
+                ResponseTemplate::new(500)
+                    .set_body_json(json!({"data": null, "message": "VM 100 not running\n"})),
+            )
+            .mount(&server)
+            .await;
+        let err = vm.reset().await.unwrap_err();
+        assert_eq!(err.status(), Some(500));
+        assert!(
+            err.to_string()
+                .contains("POST /nodes/pve1/qemu/100/status/reset"),
+            "{err}"
+        );
+        assert_eq!(err.message(), Some("VM 100 not running"));
+    })
+    .await;
+}
