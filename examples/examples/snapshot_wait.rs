@@ -1,4 +1,5 @@
-//! Take a snapshot of VM 100 (or `VMID` on `NODE`) and wait for the task, printing its log.
+//! Take a snapshot of VM 100 (or `VMID` on `NODE`) and wait for the task, printing its
+//! progress: elapsed time, percentage when the log prints one, and each new log line.
 //!
 //! `cargo run -p examples --example snapshot_wait`
 
@@ -36,9 +37,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .create(&name, Some("taken by the snapshot_wait example"), false)
         .await?
         .timeout(Duration::from_secs(600));
-    let done = task
-        .wait_with_progress(|line| println!("  | {}", line.t))
-        .await?;
+    let done = examples::progress::follow(
+        &task,
+        &examples::progress::Follow::new("snapshot"),
+        &mut std::io::stdout(),
+    )
+    .await?;
     println!("done ({} warnings)", done.warnings);
     for s in vm.snapshots().list().await? {
         if !s.is_current() {

@@ -7,6 +7,7 @@
 
 pub mod metrics;
 pub mod portal;
+pub mod progress;
 pub mod scheduler;
 
 /// The workspace README's examples, compiled and run as doctests so they cannot rot.
