@@ -1,5 +1,5 @@
-//! `fw-eval DIR [PACKETS]`: loads `cluster.fw`, `host.fw`, `<vmid>.fw` and `topology.json` from
-//! DIR, reads packets as JSON lines from PACKETS (or stdin) and prints one verdict per line.
+//! `fw-eval DIR [PACKETS]`: loads `cluster.fw`, `host.fw`, `<vmid>.fw`, `sdn/<vnet>.fw` and
+//! `topology.json` from DIR, reads packets as JSON lines from PACKETS (or stdin) and prints one verdict per line.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -27,6 +27,19 @@ fn read_dir(dir: &Path) -> std::io::Result<NodeFiles> {
         }
     }
     files.guests = guests;
+    // VNet files, as in /etc/pve/sdn/firewall/<vnet>.fw.
+    if let Ok(entries) = std::fs::read_dir(dir.join("sdn")) {
+        for entry in entries {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "fw")
+                && let Some(stem) = path.file_stem().and_then(|s| s.to_str())
+            {
+                files
+                    .vnets
+                    .insert(stem.to_string(), std::fs::read_to_string(&path)?);
+            }
+        }
+    }
     Ok(files)
 }
 

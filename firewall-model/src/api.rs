@@ -164,13 +164,17 @@ impl ApiRule {
             source: field(&self.source)?,
             dest: field(&self.dest)?,
             proto: field(&self.proto)?,
-            dport: field(&self.dport)?,
+            dport: None,
             sport: field(&self.sport)?,
             icmp_type: field(&self.icmp_type)?,
             log: field(&self.log)?,
             comment: Comment::optional(self.comment.as_deref())?,
             line: SourceLine(None),
         };
+        let mut rule = rule;
+        if let Some(d) = present(&self.dport) {
+            crate::parse::set_dport(&mut rule, d)?;
+        }
         rule.validate(kind, in_group)?;
         Ok(rule)
     }

@@ -7,7 +7,7 @@ use crate::error::{LineError, Result};
 use crate::eval::{DecidedBy, FileRef, RuleRef, SectionRef};
 use crate::flow::{FlowPacket, Topology};
 use crate::model::{FileKind, Rule};
-use crate::node::Node;
+use crate::node::{Node, VnetName};
 use crate::parse::parse_lenient;
 
 /// The contents of a node directory.
@@ -19,6 +19,8 @@ pub struct NodeFiles {
     pub host: Option<String>,
     /// `<vmid>.fw` files.
     pub guests: BTreeMap<u32, String>,
+    /// VNet files (`sdn/firewall/<vnet>.fw`) by VNet name.
+    pub vnets: BTreeMap<String, String>,
     /// The topology JSON.
     pub topology: String,
 }
@@ -53,7 +55,19 @@ pub fn load_node(files: &NodeFiles) -> Result<(Node, Vec<FileWarning>)> {
     for (id, text) in &files.guests {
         guests.insert(*id, parse(format!("{id}.fw"), Some(text), FileKind::Guest));
     }
-    let node = Topology::from_json(&files.topology)?.into_node(cluster, host, guests)?;
+    let mut vnets = BTreeMap::new();
+    for (name, text) in &files.vnets {
+        vnets.insert(
+            VnetName::new(name)?,
+            parse(
+                format!("sdn/firewall/{name}.fw"),
+                Some(text),
+                FileKind::Vnet,
+            ),
+        );
+    }
+    let mut node = Topology::from_json(&files.topology)?.into_node(cluster, host, guests)?;
+    node.vnets = vnets;
     Ok((node, warnings))
 }
 
@@ -64,6 +78,7 @@ impl Node {
             FileRef::Cluster => &self.cluster,
             FileRef::Host => &self.host,
             FileRef::Guest(id) => &self.guests.get(&id)?.firewall,
+            FileRef::Vnet(v) => self.vnets.get(&v)?,
         };
         match &r.section {
             SectionRef::Rules => file.rules.get(r.index),

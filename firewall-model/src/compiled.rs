@@ -6,15 +6,17 @@
 
 use std::collections::BTreeMap;
 
+use crate::addr::Cidr;
 use crate::addr::{Address, Family, ip_to_u128, net_bounds};
 use crate::eval::{
-    Alt, BuiltinStep, ChainDecision, ChainId, ChainPlan, DecidedBy, Evaluator, MANAGEMENT_PORTS,
-    NotFiltered, Packet, Resolver, Step, TraceStep, alternatives, early_decision,
+    Alt, BuiltinStep, ChainDecision, ChainId, ChainPlan, DecidedBy, Evaluator, NotFiltered, Packet,
+    Resolver, Step, TraceStep, alternatives, early_decision, finish,
 };
 use crate::flow::{FlowDecision, FlowPacket, evaluate_flow};
 use crate::model::IpSet;
 use crate::node::{MacAddr, Node};
-use crate::proto::{IcmpMatch, PortList, numbers};
+use crate::proto::{IcmpMatch, PortList};
+use crate::stdchain::{META_KEYS, RejectMode, StdMatch, meta_key};
 use crate::text::{Iface, Verdict};
 
 /// An inclusive interval.
@@ -77,12 +79,24 @@ pub(crate) fn is_subset(a: &[Iv], b: &[Iv]) -> bool {
 }
 
 fn set_intervals(res: &Resolver<'_>, set: &IpSet, fam: Family) -> Vec<Iv> {
-    let mut entries: Vec<(u8, bool, Iv)> = set
-        .entries
+    set_intervals_with(res, Some(set), None, fam)
+}
+
+fn set_intervals_with(
+    res: &Resolver<'_>,
+    set: Option<&IpSet>,
+    extra: Option<Cidr>,
+    fam: Family,
+) -> Vec<Iv> {
+    let listed = set
+        .map_or(&[][..], |s| s.entries.as_slice())
         .iter()
-        .filter_map(|e| {
-            let c = res.entry_cidr(&e.value)?;
-            (c.family() == fam).then(|| (c.net().prefix_len(), e.nomatch, net_bounds(&c.net())))
+        .map(|e| (res.entry_cidr(&e.value), e.nomatch));
+    let mut entries: Vec<(u8, bool, Iv)> = listed
+        .chain(extra.map(|c| (Some(c), false)))
+        .filter_map(|(c, nomatch)| {
+            let c = c?;
+            (c.family() == fam).then(|| (c.net().prefix_len(), nomatch, net_bounds(&c.net())))
         })
         .collect();
     // Painting from the least to the most specific entry gives longest-prefix semantics.
@@ -114,8 +128,8 @@ fn addr_intervals(res: &Resolver<'_>, a: Option<&Address>, fam: Family) -> Vec<I
         ),
         Address::Alias(sc, n) => res
             .alias(*sc, n.as_str())
-            .filter(|al| al.cidr.family() == fam)
-            .map(|al| vec![net_bounds(&al.cidr.net())])
+            .filter(|c| c.family() == fam)
+            .map(|c| vec![net_bounds(&c.net())])
             .unwrap_or_default(),
         Address::IpSet(sc, n) => res
             .ipset(*sc, n.as_str())
@@ -149,6 +163,8 @@ pub(crate) struct Atom {
     pub(crate) dport: Vec<Iv>,
     pub(crate) sport: Vec<Iv>,
     pub(crate) icmp: Vec<Iv>,
+    /// Conntrack state, address types and TCP flags ([`meta_key`]).
+    pub(crate) meta: Vec<Iv>,
 }
 
 impl Atom {
@@ -161,6 +177,7 @@ impl Atom {
             dport: vec![(0, PORT_ABSENT)],
             sport: vec![(0, PORT_ABSENT)],
             icmp: vec![(0, ICMP_ABSENT)],
+            meta: vec![(0, u128::from(META_KEYS - 1))],
         }
     }
     /// Does every packet matching `self` also match `other`?
@@ -172,6 +189,7 @@ impl Atom {
             && is_subset(&self.dport, &other.dport)
             && is_subset(&self.sport, &other.sport)
             && is_subset(&self.icmp, &other.icmp)
+            && is_subset(&self.meta, &other.meta)
     }
 }
 
@@ -214,6 +232,70 @@ fn alt_atom(alt: &Alt<'_>, fam: Family, base: &Atom) -> Option<Atom> {
     Some(a)
 }
 
+fn cidr_intervals(list: &[Cidr], fam: Family) -> Vec<Iv> {
+    normalize(
+        list.iter()
+            .filter(|c| c.family() == fam)
+            .map(|c| net_bounds(&c.net()))
+            .collect(),
+    )
+}
+
+fn ranges(list: &[(u16, u16)]) -> Vec<Iv> {
+    if list.is_empty() {
+        return vec![(0, PORT_ABSENT)];
+    }
+    normalize(
+        list.iter()
+            .map(|(a, b)| (u128::from(*a), u128::from(*b)))
+            .collect(),
+    )
+}
+
+/// The atom of a standard rule; `None` when it can never match in this family.
+fn std_atom(m: &StdMatch, fam: Family, full: &Atom) -> Option<Atom> {
+    if m.fam.is_some_and(|f| f != fam) {
+        return None;
+    }
+    let mut a = full.clone();
+    a.iface = m.iface.clone();
+    if let Some(p) = m.proto {
+        a.proto = vec![(u128::from(p), u128::from(p))];
+    }
+    a.dport = ranges(&m.dport);
+    a.sport = ranges(&m.sport);
+    if !m.icmp.is_empty() {
+        a.icmp = normalize(
+            m.icmp
+                .iter()
+                .map(|(t, c)| {
+                    let t = u128::from(*t) * 256;
+                    match c {
+                        Some(c) => (t + u128::from(*c), t + u128::from(*c)),
+                        None => (t, t + 255),
+                    }
+                })
+                .collect(),
+        );
+    }
+    if !m.src.is_empty() {
+        a.src = cidr_intervals(&m.src, fam);
+    }
+    if !m.src_not.is_empty() {
+        a.src = subtract(&a.src, &cidr_intervals(&m.src_not, fam));
+    }
+    if !m.dst.is_empty() {
+        a.dst = cidr_intervals(&m.dst, fam);
+    }
+    if m.has_meta() {
+        a.meta = m.meta_intervals();
+    }
+    let empty = [&a.src, &a.dst, &a.dport, &a.sport, &a.icmp, &a.meta]
+        .iter()
+        .any(|v| v.is_empty());
+    (!empty).then_some(a)
+}
+
 /// What an atomic entry decides.
 #[derive(Clone, Debug)]
 pub(crate) struct Entry {
@@ -245,32 +327,8 @@ pub(crate) fn atoms(plan: &ChainPlan<'_>, fam: Family) -> Flattened {
                 let v = b.verdict();
                 let mut a = full.clone();
                 match b {
-                    BuiltinStep::Dhcp {
-                        fam: f,
-                        sport,
-                        dport,
-                    } => {
-                        if *f != fam {
-                            continue;
-                        }
-                        a.proto = vec![(17, 17)];
-                        a.sport = vec![(u128::from(*sport), u128::from(*sport))];
-                        a.dport = vec![(u128::from(*dport), u128::from(*dport))];
-                    }
                     BuiltinStep::MacFilter(m) => {
                         mac = Some((out.len(), *m));
-                    }
-                    BuiltinStep::RouterAdv | BuiltinStep::Ndp => {
-                        if fam != Family::V6 {
-                            continue;
-                        }
-                        let (lo, hi) = if matches!(b, BuiltinStep::Ndp) {
-                            (133, 136)
-                        } else {
-                            (134, 134)
-                        };
-                        a.proto = vec![(u128::from(numbers::ICMPV6), u128::from(numbers::ICMPV6))];
-                        a.icmp = vec![(lo * 256, hi * 256 + 255)];
                     }
                     BuiltinStep::IpFilter(set) => {
                         let mut allowed: Vec<Iv> = set
@@ -285,16 +343,12 @@ pub(crate) fn atoms(plan: &ChainPlan<'_>, fam: Family) -> Flattened {
                         a.src = subtract(&[(0, fam_max(fam))], &normalize(allowed));
                     }
                     BuiltinStep::Blacklist(set) => {
-                        let dc = Resolver::datacenter(res.cluster);
-                        a.src = set_intervals(&dc, set, fam);
+                        a.src = set_intervals(&res.dc(), set, fam);
                     }
-                    BuiltinStep::Management(set) => {
+                    BuiltinStep::Management(m) => {
                         a.proto = vec![(6, 6)];
-                        a.dport = MANAGEMENT_PORTS
-                            .iter()
-                            .map(|(x, y)| (u128::from(*x), u128::from(*y)))
-                            .collect();
-                        a.src = set_intervals(res, set, fam);
+                        a.dport = ranges(m.ports);
+                        a.src = set_intervals_with(&res.dc(), m.set, m.extra, fam);
                     }
                 }
                 out.push((entry(v, by), a));
@@ -328,6 +382,11 @@ pub(crate) fn atoms(plan: &ChainPlan<'_>, fam: Family) -> Flattened {
                             a,
                         ));
                     }
+                }
+            }
+            Step::Std(e) => {
+                if let Some(a) = std_atom(&e.m, fam, &full) {
+                    out.push((entry(e.verdict, e.by.clone()), a));
                 }
             }
             Step::EnterGroup { .. } | Step::LeaveGroup(_) | Step::MissingGroup(..) => {}
@@ -453,6 +512,7 @@ enum FieldKind {
     Sport,
     Icmp,
     Iface,
+    Meta,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -496,6 +556,7 @@ impl FamTable {
             (FieldKind::Dst, f(|a| &a.dst)),
             (FieldKind::Sport, f(|a| &a.sport)),
             (FieldKind::Icmp, f(|a| &a.icmp)),
+            (FieldKind::Meta, f(|a| &a.meta)),
             (
                 FieldKind::Iface,
                 Field::build(iface_sets.iter().map(Vec::as_slice), n),
@@ -534,6 +595,9 @@ impl FamTable {
             FieldKind::Icmp => pkt
                 .icmp
                 .map_or(ICMP_ABSENT, |(t, c)| u128::from(t) * 256 + u128::from(c)),
+            FieldKind::Meta => {
+                u128::from(meta_key(pkt.ct, pkt.srctype, pkt.dsttype, pkt.tcp_flags))
+            }
             FieldKind::Iface => {
                 let k = match &pkt.iface {
                     Some(i) => self.ifaces.binary_search(i).unwrap_or(self.ifaces.len()),
@@ -546,7 +610,7 @@ impl FamTable {
 
     #[inline]
     fn first_match(&self, pkt: &Packet) -> Option<usize> {
-        let mut rows = [NO_ROW; 7];
+        let mut rows = [NO_ROW; 8];
         for (slot, (kind, field)) in rows.iter_mut().zip(&self.fields) {
             *slot = field.row(self.key(*kind, pkt));
         }
@@ -590,6 +654,7 @@ pub struct CompiledChain {
     id: ChainId,
     not_filtered: Option<NotFiltered>,
     policy: Verdict,
+    reject: RejectMode,
     v4: FamTable,
     v6: FamTable,
 }
@@ -600,6 +665,7 @@ impl CompiledChain {
             id: plan.id,
             not_filtered: plan.not_filtered,
             policy: Verdict::from(plan.policy),
+            reject: plan.reject,
             v4: FamTable::build(plan, Family::V4),
             v6: FamTable::build(plan, Family::V6),
         }
@@ -628,9 +694,11 @@ impl CompiledChain {
             Family::V4 => &self.v4,
             Family::V6 => &self.v6,
         };
-        t.first_match(pkt)
+        let v = t
+            .first_match(pkt)
             .and_then(|i| t.entries.get(i))
-            .map_or(self.policy, |e| e.verdict)
+            .map_or(self.policy, |e| e.verdict);
+        finish(self.reject, v, pkt)
     }
 
     /// The full decision (what decided, minimal trace).
@@ -646,6 +714,7 @@ impl CompiledChain {
             Some(e) => (e.verdict, e.by.clone()),
             None => (self.policy, DecidedBy::Policy),
         };
+        let verdict = finish(self.reject, verdict, pkt);
         ChainDecision {
             chain: self.id,
             verdict,
@@ -665,7 +734,8 @@ pub struct CompiledNode {
 impl CompiledNode {
     /// Compiles every chain of the node (host IN/OUT, each guest NIC IN/OUT).
     pub fn compile(node: &Node) -> Self {
-        let mut ids = vec![ChainId::HostIn, ChainId::HostOut];
+        let mut ids = vec![ChainId::HostIn, ChainId::HostOut, ChainId::HostForward];
+        ids.extend(node.vnets.keys().map(|v| ChainId::VnetForward { vnet: *v }));
         for g in node.guests.values() {
             for n in &g.nics {
                 ids.push(ChainId::GuestIn {
@@ -686,6 +756,11 @@ impl CompiledNode {
             node: node.clone(),
             chains,
         }
+    }
+
+    /// The node it was compiled from.
+    pub fn node(&self) -> &Node {
+        &self.node
     }
 
     /// One compiled chain.

@@ -4,12 +4,13 @@ use std::fmt;
 use std::net::IpAddr;
 
 use crate::addr::{Address, Cidr, Family, IpSetValue, RefScope};
-use crate::model::{Alias, FileKind, FwFile, IpSet, Rule, RuleKind};
-use crate::node::{Guest, GuestKind, MacAddr, Nic, Node};
+use crate::model::{FileKind, FwFile, IpSet, Rule, RuleKind};
+use crate::node::{Backend, Guest, GuestKind, MacAddr, Nic, Node, VnetName};
 use crate::proto::{IcmpType, PortList, Protocol, numbers};
+use crate::stdchain::{self, AddrType, CtState, RejectMode, StdEntry, StdRule};
 use crate::text::{Action, Direction, GroupName, Iface, Verdict};
 
-/// A packet as one chain sees it (the first packet of a connection).
+/// A packet as one chain sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Packet {
     /// IP protocol number.
@@ -28,6 +29,14 @@ pub struct Packet {
     pub iface: Option<Iface>,
     /// Source MAC, when the sender's MAC may differ from its NIC's (spoofing tests).
     pub source_mac: Option<MacAddr>,
+    /// Connection-tracking state (`NEW` for the first packet of a connection).
+    pub ct: CtState,
+    /// Type of the source address.
+    pub srctype: AddrType,
+    /// Type of the destination address.
+    pub dsttype: AddrType,
+    /// TCP flags ([`stdchain::tcp`] bits; a connection opens with SYN).
+    pub tcp_flags: u8,
 }
 
 impl Packet {
@@ -42,6 +51,10 @@ impl Packet {
             icmp: None,
             iface: None,
             source_mac: None,
+            ct: CtState::New,
+            srctype: AddrType::Unicast,
+            dsttype: AddrType::Unicast,
+            tcp_flags: stdchain::tcp::SYN,
         }
     }
     /// A UDP packet.
@@ -49,6 +62,7 @@ impl Packet {
         Packet {
             proto: numbers::UDP,
             sport: Some(sport),
+            tcp_flags: 0,
             ..Packet::tcp(source, dest, dport)
         }
     }
@@ -63,8 +77,14 @@ impl Packet {
             sport: None,
             dport: None,
             icmp: Some((ty, code)),
+            tcp_flags: 0,
             ..Packet::tcp(source, dest, 0)
         }
+    }
+    /// The same packet in another conntrack state (`ESTABLISHED` for a reply).
+    pub fn with_ct(mut self, ct: CtState) -> Self {
+        self.ct = ct;
+        self
     }
     /// Sets the interface.
     pub fn on(mut self, iface: Iface) -> Self {
@@ -98,6 +118,13 @@ pub enum ChainId {
         /// NIC index.
         nic: u8,
     },
+    /// Traffic routed by the host (`FORWARD`).
+    HostForward,
+    /// Traffic passing an SDN VNet (`FORWARD` rules of the VNet's file).
+    VnetForward {
+        /// The VNet.
+        vnet: VnetName,
+    },
 }
 
 impl ChainId {
@@ -106,6 +133,7 @@ impl ChainId {
         match self {
             ChainId::HostIn | ChainId::GuestIn { .. } => Direction::In,
             ChainId::HostOut | ChainId::GuestOut { .. } => Direction::Out,
+            ChainId::HostForward | ChainId::VnetForward { .. } => Direction::Forward,
         }
     }
 }
@@ -117,6 +145,8 @@ impl fmt::Display for ChainId {
             ChainId::HostOut => f.write_str("host OUT"),
             ChainId::GuestIn { vmid, nic } => write!(f, "{vmid}/net{nic} IN"),
             ChainId::GuestOut { vmid, nic } => write!(f, "{vmid}/net{nic} OUT"),
+            ChainId::HostForward => f.write_str("host FORWARD"),
+            ChainId::VnetForward { vnet } => write!(f, "vnet {vnet} FORWARD"),
         }
     }
 }
@@ -130,6 +160,8 @@ pub enum FileRef {
     Host,
     /// `<vmid>.fw`
     Guest(u32),
+    /// `sdn/firewall/<vnet>.fw`
+    Vnet(VnetName),
 }
 
 impl fmt::Display for FileRef {
@@ -138,6 +170,7 @@ impl fmt::Display for FileRef {
             FileRef::Cluster => f.write_str("cluster.fw"),
             FileRef::Host => f.write_str("host.fw"),
             FileRef::Guest(v) => write!(f, "{v}.fw"),
+            FileRef::Vnet(v) => write!(f, "sdn/firewall/{v}.fw"),
         }
     }
 }
@@ -180,7 +213,7 @@ impl fmt::Display for RuleRef {
 /// Built-in rules PVE generates around the user's rules.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum Builtin {
-    /// `dhcp: 1` lets DHCP through.
+    /// DHCP for a guest (accepted unless `dhcp: 0`; proxmox-firewall drops it with `dhcp: 0`).
     Dhcp,
     /// `macfilter` (default on) drops frames whose source MAC is not the NIC's.
     MacFilter,
@@ -190,7 +223,8 @@ pub enum Builtin {
     IpFilter,
     /// `ndp` (on unless `ndp: 0`) lets neighbor discovery through.
     Ndp,
-    /// Management access to the host from the `management` IP set.
+    /// Management access to the host from the `management` IP set (which PVE extends with
+    /// `local_network`).
     Management,
     /// Sources in the cluster's `blacklist` IP set are dropped.
     Blacklist,
@@ -209,6 +243,10 @@ pub enum NotFiltered {
     GuestDisabled,
     /// The NIC has no `firewall=1`.
     NicDisabled,
+    /// The VNet's file has no `enable: 1`.
+    VnetDisabled,
+    /// pve-firewall (iptables) ignores VNet firewall files.
+    IptablesBackend,
 }
 
 /// What decided a chain's verdict.
@@ -218,6 +256,8 @@ pub enum DecidedBy {
     Rule(RuleRef),
     /// The chain's default policy.
     Policy,
+    /// A rule of a standard chain pve-firewall or proxmox-firewall generates.
+    Standard(StdRule),
     /// A built-in rule.
     Builtin(Builtin),
     /// The firewall does not apply to this chain: the packet passes.
@@ -230,6 +270,7 @@ impl fmt::Display for DecidedBy {
             DecidedBy::Rule(r) => write!(f, "rule {r}"),
             DecidedBy::Policy => f.write_str("policy"),
             DecidedBy::Builtin(b) => write!(f, "builtin {b:?}"),
+            DecidedBy::Standard(r) => write!(f, "standard chain {r}"),
             DecidedBy::NotFiltered(n) => write!(f, "not filtered ({n:?})"),
         }
     }
@@ -274,31 +315,40 @@ pub(crate) struct Resolver<'a> {
     pub(crate) cluster: &'a FwFile,
     /// The guest's file, for guest chains.
     pub(crate) local: Option<&'a FwFile>,
+    /// The automatic `local_network` alias (cluster scope), when no file defines one.
+    pub(crate) localnet: Option<Cidr>,
 }
 
 impl<'a> Resolver<'a> {
-    /// The datacenter's resolver: the cluster file's aliases and IP sets only.
-    pub(crate) fn datacenter(cluster: &'a FwFile) -> Self {
-        Self {
-            cluster,
+    /// The same resolver without the guest's file (datacenter scope).
+    pub(crate) fn dc(&self) -> Resolver<'a> {
+        Resolver {
             local: None,
+            ..*self
         }
     }
 
-    pub(crate) fn alias(&self, scope: RefScope, name: &str) -> Option<&'a Alias> {
+    pub(crate) fn alias(&self, scope: RefScope, name: &str) -> Option<Cidr> {
+        let dc = || {
+            self.cluster.alias(name).map(|a| a.cidr).or_else(|| {
+                self.localnet
+                    .filter(|_| name.eq_ignore_ascii_case("local_network"))
+            })
+        };
         match scope {
             RefScope::Auto => self
                 .local
                 .and_then(|l| l.alias(name))
-                .or_else(|| self.cluster.alias(name)),
-            RefScope::Dc => self.cluster.alias(name),
-            RefScope::Guest => self.local.and_then(|l| l.alias(name)),
+                .map(|a| a.cidr)
+                .or_else(dc),
+            RefScope::Dc => dc(),
+            RefScope::Guest => self.local.and_then(|l| l.alias(name)).map(|a| a.cidr),
         }
     }
 
     /// The set and the resolver its alias entries are looked up with.
     pub(crate) fn ipset(&self, scope: RefScope, name: &str) -> Option<(&'a IpSet, Resolver<'a>)> {
-        let dc = Resolver::datacenter(self.cluster);
+        let dc = self.dc();
         let local = || self.local.and_then(|l| l.ipset(name)).map(|s| (s, *self));
         match scope {
             RefScope::Auto => local().or_else(|| self.cluster.ipset(name).map(|s| (s, dc))),
@@ -310,19 +360,33 @@ impl<'a> Resolver<'a> {
     pub(crate) fn entry_cidr(&self, v: &IpSetValue) -> Option<Cidr> {
         match v {
             IpSetValue::Cidr(c) => Some(*c),
-            IpSetValue::Alias(sc, n) => self.alias(*sc, n.as_str()).map(|a| a.cidr),
+            IpSetValue::Alias(sc, n) => self.alias(*sc, n.as_str()),
         }
     }
 
     /// ipset `hash:net` semantics: the most specific matching entry decides; `!` excludes.
     pub(crate) fn set_contains(&self, set: &IpSet, ip: &IpAddr) -> bool {
+        self.set_contains_with(Some(set), None, ip)
+    }
+
+    /// Like [`Resolver::set_contains`] with one more (matching) entry PVE adds to the set.
+    pub(crate) fn set_contains_with(
+        &self,
+        set: Option<&IpSet>,
+        extra: Option<Cidr>,
+        ip: &IpAddr,
+    ) -> bool {
         let mut best: Option<(u8, bool)> = None;
-        for e in &set.entries {
-            let Some(c) = self.entry_cidr(&e.value) else {
+        let entries = set.map_or(&[][..], |s| s.entries.as_slice());
+        let listed = entries
+            .iter()
+            .map(|e| (self.entry_cidr(&e.value), e.nomatch));
+        for (c, nomatch) in listed.chain(extra.map(|c| (Some(c), false))) {
+            let Some(c) = c else {
                 continue;
             };
             if c.contains(ip) {
-                let key = (c.net().prefix_len(), e.nomatch);
+                let key = (c.net().prefix_len(), nomatch);
                 if best.is_none_or(|b| key > b) {
                     best = Some(key);
                 }
@@ -334,9 +398,7 @@ impl<'a> Resolver<'a> {
     pub(crate) fn addr_contains(&self, a: &Address, ip: &IpAddr) -> bool {
         match a {
             Address::List(items) => items.iter().any(|i| i.contains(ip)),
-            Address::Alias(sc, n) => self
-                .alias(*sc, n.as_str())
-                .is_some_and(|a| a.cidr.contains(ip)),
+            Address::Alias(sc, n) => self.alias(*sc, n.as_str()).is_some_and(|c| c.contains(ip)),
             Address::IpSet(sc, n) => self
                 .ipset(*sc, n.as_str())
                 .is_some_and(|(s, r)| r.set_contains(s, ip)),
@@ -429,28 +491,41 @@ pub(crate) fn rule_matches(rule: &Rule, pkt: &Packet, res: &Resolver<'_>) -> boo
         .any(|alt| alt_matches(alt, pkt, fam))
 }
 
-/// Built-in steps of a chain, in PVE's order.
+/// Built-in steps of a chain that depend on sets or the MAC, in PVE's order.
 #[derive(Clone, Debug)]
 pub(crate) enum BuiltinStep<'a> {
-    /// Accept udp with these ports for this family.
-    Dhcp { fam: Family, sport: u16, dport: u16 },
     /// Drop when the packet's source MAC is given and differs.
     MacFilter(MacAddr),
-    /// Drop ICMPv6 router advertisements.
-    RouterAdv,
     /// Drop when the source is not allowed.
     IpFilter(IpFilterSet<'a>),
-    /// Accept ICMPv6 neighbor discovery (types 133 to 136).
-    Ndp,
-    /// Accept management ports from the `management` IP set.
-    Management(&'a IpSet),
+    /// Accept management ports from the `management` IP set (plus `local_network`).
+    Management(ManagementSet<'a>),
     /// Drop sources in the cluster's `blacklist` IP set.
     Blacklist(&'a IpSet),
 }
 
-/// The ports PVE opens to the `management` IP set.
-pub(crate) const MANAGEMENT_PORTS: &[(u16, u16)] =
-    &[(22, 22), (3128, 3128), (5900, 5999), (8006, 8006)];
+/// The ports pve-firewall opens to the `management` IP set (`enable_host_firewall`): API,
+/// VNC console, SPICE proxy, SSH, migration.
+pub(crate) const MANAGEMENT_PORTS: &[(u16, u16)] = &[
+    (8006, 8006),
+    (5900, 5999),
+    (3128, 3128),
+    (22, 22),
+    (60000, 60050),
+];
+
+/// The ports proxmox-firewall's `default-in` opens to the management set.
+pub(crate) const NFT_MANAGEMENT_PORTS: &[(u16, u16)] =
+    &[(8006, 8006), (5900, 5999), (3128, 3128), (22, 22)];
+
+/// The management source set: the cluster's `management` IP set, plus an entry PVE adds
+/// (`local_network`).
+#[derive(Clone, Debug)]
+pub(crate) struct ManagementSet<'a> {
+    pub(crate) set: Option<&'a IpSet>,
+    pub(crate) extra: Option<Cidr>,
+    pub(crate) ports: &'static [(u16, u16)],
+}
 
 /// The anti-spoofing set of one NIC.
 #[derive(Clone, Debug)]
@@ -469,49 +544,29 @@ impl IpFilterSet<'_> {
 impl BuiltinStep<'_> {
     pub(crate) fn kind(&self) -> Builtin {
         match self {
-            BuiltinStep::Dhcp { .. } => Builtin::Dhcp,
             BuiltinStep::MacFilter(_) => Builtin::MacFilter,
-            BuiltinStep::RouterAdv => Builtin::RouterAdvertisement,
             BuiltinStep::IpFilter(_) => Builtin::IpFilter,
-            BuiltinStep::Ndp => Builtin::Ndp,
             BuiltinStep::Management(_) => Builtin::Management,
             BuiltinStep::Blacklist(_) => Builtin::Blacklist,
         }
     }
     pub(crate) fn verdict(&self) -> Verdict {
         match self {
-            BuiltinStep::Dhcp { .. } | BuiltinStep::Ndp | BuiltinStep::Management(_) => {
-                Verdict::Accept
-            }
+            BuiltinStep::Management(_) => Verdict::Accept,
             _ => Verdict::Drop,
         }
     }
     fn matches(&self, pkt: &Packet, res: &Resolver<'_>) -> bool {
-        let v6 = pkt.family() == Family::V6;
-        let icmp6_type = |lo: u8, hi: u8| {
-            v6 && pkt.proto == numbers::ICMPV6 && pkt.icmp.is_some_and(|(t, _)| lo <= t && t <= hi)
-        };
         match self {
-            BuiltinStep::Dhcp { fam, sport, dport } => {
-                pkt.family() == *fam
-                    && pkt.proto == numbers::UDP
-                    && pkt.sport == Some(*sport)
-                    && pkt.dport == Some(*dport)
-            }
             BuiltinStep::MacFilter(mac) => pkt.source_mac.is_some_and(|m| m != *mac),
-            BuiltinStep::RouterAdv => icmp6_type(134, 134),
             BuiltinStep::IpFilter(set) => !set.allows(res, &pkt.source),
-            BuiltinStep::Ndp => icmp6_type(133, 136),
-            BuiltinStep::Blacklist(set) => {
-                let dc = Resolver::datacenter(res.cluster);
-                dc.set_contains(set, &pkt.source)
-            }
-            BuiltinStep::Management(set) => {
+            BuiltinStep::Blacklist(set) => res.dc().set_contains(set, &pkt.source),
+            BuiltinStep::Management(m) => {
                 pkt.proto == numbers::TCP
                     && pkt
                         .dport
-                        .is_some_and(|p| MANAGEMENT_PORTS.iter().any(|(a, b)| *a <= p && p <= *b))
-                    && res.set_contains(set, &pkt.source)
+                        .is_some_and(|p| m.ports.iter().any(|(a, b)| *a <= p && p <= *b))
+                    && res.dc().set_contains_with(m.set, m.extra, &pkt.source)
             }
         }
     }
@@ -521,6 +576,8 @@ impl BuiltinStep<'_> {
 #[derive(Clone, Debug)]
 pub(crate) enum Step<'a> {
     Builtin(BuiltinStep<'a>),
+    /// A rule of a standard chain (or a built-in expressed as a plain match).
+    Std(StdEntry),
     EnterGroup {
         name: &'a GroupName,
         via: RuleRef,
@@ -544,6 +601,8 @@ pub(crate) struct ChainPlan<'a> {
     pub(crate) steps: Vec<Step<'a>>,
     pub(crate) policy: Action,
     pub(crate) not_filtered: Option<NotFiltered>,
+    /// How a REJECT ends in this chain.
+    pub(crate) reject: RejectMode,
 }
 
 fn push_rules<'a>(
@@ -610,92 +669,217 @@ fn push_rules<'a>(
     }
 }
 
-fn guest_builtins<'a>(guest: &'a Guest, nic: &'a Nic, dir: Direction, steps: &mut Vec<Step<'a>>) {
-    let o = &guest.firewall.options;
-    if o.dhcp == Some(true) {
-        let (s4, d4, s6, d6) = match dir {
-            Direction::Out => (68, 67, 546, 547),
-            _ => (67, 68, 547, 546),
-        };
-        steps.push(Step::Builtin(BuiltinStep::Dhcp {
-            fam: Family::V4,
-            sport: s4,
-            dport: d4,
-        }));
-        steps.push(Step::Builtin(BuiltinStep::Dhcp {
-            fam: Family::V6,
-            sport: s6,
-            dport: d6,
-        }));
+fn push_std<'a>(steps: &mut Vec<Step<'a>>, entries: impl IntoIterator<Item = StdEntry>) {
+    steps.extend(entries.into_iter().map(Step::Std));
+}
+
+/// Host options pve-firewall and proxmox-firewall read from `host.fw`.
+#[derive(Clone, Copy, Debug)]
+struct HostOpts {
+    allow_invalid: bool,
+    smurfs: bool,
+    tcpflags: bool,
+    ndp: bool,
+}
+
+impl HostOpts {
+    fn of(node: &Node) -> Self {
+        HostOpts {
+            allow_invalid: node.host_option("nf_conntrack_allow_invalid") == Some(true),
+            // `nosmurfs: 1` enables the filter; only an explicit 0 turns it off.
+            smurfs: node.host_option("nosmurfs") != Some(false),
+            tcpflags: node.host_option("tcpflags") == Some(true),
+            ndp: node.host_option("ndp") != Some(false),
+        }
     }
-    if dir == Direction::Out {
+}
+
+/// The anti-spoofing set of a NIC, when `ipfilter-netN` exists or `ipfilter: 1`.
+fn ipfilter<'a>(guest: &'a Guest, nic: &'a Nic) -> Option<IpFilterSet<'a>> {
+    let o = &guest.firewall.options;
+    let explicit = guest.firewall.ipset(&format!("ipfilter-net{}", nic.index));
+    let implicit_on = o.ipfilter == Some(true);
+    if explicit.is_none() && !implicit_on {
+        return None;
+    }
+    let mut implicit = Vec::new();
+    if implicit_on {
+        implicit.push(nic.mac.link_local());
+        if guest.kind == GuestKind::Ct {
+            implicit.extend(nic.ips.iter().copied());
+        }
+    }
+    Some(IpFilterSet { explicit, implicit })
+}
+
+/// pve-firewall's tap chain head (`ruleset_create_vm_chain`): DHCP (on unless `dhcp: 0`);
+/// outbound: MAC filter, router advertisements, IP filter; then NDP.
+fn guest_head_iptables<'a>(
+    guest: &'a Guest,
+    nic: &'a Nic,
+    dir: Direction,
+    steps: &mut Vec<Step<'a>>,
+) {
+    let o = &guest.firewall.options;
+    let out = dir == Direction::Out;
+    if o.dhcp != Some(false) {
+        push_std(steps, stdchain::dhcp(out, Verdict::Accept));
+    }
+    if out {
         if o.macfilter != Some(false) {
             steps.push(Step::Builtin(BuiltinStep::MacFilter(nic.mac)));
         }
         if o.radv != Some(true) {
-            steps.push(Step::Builtin(BuiltinStep::RouterAdv));
+            push_std(steps, [stdchain::router_adv(&[(134, None)], Verdict::Drop)]);
         }
-        let explicit = guest.firewall.ipset(&format!("ipfilter-net{}", nic.index));
-        let implicit_on = o.ipfilter == Some(true);
-        if explicit.is_some() || implicit_on {
-            let mut implicit = Vec::new();
-            if implicit_on {
-                implicit.push(nic.mac.link_local());
-                if guest.kind == GuestKind::Ct {
-                    implicit.extend(nic.ips.iter().copied());
-                }
-            }
-            steps.push(Step::Builtin(BuiltinStep::IpFilter(IpFilterSet {
-                explicit,
-                implicit,
-            })));
+        if let Some(f) = ipfilter(guest, nic) {
+            steps.push(Step::Builtin(BuiltinStep::IpFilter(f)));
         }
     }
-    // NDP is on by default for guests (the admin guide: "enabled on both host and VM level").
     if o.ndp != Some(false) {
-        steps.push(Step::Builtin(BuiltinStep::Ndp));
+        push_std(
+            steps,
+            [stdchain::ndp_iptables(!out || o.radv == Some(true))],
+        );
+    }
+}
+
+/// proxmox-firewall's guest chain head (`handle_guest_options`): MAC filter, DHCP, NDP and
+/// router advertisements always get a rule (accept or drop), then the IP filter.
+fn guest_head_nftables<'a>(
+    guest: &'a Guest,
+    nic: &'a Nic,
+    dir: Direction,
+    steps: &mut Vec<Step<'a>>,
+) {
+    let o = &guest.firewall.options;
+    let out = dir == Direction::Out;
+    let allow = |on: bool| if on { Verdict::Accept } else { Verdict::Drop };
+    if out && o.macfilter != Some(false) {
+        steps.push(Step::Builtin(BuiltinStep::MacFilter(nic.mac)));
+    }
+    push_std(steps, stdchain::dhcp(out, allow(o.dhcp != Some(false))));
+    push_std(steps, [stdchain::ndp_nftables(!out, o.ndp != Some(false))]);
+    if out {
+        push_std(
+            steps,
+            [stdchain::router_adv(
+                &[(134, None), (137, None)],
+                allow(o.radv == Some(true)),
+            )],
+        );
+        if let Some(f) = ipfilter(guest, nic) {
+            steps.push(Step::Builtin(BuiltinStep::IpFilter(f)));
+        }
+    }
+}
+
+/// The policy part of an iptables chain: `PVEFW-Drop`/`PVEFW-Reject` run before the policy.
+fn push_policy_chain(steps: &mut Vec<Step<'_>>, backend: Backend, policy: Action) {
+    if backend == Backend::Iptables && policy != Action::Accept {
+        push_std(steps, stdchain::policy_chain(policy == Action::Reject));
     }
 }
 
 impl Node {
-    /// Flattens one chain. `None` when the guest or NIC does not exist.
+    /// Flattens one chain. `None` when the guest, NIC or VNet does not exist.
     pub(crate) fn plan(&self, id: ChainId) -> Option<ChainPlan<'_>> {
         let cluster = &self.cluster;
         let dir = id.direction();
+        let backend = self.effective_backend();
+        let nft = backend == Backend::Nftables;
+        let opts = HostOpts::of(self);
+        let localnet = self.effective_local_network();
         let mut steps = Vec::new();
         let cluster_on = cluster.options.enabled_or_default(FileKind::Cluster);
+        let dc = Resolver {
+            cluster,
+            local: None,
+            localnet: Some(localnet),
+        };
+        let host_reject = if nft {
+            RejectMode::Nftables
+        } else {
+            RejectMode::Iptables
+        };
+        let host_not_filtered = if !cluster_on {
+            Some(NotFiltered::ClusterDisabled)
+        } else if !self.host.options.enabled_or_default(FileKind::Host) {
+            Some(NotFiltered::HostDisabled)
+        } else {
+            None
+        };
+        let blacklist = cluster.ipset("blacklist");
         match id {
             ChainId::HostIn | ChainId::HostOut => {
-                let not_filtered = if !cluster_on {
-                    Some(NotFiltered::ClusterDisabled)
-                } else if !self.host.options.enabled_or_default(FileKind::Host) {
-                    Some(NotFiltered::HostDisabled)
+                let inbound = dir == Direction::In;
+                let policy = if inbound {
+                    cluster.options.policy_in_or_default()
                 } else {
-                    None
+                    cluster.options.policy_out_or_default()
                 };
-                if dir == Direction::In
-                    && let Some(set) = cluster.ipset("blacklist")
-                {
-                    steps.push(Step::Builtin(BuiltinStep::Blacklist(set)));
+                if nft {
+                    self.host_nftables(inbound, opts, localnet, &mut steps);
+                } else {
+                    self.host_iptables(inbound, opts, localnet, &mut steps);
                 }
-                if dir == Direction::In
-                    && let Some(set) = cluster.ipset("management")
-                {
-                    steps.push(Step::Builtin(BuiltinStep::Management(set)));
+                push_policy_chain(&mut steps, backend, policy);
+                Some(ChainPlan {
+                    id,
+                    resolver: dc,
+                    steps,
+                    policy,
+                    not_filtered: host_not_filtered,
+                    reject: host_reject,
+                })
+            }
+            ChainId::HostForward => {
+                // FORWARD rules only exist for proxmox-firewall; pve-firewall's PVEFW-FORWARD
+                // only filters by connection state for routed traffic.
+                if nft {
+                    push_std(&mut steps, stdchain::nft_ct_vmap("forward"));
+                    push_rules(&mut steps, FileRef::Host, &self.host.rules, cluster, dir);
+                    push_rules(&mut steps, FileRef::Cluster, &cluster.rules, cluster, dir);
+                } else {
+                    push_std(
+                        &mut steps,
+                        stdchain::conn_filters("PVEFW-FORWARD", opts.allow_invalid),
+                    );
                 }
-                // Host rules come first so they can override cluster-wide rules.
-                push_rules(&mut steps, FileRef::Host, &self.host.rules, cluster, dir);
-                push_rules(&mut steps, FileRef::Cluster, &cluster.rules, cluster, dir);
-                let policy = match dir {
-                    Direction::In => cluster.options.policy_in_or_default(),
-                    _ => cluster.options.policy_out_or_default(),
+                let policy = if nft {
+                    cluster.options.policy_forward_or_default()
+                } else {
+                    Action::Accept
                 };
                 Some(ChainPlan {
                     id,
-                    resolver: Resolver::datacenter(cluster),
+                    resolver: dc,
                     steps,
                     policy,
+                    not_filtered: host_not_filtered,
+                    reject: host_reject,
+                })
+            }
+            ChainId::VnetForward { vnet } => {
+                let fw = self.vnets.get(&vnet)?;
+                let not_filtered = if !cluster_on {
+                    Some(NotFiltered::ClusterDisabled)
+                } else if !nft {
+                    Some(NotFiltered::IptablesBackend)
+                } else if !fw.options.enabled_or_default(FileKind::Vnet) {
+                    Some(NotFiltered::VnetDisabled)
+                } else {
+                    None
+                };
+                push_std(&mut steps, stdchain::nft_ct_vmap("vnet forward"));
+                push_rules(&mut steps, FileRef::Vnet(vnet), &fw.rules, cluster, dir);
+                Some(ChainPlan {
+                    id,
+                    resolver: dc,
+                    steps,
+                    policy: fw.options.policy_forward_or_default(),
                     not_filtered,
+                    reject: RejectMode::Nftables,
                 })
             }
             ChainId::GuestIn { vmid, nic } | ChainId::GuestOut { vmid, nic } => {
@@ -711,27 +895,165 @@ impl Node {
                 } else {
                     None
                 };
-                if let Some(set) = cluster.ipset("blacklist") {
-                    steps.push(Step::Builtin(BuiltinStep::Blacklist(set)));
+                let inbound = dir == Direction::In;
+                if nft {
+                    push_std(&mut steps, stdchain::nft_allow_icmp("vm-in/vm-out"));
+                    if inbound && let Some(set) = blacklist {
+                        steps.push(Step::Builtin(BuiltinStep::Blacklist(set)));
+                    }
+                    guest_head_nftables(guest, nic, dir, &mut steps);
+                    push_std(&mut steps, stdchain::nft_ct_vmap("pre-vm"));
+                } else {
+                    push_std(
+                        &mut steps,
+                        stdchain::conn_filters("PVEFW-FORWARD", opts.allow_invalid),
+                    );
+                    if inbound {
+                        // PVEFW-FWBR-IN runs the host's input filters before the tap chain.
+                        if let Some(set) = blacklist {
+                            steps.push(Step::Builtin(BuiltinStep::Blacklist(set)));
+                        }
+                        if opts.smurfs {
+                            push_std(&mut steps, stdchain::smurfs());
+                        }
+                        if opts.tcpflags {
+                            push_std(&mut steps, stdchain::tcpflags("PVEFW-tcpflags"));
+                        }
+                    }
+                    guest_head_iptables(guest, nic, dir, &mut steps);
                 }
-                guest_builtins(guest, nic, dir, &mut steps);
                 push_rules(&mut steps, FileRef::Guest(vmid), &fw.rules, cluster, dir);
-                let policy = match dir {
-                    Direction::In => fw.options.policy_in_or_default(),
-                    _ => fw.options.policy_out_or_default(),
+                let policy = if inbound {
+                    fw.options.policy_in_or_default()
+                } else {
+                    fw.options.policy_out_or_default()
                 };
+                push_policy_chain(&mut steps, backend, policy);
                 Some(ChainPlan {
                     id,
                     resolver: Resolver {
                         cluster,
                         local: Some(fw),
+                        localnet: Some(localnet),
                     },
                     steps,
                     policy,
                     not_filtered,
+                    reject: if nft {
+                        RejectMode::DropOnly
+                    } else {
+                        RejectMode::Iptables
+                    },
                 })
             }
         }
+    }
+
+    /// pve-firewall's `PVEFW-HOST-IN` / `PVEFW-HOST-OUT` up to the policy
+    /// (`enable_host_firewall`).
+    fn host_iptables<'a>(
+        &'a self,
+        inbound: bool,
+        opts: HostOpts,
+        localnet: Cidr,
+        steps: &mut Vec<Step<'a>>,
+    ) {
+        let cluster = &self.cluster;
+        let chain = if inbound {
+            "PVEFW-HOST-IN"
+        } else {
+            "PVEFW-HOST-OUT"
+        };
+        push_std(steps, [stdchain::loopback(chain)]);
+        push_std(steps, stdchain::conn_filters(chain, opts.allow_invalid));
+        if opts.ndp {
+            // The host has no `radv` option: router advertisements only inbound.
+            push_std(steps, [stdchain::ndp_iptables(inbound)]);
+        }
+        if inbound {
+            if let Some(set) = cluster.ipset("blacklist") {
+                steps.push(Step::Builtin(BuiltinStep::Blacklist(set)));
+            }
+            if opts.smurfs {
+                push_std(steps, stdchain::smurfs());
+            }
+            if opts.tcpflags {
+                push_std(steps, stdchain::tcpflags("PVEFW-tcpflags"));
+            }
+        }
+        push_std(steps, [stdchain::igmp(chain)]);
+        let dir = if inbound {
+            Direction::In
+        } else {
+            Direction::Out
+        };
+        // Host rules come first so they can override cluster-wide rules.
+        push_rules(steps, FileRef::Host, &self.host.rules, cluster, dir);
+        push_rules(steps, FileRef::Cluster, &cluster.rules, cluster, dir);
+        if inbound {
+            // `local_network` is pushed into the management set.
+            steps.push(Step::Builtin(BuiltinStep::Management(ManagementSet {
+                set: cluster.ipset("management"),
+                extra: Some(localnet),
+                ports: MANAGEMENT_PORTS,
+            })));
+        } else {
+            push_std(steps, [stdchain::local_network_out(localnet)]);
+        }
+        if let Some(c) = &self.corosync {
+            push_std(steps, stdchain::corosync(chain, inbound, c));
+        }
+    }
+
+    /// proxmox-firewall's `input` / `output` chains up to the policy: `default-in`/`-out`,
+    /// `option-in`/`-out`, `host-in`/`-out`, `cluster-in`/`-out`.
+    fn host_nftables<'a>(
+        &'a self,
+        inbound: bool,
+        opts: HostOpts,
+        localnet: Cidr,
+        steps: &mut Vec<Step<'a>>,
+    ) {
+        let cluster = &self.cluster;
+        let chain = if inbound { "default-in" } else { "default-out" };
+        push_std(steps, [stdchain::loopback(chain)]);
+        push_std(steps, stdchain::nft_allow_icmp(chain));
+        if inbound {
+            push_std(steps, [stdchain::nft_established(chain)]);
+            push_std(steps, [stdchain::igmp(chain)]);
+            // Without a `management` IP set, one is generated from the host's networks.
+            let set = cluster.ipset("management");
+            steps.push(Step::Builtin(BuiltinStep::Management(ManagementSet {
+                set,
+                extra: set.is_none().then_some(localnet),
+                ports: NFT_MANAGEMENT_PORTS,
+            })));
+            push_std(steps, stdchain::nft_default_in_tail());
+            if let Some(set) = cluster.ipset("blacklist") {
+                steps.push(Step::Builtin(BuiltinStep::Blacklist(set)));
+            }
+        } else {
+            push_std(steps, stdchain::nft_ct_vmap(chain));
+        }
+        push_std(steps, [stdchain::ndp_nftables(inbound, opts.ndp)]);
+        if inbound {
+            if opts.tcpflags {
+                push_std(steps, stdchain::tcpflags("block-invalid-tcp"));
+            }
+            if opts.smurfs {
+                push_std(steps, stdchain::nft_smurfs());
+            }
+            if !opts.allow_invalid {
+                push_std(steps, [stdchain::nft_block_invalid()]);
+            }
+        }
+        let dir = if inbound {
+            Direction::In
+        } else {
+            Direction::Out
+        };
+        push_rules(steps, FileRef::Host, &self.host.rules, cluster, dir);
+        push_rules(steps, FileRef::Cluster, &cluster.rules, cluster, dir);
     }
 }
 
@@ -765,6 +1087,23 @@ pub(crate) fn early_decision(
     })
 }
 
+impl ChainPlan<'_> {
+    /// What a verdict becomes for this packet (a REJECT may end as a DROP).
+    #[inline]
+    pub(crate) fn finish(&self, v: Verdict, pkt: &Packet) -> Verdict {
+        finish(self.reject, v, pkt)
+    }
+}
+
+#[inline]
+pub(crate) fn finish(mode: RejectMode, v: Verdict, pkt: &Packet) -> Verdict {
+    if v == Verdict::Reject {
+        stdchain::refine_reject(mode, pkt.family(), pkt.proto, &pkt.source, pkt.dsttype)
+    } else {
+        v
+    }
+}
+
 impl Evaluator for Reference<'_> {
     fn evaluate_chain(&self, chain: ChainId, pkt: &Packet) -> Option<ChainDecision> {
         let plan = self.0.plan(chain)?;
@@ -780,6 +1119,7 @@ fn run_plan(plan: &ChainPlan<'_>, pkt: &Packet) -> ChainDecision {
     let res = &plan.resolver;
     let mut skipping_group = false;
     let done = |verdict: Verdict, decided_by: DecidedBy, mut trace: Vec<TraceStep>| {
+        let verdict = plan.finish(verdict, pkt);
         trace.push(TraceStep::Decided(verdict));
         ChainDecision {
             chain: plan.id,
@@ -793,6 +1133,11 @@ fn run_plan(plan: &ChainPlan<'_>, pkt: &Packet) -> ChainDecision {
             Step::Builtin(b) => {
                 if b.matches(pkt, res) {
                     return done(b.verdict(), DecidedBy::Builtin(b.kind()), trace);
+                }
+            }
+            Step::Std(e) => {
+                if e.m.matches(pkt) {
+                    return done(e.verdict, e.by.clone(), trace);
                 }
             }
             Step::EnterGroup { name, via, iface } => {

@@ -8,12 +8,14 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
+use crate::addr::Cidr;
 use crate::addr::Family;
 use crate::error::{Error, Result};
 use crate::eval::{ChainDecision, ChainId, DecidedBy, Evaluator, Packet, Reference};
 use crate::model::{FileKind, FwFile};
-use crate::node::{Guest, GuestKind, MacAddr, Nic, Node};
+use crate::node::{ClusterMember, Corosync, Guest, GuestKind, MacAddr, Nic, Node, VnetName};
 use crate::proto::{IcmpType, Protocol};
+use crate::stdchain::{AddrType, Backend, CtState};
 use crate::text::{Iface, Verdict};
 
 /// Where a packet comes from or goes to.
@@ -90,6 +92,13 @@ struct RawFlow {
     icmp_code: Option<Lenient>,
     source_mac: Option<String>,
     iface: Option<String>,
+    #[serde(default, alias = "state")]
+    ct: Option<String>,
+    srctype: Option<String>,
+    dsttype: Option<String>,
+    tcp_flags: Option<Lenient>,
+    #[serde(default)]
+    routed: Option<Lenient>,
 }
 
 /// A packet between two zones.
@@ -115,6 +124,41 @@ pub struct FlowPacket {
     pub source_mac: Option<MacAddr>,
     /// Host interface the packet uses, for host rules with `-i`.
     pub iface: Option<Iface>,
+    /// Connection-tracking state: `NEW` for the first packet, `ESTABLISHED` for a reply.
+    pub ct: CtState,
+    /// Source address type; by default derived from the address.
+    pub srctype: Option<AddrType>,
+    /// Destination address type; by default derived from the address (multicast, the limited
+    /// broadcast, the host's own addresses when the host receives it).
+    pub dsttype: Option<AddrType>,
+    /// TCP flags; by default SYN for TCP.
+    pub tcp_flags: Option<u8>,
+    /// The host routes the packet (it crosses the host's FORWARD chain); always true from
+    /// `outside` to `outside`.
+    pub routed: bool,
+}
+
+impl FlowPacket {
+    /// A packet from `from` to `to` with protocol `proto` and nothing else set.
+    pub fn new(from: Zone, to: Zone, proto: u8) -> Self {
+        FlowPacket {
+            from,
+            to,
+            proto,
+            source: None,
+            dest: None,
+            sport: None,
+            dport: None,
+            icmp: None,
+            source_mac: None,
+            iface: None,
+            ct: CtState::New,
+            srctype: None,
+            dsttype: None,
+            tcp_flags: None,
+            routed: false,
+        }
+    }
 }
 
 fn port(v: &Option<Lenient>, what: &'static str) -> Result<Option<u16>> {
@@ -167,6 +211,23 @@ impl FlowPacket {
             icmp,
             source_mac: raw.source_mac.as_deref().map(str::parse).transpose()?,
             iface: raw.iface.map(Iface::new).transpose()?,
+            ct: raw
+                .ct
+                .as_deref()
+                .map(str::parse)
+                .transpose()?
+                .unwrap_or_default(),
+            srctype: raw.srctype.as_deref().map(str::parse).transpose()?,
+            dsttype: raw.dsttype.as_deref().map(str::parse).transpose()?,
+            tcp_flags: raw
+                .tcp_flags
+                .map(|f| crate::stdchain::tcp::parse(&f.text()))
+                .transpose()?,
+            routed: match raw.routed.as_ref().map(Lenient::text).as_deref() {
+                None | Some("0") => false,
+                Some("1") => true,
+                Some(v) => return Err(Error::invalid("routed", v, "expected 0 or 1")),
+            },
         })
     }
 }
@@ -259,7 +320,18 @@ pub fn evaluate_flow<E: Evaluator>(node: &Node, eval: &E, fp: &FlowPacket) -> Re
             .find(|ip| Family::of(ip) == fam)
             .unwrap_or_else(|| unspecified(fam)),
     };
+    let nft = node.effective_backend() == Backend::Nftables;
     let mut chains: Vec<(ChainId, Option<Iface>, Option<MacAddr>)> = Vec::new();
+    // The VNets the packet passes: the sender's, then the receiver's (proxmox-firewall only).
+    let mut vnets: Vec<VnetName> = Vec::new();
+    let mut vnet_of = |n: &Nic| {
+        if let Ok(v) = VnetName::new(&n.bridge)
+            && node.vnets.contains_key(&v)
+            && !vnets.contains(&v)
+        {
+            vnets.push(v);
+        }
+    };
     match fp.from {
         Zone::Outside => {}
         Zone::Host => chains.push((ChainId::HostOut, fp.iface.clone(), None)),
@@ -268,17 +340,53 @@ pub fn evaluate_flow<E: Evaluator>(node: &Node, eval: &E, fp: &FlowPacket) -> Re
             let iface = Iface::new(format!("net{}", n.index))?;
             let mac = fp.source_mac.or(Some(n.mac));
             chains.push((ChainId::GuestOut { vmid, nic: n.index }, Some(iface), mac));
+            vnet_of(n);
         }
     }
-    match fp.to {
-        Zone::Outside => {}
-        Zone::Host => chains.push((ChainId::HostIn, fp.iface.clone(), None)),
+    let receiver = match fp.to {
+        Zone::Outside => None,
+        Zone::Host => Some((ChainId::HostIn, fp.iface.clone())),
         Zone::Guest { vmid, nic } => {
             let (_, n) = guest_nic(node, vmid, nic, Some(dest))?;
             let iface = Iface::new(format!("net{}", n.index))?;
-            chains.push((ChainId::GuestIn { vmid, nic: n.index }, Some(iface), None));
+            vnet_of(n);
+            Some((ChainId::GuestIn { vmid, nic: n.index }, Some(iface)))
+        }
+    };
+    if nft {
+        for v in vnets {
+            chains.push((ChainId::VnetForward { vnet: v }, None, None));
         }
     }
+    if fp.routed || (fp.from == Zone::Outside && fp.to == Zone::Outside) {
+        chains.push((ChainId::HostForward, fp.iface.clone(), None));
+    }
+    if let Some((id, iface)) = receiver {
+        chains.push((id, iface, None));
+    }
+    let dsttype = fp.dsttype.unwrap_or_else(|| {
+        let local: &[IpAddr] = if fp.to == Zone::Host {
+            &node.host_ips
+        } else {
+            &[]
+        };
+        AddrType::classify(&dest, local)
+    });
+    let srctype = fp.srctype.unwrap_or_else(|| {
+        let local: &[IpAddr] = if fp.from == Zone::Host {
+            &node.host_ips
+        } else {
+            &[]
+        };
+        AddrType::classify(&source, local)
+    });
+    let tcp_flags = fp
+        .tcp_flags
+        .unwrap_or(if fp.proto == crate::proto::numbers::TCP {
+            crate::stdchain::tcp::SYN
+        } else {
+            0
+        });
     let mut out = Vec::new();
     for (id, iface, mac) in chains {
         let pkt = Packet {
@@ -290,6 +398,10 @@ pub fn evaluate_flow<E: Evaluator>(node: &Node, eval: &E, fp: &FlowPacket) -> Re
             icmp: fp.icmp,
             iface,
             source_mac: mac,
+            ct: fp.ct,
+            srctype,
+            dsttype,
+            tcp_flags,
         };
         let d = eval
             .evaluate_chain(id, &pkt)
@@ -338,11 +450,35 @@ struct RawGuest {
     nics: Vec<RawNic>,
 }
 
-/// The topology file of `fw-eval`: host addresses and guests with NICs.
+#[derive(Deserialize)]
+struct RawMember {
+    name: String,
+    #[serde(default)]
+    local: bool,
+    #[serde(default)]
+    links: Vec<Option<String>>,
+}
+
+#[derive(Deserialize)]
+struct RawCorosync {
+    #[serde(default)]
+    transport: Option<String>,
+    #[serde(default)]
+    nodes: Vec<RawMember>,
+}
+
+/// The topology file of `fw-eval`: host addresses, the node's network, corosync members,
+/// the backend, VNets and guests with NICs.
 #[derive(Deserialize)]
 pub struct Topology {
     #[serde(default)]
     host_ips: Vec<String>,
+    #[serde(default)]
+    local_network: Option<String>,
+    #[serde(default)]
+    backend: Option<String>,
+    #[serde(default)]
+    corosync: Option<RawCorosync>,
     #[serde(default)]
     guests: Vec<RawGuest>,
 }
@@ -369,12 +505,22 @@ impl Topology {
         host: FwFile,
         mut guest_files: BTreeMap<u32, FwFile>,
     ) -> Result<Node> {
-        let mut node = Node {
-            cluster,
-            host,
-            host_ips: Vec::new(),
-            guests: BTreeMap::new(),
-        };
+        let mut node = Node::new();
+        node.cluster = cluster;
+        node.host = host;
+        node.local_network = self
+            .local_network
+            .as_deref()
+            .map(str::parse::<Cidr>)
+            .transpose()?;
+        node.backend = self
+            .backend
+            .as_deref()
+            .map(str::parse::<Backend>)
+            .transpose()?;
+        if let Some(c) = &self.corosync {
+            node.corosync = Some(corosync(c)?);
+        }
         for ip in &self.host_ips {
             node.host_ips.push(
                 ip.parse()
@@ -437,6 +583,44 @@ impl Topology {
         }
         Ok(node)
     }
+}
+
+fn corosync(raw: &RawCorosync) -> Result<Corosync> {
+    let mut out = Corosync {
+        multicast: raw.transport.as_deref() == Some("udp"),
+        ..Corosync::default()
+    };
+    let mut found_local = false;
+    for m in &raw.nodes {
+        let mut links = Vec::new();
+        for l in &m.links {
+            links.push(
+                l.as_deref()
+                    .map(|ip| {
+                        ip.parse::<IpAddr>()
+                            .map_err(|_| Error::invalid("corosync address", ip, "not an IP"))
+                    })
+                    .transpose()?,
+            );
+        }
+        if m.local {
+            if found_local {
+                return Err(Error::invalid(
+                    "corosync",
+                    &m.name,
+                    "more than one node is marked local",
+                ));
+            }
+            found_local = true;
+            out.local = links;
+        } else {
+            out.peers.push(ClusterMember {
+                name: m.name.clone(),
+                links,
+            });
+        }
+    }
+    Ok(out)
 }
 
 impl DecidedBy {

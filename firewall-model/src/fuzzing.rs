@@ -8,15 +8,23 @@ use std::net::IpAddr;
 use crate::compiled::CompiledNode;
 use crate::eval::{ChainId, Evaluator, Packet, Reference};
 use crate::model::{FileKind, FwFile};
-use crate::node::{Guest, GuestKind, MacAddr, Nic, Node};
+use crate::node::{
+    Backend, ClusterMember, Corosync, Guest, GuestKind, MacAddr, Nic, Node, VnetName,
+};
 use crate::parse::{parse, parse_lenient};
+use crate::stdchain::{AddrType, CtState, tcp};
 use crate::text::Iface;
 
 /// Parser target: never panics; whatever parses leniently prints and reparses strictly to the
 /// same model.
 pub fn parse_roundtrip(data: &[u8]) -> Result<(), String> {
     let text = String::from_utf8_lossy(data);
-    for kind in [FileKind::Cluster, FileKind::Host, FileKind::Guest] {
+    for kind in [
+        FileKind::Cluster,
+        FileKind::Host,
+        FileKind::Guest,
+        FileKind::Vnet,
+    ] {
         let (file, _) = parse_lenient(&text, kind);
         roundtrip(&file)?;
     }
@@ -129,7 +137,7 @@ fn rule_line(c: &mut Choices<'_>, out: &mut String, allow_group: bool) {
     if c.chance(10) {
         out.push('|');
     }
-    let dir = c.pick(&["IN", "OUT"]);
+    let dir = c.pick(&["IN", "OUT", "IN", "OUT", "FORWARD"]);
     let action = c.pick(&["ACCEPT", "DROP", "REJECT"]);
     match c.byte() % 8 {
         0 | 1 => {
@@ -222,6 +230,9 @@ pub fn config_texts(c: &mut Choices<'_>) -> (String, String, String) {
 pub fn config_texts_sized(c: &mut Choices<'_>, guest_rules: usize) -> (String, String, String) {
     let mut cluster = options_start(c);
     policies(c, &mut cluster, 30);
+    if c.chance(30) {
+        let _ = writeln!(cluster, "policy_forward: {}", c.pick(&["ACCEPT", "DROP"]));
+    }
     cluster.push_str("\n[ALIASES]\na1 10.1.0.0/16\na2 2001:db8::/48 # v6\n\n");
     ipset(c, "s2", &mut cluster);
     if c.chance(30) {
@@ -241,6 +252,17 @@ pub fn config_texts_sized(c: &mut Choices<'_>, guest_rules: usize) -> (String, S
         }
     }
     let mut host = options_start(c);
+    for opt in [
+        "nosmurfs",
+        "tcpflags",
+        "nf_conntrack_allow_invalid",
+        "ndp",
+        "nftables",
+    ] {
+        if c.chance(30) {
+            let _ = writeln!(host, "{opt}: {}", u8::from(c.chance(50)));
+        }
+    }
     host.push_str("[RULES]\n");
     for _ in 0..c.count(4) {
         rule_line(c, &mut host, true);
@@ -300,7 +322,7 @@ pub fn node_sized(c: &mut Choices<'_>, guest_rules: usize) -> Node {
         Nic {
             index: 1,
             mac: MacAddr::new([0x52, 0x54, 0, 0, 1, 1]),
-            bridge: "vmbr1".into(),
+            bridge: "vnet0".into(),
             firewall: true,
             ips: Vec::new(),
         },
@@ -315,16 +337,56 @@ pub fn node_sized(c: &mut Choices<'_>, guest_rules: usize) -> Node {
             nics,
         },
     );
-    Node {
-        cluster: parse_lenient(&cl, FileKind::Cluster).0,
-        host: parse_lenient(&h, FileKind::Host).0,
-        host_ips: ip("10.0.0.1").into_iter().collect(),
-        guests,
+    let mut node = Node::new();
+    node.cluster = parse_lenient(&cl, FileKind::Cluster).0;
+    node.host = parse_lenient(&h, FileKind::Host).0;
+    node.host_ips = ip("10.0.0.1").into_iter().collect();
+    node.guests = guests;
+    node.backend = match c.byte() % 4 {
+        0 => Some(Backend::Iptables),
+        1 => Some(Backend::Nftables),
+        _ => None,
+    };
+    node.local_network = match c.byte() % 3 {
+        0 => "10.0.0.0/8".parse().ok(),
+        1 => "2001:db8::/48".parse().ok(),
+        _ => None,
+    };
+    if c.chance(50) {
+        node.corosync = Some(Corosync {
+            multicast: c.chance(50),
+            local: vec![ip("10.0.0.1"), ip("2001:db8::1")],
+            peers: vec![ClusterMember {
+                name: "pve2".into(),
+                links: vec![ip(c.pick(&["10.0.0.2", "10.1.2.3"])), None],
+            }],
+        });
     }
+    if c.chance(60)
+        && let Ok(name) = VnetName::new("vnet0")
+    {
+        let mut text = options_start(c);
+        if c.chance(50) {
+            let _ = writeln!(text, "policy_forward: {}", c.pick(&["ACCEPT", "DROP"]));
+        }
+        text.push_str("[RULES]\n");
+        for _ in 0..c.count(5) {
+            rule_line(c, &mut text, false);
+        }
+        node.vnets
+            .insert(name, parse_lenient(&text, FileKind::Vnet).0);
+    }
+    node
 }
 
 const IPS: &[&str] = &[
     "10.0.0.1",
+    "10.0.0.2",
+    "224.0.0.5",
+    "255.255.255.255",
+    "0.0.0.0",
+    "127.0.0.1",
+    "ff02::1",
     "10.1.2.3",
     "10.1.2.50",
     "10.1.9.9",
@@ -341,13 +403,18 @@ const IPS: &[&str] = &[
 
 /// A packet from bytes.
 pub fn packet_from(c: &mut Choices<'_>) -> (ChainId, Packet) {
-    let chain = match c.byte() % 6 {
+    let chain = match c.byte() % 8 {
         0 => ChainId::GuestIn { vmid: 100, nic: 0 },
         1 => ChainId::GuestOut { vmid: 100, nic: 0 },
         2 => ChainId::GuestIn { vmid: 100, nic: 1 },
         3 => ChainId::GuestOut { vmid: 100, nic: 1 },
         4 => ChainId::HostIn,
-        _ => ChainId::HostOut,
+        5 => ChainId::HostOut,
+        6 => ChainId::HostForward,
+        _ => match VnetName::new("vnet0") {
+            Ok(vnet) => ChainId::VnetForward { vnet },
+            Err(_) => ChainId::HostForward,
+        },
     };
     let v6 = c.chance(40);
     let pool: Vec<&str> = IPS
@@ -361,9 +428,10 @@ pub fn packet_from(c: &mut Choices<'_>) -> (ChainId, Packet) {
     if c.chance(2) {
         dest = IpAddr::from([0u16; 8]);
     }
-    let proto = c.pick(&[6u8, 17, 1, 58, 47, 132, 50]);
+    let proto = c.pick(&[6u8, 17, 1, 58, 47, 132, 50, 2, 6, 17]);
     let ports: &[u16] = &[
-        22, 53, 67, 68, 80, 85, 443, 546, 547, 1000, 3128, 5901, 8006,
+        22, 53, 67, 68, 80, 85, 443, 546, 547, 1000, 3128, 5901, 8006, 0, 43, 137, 445, 1900, 5404,
+        5405, 60010,
     ];
     let has_ports = matches!(proto, 6 | 17 | 132);
     let sport = (has_ports && c.chance(90)).then(|| c.pick(ports));
@@ -383,10 +451,17 @@ pub fn packet_from(c: &mut Choices<'_>) -> (ChainId, Packet) {
             (134, 0),
             (135, 0),
             (1, 4),
+            (3, 4),
+            (11, 0),
+            (2, 0),
+            (4, 0),
+            (137, 0),
+            (133, 0),
         ])
     });
-    let iface = match c.byte() % 4 {
+    let iface = match c.byte() % 5 {
         0 => None,
+        4 => Iface::new("lo").ok(),
         1 => Iface::new("net1").ok(),
         2 => Iface::new("vmbr0").ok(),
         _ => Iface::new("net0").ok(),
@@ -407,6 +482,14 @@ pub fn packet_from(c: &mut Choices<'_>) -> (ChainId, Packet) {
             icmp,
             iface,
             source_mac,
+            ct: c.pick(&CtState::ALL),
+            srctype: c.pick(&AddrType::ALL),
+            dsttype: c.pick(&AddrType::ALL),
+            tcp_flags: if c.chance(70) {
+                tcp::SYN
+            } else {
+                c.byte() & tcp::ALL
+            },
         },
     )
 }

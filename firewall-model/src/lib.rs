@@ -11,16 +11,19 @@
 
 pub mod addr;
 pub mod api;
+pub mod check;
 pub mod cli;
 pub mod error;
 pub mod macros;
 pub mod model;
 pub mod parse;
 pub mod proto;
+pub mod stdchain;
 pub mod text;
 
 pub use addr::{AddrItem, Address, Cidr, Family, IpSetValue, RefScope};
 pub use api::ApiRule;
+pub use check::{ConnectionAnswer, ConnectionCheck};
 pub use error::{Error, LineError, Result};
 pub use macros::MacroName;
 pub use model::{
@@ -40,7 +43,8 @@ pub use eval::{
     RuleRef, SectionRef, TraceStep,
 };
 pub use flow::{FlowDecision, FlowPacket, Topology, Zone, evaluate_flow};
-pub use node::{Guest, GuestKind, MacAddr, Nic, Node};
+pub use node::{ClusterMember, Corosync, Guest, GuestKind, MacAddr, Nic, Node, VnetName};
+pub use stdchain::{AddrType, Backend, CtState, StdRule};
 pub mod compiled;
 pub use compiled::{CompiledChain, CompiledNode};
 #[doc(hidden)]

@@ -278,16 +278,10 @@ pub fn lockout_check(
     let mut checks = Vec::new();
     for (proto, port) in &ports.ports {
         let fp = FlowPacket {
-            from: Zone::Outside,
-            to: ports.target,
-            proto: proto.number(),
             source: Some(source),
-            dest: None,
             sport: proto.has_ports().then_some(40000),
             dport: proto.has_ports().then_some(*port),
-            icmp: None,
-            source_mac: None,
-            iface: None,
+            ..FlowPacket::new(Zone::Outside, ports.target, proto.number())
         };
         checks.push(PortCheck {
             proto: proto.number(),

@@ -18,6 +18,8 @@ pub enum FileKind {
     Host,
     /// `<vmid>.fw`: options, rules (IN/OUT/GROUP only), aliases, IP sets.
     Guest,
+    /// `/etc/pve/sdn/firewall/<vnet>.fw`: options and FORWARD rules (PVE 8.3+).
+    Vnet,
 }
 
 /// The 1-based line a rule came from. It is carried for explanations only: two values always
@@ -143,6 +145,9 @@ impl Rule {
             RuleKind::Action(d, _) | RuleKind::Macro(d, _, _) => {
                 if *d == Direction::Forward && kind == FileKind::Guest && !in_group {
                     return bad("FORWARD rules are not allowed in guest files");
+                }
+                if *d != Direction::Forward && kind == FileKind::Vnet {
+                    return bad("only FORWARD rules are allowed in vnet files");
                 }
             }
         }
@@ -330,7 +335,7 @@ impl OptionValue {
 }
 
 impl Options {
-    /// Is the firewall enabled by this file? Cluster and guest default to off, host to on.
+    /// Is the firewall enabled by this file? Cluster, guest and vnet default to off, host to on.
     pub fn enabled_or_default(&self, kind: FileKind) -> bool {
         self.enable.unwrap_or(kind == FileKind::Host)
     }
@@ -341,6 +346,10 @@ impl Options {
     /// Outbound policy (default ACCEPT).
     pub fn policy_out_or_default(&self) -> Action {
         self.policy_out.unwrap_or(Action::Accept)
+    }
+    /// Forward policy (default ACCEPT).
+    pub fn policy_forward_or_default(&self) -> Action {
+        self.policy_forward.unwrap_or(Action::Accept)
     }
 }
 

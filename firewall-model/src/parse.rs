@@ -128,11 +128,14 @@ fn parse_header(l: &str, kind: FileKind, file: &mut FwFile) -> Result<Section, S
         ("options", None) => Ok(Section::Options),
         ("rules", None) => Ok(Section::Rules),
         ("aliases", None) => {
-            allowed(kind != FileKind::Host, "ALIASES")?;
+            allowed(
+                matches!(kind, FileKind::Cluster | FileKind::Guest),
+                "ALIASES",
+            )?;
             Ok(Section::Aliases)
         }
         ("ipset", Some(n)) => {
-            allowed(kind != FileKind::Host, "IPSET")?;
+            allowed(matches!(kind, FileKind::Cluster | FileKind::Guest), "IPSET")?;
             let name = IpSetName::new(n).map_err(|e| e.to_string())?;
             if file.ipset(name.as_str()).is_some() {
                 return Err(format!("duplicate ip set `{name}`"));
@@ -290,6 +293,7 @@ fn parse_rule(l: &str, line: usize, kind: FileKind, in_group: bool) -> Result<Ru
     rule.enabled = enabled;
     rule.comment = comment;
     rule.line = SourceLine(Some(line).filter(|l| *l > 0));
+    let mut dport: Option<&str> = None;
     while let Some(opt) = toks.next() {
         let val = toks
             .next()
@@ -306,15 +310,39 @@ fn parse_rule(l: &str, line: usize, kind: FileKind, in_group: bool) -> Result<Ru
             "-source" => set(&mut rule.source, val.parse::<Address>().map_err(e)?, opt)?,
             "-dest" => set(&mut rule.dest, val.parse::<Address>().map_err(e)?, opt)?,
             "-p" | "-proto" => set(&mut rule.proto, val.parse().map_err(e)?, opt)?,
-            "-dport" => set(&mut rule.dport, val.parse().map_err(e)?, opt)?,
+            "-dport" => set(&mut dport, val, opt)?,
             "-sport" => set(&mut rule.sport, val.parse().map_err(e)?, opt)?,
             "-icmp-type" => set(&mut rule.icmp_type, val.parse().map_err(e)?, opt)?,
             "-log" => set(&mut rule.log, val.parse().map_err(e)?, opt)?,
             _ => return Err(format!("unknown option `{opt}`")),
         }
     }
+    if let Some(d) = dport {
+        set_dport(&mut rule, d).map_err(e)?;
+    }
     rule.validate(kind, in_group).map_err(e)?;
     Ok(rule)
+}
+
+/// Sets `-dport`. pve-firewall still accepts the legacy form where `-dport` carries the ICMP
+/// type of an `-p icmp`/`icmpv6` rule (`ipt_rule_to_cmds` reuses dport for `--icmp-type`); it
+/// becomes `-icmp-type`.
+pub(crate) fn set_dport(rule: &mut Rule, value: &str) -> crate::error::Result<()> {
+    let is_macro = matches!(rule.kind, RuleKind::Macro(..));
+    match rule.proto {
+        Some(p) if p.is_icmp() && !is_macro => {
+            if rule.icmp_type.is_some() {
+                return Err(Error::invalid(
+                    "rule",
+                    value,
+                    "both -dport and -icmp-type give the ICMP type",
+                ));
+            }
+            rule.icmp_type = Some(value.parse()?);
+        }
+        _ => rule.dport = Some(value.parse()?),
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -409,6 +437,50 @@ GROUP web -i net0
         let f = parse("[OPTIONS]\nenable: 0\nlog_level_in: info\n", FileKind::Host).unwrap();
         assert_eq!(f.options.enable, Some(false));
         assert!(f.options.log_level_in.is_some());
+    }
+
+    #[test]
+    fn legacy_dport_is_the_icmp_type_for_icmp() {
+        let r = parse_rule_line(
+            "IN ACCEPT -dport echo-request -p icmp",
+            FileKind::Guest,
+            false,
+        )
+        .unwrap();
+        assert_eq!(r.to_string(), "IN ACCEPT -p icmp -icmp-type echo-request");
+        let r = parse_rule_line("IN DROP -p icmpv6 -dport 128", FileKind::Guest, false).unwrap();
+        assert_eq!(r.icmp_type.unwrap().as_str(), "128");
+        assert!(parse_rule_line("IN DROP -p icmp -dport bogus", FileKind::Guest, false).is_err());
+        assert!(
+            parse_rule_line(
+                "IN DROP -p icmp -dport 8 -icmp-type 8",
+                FileKind::Guest,
+                false
+            )
+            .is_err()
+        );
+        let api = crate::api::ApiRule::from_json(
+            r#"{"type":"in","action":"ACCEPT","proto":"icmp","dport":"echo-request","enable":1}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            api.to_rule(FileKind::Guest, false).unwrap().to_string(),
+            "IN ACCEPT -p icmp -icmp-type echo-request"
+        );
+    }
+
+    #[test]
+    fn vnet_files_hold_forward_rules_only() {
+        let f = parse(
+            "[OPTIONS]\nenable: 1\npolicy_forward: DROP\n\n[RULES]\nFORWARD ACCEPT -p tcp -dport 80\n",
+            FileKind::Vnet,
+        )
+        .unwrap();
+        assert_eq!(f.rules.len(), 1);
+        assert_eq!(parse(&f.to_string(), FileKind::Vnet).unwrap(), f);
+        assert!(parse("[RULES]\nIN ACCEPT\n", FileKind::Vnet).is_err());
+        assert!(parse("[IPSET x1]\n", FileKind::Vnet).is_err());
+        assert!(parse("[ALIASES]\na1 10.0.0.1\n", FileKind::Vnet).is_err());
     }
 
     #[test]

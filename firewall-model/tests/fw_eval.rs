@@ -22,6 +22,7 @@ fn sample_directory_gives_the_expected_verdicts() {
         cluster: Some(read("cluster.fw")),
         host: Some(read("host.fw")),
         guests,
+        vnets: BTreeMap::new(),
         topology: read("topology.json"),
     };
     let (node, warnings) = load_node(&files).unwrap();
