@@ -160,13 +160,18 @@ pub(super) fn resources(st: &mut State, req: &Req) -> ApiResult {
     };
     if filter.is_none() || filter == Some("node") {
         for n in st.nodes.values() {
-            let v = json!({
+            let mut v = json!({
                 "id": format!("node/{}", n.name), "type": "node", "node": n.name,
                 "status": if n.online { "online" } else { "offline" },
                 "maxcpu": n.cpus, "maxmem": n.maxmem, "cpu": if n.online { 0.08 } else { 0.0 },
                 "mem": if n.online { 4u64 << 30 } else { 0 }, "disk": 12u64 << 30, "maxdisk": 100u64 << 30,
                 "uptime": if n.online { req.now.saturating_sub(n.boot_ms) / 1000 } else { 0 }, "level": "",
             });
+            // FACT (recorded /cluster/resources, proxmox-api tests/fixtures/real): online
+            // node rows carry `cgroup-mode` (2: unified cgroup v2 hierarchy).
+            if n.online {
+                v["cgroup-mode"] = json!(2);
+            }
             push(&mut out, &v);
         }
     }

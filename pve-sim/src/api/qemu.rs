@@ -112,20 +112,97 @@ pub(super) fn list(st: &mut State, req: &Req) -> ApiResult {
 }
 
 pub(super) fn status_current(st: &mut State, req: &Req) -> ApiResult {
-    let agent_enabled;
-    let mut v = {
-        let vm = vm_mut(st, req)?;
-        agent_enabled = vm.agent_enabled();
-        vm_summary(vm, req.now)
-    };
+    let vm = vm_mut(st, req)?;
+    let mut v = vm_summary(vm, req.now);
     v["ha"] = json!({ "managed": 0 });
     v["qmpstatus"] = v["status"].clone();
-    if agent_enabled {
+    if vm.agent_enabled() {
         v["agent"] = json!(1);
     }
-    if v["status"] == "running" {
-        v["running-machine"] = json!("pc-i440fx-9.2+pve1");
+    // FACT (qemu-server src/PVE/QemuServer.pm, vmstatus): `shares` (auto-ballooning weight,
+    // default 1000) for every VM; for a running one the QMP answers add `running-machine`,
+    // `running-qemu`, `blockstat` (query-blockstats per drive), `nics` (per tap device),
+    // `proxmox-support`, and with a balloon device `balloon`, `balloon_min`, `ballooninfo`
+    // and `freemem` (recorded from a PVE 8.0 VM: proxmox-api tests/fixtures/real).
+    v["shares"] = json!(
+        vm.config
+            .get("shares")
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(1000)
+    );
+    if vm.running() {
+        let f = vm.figures(req.now);
+        v["running-machine"] = json!(crate::seed::RUNNING_MACHINE);
         v["running-qemu"] = json!("9.2.0");
+        let mut blockstat = serde_json::Map::new();
+        for (k, val) in vm.config.iter().filter(|(k, _)| is_disk_key(k)) {
+            let cdrom = val.contains("media=cdrom");
+            let share = |x: u64| if cdrom { 0 } else { x };
+            blockstat.insert(
+                k.clone(),
+                json!({
+                    "rd_bytes": share(f.diskread), "wr_bytes": share(f.diskwrite),
+                    "rd_operations": share(f.diskread / 4096), "wr_operations": share(f.diskwrite / 4096),
+                    "flush_operations": share(f.diskwrite / 65536), "unmap_operations": 0,
+                    "rd_total_time_ns": share(f.diskread * 10), "wr_total_time_ns": share(f.diskwrite * 40),
+                    "flush_total_time_ns": share(f.diskwrite * 5), "unmap_total_time_ns": 0,
+                    "rd_merged": 0, "wr_merged": 0, "unmap_merged": 0, "unmap_bytes": 0,
+                    "wr_highest_offset": share(f.diskwrite.min(vm.maxdisk())),
+                    "idle_time_ns": f.uptime * 1_000_000_000 / 3,
+                    "failed_rd_operations": 0, "failed_wr_operations": 0,
+                    "failed_flush_operations": 0, "failed_unmap_operations": 0,
+                    "invalid_rd_operations": 0, "invalid_wr_operations": 0,
+                    "invalid_flush_operations": 0, "invalid_unmap_operations": 0,
+                    "account_invalid": true, "account_failed": true, "timed_stats": [],
+                }),
+            );
+        }
+        v["blockstat"] = Value::Object(blockstat);
+        let nets: Vec<&String> = vm
+            .config
+            .keys()
+            .filter(|k| {
+                k.strip_prefix("net")
+                    .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()) && !n.is_empty())
+            })
+            .collect();
+        let count = nets.len().max(1) as u64;
+        let nics: serde_json::Map<String, Value> = nets
+            .iter()
+            .map(|k| {
+                (
+                    format!("tap{}i{}", vm.vmid, &k[3..]),
+                    json!({ "netin": f.netin / count, "netout": f.netout / count }),
+                )
+            })
+            .collect();
+        v["nics"] = Value::Object(nics);
+        v["proxmox-support"] = json!({
+            "pbs-dirty-bitmap": true, "pbs-dirty-bitmap-savevm": true,
+            "pbs-dirty-bitmap-migration": true, "query-bitmap-info": true,
+            "pbs-masterkey": true, "backup-max-workers": true, "backup-fleecing": true,
+            "pbs-library-version": "1.5.1 (UNKNOWN)",
+        });
+        let balloon_dev = vm.config.get("balloon").is_none_or(|b| b != "0");
+        if balloon_dev {
+            let maxmem = vm.maxmem();
+            let min = vm
+                .config
+                .get("balloon")
+                .and_then(|b| b.parse::<u64>().ok())
+                .map(|mb| mb << 20)
+                .unwrap_or(maxmem);
+            let free = maxmem.saturating_sub(f.mem);
+            v["balloon"] = json!(maxmem);
+            v["balloon_min"] = json!(min);
+            v["freemem"] = json!(free);
+            v["ballooninfo"] = json!({
+                "actual": maxmem, "max_mem": maxmem, "total_mem": maxmem - maxmem / 25,
+                "free_mem": free, "mem_swapped_in": 0, "mem_swapped_out": 0,
+                "major_page_faults": f.uptime / 100, "minor_page_faults": f.uptime * 20,
+                "last_update": req.now_s().saturating_sub(2),
+            });
+        }
     }
     Reply::json(v)
 }

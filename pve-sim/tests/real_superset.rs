@@ -1,0 +1,366 @@
+//! The simulator answers at least what a real PVE answers: for every recorded real response
+//! (proxmox-api's `tests/fixtures/real`, listed in its `manifest.json`) whose path pve-sim
+//! serves, the same request against the simulator must carry every field of the real answer
+//! with a compatible JSON type (PVE types loosely: a number may come as a string, a boolean as
+//! 0/1), recursing into objects and into the first element of arrays (of each `type` for
+//! mixed lists such as `/cluster/resources`).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::{Api, enc, timed};
+use pve_vps_sim::{PveSim, SimConfig, VmSpec};
+use reqwest::Method;
+use serde_json::Value;
+
+fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../proxmox-api/tests/fixtures/real")
+}
+
+/// One manifest entry.
+#[derive(Debug, Clone)]
+struct Entry {
+    file: String,
+    method: String,
+    path: String,
+}
+
+fn manifest() -> Vec<Entry> {
+    let p = fixtures_dir().join("manifest.json");
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| {
+        panic!(
+            "the recorded PVE answers are missing: cannot read {} ({e}); they are committed \
+             under proxmox-api/tests/fixtures/real",
+            p.display()
+        )
+    });
+    let v: Value = serde_json::from_str(&text).expect("manifest.json is JSON");
+    v.as_array()
+        .expect("manifest.json is an array")
+        .iter()
+        .map(|e| Entry {
+            file: e["file"].as_str().expect("file").to_string(),
+            method: e["method"].as_str().expect("method").to_string(),
+            path: e["path"].as_str().expect("path").to_string(),
+        })
+        .collect()
+}
+
+/// Fields a fixture has that the simulator deliberately does not produce in the state it is
+/// asked about: `(fixture file, field path, why)`.
+const EXEMPT: &[(&str, &str, &str)] = &[(
+    "agent_net_pve6.2_unsupported.json",
+    "data.result",
+    "the recorded guest agent did not support the command (PVE passed its error object \
+     through with HTTP 200); the simulated agents always support it",
+)];
+
+/// Objects whose keys are data (device names), not field names: their first values are
+/// compared.
+const DATA_KEYED: &[&str] = &["data.nics", "data.blockstat"];
+
+/// Whether a real value and the simulator's are the same kind under PVE's loose typing.
+fn compatible(real: &Value, sim: &Value) -> bool {
+    let numeric = |s: &str| s.trim().parse::<f64>().is_ok();
+    let boolish = |v: &Value| match v {
+        Value::Bool(_) => true,
+        Value::Number(n) => n.as_i64().is_some_and(|i| i == 0 || i == 1),
+        Value::String(s) => s == "0" || s == "1",
+        _ => false,
+    };
+    match (real, sim) {
+        (Value::Null, _) => true,
+        (Value::Bool(_), _) | (_, Value::Bool(_)) => boolish(real) && boolish(sim),
+        (Value::Number(_), Value::Number(_)) => true,
+        (Value::Number(_), Value::String(s)) | (Value::String(s), Value::Number(_)) => numeric(s),
+        (Value::String(_), Value::String(_)) => true,
+        (Value::Array(_), Value::Array(_)) => true,
+        (Value::Object(_), Value::Object(_)) => true,
+        _ => false,
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// Check that `sim` carries every field of `real`; problems go to `errs`.
+fn superset(real: &Value, sim: &Value, path: &str, exempt: &[&str], errs: &mut Vec<String>) {
+    if exempt.contains(&path) {
+        return;
+    }
+    if !compatible(real, sim) {
+        errs.push(format!(
+            "{path}: real {} {} vs simulated {} {}",
+            kind(real),
+            short(real),
+            kind(sim),
+            short(sim)
+        ));
+        return;
+    }
+    match (real, sim) {
+        (Value::Object(r), Value::Object(s)) if DATA_KEYED.contains(&path) => {
+            if let Some((rk, rv)) = r.iter().next() {
+                match s.iter().next() {
+                    Some((sk, sv)) => {
+                        superset(rv, sv, &format!("{path}.{{{rk}~{sk}}}"), exempt, errs)
+                    }
+                    None => errs.push(format!("{path}: the simulator's map is empty")),
+                }
+            }
+        }
+        (Value::Object(r), Value::Object(s)) => {
+            for (k, rv) in r {
+                let p = format!("{path}.{k}");
+                if exempt.contains(&p.as_str()) {
+                    continue;
+                }
+                match s.get(k) {
+                    Some(sv) => superset(rv, sv, &p, exempt, errs),
+                    None => errs.push(format!("{p}: missing (real: {})", short(rv))),
+                }
+            }
+        }
+        (Value::Array(r), Value::Array(s)) => {
+            if r.is_empty() {
+                return;
+            }
+            if s.is_empty() {
+                errs.push(format!("{path}: the simulator's list is empty"));
+                return;
+            }
+            // Mixed lists pair the first element of each `type`.
+            let typed = r
+                .iter()
+                .all(|e| e.get("type").is_some_and(Value::is_string));
+            if typed {
+                let mut seen = Vec::new();
+                for re in r {
+                    let t = re["type"].as_str().unwrap_or_default();
+                    if seen.contains(&t) {
+                        continue;
+                    }
+                    seen.push(t);
+                    match s.iter().find(|se| se["type"] == t) {
+                        Some(se) => superset(re, se, &format!("{path}[type={t}]"), exempt, errs),
+                        None => errs.push(format!("{path}: no element of type `{t}`")),
+                    }
+                }
+            } else {
+                superset(&r[0], &s[0], &format!("{path}[0]"), exempt, errs);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn short(v: &Value) -> String {
+    let s = v.to_string();
+    if s.len() > 60 {
+        format!("{}...", &s[..60])
+    } else {
+        s
+    }
+}
+
+/// The simulator with tasks long enough to be caught running.
+async fn start() -> PveSim {
+    PveSim::start(
+        SimConfig::for_tests().task_durations(Duration::from_millis(300), Duration::from_secs(3)),
+    )
+    .await
+    .expect("sim starts")
+}
+
+/// Issue the fixture's request against the simulator, with demo values (and, for a config,
+/// a VM built from the recorded config); `None` when the fixture needs a state the test cannot
+/// set up (reported, not silently passed).
+async fn simulated(
+    sim: &PveSim,
+    api: &Api,
+    e: &Entry,
+    real: &Value,
+    n: u32,
+) -> Result<Value, String> {
+    let anon = Api::with_header(sim, None);
+    let (status, body) = match (e.method.as_str(), e.path.as_str()) {
+        ("POST", "/access/ticket") => {
+            let (u, p) = sim.user_password().unwrap();
+            anon.call(
+                Method::POST,
+                "/access/ticket",
+                &[("username", u), ("password", p)],
+            )
+            .await
+        }
+        ("GET", "/nodes/{node}/qemu/{vmid}/config") => {
+            // A VM with the recorded config, so the comparison is about the answer's shape.
+            let vmid = 7000 + n;
+            let mut spec = VmSpec::new(vmid, "pve1");
+            spec.config = real["data"]
+                .as_object()
+                .ok_or("config fixture without an object")?
+                .iter()
+                .filter(|(k, _)| k.as_str() != "digest")
+                .map(|(k, v)| {
+                    let s = match v {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    (k.clone(), s)
+                })
+                .collect::<BTreeMap<_, _>>();
+            sim.add_vm(spec).map_err(|e| e.to_string())?;
+            api.call(Method::GET, &format!("/nodes/pve1/qemu/{vmid}/config"), &[])
+                .await
+        }
+        ("GET", "/nodes/{node}/qemu/{vmid}/rrddata") => {
+            // The fixture is a stopped VM's hour: VM 102 is stopped.
+            api.call(
+                Method::GET,
+                "/nodes/pve2/qemu/102/rrddata",
+                &[("timeframe", "hour")],
+            )
+            .await
+        }
+        ("GET", "/nodes/{node}/tasks/{upid}/status") => {
+            // A running backup or a finished start, as the fixture shows.
+            let running = real["data"]["status"] == "running";
+            let upid = if running {
+                api.post(
+                    "/nodes/pve1/vzdump",
+                    &[("vmid", "101"), ("storage", "backup")],
+                )
+                .await
+            } else {
+                let t = api.post("/nodes/pve2/qemu/102/status/start", &[]).await;
+                api.wait(&t).await;
+                t
+            };
+            let u = upid.as_str().unwrap().to_string();
+            let node = u.split(':').nth(1).unwrap().to_string();
+            api.call(
+                Method::GET,
+                &format!("/nodes/{node}/tasks/{}/status", enc(&u)),
+                &[],
+            )
+            .await
+        }
+        ("GET", "/nodes/{node}/tasks/{upid}/log") => {
+            let t = api
+                .post("/nodes/pve1/qemu/100/snapshot", &[("snapname", "logged")])
+                .await;
+            api.wait(&t).await;
+            let u = t.as_str().unwrap();
+            api.call(
+                Method::GET,
+                &format!("/nodes/pve1/tasks/{}/log", enc(u)),
+                &[],
+            )
+            .await
+        }
+        (m, p) => {
+            // Everything else: VM 100 (running, guest agent) on pve1.
+            let path = p.replace("{node}", "pve1").replace("{vmid}", "100");
+            if path.contains('{') {
+                return Err(format!("no demo value for a parameter of {p}"));
+            }
+            let method = Method::from_bytes(m.as_bytes()).map_err(|e| e.to_string())?;
+            api.call(method, &path, &[]).await
+        }
+    };
+    if status != 200 {
+        return Err(format!("answered {status}: {body}"));
+    }
+    Ok(body)
+}
+
+#[tokio::test]
+async fn every_served_real_answer_is_a_subset_of_the_simulators() {
+    timed(async {
+        let entries = manifest();
+        assert!(
+            !entries.is_empty(),
+            "the manifest lists no recorded answers"
+        );
+        let served = pve_vps_sim::routes();
+        let sim = start().await;
+        let api = Api::token(&sim);
+        let mut checked = 0;
+        let mut not_served = Vec::new();
+        let mut errs = Vec::new();
+        for (n, e) in entries.iter().enumerate() {
+            if !served.iter().any(|(m, p)| *m == e.method && *p == e.path) {
+                not_served.push(format!("{} {} ({})", e.method, e.path, e.file));
+                continue;
+            }
+            let file = fixtures_dir().join(&e.file);
+            let real: Value = serde_json::from_str(
+                &std::fs::read_to_string(&file)
+                    .unwrap_or_else(|err| panic!("{}: {err}", file.display())),
+            )
+            .unwrap_or_else(|err| panic!("{}: {err}", file.display()));
+            let exempt: Vec<&str> = EXEMPT
+                .iter()
+                .filter(|(f, _, _)| *f == e.file)
+                .map(|(_, p, _)| *p)
+                .collect();
+            match simulated(&sim, &api, e, &real, n as u32).await {
+                Ok(body) => {
+                    let mut local = Vec::new();
+                    superset(&real["data"], &body["data"], "data", &exempt, &mut local);
+                    errs.extend(
+                        local
+                            .into_iter()
+                            .map(|m| format!("{} {}: {m}", e.method, e.file)),
+                    );
+                    checked += 1;
+                }
+                Err(why) => errs.push(format!("{} {}: {why}", e.method, e.file)),
+            }
+        }
+        if !not_served.is_empty() {
+            eprintln!("recorded answers for paths pve-sim does not serve: {not_served:#?}");
+        }
+        assert!(checked > 0, "no recorded answer was for a served path");
+        assert!(
+            errs.is_empty(),
+            "the simulator lacks fields or types of real PVE answers:\n{}",
+            errs.join("\n")
+        );
+        sim.shutdown().await;
+    })
+    .await;
+}
+
+#[test]
+fn loose_typing_rules() {
+    use serde_json::json;
+    assert!(compatible(&json!(1), &json!("1")));
+    assert!(compatible(&json!("4"), &json!(4)));
+    assert!(!compatible(&json!("four"), &json!(4)));
+    assert!(compatible(&json!(true), &json!(1)));
+    assert!(compatible(&json!(0), &json!(false)));
+    assert!(!compatible(&json!(true), &json!(2)));
+    assert!(!compatible(&json!({}), &json!([])));
+    let mut errs = Vec::new();
+    superset(
+        &json!({"a": 1, "b": {"c": "x"}, "l": [{"type": "node", "n": 1}, {"type": "qemu", "q": 1}]}),
+        &json!({"a": "1", "b": {"c": "y", "d": 2}, "l": [{"type": "qemu", "q": 2}, {"type": "node"}]}),
+        "",
+        &[],
+        &mut errs,
+    );
+    assert_eq!(errs, vec![".l[type=node].n: missing (real: 1)".to_string()]);
+}
