@@ -20,8 +20,9 @@ pub struct RoundReport {
 }
 
 /// The backup schedule tick, the snapshot expiry sweep, then resuming restores and reinstalls
-/// left unfinished in the plan store. Safe to run on two hosts at once: vm-services re-checks
-/// the lock and today's backups right before each action.
+/// left unfinished in the plan store. Safe to run on several hosts at once sharing one store:
+/// each scheduled backup slot and each unfinished plan is leased to one worker, and
+/// vm-services re-checks the lock and today's backups right before each action.
 pub async fn round(area: &ClientArea, services: &[Service]) -> RoundReport {
     let mut report = RoundReport::default();
     match area.backup_tick(services).await {
@@ -58,24 +59,21 @@ pub async fn round(area: &ClientArea, services: &[Service]) -> RoundReport {
             .push(format!("snapshot sweep of {vm}: {why}"));
     }
     report.snapshots_removed = sweep.removed.len();
-    match area.plans().unfinished() {
-        Ok(plans) => {
-            for p in plans {
-                let Some(svc) = services.iter().find(|s| s.vm == p.vm) else {
-                    warn!(plan = %p.id, vm = %p.vm, "unfinished plan for a vm no customer owns");
-                    continue;
-                };
-                match area.resume(svc, &p.id).await {
-                    Ok(_) => {
-                        info!(plan = %p.id, vm = %p.vm, "interrupted operation resumed and finished");
-                        report.resumed += 1;
-                    }
-                    Err(e) => {
-                        warn!(plan = %p.id, vm = %p.vm, error = %e, "resume failed (retried next round)");
-                        report.problems.push(format!("resume {}: {e}", p.id));
-                    }
-                }
+    // Interrupted restores and reinstalls: each is taken (leased) by exactly one worker; one
+    // whose worker died is taken over once its lease expired.
+    match area.resume_unfinished(services).await {
+        Ok(r) => {
+            for id in &r.finished {
+                info!(plan = %id, "interrupted operation resumed and finished");
             }
+            for (id, why) in &r.skipped {
+                info!(plan = %id, reason = %why, "unfinished plan left alone");
+            }
+            for (id, e) in &r.failed {
+                warn!(plan = %id, error = %e, "resume failed (retried next round)");
+                report.problems.push(format!("resume {id}: {e}"));
+            }
+            report.resumed = r.finished.len();
         }
         Err(e) => {
             error!(error = %e, "cannot read the plan store");

@@ -43,6 +43,7 @@ async fn run() {
     SqliteStore::open(&db)
         .expect("store")
         .put(web.vmid(), &WeeklySchedule::new([daily; 7]))
+        .await
         .expect("schedule saved");
 
     let worker = || {

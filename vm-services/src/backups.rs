@@ -426,6 +426,24 @@ pub fn plan_tick(
     plan
 }
 
+/// The scheduled instant of today's backup when it is due at `now`: the weekday (in `offset`)
+/// is enabled and its time has passed. This is the slot a scheduled backup is claimed by
+/// ([`crate::leases::LeaseKey::backup_slot`]), so that each one happens once across workers.
+pub fn due_slot(
+    schedule: &WeeklySchedule,
+    now: OffsetDateTime,
+    offset: UtcOffset,
+) -> Option<OffsetDateTime> {
+    let local = now.to_offset(offset);
+    let day = schedule.day(local.weekday());
+    let minutes_now = u32::from(local.hour()) * 60 + u32::from(local.minute());
+    if !day.enabled || day.time.minutes() > minutes_now {
+        return None;
+    }
+    let t = time::Time::from_hms(day.time.hour(), day.time.minute(), 0).ok()?;
+    Some(local.replace_time(t))
+}
+
 /// The archive name vzdump gives a backup made at `now` (what the simulation adds).
 pub fn archive_name(storage: &StorageId, vmid: VmId, now: OffsetDateTime) -> VolumeId {
     let n = format!(
@@ -651,6 +669,36 @@ mod tests {
     }
 
     proptest! {
+        /// A slot is due exactly when `plan_tick` would consider the VM (weekday enabled, time
+        /// passed): it lies on `now`'s local day, at the scheduled time, not after `now`.
+        #[test]
+        fn due_slot_is_todays_scheduled_time(
+            schedule in arb_schedule(),
+            now in 1_700_000_000i64..1_800_000_000,
+            off_h in -12i8..=14,
+        ) {
+            let now = OffsetDateTime::from_unix_timestamp(now).unwrap();
+            let offset = UtcOffset::from_hms(off_h, 0, 0).unwrap();
+            let local = now.to_offset(offset);
+            let day = schedule.day(local.weekday());
+            let due = day.enabled
+                && u32::from(day.time.hour()) * 60 + u32::from(day.time.minute())
+                    <= u32::from(local.hour()) * 60 + u32::from(local.minute());
+            match due_slot(&schedule, now, offset) {
+                None => prop_assert!(!due),
+                Some(slot) => {
+                    prop_assert!(due);
+                    prop_assert!(slot <= now);
+                    let s = slot.to_offset(offset);
+                    prop_assert_eq!(s.date(), local.date());
+                    prop_assert_eq!((s.hour(), s.minute(), s.second()), (day.time.hour(), day.time.minute(), 0));
+                    // The slot is stable for the rest of the day: later ticks claim the same one.
+                    let later = (local.replace_time(time::Time::from_hms(23, 59, 59).unwrap())).to_offset(offset);
+                    prop_assert_eq!(due_slot(&schedule, later, offset), Some(slot));
+                }
+            }
+        }
+
         #[test]
         fn rotation_is_exact((vms, backups, now, offset) in arb_world()) {
             let plan = plan_tick(&vms, &backups, now, offset);

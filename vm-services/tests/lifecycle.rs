@@ -49,16 +49,17 @@ fn example_products_load_from_toml_and_json() {
     );
 }
 
-#[test]
-fn schedule_saved_then_ticked() {
+#[tokio::test]
+async fn schedule_saved_then_ticked() {
     let store = SqliteStore::open_in_memory().unwrap();
     let sched = WeeklySchedule::from_form([(true, "03:00"); 7]).unwrap();
     let svc = service();
-    store.put(svc.vmid(), &sched).unwrap();
+    store.put(svc.vmid(), &sched).await.unwrap();
     let catalog = Catalog::from_toml_str(include_str!("../examples/products.toml")).unwrap();
     let product = catalog.get(&svc.product).unwrap();
     let vms: Vec<ScheduledVm> = store
         .list()
+        .await
         .unwrap()
         .into_iter()
         .map(|(_, schedule)| ScheduledVm {
@@ -80,8 +81,8 @@ fn schedule_saved_then_ticked() {
     );
 }
 
-#[test]
-fn interrupted_reinstall_resumes_from_the_store() {
+#[tokio::test]
+async fn interrupted_reinstall_resumes_from_the_store() {
     let catalog = Catalog::from_toml_str(include_str!("../examples/products.toml")).unwrap();
     let svc = service();
     let product = catalog.get(&svc.product).unwrap();
@@ -112,12 +113,12 @@ fn interrupted_reinstall_resumes_from_the_store() {
         done: 0,
     };
     let store = SqliteStore::open_in_memory().unwrap();
-    store.save(&stored).unwrap();
+    store.save(&stored).await.unwrap();
     // The executor runs three steps, then the process dies.
     for done in 1..=3 {
-        store.record_progress(&stored.id, done).unwrap();
+        store.record_progress(&stored.id, done).await.unwrap();
     }
-    let resumed = store.unfinished().unwrap().pop().unwrap();
+    let resumed = store.unfinished().await.unwrap().pop().unwrap();
     let at = reinstall::resume_point(&resumed.plan, resumed.done);
     assert_eq!(at, 3);
     assert!(matches!(

@@ -455,7 +455,7 @@ fn restore_reconciles_and_survives_task_failure_and_http_500() {
             panic!("{r:?}")
         };
         assert!(!outcome.reconciled.is_empty());
-        assert!(e.plans.unfinished().unwrap().is_empty());
+        assert!(e.plans.unfinished().await.unwrap().is_empty());
 
         // Reconciled: package limits, the MAC, ipfilter, running, snapshots gone, notified.
         let cfg = e.sim.vm_config(104).unwrap();
@@ -482,7 +482,7 @@ fn restore_reconciles_and_survives_task_failure_and_http_500() {
         );
         let err = e.area.restore(&s, &archive).await.unwrap_err();
         assert!(err.is_restore_failed(), "{err}");
-        let plan = e.plans.unfinished().unwrap()[0].id.clone();
+        let plan = e.plans.unfinished().await.unwrap()[0].id.clone();
         assert_eq!(e.area.backups(&s).await.unwrap(), backups_before);
         // Resumed by another process: a fresh client area over the same plan store.
         let restarted = ClientArea::builder(common::client(&e.sim), common::catalog())
@@ -569,7 +569,7 @@ fn reinstall_keeps_identity_firewall_and_backups_and_resumes_after_failures() {
         let err = e.area.reinstall(&s, t9000, "REINSTALL").await.unwrap_err();
         assert!(err.is_upstream(), "{err}");
         assert_eq!(e.area.backups(&s).await.unwrap(), backups_before);
-        let unfinished = e.plans.unfinished().unwrap();
+        let unfinished = e.plans.unfinished().await.unwrap();
         assert_eq!(unfinished.len(), 1);
         let plan = unfinished[0].id.clone();
         // 2. Resume, with an HTTP 500 on a config write on the way: stops again, nothing lost.
@@ -584,7 +584,7 @@ fn reinstall_keeps_identity_firewall_and_backups_and_resumes_after_failures() {
             matches!(r, Resumed::Reinstall(ref o) if o.template == "Debian 12"),
             "{r:?}"
         );
-        assert!(e.plans.unfinished().unwrap().is_empty());
+        assert!(e.plans.unfinished().await.unwrap().is_empty());
 
         // Identity kept, package applied, cloud-init written, running, snapshots gone.
         let cfg = e.sim.vm_config(104).unwrap();
@@ -641,7 +641,7 @@ fn reinstall_from_a_stopped_vm_without_faults() {
         assert_eq!(o.template, "Ubuntu 24.04");
         assert_eq!(e.sim.backup_volids(104), before);
         assert_eq!(e.sim.vm_status(104), Some("running"));
-        let stored = e.plans.load(&o.plan).unwrap().unwrap();
+        let stored = e.plans.load(&o.plan).await.unwrap().unwrap();
         assert!(stored.is_finished());
     });
 }
@@ -716,7 +716,7 @@ fn reinstall_keeps_vm_ipsets_and_aliases_across_an_interrupted_redeploy() {
         let err = e.area.reinstall(&s, t9000, "REINSTALL").await.unwrap_err();
         assert!(err.is_upstream(), "{err}");
         assert!(e.sim.vm_config(104).is_none(), "the old VM is gone");
-        let unfinished = e.plans.unfinished().unwrap();
+        let unfinished = e.plans.unfinished().await.unwrap();
         assert_eq!(unfinished.len(), 1);
         // The plan store holds them, without the provider's ipfilter set.
         let pve_vps_services::reinstall::OperationPlan::Reinstall(p) = &unfinished[0].plan else {
@@ -735,7 +735,7 @@ fn reinstall_keeps_vm_ipsets_and_aliases_across_an_interrupted_redeploy() {
 
         // Resume: the sets and aliases come back with the rules.
         e.area.resume(&s, &unfinished[0].id).await.unwrap();
-        assert!(e.plans.unfinished().unwrap().is_empty());
+        assert!(e.plans.unfinished().await.unwrap().is_empty());
         let aliases = fw.aliases().await.unwrap();
         assert_eq!(aliases.len(), 1, "{aliases:?}");
         assert_eq!(aliases[0].name, "office");
@@ -755,8 +755,8 @@ fn reinstall_keeps_vm_ipsets_and_aliases_across_an_interrupted_redeploy() {
     });
 }
 
-fn redeploy_progress(e: &common::Env) -> pve_vps_services::reinstall::RedeployProgress {
-    let unfinished = e.plans.unfinished().unwrap();
+async fn redeploy_progress(e: &common::Env) -> pve_vps_services::reinstall::RedeployProgress {
+    let unfinished = e.plans.unfinished().await.unwrap();
     let pve_vps_services::reinstall::OperationPlan::Reinstall(p) = &unfinished[0].plan else {
         panic!("not a reinstall");
     };
@@ -792,12 +792,12 @@ fn reinstall_redeploy_resumes_from_recorded_tasks_not_disks() {
             cfg.contains_key("scsi5") && !cfg.contains_key("scsi0"),
             "{cfg:?}"
         );
-        let p = redeploy_progress(&e);
+        let p = redeploy_progress(&e).await;
         assert!(
             !p.destroyed && p.destroy_task.is_none() && p.clone_task.is_none(),
             "{p:?}"
         );
-        let plan = e.plans.unfinished().unwrap()[0].id.clone();
+        let plan = e.plans.unfinished().await.unwrap()[0].id.clone();
 
         // 2. Resume: the VM with a disk is still the old one; destroyed and cloned.
         e.area.resume(&s, &plan).await.unwrap();
@@ -806,21 +806,21 @@ fn reinstall_redeploy_resumes_from_recorded_tasks_not_disks() {
         assert!(cfg["scsi0"].starts_with("local-lvm:vm-104-disk"), "{cfg:?}");
         assert_eq!(cfg["name"], "vps104.example.com");
         assert_eq!(e.sim.vm_status(104), Some("running"));
-        assert!(e.plans.unfinished().unwrap().is_empty());
+        assert!(e.plans.unfinished().await.unwrap().is_empty());
 
         // 3. Reading the clone task fails: the recorded UPID is waited for on resume.
         e.sim
             .fail_requests(RequestMatch::method_path("GET", ":qmclone:"), 500, 1000);
         let err = e.area.reinstall(&s, t9000, "REINSTALL").await.unwrap_err();
         assert!(err.is_upstream(), "{err}");
-        let p = redeploy_progress(&e);
+        let p = redeploy_progress(&e).await;
         assert!(p.destroyed && p.clone_task.is_some(), "{p:?}");
         e.sim.clear_faults();
-        let plan = e.plans.unfinished().unwrap()[0].id.clone();
+        let plan = e.plans.unfinished().await.unwrap()[0].id.clone();
         e.area.resume(&s, &plan).await.unwrap();
         let cfg = e.sim.vm_config(104).unwrap();
         assert!(cfg["scsi0"].starts_with("local-lvm:vm-104-disk"), "{cfg:?}");
         assert_eq!(e.sim.vm_status(104), Some("running"));
-        assert!(e.plans.unfinished().unwrap().is_empty());
+        assert!(e.plans.unfinished().await.unwrap().is_empty());
     });
 }

@@ -7,9 +7,13 @@
 //! * watching interrupted operations: restores and reinstalls left unfinished in the plan store
 //!   are resumed from their last finished step (`ClientArea::resume`).
 //!
-//! Safe on two hosts at once: vm-services re-checks the lock and today's backups right before
-//! each action, so two workers create one backup. `CRON_INTERVAL_SECS` (default 60) sets the
-//! period; `--once` runs one round and exits.
+//! Safe on several hosts at once sharing one store: each scheduled backup slot and each
+//! interrupted plan is leased to exactly one worker (a worker that dies is taken over once its
+//! lease expired), and vm-services re-checks the lock and today's backups right before each
+//! action. `CRON_STORE` chooses the store: a `postgres://user:pass@host/db` URL or an SQLite
+//! path (default: `PORTAL_DB`); `CRON_WORKER` names this worker in leases and logs (default
+//! `worker-<pid>-<random>`); `CRON_LEASE_SECS` sets the lease time (default 60).
+//! `CRON_INTERVAL_SECS` (default 60) sets the period; `--once` runs one round and exits.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,8 +24,10 @@ use pve_vps_sim::{PveSim, SimConfig};
 use tracing::{error, info, warn};
 
 use pve_vps_services::ClientArea;
+use pve_vps_services::leases::WorkerId;
 use pve_vps_services::product::Catalog;
 use pve_vps_services::service::Service;
+use pve_vps_services::stores::PgStore;
 
 #[tokio::main]
 async fn main() {
@@ -72,16 +78,39 @@ async fn run(once: bool, every: Duration) -> Result<(), Box<dyn std::error::Erro
         }
     };
     let mut b = ClientArea::builder(client, catalog);
-    match &cfg.db {
-        Some(p) => b = b.sqlite_file(p),
+    // The store: `CRON_STORE` (a `postgres://` URL, or an SQLite path), else `PORTAL_DB`.
+    let store = std::env::var("CRON_STORE")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| cfg.db.as_ref().map(|p| p.display().to_string()));
+    match store {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            b = b.stores(Arc::new(PgStore::connect(&url).await?));
+        }
+        Some(path) => b = b.sqlite_file(path),
         None => warn!(
-            "PORTAL_DB is not set: schedules and plans are in memory, not shared with the portal"
+            "neither CRON_STORE nor PORTAL_DB is set: schedules, plans and leases are in memory, \
+             not shared with the portal or other workers"
         ),
+    }
+    if let Some(name) = std::env::var("CRON_WORKER").ok().filter(|s| !s.is_empty()) {
+        b = b.worker(name.parse::<WorkerId>()?);
+    }
+    if let Some(secs) = std::env::var("CRON_LEASE_SECS")
+        .ok()
+        .filter(|s| !s.is_empty())
+    {
+        let secs: u64 = secs
+            .parse()
+            .map_err(|_| format!("CRON_LEASE_SECS: `{secs}` is not a number of seconds"))?;
+        b = b.lease_ttl(Duration::from_secs(secs));
     }
     let area = Arc::new(b.build()?);
     info!(
         services = services.len(),
         every_secs = every.as_secs(),
+        worker = %area.worker(),
+        lease_secs = area.lease_ttl().as_secs(),
         "scheduler started"
     );
     let mut iv = tokio::time::interval(every);

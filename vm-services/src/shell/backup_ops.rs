@@ -10,7 +10,9 @@ use super::{ClientArea, api_storage, api_vmid, api_volume};
 use crate::backups::{self, BackupItem, ScheduledVm, TickAction, WeeklySchedule};
 use crate::error::Error;
 use crate::ids::{NodeName, StorageId, VmId, VolumeId};
+use crate::leases::LeaseKey;
 use crate::notify::Notification;
+use crate::outcomes::{Ending, OperationKind};
 use crate::permissions::Feature;
 use crate::quota::QuotaCounter;
 use crate::reconcile::{self, ReconcileStep, RestoreStep};
@@ -83,7 +85,8 @@ impl ClientArea {
         Ok(self
             .inner
             .schedules
-            .get(service.vmid())?
+            .get(service.vmid())
+            .await?
             .unwrap_or_default())
     }
 
@@ -94,7 +97,7 @@ impl ClientArea {
         schedule: &WeeklySchedule,
     ) -> Result<(), Error> {
         self.product_with(service, Feature::Backups)?;
-        self.inner.schedules.put(service.vmid(), schedule)
+        self.inner.schedules.put(service.vmid(), schedule).await
     }
 
     /// The VM's archives on the product's backup storage.
@@ -139,7 +142,7 @@ impl ClientArea {
     /// rotates). The task can be polled; while it runs the VM holds the `backup` lock and
     /// every other operation is refused with that reason.
     pub async fn backup_now(&self, service: &Service, notes: &str) -> Result<TaskRef, Error> {
-        self.check_not_busy(service)?;
+        self.check_not_busy(service).await?;
         let product = self.product(service)?;
         let live = self.require(service, Feature::Backups).await?;
         let listing = self.backup_listing(service).await?;
@@ -168,7 +171,7 @@ impl ClientArea {
 
     /// Removes a backup of this VM (never a protected one, never another VM's).
     pub async fn remove_backup(&self, service: &Service, volid: &VolumeId) -> Result<(), Error> {
-        self.check_not_busy(service)?;
+        self.check_not_busy(service).await?;
         let product = self.product(service)?;
         let live = self.require(service, Feature::Backups).await?;
         let listing = self.backup_listing(service).await?;
@@ -195,12 +198,14 @@ impl ClientArea {
         service: &Service,
         archive: &VolumeId,
     ) -> Result<RestoreOutcome, Error> {
-        self.check_not_busy(service)?;
+        self.check_not_busy(service).await?;
         let product = self.product(service)?;
         let live = self.require(service, Feature::Backups).await?;
         let listing = self.backup_listing(service).await?;
         let plan = reconcile::plan_restore(product, service, &live.state, &listing, archive)?;
-        let stored = self.save_new_plan("restore", service, OperationPlan::Restore(plan))?;
+        let (stored, _lease) = self
+            .save_new_plan("restore", service, OperationPlan::Restore(plan))
+            .await?;
         self.run_restore(service, stored).await
     }
 
@@ -209,7 +214,8 @@ impl ClientArea {
         let stored = self
             .inner
             .plans
-            .load(plan)?
+            .load(plan)
+            .await?
             .ok_or_else(|| Error::invalid("plan id", plan.as_str(), "no such plan"))?;
         if stored.vm != service.vm {
             return Err(Error::ForeignVmid {
@@ -229,8 +235,8 @@ impl ClientArea {
 
     /// Gives up an unfinished plan (e.g. the customer chose reinstall after a failed restore).
     pub async fn abandon(&self, service: &Service, plan: &PlanId) -> Result<bool, Error> {
-        match self.inner.plans.load(plan)? {
-            Some(p) if p.vm == service.vm => self.inner.plans.remove(plan),
+        match self.inner.plans.load(plan).await? {
+            Some(p) if p.vm == service.vm => self.inner.plans.remove(plan).await,
             Some(p) => Err(Error::ForeignVmid {
                 expected: service.vmid(),
                 got: p.vm.vmid(),
@@ -245,6 +251,9 @@ impl ClientArea {
         stored: StoredPlan,
     ) -> Result<RestoreOutcome, Error> {
         let _busy = self.mark_busy(service, "restore")?;
+        let lease = self.plan_lease(&stored.id).await?;
+        // Another worker may have moved it on before its lease expired: continue from there.
+        let stored = self.inner.plans.load(&stored.id).await?.unwrap_or(stored);
         let OperationPlan::Restore(rp) = &stored.plan else {
             return Err(Error::invalid("plan", stored.id.as_str(), "not a restore"));
         };
@@ -291,13 +300,35 @@ impl ClientArea {
                     )
                     .await;
                 tracing::warn!(vm = %service.vm, plan = %stored.id, step = i, "restore failed: {reason}");
+                self.record_outcome(
+                    service,
+                    &stored.id,
+                    OperationKind::Restore,
+                    Ending::NeedsRetryOrReinstall {
+                        reason: reason.clone(),
+                    },
+                )
+                .await;
+                if let Err(e) = lease.release().await {
+                    tracing::warn!(plan = %stored.id, error = %e, "cannot release the plan lease");
+                }
                 return Err(Error::RestoreFailed {
                     archive,
                     plan: stored.id.to_string(),
                     reason,
                 });
             }
-            self.inner.plans.record_progress(&stored.id, i + 1)?;
+            self.inner.plans.record_progress(&stored.id, i + 1).await?;
+        }
+        self.record_outcome(
+            service,
+            &stored.id,
+            OperationKind::Restore,
+            Ending::Succeeded,
+        )
+        .await;
+        if let Err(e) = lease.complete().await {
+            tracing::warn!(plan = %stored.id, error = %e, "cannot mark the plan lease done");
         }
         Ok(RestoreOutcome {
             plan: stored.id,
@@ -347,7 +378,7 @@ impl ClientArea {
             if !product.permissions.backups {
                 continue;
             }
-            let Some(schedule) = self.inner.schedules.get(s.vmid())? else {
+            let Some(schedule) = self.inner.schedules.get(s.vmid()).await? else {
                 continue;
             };
             vms.push(ScheduledVm {
@@ -395,20 +426,63 @@ impl ClientArea {
         for (vm, why) in &plan.blocked {
             report.failed.push((vm.clone(), format!("{why:?}")));
         }
+        // One VM's actions (rotation deletes, then the backup) run under the lease of its
+        // scheduled slot, so across workers each scheduled backup is made once; the fresh
+        // listing in `tick_action` is the second guard.
+        let mut order: Vec<&VmRef> = Vec::new();
+        let mut actions: HashMap<&VmRef, Vec<&TickAction>> = HashMap::new();
         for action in &plan.actions {
             let vm = match action {
                 TickAction::Delete { vm, .. } => vm,
                 TickAction::Create(c) => &c.vm,
             };
+            if !actions.contains_key(vm) {
+                order.push(vm);
+            }
+            actions.entry(vm).or_default().push(action);
+        }
+        for vm in order {
             let Some(service) = by_vm.get(vm).copied() else {
                 continue;
             };
-            let outcome = self.tick_action(service, action, now, &mut report).await;
-            if let Err(e) = outcome {
-                if e.is_locked() {
-                    report.skipped.push((vm.clone(), e.to_string()));
-                } else {
-                    report.failed.push((vm.clone(), e.to_string()));
+            let Some(slot) = vms
+                .iter()
+                .find(|v| &v.vm == vm)
+                .and_then(|v| backups::due_slot(&v.schedule, now, self.inner.offset))
+            else {
+                continue;
+            };
+            let key = LeaseKey::backup_slot(vm.vmid(), slot);
+            let Some(lease) = self.take_lease(key.clone()).await? else {
+                let why = match self.inner.leases.lease(&key).await? {
+                    Some(l) if l.done => "this slot's backup is done".to_owned(),
+                    Some(l) => format!("claimed by worker `{}`", l.holder),
+                    None => "claimed by another worker".to_owned(),
+                };
+                report.skipped.push((vm.clone(), why));
+                continue;
+            };
+            let mut result = Ok(());
+            for action in actions.get(vm).into_iter().flatten() {
+                result = self.tick_action(service, action, now, &mut report).await;
+                if result.is_err() {
+                    break;
+                }
+            }
+            match result {
+                Ok(()) => {
+                    lease.complete().await?;
+                }
+                Err(e) => {
+                    // Give the slot back: a later round (or another worker) tries again.
+                    if let Err(r) = lease.release().await {
+                        tracing::warn!(lease = %key, error = %r, "cannot release the slot");
+                    }
+                    if e.is_locked() {
+                        report.skipped.push((vm.clone(), e.to_string()));
+                    } else {
+                        report.failed.push((vm.clone(), e.to_string()));
+                    }
                 }
             }
         }
@@ -423,7 +497,7 @@ impl ClientArea {
         report: &mut TickReport,
     ) -> Result<(), Error> {
         // Re-check right before acting: another worker may have started or finished.
-        self.check_not_busy(service)?;
+        self.check_not_busy(service).await?;
         if let Some(lock) = self.state(service).await?.lock {
             return Err(Error::Locked { lock });
         }

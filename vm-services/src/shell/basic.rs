@@ -165,7 +165,7 @@ impl ClientArea {
     }
 
     async fn power_checked(&self, service: &Service) -> Result<crate::permissions::VmState, Error> {
-        self.check_not_busy(service)?;
+        self.check_not_busy(service).await?;
         Ok(self.require(service, Feature::PowerControl).await?.state)
     }
 
@@ -349,7 +349,7 @@ impl ClientArea {
         service: &Service,
         description: &str,
     ) -> Result<(SnapshotName, TaskRef), Error> {
-        self.check_not_busy(service)?;
+        self.check_not_busy(service).await?;
         let product = self.product(service)?;
         let live = self.require(service, Feature::Snapshots).await?;
         let listing = self.snapshot_listing(service).await?;
@@ -371,7 +371,7 @@ impl ClientArea {
         service: &Service,
         name: &str,
     ) -> Result<snapshots::SnapshotName, Error> {
-        self.check_not_busy(service)?;
+        self.check_not_busy(service).await?;
         let product = self.product(service)?;
         let live = self.require(service, Feature::Snapshots).await?;
         let listing = self.snapshot_listing(service).await?;
@@ -477,7 +477,7 @@ impl ClientArea {
     /// default `ide2`), replacing any mounted one; refused when that drive holds the
     /// cloud-init drive.
     pub async fn mount_iso(&self, service: &Service, volid: &str) -> Result<(), Error> {
-        self.check_not_busy(service)?;
+        self.check_not_busy(service).await?;
         let product = self.product(service)?;
         let live = self.require(service, Feature::Iso).await?;
         let listing = self.iso_listing(service).await?;
@@ -489,7 +489,7 @@ impl ClientArea {
 
     /// Ejects the ISO.
     pub async fn unmount_iso(&self, service: &Service) -> Result<(), Error> {
-        self.check_not_busy(service)?;
+        self.check_not_busy(service).await?;
         let product = self.product(service)?;
         let live = self.require(service, Feature::Iso).await?;
         let change = iso::plan_unmount(product, &live.state)?;
@@ -502,7 +502,7 @@ impl ClientArea {
     /// runs and the agent answers, and always through cloud-init (`cipassword` + regenerate);
     /// hands it to the notifier and returns it once. It is never logged.
     pub async fn reset_password(&self, service: &Service) -> Result<PasswordReset, Error> {
-        self.check_not_busy(service)?;
+        self.check_not_busy(service).await?;
         let product = self.product(service)?;
         let live = self.require(service, Feature::ResetPassword).await?;
         let steps = password::plan_reset(product, &live.state)?;

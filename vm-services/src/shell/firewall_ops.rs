@@ -460,7 +460,7 @@ impl ClientArea {
     }
 
     async fn fw_prepare(&self, service: &Service) -> Result<(FwState, VmConfig), Error> {
-        self.check_not_busy(service)?;
+        self.check_not_busy(service).await?;
         let live = self.require(service, Feature::Firewall).await?;
         Ok((self.fw_state(service).await?, live.config))
     }

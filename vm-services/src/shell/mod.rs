@@ -9,6 +9,7 @@ mod basic;
 mod exec;
 mod firewall_ops;
 mod hub;
+mod lease_ops;
 mod reinstall_ops;
 
 use std::collections::HashMap;
@@ -22,12 +23,13 @@ use time::{OffsetDateTime, UtcOffset};
 use crate::console::ConsoleTokens;
 use crate::error::Error;
 use crate::ids::{NodeName, StorageId, VmId, VolumeId};
+use crate::leases::WorkerId;
 use crate::notify::Notifier;
 use crate::permissions::{self, Access, Feature, VmState};
 use crate::product::{Catalog, Product};
 use crate::pve::VmConfig;
 use crate::service::Service;
-use crate::stores::{PlanStore, ScheduleStore};
+use crate::stores::{LeaseStore, OutcomeStore, PlanStore, ScheduleStore};
 
 pub use backup_ops::{BackupList, BackupView, RestoreOutcome, Resumed, TickReport};
 pub use basic::{
@@ -39,6 +41,7 @@ pub use hub::{
     LiveUpdate, LiveView, LiveWatch, OverviewHub, OverviewUpdate, OverviewWatch, REFRESH,
     TickStats, resource_row, row_shape,
 };
+pub use lease_ops::ResumeReport;
 pub use reinstall_ops::ReinstallOutcome;
 
 /// Where `now` comes from; tests pass a clock they control.
@@ -92,6 +95,10 @@ pub struct ClientAreaBuilder {
     catalog: Catalog,
     plans: Option<Arc<dyn PlanStore>>,
     schedules: Option<Arc<dyn ScheduleStore>>,
+    leases: Option<Arc<dyn LeaseStore>>,
+    outcomes: Option<Arc<dyn OutcomeStore>>,
+    worker: Option<WorkerId>,
+    lease_ttl: Duration,
     notifier: Arc<dyn Notifier>,
     rdns: Option<Arc<dyn pve_vps_dns::ReverseDns>>,
     clock: Arc<dyn Clock>,
@@ -115,7 +122,46 @@ impl ClientAreaBuilder {
         self
     }
 
-    /// Both stores in one SQLite file (the default is an in-memory SQLite database).
+    /// Leases on shared work between workers (default: the SQLite store; several processes
+    /// need a shared one: [`crate::stores::PgStore`] or one SQLite file).
+    pub fn lease_store(mut self, s: Arc<dyn LeaseStore>) -> Self {
+        self.leases = Some(s);
+        self
+    }
+
+    /// How restores and reinstalls ended (default: the SQLite store).
+    pub fn outcome_store(mut self, s: Arc<dyn OutcomeStore>) -> Self {
+        self.outcomes = Some(s);
+        self
+    }
+
+    /// Every store from one backend, e.g. a [`crate::stores::PgStore`] shared by all portal
+    /// instances and scheduler workers.
+    pub fn stores<S>(self, s: Arc<S>) -> Self
+    where
+        S: ScheduleStore + PlanStore + LeaseStore + OutcomeStore + 'static,
+    {
+        self.plan_store(s.clone())
+            .schedule_store(s.clone())
+            .lease_store(s.clone())
+            .outcome_store(s)
+    }
+
+    /// This worker's name in leases (default: `worker-<pid>-<random>`). Name each scheduler
+    /// process and portal instance so the logs and `InProgress` refusals say who holds what.
+    pub fn worker(mut self, w: WorkerId) -> Self {
+        self.worker = Some(w);
+        self
+    }
+
+    /// How long a lease lasts without renewal (default 60 s; renewed every third of it while
+    /// the work runs). A worker that dies is taken over this long after its last renewal.
+    pub fn lease_ttl(mut self, d: Duration) -> Self {
+        self.lease_ttl = d.max(Duration::from_millis(300));
+        self
+    }
+
+    /// The stores not set otherwise in one SQLite file (the default is an in-memory SQLite database).
     pub fn sqlite_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
         self.sqlite_path = Some(path.into());
         self
@@ -169,18 +215,25 @@ impl ClientAreaBuilder {
 
     /// Builds it.
     pub fn build(self) -> Result<ClientArea, Error> {
-        let (plans, schedules) = match (self.plans, self.schedules) {
-            (Some(p), Some(s)) => (p, s),
-            (p, s) => {
-                let db = Arc::new(match &self.sqlite_path {
-                    Some(path) => crate::stores::SqliteStore::open(path)?,
-                    None => crate::stores::SqliteStore::open_in_memory()?,
-                });
-                (
-                    p.unwrap_or_else(|| db.clone() as Arc<dyn PlanStore>),
-                    s.unwrap_or(db as Arc<dyn ScheduleStore>),
-                )
-            }
+        let (plans, schedules, leases, outcomes) =
+            match (self.plans, self.schedules, self.leases, self.outcomes) {
+                (Some(p), Some(s), Some(l), Some(o)) => (p, s, l, o),
+                (p, s, l, o) => {
+                    let db = Arc::new(match &self.sqlite_path {
+                        Some(path) => crate::stores::SqliteStore::open(path)?,
+                        None => crate::stores::SqliteStore::open_in_memory()?,
+                    });
+                    (
+                        p.unwrap_or_else(|| db.clone() as Arc<dyn PlanStore>),
+                        s.unwrap_or_else(|| db.clone() as Arc<dyn ScheduleStore>),
+                        l.unwrap_or_else(|| db.clone() as Arc<dyn LeaseStore>),
+                        o.unwrap_or(db as Arc<dyn OutcomeStore>),
+                    )
+                }
+            };
+        let worker = match self.worker {
+            Some(w) => w,
+            None => WorkerId::random(&mut rand::rng()),
         };
         Ok(ClientArea {
             inner: Arc::new(Inner {
@@ -188,6 +241,10 @@ impl ClientAreaBuilder {
                 catalog: self.catalog,
                 plans,
                 schedules,
+                leases,
+                outcomes,
+                worker,
+                lease_ttl: self.lease_ttl,
                 notifier: self.notifier,
                 rdns: self.rdns,
                 clock: self.clock,
@@ -211,6 +268,10 @@ struct Inner {
     catalog: Catalog,
     plans: Arc<dyn PlanStore>,
     schedules: Arc<dyn ScheduleStore>,
+    leases: Arc<dyn LeaseStore>,
+    outcomes: Arc<dyn OutcomeStore>,
+    worker: WorkerId,
+    lease_ttl: Duration,
     notifier: Arc<dyn Notifier>,
     rdns: Option<Arc<dyn pve_vps_dns::ReverseDns>>,
     clock: Arc<dyn Clock>,
@@ -260,6 +321,10 @@ impl ClientArea {
             catalog,
             plans: None,
             schedules: None,
+            leases: None,
+            outcomes: None,
+            worker: None,
+            lease_ttl: Duration::from_secs(60),
             notifier: Arc::new(crate::notify::LoggingNotifier),
             rdns: None,
             clock: Arc::new(SystemClock),
@@ -289,6 +354,16 @@ impl ClientArea {
     /// The plan store.
     pub fn plans(&self) -> &Arc<dyn PlanStore> {
         &self.inner.plans
+    }
+
+    /// The lease store.
+    pub fn leases(&self) -> &Arc<dyn LeaseStore> {
+        &self.inner.leases
+    }
+
+    /// The outcome store.
+    pub fn outcome_store(&self) -> &Arc<dyn OutcomeStore> {
+        &self.inner.outcomes
     }
 
     pub(crate) fn now(&self) -> OffsetDateTime {
@@ -369,7 +444,7 @@ impl ClientArea {
     }
 
     /// Refuses when a long operation of this VM runs in this process or is stored unfinished.
-    pub(crate) fn check_not_busy(&self, service: &Service) -> Result<(), Error> {
+    pub(crate) async fn check_not_busy(&self, service: &Service) -> Result<(), Error> {
         if let Some(op) = self
             .inner
             .busy
@@ -384,7 +459,8 @@ impl ClientArea {
         if let Some(p) = self
             .inner
             .plans
-            .unfinished()?
+            .unfinished()
+            .await?
             .into_iter()
             .find(|p| p.vm == service.vm)
         {
@@ -396,21 +472,34 @@ impl ClientArea {
     }
 
     /// A new long-operation plan of `kind` (`restore`, `reinstall`) for the service, saved in the
-    /// plan store before its first step runs, so it can be resumed.
-    pub(crate) fn save_new_plan(
+    /// plan store before its first step runs, so it can be resumed, with this worker's lease.
+    pub(crate) async fn save_new_plan(
         &self,
         kind: &str,
         service: &Service,
         plan: crate::reinstall::OperationPlan,
-    ) -> Result<crate::reinstall::StoredPlan, Error> {
+    ) -> Result<(crate::reinstall::StoredPlan, lease_ops::LeaseGuard), Error> {
+        // Ids carry the second: a plan id that a lease still remembers (an earlier operation
+        // in the same second) gets a suffix.
+        let base = crate::reinstall::PlanId::generate(kind, service.vmid(), self.now())?;
+        let mut id = base.clone();
+        for n in 1..=20 {
+            let key = crate::leases::LeaseKey::plan(&id);
+            if self.inner.leases.lease(&key).await?.is_none() {
+                break;
+            }
+            id = format!("{base}-{n}").parse()?;
+        }
         let stored = crate::reinstall::StoredPlan {
-            id: crate::reinstall::PlanId::generate(kind, service.vmid(), self.now())?,
+            id,
             vm: service.vm.clone(),
             plan,
             done: 0,
         };
-        self.inner.plans.save(&stored)?;
-        Ok(stored)
+        // Leased before it is visible, so no scheduler resumes it while it runs here.
+        let lease = self.plan_lease(&stored.id).await?;
+        self.inner.plans.save(&stored).await?;
+        Ok((stored, lease))
     }
 
     /// Marks the VM busy for a long operation; refused when already busy here.
@@ -452,7 +541,7 @@ impl ClientArea {
     async fn state_with_operations(&self, service: &Service) -> Result<VmState, Error> {
         let mut state = self.state(service).await?;
         if state.lock.is_none()
-            && let Err(Error::InProgress { operation }) = self.check_not_busy(service)
+            && let Err(Error::InProgress { operation }) = self.check_not_busy(service).await
         {
             let name = if operation.contains("reinstall") {
                 "reinstall"

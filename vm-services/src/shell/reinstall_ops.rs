@@ -6,6 +6,7 @@ use super::{ClientArea, api_node, api_snapshot, api_storage, api_vmid};
 use crate::error::Error;
 use crate::ids::VmId;
 use crate::notify::Notification;
+use crate::outcomes::{Ending, OperationKind};
 use crate::permissions::Feature;
 use crate::reconcile::ReconcileStep;
 use crate::reinstall::{
@@ -40,12 +41,12 @@ impl ClientArea {
         let idle = crate::permissions::VmState::default();
         reinstall::validate(product, &idle, template, confirmation)?;
         // A failed restore leaves a plan; choosing reinstall gives it up.
-        for p in self.inner.plans.unfinished()? {
+        for p in self.inner.plans.unfinished().await? {
             if p.vm == service.vm && matches!(p.plan, OperationPlan::Restore(_)) {
-                self.inner.plans.remove(&p.id)?;
+                self.inner.plans.remove(&p.id).await?;
             }
         }
-        self.check_not_busy(service)?;
+        self.check_not_busy(service).await?;
         let live = self.require(service, Feature::Reinstall).await?;
         let snaps = self.snapshot_listing(service).await?;
         let plan = reinstall::plan(
@@ -57,7 +58,9 @@ impl ClientArea {
             template,
             confirmation,
         )?;
-        let stored = self.save_new_plan("reinstall", service, OperationPlan::Reinstall(plan))?;
+        let (stored, _lease) = self
+            .save_new_plan("reinstall", service, OperationPlan::Reinstall(plan))
+            .await?;
         self.run_reinstall(service, stored).await
     }
 
@@ -67,6 +70,9 @@ impl ClientArea {
         stored: StoredPlan,
     ) -> Result<ReinstallOutcome, Error> {
         let _busy = self.mark_busy(service, "reinstall")?;
+        let lease = self.plan_lease(&stored.id).await?;
+        // Another worker may have moved it on before its lease expired: continue from there.
+        let stored = self.inner.plans.load(&stored.id).await?.unwrap_or(stored);
         let OperationPlan::Reinstall(rp) = &stored.plan else {
             return Err(Error::invalid(
                 "plan",
@@ -80,15 +86,38 @@ impl ClientArea {
             let Some(NextStep::Reinstall(step)) = reinstall::next_step(&stored.plan, i) else {
                 break;
             };
-            self.reinstall_step(service, &stored.id, rp, step, &mut password)
+            if let Err(e) = self
+                .reinstall_step(service, &stored.id, rp, step, &mut password)
                 .await
-                .map_err(|e| {
-                    tracing::warn!(vm = %service.vm, plan = %stored.id, step = i, "reinstall stopped: {e}");
-                    e
-                })?;
-            if i + 1 > stored.done {
-                self.inner.plans.record_progress(&stored.id, i + 1)?;
+            {
+                tracing::warn!(vm = %service.vm, plan = %stored.id, step = i, "reinstall stopped: {e}");
+                self.record_outcome(
+                    service,
+                    &stored.id,
+                    OperationKind::Reinstall,
+                    Ending::Failed {
+                        reason: e.to_string(),
+                    },
+                )
+                .await;
+                if let Err(e) = lease.release().await {
+                    tracing::warn!(plan = %stored.id, error = %e, "cannot release the plan lease");
+                }
+                return Err(e);
             }
+            if i + 1 > stored.done {
+                self.inner.plans.record_progress(&stored.id, i + 1).await?;
+            }
+        }
+        self.record_outcome(
+            service,
+            &stored.id,
+            OperationKind::Reinstall,
+            Ending::Succeeded,
+        )
+        .await;
+        if let Err(e) = lease.complete().await {
+            tracing::warn!(plan = %stored.id, error = %e, "cannot mark the plan lease done");
         }
         Ok(ReinstallOutcome {
             plan: stored.id,
@@ -260,7 +289,7 @@ impl ClientArea {
         // Each pass moves the redeploy forward by one action; a handful is plenty.
         let mut finished = false;
         for _ in 0..8 {
-            let plan = self.stored_reinstall(id)?;
+            let plan = self.stored_reinstall(id).await?;
             let config = self.config_if_exists(service).await?;
             match reinstall::redeploy_action(plan.redeploy.as_deref(), config.as_ref())? {
                 RedeployAction::Destroy => {
@@ -269,7 +298,8 @@ impl ClientArea {
                     // (and never again once saved: a resumed pass must not overwrite it).
                     if plan.firewall.is_none() {
                         let saved = self.save_firewall(service).await?;
-                        self.update_reinstall(id, |p| p.firewall = Some(saved))?;
+                        self.update_reinstall(id, |p| p.firewall = Some(saved))
+                            .await?;
                     }
                     let t = vm
                         .destroy(false, false)
@@ -278,7 +308,8 @@ impl ClientArea {
                     let upid = t.upid().to_string();
                     self.update_reinstall(id, |p| {
                         p.redeploy.get_or_insert_with(Default::default).destroy_task = Some(upid)
-                    })?;
+                    })
+                    .await?;
                 }
                 RedeployAction::WaitDestroy(upid) => {
                     let waited = self
@@ -288,14 +319,16 @@ impl ClientArea {
                         self.update_reinstall(id, |p| {
                             let r = p.redeploy.get_or_insert_with(Default::default);
                             r.destroyed = true;
-                        })?;
+                        })
+                        .await?;
                     } else {
                         if waited.is_ok() || !self.task_running(&upid).await? {
                             // The destroy ended and the VM is still there: destroy it again
                             // (the saved firewall is kept).
                             self.update_reinstall(id, |p| {
                                 p.redeploy.get_or_insert_with(Default::default).destroy_task = None
-                            })?;
+                            })
+                            .await?;
                         }
                         waited?;
                     }
@@ -327,7 +360,8 @@ impl ClientArea {
                         let r = p.redeploy.get_or_insert_with(Default::default);
                         r.destroyed = true;
                         r.clone_task = Some(upid);
-                    })?;
+                    })
+                    .await?;
                 }
                 RedeployAction::WaitClone(upid) => {
                     let waited = self.wait(self.upid_task(&upid)?, "clone template").await;
@@ -342,7 +376,8 @@ impl ClientArea {
                                 r.destroyed = false;
                                 r.destroy_task = None;
                             }
-                        })?;
+                        })
+                        .await?;
                     }
                     waited?;
                     finished = true;
@@ -370,7 +405,7 @@ impl ClientArea {
                 reason: "redeploy did not reach the clone".into(),
             });
         }
-        if let Some(saved) = self.stored_reinstall(id)?.firewall {
+        if let Some(saved) = self.stored_reinstall(id).await?.firewall {
             self.restore_firewall(service, &saved).await?;
         }
         Ok(())
@@ -404,8 +439,8 @@ impl ClientArea {
     }
 
     /// The stored reinstall plan.
-    fn stored_reinstall(&self, id: &PlanId) -> Result<reinstall::ReinstallPlan, Error> {
-        match self.inner.plans.load(id)? {
+    async fn stored_reinstall(&self, id: &PlanId) -> Result<reinstall::ReinstallPlan, Error> {
+        match self.inner.plans.load(id).await? {
             Some(StoredPlan {
                 plan: OperationPlan::Reinstall(p),
                 ..
@@ -419,20 +454,21 @@ impl ClientArea {
     }
 
     /// Changes the stored reinstall plan.
-    fn update_reinstall(
+    async fn update_reinstall(
         &self,
         id: &PlanId,
-        f: impl FnOnce(&mut reinstall::ReinstallPlan),
+        f: impl FnOnce(&mut reinstall::ReinstallPlan) + Send,
     ) -> Result<(), Error> {
         let mut stored = self
             .inner
             .plans
-            .load(id)?
+            .load(id)
+            .await?
             .ok_or_else(|| Error::invalid("plan id", id.as_str(), "no such plan"))?;
         if let OperationPlan::Reinstall(p) = &mut stored.plan {
             f(p);
         }
-        self.inner.plans.save(&stored)
+        self.inner.plans.save(&stored).await
     }
 
     async fn template_node(&self, template: VmId) -> Result<pve_vps_api::NodeName, Error> {

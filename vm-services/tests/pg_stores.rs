@@ -1,0 +1,78 @@
+//! The PostgreSQL stores against a real server (pg-test): the same conformance suites as the
+//! in-memory and SQLite stores, and the schema migrations.
+
+use std::time::Duration;
+
+use pve_vps_services::stores::{PgStore, conformance};
+
+async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(120), f)
+        .await
+        .expect("test timed out")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_backends_conform() {
+    let pg = pg_test::PgServer::start();
+    within(async {
+        let s = PgStore::connect(pg.url()).await.unwrap();
+        conformance::schedule_store(&s).await;
+        conformance::plan_store(&s).await;
+        conformance::lease_store(&s).await;
+        conformance::outcome_store(&s).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_are_idempotent_and_safe_to_race() {
+    let pg = pg_test::PgServer::start();
+    within(async {
+        let url = pg.create_database("migrations");
+        // Four stores (four processes starting at once) migrate the same empty database.
+        let stores = futures_util::future::join_all((0..4).map(|_| PgStore::connect(&url))).await;
+        for s in &stores {
+            let s = s.as_ref().expect("connect and migrate");
+            assert!(s.is_current().await.unwrap());
+        }
+        let again = PgStore::connect(&url).await.unwrap();
+        assert_eq!(again.schema_version().await.unwrap(), 3);
+        // Data written through one store is seen through another.
+        use pve_vps_services::stores::ScheduleStore;
+        let vmid = pve_vps_services::ids::VmId::new(100).unwrap();
+        again
+            .put(vmid, &pve_vps_services::backups::WeeklySchedule::default())
+            .await
+            .unwrap();
+        let first = stores[0].as_ref().unwrap();
+        assert!(first.get(vmid).await.unwrap().is_some());
+        // The password never shows in Debug.
+        let dbg = format!("{first:?}");
+        assert!(
+            dbg.contains("PgStore") && !dbg.contains("password"),
+            "{dbg}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_a_store_error() {
+    // A port nothing listens on (bound, then released).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let err = within(PgStore::connect(&format!(
+        "postgres://u:hunter2@127.0.0.1:{port}/db"
+    )))
+    .await
+    .unwrap_err();
+    assert!(err.to_string().starts_with("store failed"), "{err}");
+    assert!(!format!("{err:?}").contains("hunter2"), "{err:?}");
+    let err = within(PgStore::connect("not a url at all ::"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().starts_with("store failed"), "{err}");
+}
