@@ -564,14 +564,22 @@ async fn config_mac_rule_digest_delete_and_pending() {
             .await;
         api.wait(&t).await;
         assert!(sim.vm_config(101).unwrap()["scsi0"].ends_with("size=110G"));
-        let (s, _) = api
-            .call(
-                Method::PUT,
+        // like PVE, the resize worker refuses to shrink
+        let t = api
+            .put(
                 "/nodes/pve1/qemu/101/resize",
                 &[("disk", "scsi0"), ("size", "10G")],
             )
             .await;
-        assert_eq!(s, 500);
+        assert_eq!(api.wait(&t).await, "shrinking disks is not supported");
+        let (s, _) = api
+            .call(
+                Method::PUT,
+                "/nodes/pve1/qemu/101/resize",
+                &[("disk", "scsi0"), ("size", "ten")],
+            )
+            .await;
+        assert_eq!(s, 400);
         sim.shutdown().await;
     })
     .await;

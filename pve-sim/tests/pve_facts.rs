@@ -895,3 +895,51 @@ async fn cloud_init_pending_regeneration_and_masked_password() {
     })
     .await;
 }
+
+// qemu-server src/PVE/API2/Qemu.pm (resize_vm: checks in the `resize` worker; template:
+// checks before the worker).
+#[tokio::test]
+async fn resize_and_template_refusals() {
+    timed(async {
+        let sim = common::start().await;
+        let api = Api::token(&sim);
+        let vm = "/nodes/pve1/qemu/100";
+        for (disk, size, want) in [
+            ("scsi7", "+1G", "disk 'scsi7' does not exist"),
+            ("ide2", "+1G", "you can't resize a cdrom"),
+            ("scsi0", "1G", "shrinking disks is not supported"),
+        ] {
+            let t = api
+                .put(&format!("{vm}/resize"), &[("disk", disk), ("size", size)])
+                .await;
+            check_upid(&t, "resize", "100");
+            assert_eq!(api.wait(&t).await, want);
+        }
+        let t = api
+            .put(
+                &format!("{vm}/resize"),
+                &[("disk", "scsi0"), ("size", "+1G"), ("digest", "0000")],
+            )
+            .await;
+        assert_eq!(
+            api.wait(&t).await,
+            "checksum mismatch (file change by other user?)"
+        );
+        assert_eq!(
+            refused(&api, Method::POST, &format!("{vm}/template"), &[]).await,
+            (
+                500,
+                "unable to create template, because VM contains snapshots\n".into()
+            )
+        );
+        assert_eq!(
+            refused(&api, Method::POST, "/nodes/pve3/qemu/104/template", &[]).await,
+            (
+                500,
+                "you can't convert a VM to template if VM is running\n".into()
+            )
+        );
+        sim.shutdown().await;
+    })
+    .await;
+}

@@ -844,49 +844,99 @@ pub(super) fn post_config(st: &mut State, req: &Req) -> ApiResult {
 pub(super) fn resize(st: &mut State, req: &Req) -> ApiResult {
     let disk = req.req_arg("disk")?.to_string();
     let size = req.req_arg("size")?.to_string();
-    let vm = vm_mut(st, req)?;
-    check_lock(vm)?;
-    let vmid = vm.vmid;
-    let value = vm
-        .config
-        .get(&disk)
-        .cloned()
-        .ok_or_else(|| ApiError::fail(format!("disk '{disk}' does not exist")))?;
-    let current = crate::model::disk_size(&value).unwrap_or(0);
-    let new = if let Some(inc) = size.strip_prefix('+') {
-        current + parse_size(inc).ok_or_else(|| ApiError::param("size", "invalid size"))?
-    } else {
-        parse_size(&size).ok_or_else(|| ApiError::param("size", "invalid size"))?
+    let skip = skiplock(req)?;
+    // FACT (qemu-server src/PVE/API2/Qemu.pm, resize_vm): `size` must match
+    // `\+?\d+(\.\d+)?[KMGT]?` (a parameter error); everything else is checked by the
+    // `resize` worker under the config lock: digest ("checksum mismatch (file change by
+    // other user?)"), lock, "disk '$disk' does not exist", "you can't resize a cdrom",
+    // "shrinking disks is not supported"; the same size is a no-op.
+    let digits = size.trim_start_matches('+');
+    let num = digits.trim_end_matches(['K', 'M', 'G', 'T']);
+    let unit_ok = digits.len() - num.len() <= 1;
+    let num_ok = {
+        let (i, f) = num.split_once('.').unwrap_or((num, "0"));
+        !i.is_empty()
+            && !f.is_empty()
+            && i.bytes().all(|b| b.is_ascii_digit())
+            && f.bytes().all(|b| b.is_ascii_digit())
     };
-    if new < current {
-        return Err(ApiError::fail("shrinking disks is not supported"));
+    if !unit_ok || !num_ok {
+        return Err(ApiError::param(
+            "size",
+            "value does not match the regex pattern",
+        ));
     }
+    let digest = req.arg("digest").map(str::to_string);
+    let vm = vm_mut(st, req)?;
+    let vmid = vm.vmid;
+    let value = vm.config.get(&disk).cloned();
+    let current = value
+        .as_deref()
+        .and_then(crate::model::disk_size)
+        .unwrap_or(0);
+    let new = if let Some(inc) = size.strip_prefix('+') {
+        current + parse_size(inc).unwrap_or(0)
+    } else {
+        parse_size(&size).unwrap_or(0)
+    };
+    let failure = if digest.is_some_and(|d| d != vm.config_digest()) {
+        Some("checksum mismatch (file change by other user?)".to_string())
+    } else if let Some(e) = lock_error(vm).filter(|_| !skip) {
+        Some(e)
+    } else {
+        match &value {
+            None => Some(format!("disk '{disk}' does not exist")),
+            Some(v) if v.contains("media=cdrom") => Some("you can't resize a cdrom".into()),
+            Some(_) if new < current => Some("shrinking disks is not supported".into()),
+            Some(_) => None,
+        }
+    };
+    if let Some(e) = failure {
+        return failed_task(st, req, "resize", vmid, e);
+    }
+    let value = value.unwrap_or_default();
     let storage = value.split(':').next().unwrap_or("").to_string();
     if let Some(s) = st.storages.get(&storage)
         && st.storage_used(&storage) + (new - current) > s.total
     {
-        return Err(ApiError::fail(format!(
-            "not enough free space on storage '{storage}'"
-        )));
+        return failed_task(
+            st,
+            req,
+            "resize",
+            vmid,
+            format!("not enough free space on storage '{storage}'"),
+        );
     }
-    let new_value: Vec<String> = value
-        .split(',')
-        .filter(|p| !p.starts_with("size="))
-        .map(str::to_string)
-        .chain(std::iter::once(format!("size={}", format_size(new))))
-        .collect();
-    if let Some(vm) = st.vms.get_mut(&vmid) {
-        vm.config.insert(disk, new_value.join(","));
+    if new != current {
+        let new_value: Vec<String> = value
+            .split(',')
+            .filter(|p| !p.starts_with("size="))
+            .map(str::to_string)
+            .chain(std::iter::once(format!("size={}", format_size(new))))
+            .collect();
+        if let Some(vm) = st.vms.get_mut(&vmid) {
+            vm.config.insert(disk, new_value.join(","));
+        }
     }
     vm_task(st, req, "resize", vmid, 0, vec![], |_, _| {})
 }
 
 pub(super) fn template(st: &mut State, req: &Req) -> ApiResult {
     let vm = vm_mut(st, req)?;
+    // FACT (qemu-server src/PVE/API2/Qemu.pm, template): checked before the `qmtemplate`
+    // worker (HTTP 500) and again inside it.
     check_lock(vm)?;
+    if !vm.snapshots.is_empty() {
+        return Err(ApiError::fail(
+            "unable to create template, because VM contains snapshots",
+        ));
+    }
+    if vm.is_template() && req.arg("disk").is_none() {
+        return Err(ApiError::fail("you can't convert a template to a template"));
+    }
     if vm.running() {
         return Err(ApiError::fail(
-            "you can't convert a running VM to a template",
+            "you can't convert a VM to template if VM is running",
         ));
     }
     let vmid = vm.vmid;
