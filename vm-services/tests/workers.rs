@@ -173,7 +173,7 @@ fn a_killed_worker_is_taken_over_after_its_lease_expired() {
         common::wait_unlocked(&sim, 104).await;
 
         // While A's lease is valid, B leaves the plan alone; portal calls are refused too.
-        let r = b.resume_unfinished(&[s.clone()]).await.unwrap();
+        let r = b.resume_unfinished(std::slice::from_ref(&s)).await.unwrap();
         assert!(r.finished.is_empty(), "{r:?}");
         assert!(
             r.skipped
@@ -187,7 +187,7 @@ fn a_killed_worker_is_taken_over_after_its_lease_expired() {
 
         // A stopped renewing: once the lease expired, B takes the plan over and finishes it.
         clock.advance(pve_vps_services::time::Duration::seconds(21));
-        let r = b.resume_unfinished(&[s.clone()]).await.unwrap();
+        let r = b.resume_unfinished(std::slice::from_ref(&s)).await.unwrap();
         assert_eq!(r.finished, vec![plan.id.clone()], "{r:?}");
         assert!(store.unfinished().await.unwrap().is_empty());
         assert_eq!(sim.vm_status(104), Some("running"));
@@ -207,7 +207,7 @@ fn a_killed_worker_is_taken_over_after_its_lease_expired() {
         assert_eq!(o.ending, Ending::Succeeded);
 
         // A finished plan is not run again by anyone.
-        let r = a.resume_unfinished(&[s.clone()]).await.unwrap();
+        let r = a.resume_unfinished(std::slice::from_ref(&s)).await.unwrap();
         assert!(r.finished.is_empty() && r.failed.is_empty(), "{r:?}");
         sim.shutdown().await;
     });
@@ -237,7 +237,7 @@ fn a_failed_restore_is_recorded_for_every_instance() {
             "{o:?}"
         );
         common::wait_unlocked(&sim, 104).await;
-        let r = b.resume_unfinished(&[s.clone()]).await.unwrap();
+        let r = b.resume_unfinished(std::slice::from_ref(&s)).await.unwrap();
         assert_eq!(r.finished, vec![o.plan.clone()], "{r:?}");
         assert_eq!(
             b.last_outcome(&s).await.unwrap().unwrap().ending,
