@@ -111,6 +111,46 @@ fn power_actions_return_pollable_tasks_and_refuse_while_locked() {
 }
 
 #[test]
+fn reboot_and_hard_reset_with_the_same_checks_as_stop() {
+    run(60, async {
+        let e = env().await;
+        let s = svc104();
+        let t = e.area.reboot(&s, Some(30)).await.unwrap();
+        assert!(t.as_str().contains(":qmreboot:104:"), "{}", t.as_str());
+        let p = e.area.wait_task(&s, &t).await.unwrap();
+        assert_eq!(p.ok, Some(true), "{p:?}");
+        assert_eq!(e.sim.vm_status(104), Some("running"));
+        let t = e.area.reset(&s).await.unwrap();
+        assert!(t.as_str().contains(":qmreset:104:"), "{}", t.as_str());
+        let p = e.area.wait_task(&s, &t).await.unwrap();
+        assert_eq!(p.ok, Some(true), "{p:?}");
+        assert_eq!(e.sim.vm_status(104), Some("running"));
+        // Locked: both refused with the lock, nothing sent.
+        e.sim.set_lock(104, Some("backup")).unwrap();
+        let before = e.sim.request_count();
+        for err in [
+            e.area.reboot(&s, None).await.unwrap_err(),
+            e.area.reset(&s).await.unwrap_err(),
+        ] {
+            assert!(err.is_locked(), "{err}");
+        }
+        // Only the reads were sent (status and config, per refusal): no power request.
+        assert_eq!(e.sim.request_count() - before, 4);
+        e.sim.set_lock(104, None).unwrap();
+        // Stopped: nothing to reboot or reset.
+        let t = e.area.stop(&s).await.unwrap();
+        e.area.wait_task(&s, &t).await.unwrap();
+        for err in [
+            e.area.reboot(&s, None).await.unwrap_err(),
+            e.area.reset(&s).await.unwrap_err(),
+        ] {
+            assert!(err.to_string().contains("not running"), "{err}");
+        }
+        assert_eq!(e.sim.vm_status(104), Some("stopped"));
+    });
+}
+
+#[test]
 fn console_token_is_one_time_short_lived_and_bound_to_the_service() {
     run(30, async {
         let e = env().await;

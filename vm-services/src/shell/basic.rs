@@ -224,6 +224,42 @@ impl ClientArea {
         Ok(TaskRef::new(t.upid()))
     }
 
+    /// Reboots the VM gracefully (ACPI shutdown, then start; PVE waits at most `timeout_secs`
+    /// for the guest to shut down). The same checks as stop: power control in the package, no
+    /// lock, no long operation running, and the VM must be running.
+    pub async fn reboot(
+        &self,
+        service: &Service,
+        timeout_secs: Option<u64>,
+    ) -> Result<TaskRef, Error> {
+        let state = self.power_checked(service).await?;
+        if !state.running {
+            return Err(Error::NotRunning);
+        }
+        let t = self
+            .vm(service)?
+            .reboot(timeout_secs)
+            .await
+            .map_err(Error::pve("reboot vm"))?;
+        Ok(TaskRef::new(t.upid()))
+    }
+
+    /// Hard reset, like pressing the reset button: the guest gets no chance to shut down and
+    /// unsaved data in it is lost (offer [`reboot`](Self::reboot) first). The same checks as
+    /// stop; the VM must be running.
+    pub async fn reset(&self, service: &Service) -> Result<TaskRef, Error> {
+        let state = self.power_checked(service).await?;
+        if !state.running {
+            return Err(Error::NotRunning);
+        }
+        let t = self
+            .vm(service)?
+            .reset()
+            .await
+            .map_err(Error::pve("reset vm"))?;
+        Ok(TaskRef::new(t.upid()))
+    }
+
     /// Issues a one-time console token (OS CSPRNG, 10 s). The VM must be running.
     pub async fn console_link(&self, service: &Service) -> Result<ConsoleLink, Error> {
         self.require(service, Feature::Console).await?;
