@@ -45,6 +45,10 @@ pub struct SimConfig {
     pub failed_login_delay: Duration,
     /// How long a `vncproxy` task waits for its websocket client (PVE: 10 s).
     pub vnc_connect_timeout: Duration,
+    /// How long a config write waits for a VM's config lock held by a running start, stop,
+    /// shutdown, reboot, reset or resize worker before "can't lock file ... - got timeout"
+    /// (PVE: 10 s).
+    pub config_lock_timeout: Duration,
     /// Users that can log in with a password.
     pub users: Vec<UserSpec>,
     /// API tokens.
@@ -86,6 +90,7 @@ impl Default for SimConfig {
             backup_duration: Duration::from_secs(8),
             failed_login_delay: Duration::from_secs(3),
             vnc_connect_timeout: Duration::from_secs(10),
+            config_lock_timeout: Duration::from_secs(10),
             users: vec![
                 UserSpec::new(DEFAULT_USER, DEFAULT_PASSWORD),
                 UserSpec::new(TFA_USER, TFA_PASSWORD).with_totp(TFA_TOTP_SECRET),
@@ -110,13 +115,14 @@ impl Default for SimConfig {
 
 impl SimConfig {
     /// Fast timing for tests: 50 ms tasks, 200 ms backups, no login delay, 2 s for a console
-    /// client to connect.
+    /// client to connect, 1 s for a config lock.
     pub fn for_tests() -> Self {
         Self {
             task_duration: Duration::from_millis(50),
             backup_duration: Duration::from_millis(200),
             failed_login_delay: Duration::ZERO,
             vnc_connect_timeout: Duration::from_secs(2),
+            config_lock_timeout: Duration::from_secs(1),
             ..Self::default()
         }
     }

@@ -144,6 +144,8 @@ pub(crate) struct Vm {
     pub(crate) agent_responding: bool,
     /// The guest ignores ACPI shutdown requests.
     pub(crate) ignore_shutdown: bool,
+    /// A worker holds the config flock (`lock_config`) until this time (ms).
+    pub(crate) flock_until: u64,
 }
 
 /// Keys that cloud-init owns.
@@ -201,6 +203,7 @@ impl Vm {
             firewall: Firewall::default(),
             agent_responding: true,
             ignore_shutdown: false,
+            flock_until: 0,
         }
     }
 

@@ -177,6 +177,7 @@ impl PveSim {
             state: Mutex::new(state),
             auth: Auth::new(secret, config.users.clone(), config.tokens.clone()),
             login_delay: config.failed_login_delay,
+            config_lock_timeout: config.config_lock_timeout,
         });
         let router = api::router(app.clone());
         let (stop, stop_rx) = watch::channel(false);

@@ -943,3 +943,51 @@ async fn resize_and_template_refusals() {
     })
     .await;
 }
+
+// qemu-server src/PVE/QemuConfig.pm (config_file_lock) and src/PVE/QemuServer.pm (vm_stop
+// runs under lock_config), pve-common src/PVE/Tools.pm (lock_file_full): a config write waits
+// for the flock a stop/shutdown worker holds, and gives up with PVE's timeout message.
+#[tokio::test]
+async fn config_writes_wait_for_the_config_flock() {
+    timed(async {
+        let mut cfg = pve_vps_sim::SimConfig::for_tests()
+            .task_durations(Duration::from_millis(800), Duration::from_millis(800));
+        cfg.config_lock_timeout = Duration::from_millis(1500);
+        let sim = pve_vps_sim::PveSim::start(cfg).await.unwrap();
+        let api = Api::token(&sim);
+        let vm = "/nodes/pve1/qemu/101";
+        // A stop holds the flock for its run; the write waits for it and succeeds.
+        let t = api.post(&format!("{vm}/status/stop"), &[]).await;
+        let before = std::time::Instant::now();
+        api.put(&format!("{vm}/config"), &[("description", "after stop")])
+            .await;
+        assert!(before.elapsed() >= Duration::from_millis(500), "it waited");
+        assert_eq!(api.wait(&t).await, "OK");
+        assert_eq!(sim.vm_config(101).unwrap()["description"], "after stop");
+        // A shutdown that outlasts the wait: "can't lock file ... - got timeout".
+        let t = api.post(&format!("{vm}/status/start"), &[]).await;
+        assert_eq!(api.wait(&t).await, "OK");
+        sim.set_ignore_shutdown(101, true).unwrap();
+        let t = api
+            .post(&format!("{vm}/status/shutdown"), &[("timeout", "10")])
+            .await;
+        let before = std::time::Instant::now();
+        assert_eq!(
+            refused(
+                &api,
+                Method::PUT,
+                &format!("{vm}/config"),
+                &[("cores", "2")]
+            )
+            .await,
+            (
+                500,
+                "can't lock file '/var/lock/qemu-server/lock-101.conf' - got timeout\n".into()
+            )
+        );
+        assert!(before.elapsed() >= Duration::from_millis(1400));
+        assert_eq!(api.wait(&t).await, "VM quit/powerdown failed - got timeout");
+        sim.shutdown().await;
+    })
+    .await;
+}

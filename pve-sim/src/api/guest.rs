@@ -52,6 +52,7 @@ pub(super) fn cloudinit_regenerate(st: &mut State, req: &Req) -> ApiResult {
     // FACT (qemu-server src/PVE/API2/Qemu.pm, cloudinit_update, and QemuServer.pm,
     // vmconfig_update_cloudinit_drive): under the config lock, refused while locked; a VM
     // without a cloud-init drive is left alone without an error.
+    super::check_flock(vm, req.now)?;
     super::check_lock(vm)?;
     if vm.config.values().any(|v| v.contains("cloudinit")) {
         vm.regenerate_cloudinit();

@@ -31,6 +31,8 @@ pub(crate) struct App {
     pub(crate) state: Mutex<State>,
     pub(crate) auth: Auth,
     pub(crate) login_delay: Duration,
+    /// How long a config write waits for a VM's config flock (PVE: 10 s).
+    pub(crate) config_lock_timeout: Duration,
 }
 
 impl App {
@@ -103,6 +105,9 @@ pub(crate) struct ApiError {
     pub(crate) status: u16,
     pub(crate) message: String,
     pub(crate) errors: Option<BTreeMap<String, String>>,
+    /// The VM's config flock is held until this time (ms): the dispatcher waits like
+    /// `lock_config` and retries, or answers the timeout.
+    pub(crate) busy_until: Option<u64>,
 }
 
 impl ApiError {
@@ -112,6 +117,7 @@ impl ApiError {
             status: 500,
             message: msg.into(),
             errors: None,
+            busy_until: None,
         }
     }
     pub(crate) fn status(status: u16, msg: impl Into<String>) -> Self {
@@ -119,6 +125,7 @@ impl ApiError {
             status,
             message: msg.into(),
             errors: None,
+            busy_until: None,
         }
     }
     /// 400 "Parameter verification failed." with a per-parameter error.
@@ -129,8 +136,22 @@ impl ApiError {
             status: 400,
             message: "Parameter verification failed.".into(),
             errors: Some(e),
+            busy_until: None,
         }
     }
+    /// The config flock of `vmid` is held until `until_ms`.
+    pub(crate) fn busy(vmid: u32, until_ms: u64) -> Self {
+        // FACT (qemu-server src/PVE/QemuConfig.pm, config_file_lock, and pve-common
+        // src/PVE/Tools.pm, lock_file_full): a flock on /var/lock/qemu-server/lock-VMID.conf,
+        // waited for 10 s by lock_config, then "can't lock file '...' - got timeout".
+        Self {
+            busy_until: Some(until_ms),
+            ..Self::fail(format!(
+                "can't lock file '/var/lock/qemu-server/lock-{vmid}.conf' - got timeout"
+            ))
+        }
+    }
+
     pub(crate) fn into_response(self) -> Response {
         let mut body = json!({ "data": null, "message": format!("{}\n", self.message) });
         if let Some(e) = &self.errors {
@@ -720,12 +741,30 @@ async fn dispatch(
         user: ident.id,
         now,
     };
-    let result = {
-        let mut st = app.lock(now);
-        if write {
-            st.generation += 1;
+    let mut req = req;
+    let deadline = now + app.config_lock_timeout.as_millis() as u64;
+    let result = loop {
+        let result = {
+            let mut st = app.lock(req.now);
+            if write {
+                st.generation += 1;
+            }
+            check_node(&st, &req).and_then(|()| handler(&mut st, &req))
+        };
+        // Like lock_config: wait for the holder up to the timeout, then give up.
+        match &result {
+            Err(e) if e.busy_until.is_some() => {
+                let until = e.busy_until.unwrap_or(0);
+                let t = now_ms();
+                if t >= deadline {
+                    break result;
+                }
+                let wake = until.clamp(t + 1, deadline);
+                tokio::time::sleep(Duration::from_millis(wake - t)).await;
+                req.now = now_ms();
+            }
+            _ => break result,
         }
-        check_node(&st, &req).and_then(|()| handler(&mut st, &req))
     };
     match result {
         Ok(Reply::Json(v)) => axum::Json(json!({ "data": v })).into_response(),
@@ -842,6 +881,15 @@ pub(crate) fn check_running(vm: &Vm) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::fail(format!("VM {} not running", vm.vmid)))
+    }
+}
+
+/// Fail (for the dispatcher to wait) while a worker holds the VM's config flock.
+pub(crate) fn check_flock(vm: &Vm, now: u64) -> Result<(), ApiError> {
+    if vm.flock_until > now {
+        Err(ApiError::busy(vm.vmid, vm.flock_until))
+    } else {
+        Ok(())
     }
 }
 

@@ -252,7 +252,7 @@ pub(super) fn start(st: &mut State, req: &Req) -> ApiResult {
     }
     let already = vm.running();
     let dur = st.timing.task_ms;
-    vm_task(st, req, "qmstart", vmid, dur, vec![], move |st, end| {
+    flock_task(st, req, "qmstart", vmid, dur, vec![], move |st, end| {
         if matches!(end.outcome, Outcome::Error(_)) || already {
             return;
         }
@@ -266,6 +266,32 @@ pub(super) fn start(st: &mut State, req: &Req) -> ApiResult {
             vm.pid = pid;
         }
     })
+}
+
+/// Spawn a worker that holds the VM's config flock for its whole run, as qemu-server's
+/// vm_start, vm_stop, vm_reboot, vm_reset and resize do (`lock_config` around the work).
+#[allow(clippy::too_many_arguments)]
+fn flock_task(
+    st: &mut State,
+    req: &Req,
+    kind: &str,
+    vmid: u32,
+    duration_ms: u64,
+    log: Vec<(u64, String)>,
+    effect: impl FnOnce(&mut State, &mut crate::model::TaskEnd) + Send + 'static,
+) -> ApiResult {
+    let reply = vm_task(st, req, kind, vmid, duration_ms, log, move |st, end| {
+        if let Some(vm) = st.vms.get_mut(&vmid) {
+            vm.flock_until = 0;
+        }
+        effect(st, end);
+    })?;
+    if let Some(vm) = st.vms.get_mut(&vmid)
+        && duration_ms > 0
+    {
+        vm.flock_until = req.now + duration_ms;
+    }
+    Ok(reply)
 }
 
 /// Answer with the UPID of a task that fails at once with `error` (PVE forks the worker and
@@ -307,7 +333,7 @@ fn stop_task(st: &mut State, req: &Req, kind: &str, graceful: bool) -> ApiResult
     } else {
         st.timing.task_ms
     };
-    vm_task(st, req, kind, vmid, dur, vec![], move |st, end| {
+    flock_task(st, req, kind, vmid, dur, vec![], move |st, end| {
         if matches!(end.outcome, Outcome::Error(_)) {
             return;
         }
@@ -360,7 +386,7 @@ pub(super) fn reboot(st: &mut State, req: &Req) -> ApiResult {
     } else {
         st.timing.task_ms
     };
-    vm_task(st, req, "qmreboot", vmid, dur, vec![], move |st, end| {
+    flock_task(st, req, "qmreboot", vmid, dur, vec![], move |st, end| {
         if matches!(end.outcome, Outcome::Error(_)) {
             return;
         }
@@ -390,7 +416,7 @@ pub(super) fn reset(st: &mut State, req: &Req) -> ApiResult {
         return failed_task(st, req, "qmreset", vmid, e);
     }
     let dur = st.timing.task_ms / 2;
-    vm_task(st, req, "qmreset", vmid, dur, vec![], |_, _| {})
+    flock_task(st, req, "qmreset", vmid, dur, vec![], |_, _| {})
 }
 
 pub(super) fn get_config(st: &mut State, req: &Req) -> ApiResult {
@@ -664,6 +690,9 @@ pub(crate) fn write_config(
         .vms
         .get(&vmid)
         .ok_or_else(|| ApiError::fail("vm vanished"))?;
+    // FACT (qemu-server src/PVE/API2/Qemu.pm, update_vm_api): the write runs under
+    // lock_config, so it waits for a worker holding the config flock.
+    super::check_flock(vm, req.now)?;
     if !allow_locked && !req.flag("skiplock") {
         check_lock(vm)?;
     }

@@ -344,6 +344,7 @@ pub(super) fn set_config(st: &mut State, req: &Req) -> ApiResult {
     let Some(d) = description else {
         return Reply::null();
     };
+    super::check_flock(vm, req.now)?;
     check_lock(vm)?;
     let snap = vm
         .snapshots
