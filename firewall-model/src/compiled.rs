@@ -163,8 +163,10 @@ pub(crate) struct Atom {
     pub(crate) dport: Vec<Iv>,
     pub(crate) sport: Vec<Iv>,
     pub(crate) icmp: Vec<Iv>,
-    /// Conntrack state, address types and TCP flags ([`meta_key`]).
+    /// Conntrack state and address types ([`meta_key`]).
     pub(crate) meta: Vec<Iv>,
+    /// TCP flags.
+    pub(crate) flags: Vec<Iv>,
 }
 
 impl Atom {
@@ -178,6 +180,7 @@ impl Atom {
             sport: vec![(0, PORT_ABSENT)],
             icmp: vec![(0, ICMP_ABSENT)],
             meta: vec![(0, u128::from(META_KEYS - 1))],
+            flags: vec![(0, u128::from(crate::stdchain::tcp::ALL))],
         }
     }
     /// Does every packet matching `self` also match `other`?
@@ -190,6 +193,7 @@ impl Atom {
             && is_subset(&self.sport, &other.sport)
             && is_subset(&self.icmp, &other.icmp)
             && is_subset(&self.meta, &other.meta)
+            && is_subset(&self.flags, &other.flags)
     }
 }
 
@@ -290,9 +294,14 @@ fn std_atom(m: &StdMatch, fam: Family, full: &Atom) -> Option<Atom> {
     if m.has_meta() {
         a.meta = m.meta_intervals();
     }
-    let empty = [&a.src, &a.dst, &a.dport, &a.sport, &a.icmp, &a.meta]
-        .iter()
-        .any(|v| v.is_empty());
+    if m.flags.is_some() {
+        a.flags = m.flag_intervals();
+    }
+    let empty = [
+        &a.src, &a.dst, &a.dport, &a.sport, &a.icmp, &a.meta, &a.flags,
+    ]
+    .iter()
+    .any(|v| v.is_empty());
     (!empty).then_some(a)
 }
 
@@ -513,6 +522,7 @@ enum FieldKind {
     Icmp,
     Iface,
     Meta,
+    Flags,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -557,6 +567,7 @@ impl FamTable {
             (FieldKind::Sport, f(|a| &a.sport)),
             (FieldKind::Icmp, f(|a| &a.icmp)),
             (FieldKind::Meta, f(|a| &a.meta)),
+            (FieldKind::Flags, f(|a| &a.flags)),
             (
                 FieldKind::Iface,
                 Field::build(iface_sets.iter().map(Vec::as_slice), n),
@@ -595,9 +606,8 @@ impl FamTable {
             FieldKind::Icmp => pkt
                 .icmp
                 .map_or(ICMP_ABSENT, |(t, c)| u128::from(t) * 256 + u128::from(c)),
-            FieldKind::Meta => {
-                u128::from(meta_key(pkt.ct, pkt.srctype, pkt.dsttype, pkt.tcp_flags))
-            }
+            FieldKind::Meta => u128::from(meta_key(pkt.ct, pkt.srctype, pkt.dsttype)),
+            FieldKind::Flags => u128::from(pkt.tcp_flags & crate::stdchain::tcp::ALL),
             FieldKind::Iface => {
                 let k = match &pkt.iface {
                     Some(i) => self.ifaces.binary_search(i).unwrap_or(self.ifaces.len()),
@@ -610,7 +620,7 @@ impl FamTable {
 
     #[inline]
     fn first_match(&self, pkt: &Packet) -> Option<usize> {
-        let mut rows = [NO_ROW; 8];
+        let mut rows = [NO_ROW; 9];
         for (slot, (kind, field)) in rows.iter_mut().zip(&self.fields) {
             *slot = field.row(self.key(*kind, pkt));
         }

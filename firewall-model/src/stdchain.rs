@@ -235,13 +235,13 @@ impl fmt::Display for StdRule {
     }
 }
 
-/// Number of distinct meta keys (conntrack state, source and destination type, TCP flags).
-pub(crate) const META_KEYS: u16 = 1 << 14;
+/// Number of distinct meta keys (conntrack state, destination and source type).
+pub(crate) const META_KEYS: u16 = 1 << 8;
 
-/// The meta key of a packet: 2 bits of state, 3 of source type, 3 of destination type, 6 of
-/// TCP flags.
-pub(crate) fn meta_key(ct: CtState, src: AddrType, dst: AddrType, flags: u8) -> u16 {
-    (ct as u16) | (src as u16) << 2 | (dst as u16) << 5 | u16::from(flags & tcp::ALL) << 8
+/// The meta key of a packet: conntrack state in the high bits (most standard rules test only
+/// the state, which then is one interval), then destination type, then source type.
+pub(crate) fn meta_key(ct: CtState, src: AddrType, dst: AddrType) -> u16 {
+    (ct as u16) << 6 | (dst as u16) << 3 | (src as u16)
 }
 
 /// How a REJECT ends for a packet (`PVEFW-reject` / `do-reject`).
@@ -323,62 +323,48 @@ fn in_ranges(ranges: &[(u16, u16)], p: Option<u16>) -> bool {
 }
 
 impl StdMatch {
-    /// Do the state, type and flag conditions accept this meta combination?
-    pub(crate) fn meta_matches(
-        &self,
-        ct: CtState,
-        src: AddrType,
-        dst: AddrType,
-        flags: u8,
-    ) -> bool {
+    /// Do the state and address-type conditions accept this combination?
+    pub(crate) fn meta_matches(&self, ct: CtState, src: AddrType, dst: AddrType) -> bool {
         (self.ct == 0 || self.ct & ct.bit() != 0)
             && (self.srctype == 0 || self.srctype & src.bit() != 0)
             && (self.dsttype == 0 || self.dsttype & dst.bit() != 0)
-            && self
-                .flags
-                .is_none_or(|(mask, value, equal)| (flags & mask == value) == equal)
     }
 
-    /// Is any meta condition set?
+    /// Does the TCP flag condition accept these flags?
+    pub(crate) fn flags_match(&self, flags: u8) -> bool {
+        self.flags
+            .is_none_or(|(mask, value, equal)| (flags & mask == value) == equal)
+    }
+
+    /// Is any state or address-type condition set?
     pub(crate) fn has_meta(&self) -> bool {
-        self.ct != 0 || self.srctype != 0 || self.dsttype != 0 || self.flags.is_some()
+        self.ct != 0 || self.srctype != 0 || self.dsttype != 0
     }
 
-    /// The meta keys it accepts, as inclusive intervals (memoized: standard chains use a
-    /// handful of combinations, and each takes a pass over every key).
+    /// The meta keys ([`meta_key`]) it accepts, as inclusive intervals.
     pub(crate) fn meta_intervals(&self) -> Vec<(u128, u128)> {
-        type Key = (u8, u8, u8, Option<(u8, u8, bool)>);
-        thread_local! {
-            static CACHE: std::cell::RefCell<std::collections::HashMap<Key, Vec<(u128, u128)>>> =
-                std::cell::RefCell::default();
-        }
-        let key = (self.ct, self.srctype, self.dsttype, self.flags);
-        if let Some(v) = CACHE.with(|c| c.borrow().get(&key).cloned()) {
-            return v;
-        }
-        let v = self.compute_meta_intervals();
-        CACHE.with(|c| c.borrow_mut().insert(key, v.clone()));
-        v
-    }
-
-    fn compute_meta_intervals(&self) -> Vec<(u128, u128)> {
         let mut out: Vec<(u128, u128)> = Vec::new();
         for k in 0..META_KEYS {
-            let (Some(ct), Some(s), Some(d)) = (
-                CtState::from_code(k & 3),
-                AddrType::from_code((k >> 2) & 7),
-                AddrType::from_code((k >> 5) & 7),
+            let (Some(ct), Some(d), Some(s)) = (
+                CtState::from_code(k >> 6),
+                AddrType::from_code((k >> 3) & 7),
+                AddrType::from_code(k & 7),
             ) else {
                 continue;
             };
-            let flags = u8::try_from(k >> 8).unwrap_or(0);
-            if !self.meta_matches(ct, s, d, flags) {
-                continue;
+            if self.meta_matches(ct, s, d) {
+                push_key(&mut out, u128::from(k));
             }
-            let k = u128::from(k);
-            match out.last_mut() {
-                Some(last) if last.1 + 1 == k => last.1 = k,
-                _ => out.push((k, k)),
+        }
+        out
+    }
+
+    /// The TCP flag values (0 to 63) it accepts, as inclusive intervals.
+    pub(crate) fn flag_intervals(&self) -> Vec<(u128, u128)> {
+        let mut out = Vec::new();
+        for f in 0..=tcp::ALL {
+            if self.flags_match(f) {
+                push_key(&mut out, u128::from(f));
             }
         }
         out
@@ -403,7 +389,15 @@ impl StdMatch {
             && (self.src.is_empty() || self.src.iter().any(|c| c.contains(&pkt.source)))
             && !self.src_not.iter().any(|c| c.contains(&pkt.source))
             && (self.dst.is_empty() || self.dst.iter().any(|c| c.contains(&pkt.dest)))
-            && self.meta_matches(pkt.ct, pkt.srctype, pkt.dsttype, pkt.tcp_flags)
+            && self.meta_matches(pkt.ct, pkt.srctype, pkt.dsttype)
+            && self.flags_match(pkt.tcp_flags)
+    }
+}
+
+fn push_key(out: &mut Vec<(u128, u128)>, k: u128) {
+    match out.last_mut() {
+        Some(last) if last.1 + 1 == k => last.1 = k,
+        _ => out.push((k, k)),
     }
 }
 
@@ -947,12 +941,18 @@ mod tests {
 
     #[test]
     fn meta_keys_cover_each_combination_once() {
-        let k = meta_key(CtState::Invalid, AddrType::Anycast, AddrType::Anycast, 0x3f);
+        let k = meta_key(CtState::Invalid, AddrType::Anycast, AddrType::Anycast);
         assert!(k < META_KEYS);
-        let m = ct(&[CtState::Invalid]);
-        let iv = m.meta_intervals();
+        let iv = ct(&[CtState::Invalid]).meta_intervals();
         let count: u128 = iv.iter().map(|(a, b)| b - a + 1).sum();
-        assert_eq!(count, 5 * 5 * 64);
+        assert_eq!(count, 5 * 5);
+        assert_eq!(iv.len(), 5, "one run per destination type");
+        let no_syn = StdMatch {
+            flags: Some((tcp::FIN | tcp::SYN | tcp::RST | tcp::ACK, tcp::SYN, false)),
+            ..m()
+        };
+        let f: u128 = no_syn.flag_intervals().iter().map(|(a, b)| b - a + 1).sum();
+        assert_eq!(f, 60);
         assert_eq!(tcp::parse("syn,ACK").unwrap(), tcp::SYN | tcp::ACK);
         assert!(tcp::parse("64").is_err());
     }

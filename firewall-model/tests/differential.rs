@@ -78,3 +78,53 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// pve-firewall accepts packets of established or related connections before any rule
+    /// (conn filters on PVEFW-FORWARD and the host chains), whatever the rules say.
+    #[test]
+    fn iptables_lets_replies_of_accepted_flows_pass(data in proptest::collection::vec(any::<u8>(), 64..1500)) {
+        use pve_vps_firewall::{Backend, Builtin, CtState, DecidedBy, Evaluator, Reference, CompiledNode};
+        let mut c = fuzzing::Choices::new(&data);
+        let mut node = fuzzing::node_from(&mut c);
+        node.backend = Some(Backend::Iptables);
+        let compiled = CompiledNode::compile(&node);
+        for _ in 0..16 {
+            let (chain, mut pkt) = fuzzing::packet_from(&mut c);
+            pkt.ct = if c.chance(50) { CtState::Established } else { CtState::Related };
+            for d in [Reference(&node).evaluate_chain(chain, &pkt), compiled.evaluate_chain(chain, &pkt)].into_iter().flatten() {
+                prop_assert!(
+                    d.verdict == pve_vps_firewall::Verdict::Accept
+                        || d.decided_by == DecidedBy::Builtin(Builtin::InvalidPacket),
+                    "{chain} {pkt:?}: {d:?}"
+                );
+            }
+        }
+    }
+
+    /// ...and drops INVALID packets unless `nf_conntrack_allow_invalid: 1` (loopback traffic
+    /// is accepted before the connection state is looked at).
+    #[test]
+    fn iptables_drops_invalid_packets(data in proptest::collection::vec(any::<u8>(), 64..1500)) {
+        use pve_vps_firewall::{Backend, CtState, DecidedBy, Evaluator, Reference, Verdict};
+        let mut c = fuzzing::Choices::new(&data);
+        let mut node = fuzzing::node_from(&mut c);
+        node.backend = Some(Backend::Iptables);
+        let allow = node.host_option("nf_conntrack_allow_invalid") == Some(true);
+        for _ in 0..16 {
+            let (chain, mut pkt) = fuzzing::packet_from(&mut c);
+            pkt.ct = CtState::Invalid;
+            if pkt.iface.as_ref().is_some_and(|i| i.as_str() == "lo") {
+                pkt.iface = None;
+            }
+            if let Some(d) = Reference(&node).evaluate_chain(chain, &pkt) {
+                let filtered = !matches!(d.decided_by, DecidedBy::NotFiltered(_));
+                if filtered && !allow {
+                    prop_assert_eq!(d.verdict, Verdict::Drop, "{} {:?}: {:?}", chain, pkt, d);
+                }
+            }
+        }
+    }
+}
