@@ -991,3 +991,54 @@ async fn config_writes_wait_for_the_config_flock() {
     })
     .await;
 }
+
+// pve-common src/PVE/Ticket.pm (verify_csrf_prevention_token) and qemu-server
+// src/PVE/API2/Qemu.pm (clone_vm checks before the worker).
+#[tokio::test]
+async fn csrf_and_linked_clone_messages() {
+    timed(async {
+        let sim = common::start().await;
+        let (mut s, _) = session(&sim).await;
+        s.csrf = Some("00000000:bad".into());
+        assert_eq!(
+            refused(
+                &s,
+                Method::PUT,
+                "/nodes/pve1/qemu/100/config",
+                &[("description", "x")]
+            )
+            .await,
+            (401, "Permission denied - invalid csrf token\n".into())
+        );
+        let api = Api::token(&sim);
+        assert_eq!(
+            refused(
+                &api,
+                Method::POST,
+                "/nodes/pve1/qemu/100/clone",
+                &[("newid", "300"), ("full", "0")]
+            )
+            .await,
+            (
+                500,
+                "Linked clone feature is not supported for 'local-lvm:vm-100-disk-0' (scsi0)\n"
+                    .into()
+            )
+        );
+        assert_eq!(
+            refused(
+                &api,
+                Method::POST,
+                "/nodes/pve1/qemu/9000/clone",
+                &[("newid", "301"), ("storage", "local-lvm")]
+            )
+            .await,
+            (
+                500,
+                "parameter 'storage' not allowed for linked clones\n".into()
+            )
+        );
+        sim.shutdown().await;
+    })
+    .await;
+}

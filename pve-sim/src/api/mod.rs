@@ -642,8 +642,9 @@ pub(crate) fn authenticate(
                 ApiError::status(401, "authentication failure").into_response()
             }
             AuthFailure::Csrf => {
-                ApiError::status(401, "Permission check failed (invalid CSRF token)")
-                    .into_response()
+                // FACT (pve-common src/PVE/Ticket.pm, verify_csrf_prevention_token): 401
+                // "Permission denied - invalid csrf token".
+                ApiError::status(401, "Permission denied - invalid csrf token").into_response()
             }
         })
 }

@@ -1004,14 +1004,23 @@ pub(super) fn clone_vm(st: &mut State, req: &Req) -> ApiResult {
     let src = vm_mut(st, req)?;
     let vmid = src.vmid;
     let is_template = src.is_template();
-    if !is_template {
-        check_lock(src)?;
-    }
+    // FACT (qemu-server src/PVE/API2/Qemu.pm, clone_vm): checked before the `qmclone` worker:
+    // the lock, `storage` only for full clones, and a linked clone needs a base volume
+    // ("Linked clone feature is not supported for '$volid' ($opt)").
+    check_lock(src)?;
     let full = full.unwrap_or(!is_template);
-    if !is_template && !full {
+    if !full && storage.is_some() {
         return Err(ApiError::fail(
-            "linked clone feature is not supported for drive 'scsi0'",
+            "parameter 'storage' not allowed for linked clones",
         ));
+    }
+    if !is_template
+        && !full
+        && let Some((k, volid, _)) = src.disks().next()
+    {
+        return Err(ApiError::fail(format!(
+            "Linked clone feature is not supported for '{volid}' ({k})"
+        )));
     }
     let src_config = src.config.clone();
     let src_fw = src.firewall.clone();
