@@ -664,6 +664,7 @@ pub struct CompiledChain {
     id: ChainId,
     not_filtered: Option<NotFiltered>,
     policy: Verdict,
+    policy_by: DecidedBy,
     reject: RejectMode,
     v4: FamTable,
     v6: FamTable,
@@ -675,6 +676,7 @@ impl CompiledChain {
             id: plan.id,
             not_filtered: plan.not_filtered,
             policy: Verdict::from(plan.policy),
+            policy_by: plan.policy_by.clone(),
             reject: plan.reject,
             v4: FamTable::build(plan, Family::V4),
             v6: FamTable::build(plan, Family::V6),
@@ -722,7 +724,7 @@ impl CompiledChain {
         };
         let (verdict, by) = match t.first_match(pkt).and_then(|i| t.entries.get(i)) {
             Some(e) => (e.verdict, e.by.clone()),
-            None => (self.policy, DecidedBy::Policy),
+            None => (self.policy, self.policy_by.clone()),
         };
         let verdict = finish(self.reject, verdict, pkt);
         ChainDecision {

@@ -603,6 +603,8 @@ pub(crate) struct ChainPlan<'a> {
     pub(crate) not_filtered: Option<NotFiltered>,
     /// How a REJECT ends in this chain.
     pub(crate) reject: RejectMode,
+    /// What the end of the chain is reported as (the policy, or why nothing filtered).
+    pub(crate) policy_by: DecidedBy,
 }
 
 fn push_rules<'a>(
@@ -831,6 +833,7 @@ impl Node {
                     policy,
                     not_filtered: host_not_filtered,
                     reject: host_reject,
+                    policy_by: DecidedBy::Policy,
                 })
             }
             ChainId::HostForward => {
@@ -858,6 +861,7 @@ impl Node {
                     policy,
                     not_filtered: host_not_filtered,
                     reject: host_reject,
+                    policy_by: DecidedBy::Policy,
                 })
             }
             ChainId::VnetForward { vnet } => {
@@ -880,22 +884,43 @@ impl Node {
                     policy: fw.options.policy_forward_or_default(),
                     not_filtered,
                     reject: RejectMode::Nftables,
+                    policy_by: DecidedBy::Policy,
                 })
             }
             ChainId::GuestIn { vmid, nic } | ChainId::GuestOut { vmid, nic } => {
                 let guest = self.guests.get(&vmid)?;
                 let nic = guest.nic(nic)?;
                 let fw = &guest.firewall;
+                let guest_on = fw.options.enabled_or_default(FileKind::Guest);
                 let not_filtered = if !cluster_on {
                     Some(NotFiltered::ClusterDisabled)
-                } else if !fw.options.enabled_or_default(FileKind::Guest) {
-                    Some(NotFiltered::GuestDisabled)
                 } else if !nic.firewall {
                     Some(NotFiltered::NicDisabled)
+                } else if !guest_on && nft {
+                    Some(NotFiltered::GuestDisabled)
                 } else {
                     None
                 };
                 let inbound = dir == Direction::In;
+                if !guest_on && !nft {
+                    // pve-firewall still plugs the NIC's chains (policy ACCEPT) into
+                    // PVEFW-FORWARD and PVEFW-FWBR-IN, whose filters apply
+                    // (`generate_tap_rules_direction`).
+                    self.guest_input_filters(inbound, opts, &mut steps);
+                    return Some(ChainPlan {
+                        id,
+                        resolver: Resolver {
+                            cluster,
+                            local: Some(fw),
+                            localnet: Some(localnet),
+                        },
+                        steps,
+                        policy: Action::Accept,
+                        not_filtered,
+                        reject: RejectMode::Iptables,
+                        policy_by: DecidedBy::NotFiltered(NotFiltered::GuestDisabled),
+                    });
+                }
                 if nft {
                     push_std(&mut steps, stdchain::nft_allow_icmp("vm-in/vm-out"));
                     if inbound && let Some(set) = blacklist {
@@ -904,22 +929,7 @@ impl Node {
                     guest_head_nftables(guest, nic, dir, &mut steps);
                     push_std(&mut steps, stdchain::nft_ct_vmap("pre-vm"));
                 } else {
-                    push_std(
-                        &mut steps,
-                        stdchain::conn_filters("PVEFW-FORWARD", opts.allow_invalid),
-                    );
-                    if inbound {
-                        // PVEFW-FWBR-IN runs the host's input filters before the tap chain.
-                        if let Some(set) = blacklist {
-                            steps.push(Step::Builtin(BuiltinStep::Blacklist(set)));
-                        }
-                        if opts.smurfs {
-                            push_std(&mut steps, stdchain::smurfs());
-                        }
-                        if opts.tcpflags {
-                            push_std(&mut steps, stdchain::tcpflags("PVEFW-tcpflags"));
-                        }
-                    }
+                    self.guest_input_filters(inbound, opts, &mut steps);
                     guest_head_iptables(guest, nic, dir, &mut steps);
                 }
                 push_rules(&mut steps, FileRef::Guest(vmid), &fw.rules, cluster, dir);
@@ -944,7 +954,28 @@ impl Node {
                     } else {
                         RejectMode::Iptables
                     },
+                    policy_by: DecidedBy::Policy,
                 })
+            }
+        }
+    }
+
+    /// pve-firewall's filters before a guest's chain: connection state on `PVEFW-FORWARD`,
+    /// then for inbound traffic the host's input filters on `PVEFW-FWBR-IN`.
+    fn guest_input_filters<'a>(&'a self, inbound: bool, opts: HostOpts, steps: &mut Vec<Step<'a>>) {
+        push_std(
+            steps,
+            stdchain::conn_filters("PVEFW-FORWARD", opts.allow_invalid),
+        );
+        if inbound {
+            if let Some(set) = self.cluster.ipset("blacklist") {
+                steps.push(Step::Builtin(BuiltinStep::Blacklist(set)));
+            }
+            if opts.smurfs {
+                push_std(steps, stdchain::smurfs());
+            }
+            if opts.tcpflags {
+                push_std(steps, stdchain::tcpflags("PVEFW-tcpflags"));
             }
         }
     }
@@ -1165,5 +1196,5 @@ fn run_plan(plan: &ChainPlan<'_>, pkt: &Packet) -> ChainDecision {
             }
         }
     }
-    done(Verdict::from(plan.policy), DecidedBy::Policy, trace)
+    done(Verdict::from(plan.policy), plan.policy_by.clone(), trace)
 }
