@@ -87,7 +87,6 @@ pub(crate) struct Identity {
     /// `user@realm` or `user@realm!token`.
     pub(crate) id: String,
     pub(crate) read_only: bool,
-    pub(crate) ticket: bool,
 }
 
 /// Why a request was refused.
@@ -351,7 +350,6 @@ impl Auth {
             return Ok(Identity {
                 id: t.full_id(),
                 read_only: t.read_only,
-                ticket: false,
             });
         }
         let cookie_ticket = headers
@@ -376,7 +374,6 @@ impl Auth {
         Ok(Identity {
             id: user,
             read_only: false,
-            ticket: true,
         })
     }
 }

@@ -436,6 +436,8 @@ pub(crate) struct VncTicket {
     pub(crate) expires_ms: u64,
     /// The `vncproxy` task waiting for this connection.
     pub(crate) upid: String,
+    /// Who asked for it (`user@realm` or `user@realm!token`): only they may use it.
+    pub(crate) authid: String,
 }
 
 /// Timing knobs for tasks.

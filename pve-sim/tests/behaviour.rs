@@ -1001,7 +1001,7 @@ async fn vnc_websocket_speaks_rfb() {
             sim.url().replace("http://", "ws://"),
             enc(&vncticket)
         );
-        // an API token cannot open the console
+        // the VNC ticket belongs to the session that asked for it: an API token cannot use it
         let mut req = ws_url.clone().into_client_request().unwrap();
         req.headers_mut()
             .insert("Authorization", sim.token_header().parse().unwrap());

@@ -563,7 +563,8 @@ async fn vncproxy_and_vncwebsocket_like_pve() {
         ))
         .await;
         assert_eq!(ws_status(r), 400);
-        // An API token cannot open the websocket.
+        // The VNC ticket is bound to whoever asked for it: an API token cannot use a ticket
+        // session's VNC ticket.
         let r = tokio_tungstenite::connect_async(ws_request(
             &sim, "pve2", 102, &port_s, vt, None, true,
         ))
@@ -603,6 +604,25 @@ async fn vncproxy_and_vncwebsocket_like_pve() {
         ))
         .await;
         assert_eq!(ws_status(r), 401);
+
+        // ...but a token opens the websocket with the VNC ticket it asked for itself.
+        let tok = Api::token(&sim);
+        let p = tok
+            .post("/nodes/pve1/qemu/100/vncproxy", &[("websocket", "1")])
+            .await;
+        assert_eq!(p["user"], "root@pam!sim");
+        let (ws, _) = tokio_tungstenite::connect_async(ws_request(
+            &sim,
+            "pve1",
+            100,
+            &p["port"].as_u64().unwrap().to_string(),
+            p["ticket"].as_str().unwrap(),
+            None,
+            true,
+        ))
+        .await
+        .expect("a token's own VNC ticket opens the websocket");
+        drop(ws);
 
         // Nobody connects: the worker gives up with "connection timed out".
         let p = api.post("/nodes/pve1/qemu/100/vncproxy", &[]).await;

@@ -285,6 +285,7 @@ pub(super) fn vncproxy(st: &mut State, req: &Req) -> ApiResult {
             port,
             expires_ms: req.now + 40_000,
             upid: upid.clone(),
+            authid: req.user.clone(),
         },
     );
     Reply::json(json!({

@@ -28,13 +28,12 @@ pub(super) async fn ws_handler(
         Ok(i) => i,
         Err(r) => return r,
     };
-    if !ident.ticket {
-        return ApiError::status(
-            401,
-            "permission denied - websocket needs a ticket-based session",
-        )
-        .into_response();
-    }
+    // FACT (pve-http-server src/PVE/APIServer/AnyEvent.pm, authenticate_and_handle_request):
+    // a websocket upgrade is authenticated like any request (ticket cookie or API token) and
+    // proxied only when the vncwebsocket handler answers 200; that handler (qemu-server
+    // src/PVE/API2/Qemu.pm) verifies the VNC ticket against the caller's auth id, so the
+    // ticket works only for whoever asked vncproxy for it (a ticket session's ticket is
+    // refused to an API token and the other way round).
     let vmid: u32 = path.get("vmid").and_then(|v| v.parse().ok()).unwrap_or(0);
     let raw_port = q.get("port").cloned().unwrap_or_default();
     // FACT (qemu-server src/PVE/API2/Qemu.pm, vncwebsocket): `port` is an integer from 5900
@@ -63,7 +62,9 @@ pub(super) async fn ws_handler(
         let found = st
             .vnc_tickets
             .get(&ticket)
-            .filter(|t| t.vmid == vmid && t.port == port && t.expires_ms >= now)
+            .filter(|t| {
+                t.vmid == vmid && t.port == port && t.expires_ms >= now && t.authid == ident.id
+            })
             .map(|t| t.upid.clone());
         let Some(upid) = found else {
             // FACT (pve-common src/PVE/Ticket.pm, verify_rsa_ticket): "permission denied -
