@@ -66,6 +66,14 @@ async fn main() {
     if let Some(t) = sim.readonly_token() {
         println!("read-only token: Authorization: {}", t.header_value());
     }
+    if let Some(u) = sim.totp_user() {
+        println!(
+            "two-factor login: {} / {}, TOTP secret {} (RFC 6238, 30 s, 6 digits)",
+            u.userid,
+            u.password,
+            u.totp_secret.as_deref().unwrap_or_default()
+        );
+    }
     if let Some((u, p)) = sim.user_password() {
         println!("login: {u} / {p}");
     }
