@@ -170,89 +170,125 @@ async fn wait_task_done(c: &Client) {
     .await;
 }
 
+/// The browser tests take turns: each drives its own Chromium, and two at once on a small
+/// machine only make both slower.
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A portal on the simulator, chromedriver and a headless Chromium of `width` x `height`.
+struct Session {
+    running: portal::Running,
+    client: Client,
+    profile: PathBuf,
+    _driver: Driver,
+}
+
+impl Session {
+    async fn start(width: u32, height: u32) -> Self {
+        let chromium = which("chromium").or_else(|| which("chromium-browser"));
+        let driver_bin = which("chromedriver");
+        let (Some(chromium), Some(driver_bin)) = (chromium, driver_bin) else {
+            panic!(
+                "the browser test needs Debian's `chromium` and `chromium-driver` packages: \
+                 apt-get install -y --no-install-recommends chromium chromium-driver"
+            );
+        };
+
+        let novnc_cached = PortalConfig::default()
+            .cache_dir()
+            .join("novnc-1/package/core/rfb.js")
+            .is_file();
+        assert!(
+            novnc_cached || which("npm").is_some(),
+            "the console part needs the noVNC npm package: install Debian's `npm` \
+             (apt-get install -y --no-install-recommends npm) so the portal can fetch it"
+        );
+
+        let cfg = PortalConfig {
+            listen: Some("127.0.0.1:0".parse().expect("addr")),
+            ..Default::default()
+        };
+        let opts = StartOptions {
+            sim: Some(SimConfig::for_tests()),
+            fetch_novnc: true,
+            ..Default::default()
+        };
+        let running = portal::start(cfg, opts).await.expect("portal starts");
+
+        let port = free_port();
+        let driver = Driver(
+            Command::new(&driver_bin)
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("chromedriver starts"),
+        );
+        let profile =
+            std::env::temp_dir().join(format!("portal-browser-{}-{port}", std::process::id()));
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({
+                "binary": chromium,
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--disable-dev-shm-usage", "--disable-breakpad", "--disable-crash-reporter",
+                    format!("--window-size={width},{height}"),
+                    format!("--user-data-dir={}", profile.display()),
+                ]
+            }),
+        );
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let wd = format!("http://127.0.0.1:{port}");
+        let client: Client = wait_for(20, "chromedriver to accept a session", || {
+            let mut b = ClientBuilder::new(connector.clone());
+            b.capabilities(caps.clone());
+            let wd = wd.clone();
+            async move { b.connect(&wd).await.ok() }
+        })
+        .await;
+        Self {
+            running,
+            client,
+            profile,
+            _driver: driver,
+        }
+    }
+
+    /// Runs `steps` under `secs`; the browser, the portal and the profile go whatever happens.
+    async fn run<F>(self, secs: u64, steps: F)
+    where
+        F: AsyncFnOnce(&Client, &str, &portal::Running),
+    {
+        let base = format!("http://{}", self.running.addr);
+        let outcome = AssertUnwindSafe(tokio::time::timeout(
+            Duration::from_secs(secs),
+            steps(&self.client, &base, &self.running),
+        ))
+        .catch_unwind()
+        .await;
+        let _ = self.client.close().await;
+        self.running.shutdown().await;
+        let _ = std::fs::remove_dir_all(&self.profile);
+        match outcome {
+            Err(panic) => std::panic::resume_unwind(panic),
+            Ok(Err(_)) => panic!("the browser test took longer than {secs} s"),
+            Ok(Ok(())) => {}
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn customer_walks_through_the_client_area() {
-    let chromium = which("chromium").or_else(|| which("chromium-browser"));
-    let driver_bin = which("chromedriver");
-    let (Some(chromium), Some(driver_bin)) = (chromium, driver_bin) else {
-        panic!(
-            "the browser test needs Debian's `chromium` and `chromium-driver` packages: \
-             apt-get install -y --no-install-recommends chromium chromium-driver"
-        );
-    };
-
-    let novnc_cached = PortalConfig::default()
-        .cache_dir()
-        .join("novnc-1/package/core/rfb.js")
-        .is_file();
-    assert!(
-        novnc_cached || which("npm").is_some(),
-        "the console part needs the noVNC npm package: install Debian's `npm` \
-         (apt-get install -y --no-install-recommends npm) so the portal can fetch it"
-    );
-
-    let cfg = PortalConfig {
-        listen: Some("127.0.0.1:0".parse().expect("addr")),
-        ..Default::default()
-    };
-    let opts = StartOptions {
-        sim: Some(SimConfig::for_tests()),
-        fetch_novnc: true,
-        ..Default::default()
-    };
-    let running = portal::start(cfg, opts).await.expect("portal starts");
-    let base = format!("http://{}", running.addr);
-
-    let port = free_port();
-    let _driver = Driver(
-        Command::new(&driver_bin)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts"),
-    );
-    let profile =
-        std::env::temp_dir().join(format!("portal-browser-{}-{port}", std::process::id()));
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": chromium,
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", "--disable-breakpad", "--disable-crash-reporter",
-                "--window-size=1280,900",
-                format!("--user-data-dir={}", profile.display()),
-            ]
-        }),
-    );
-    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    let wd = format!("http://127.0.0.1:{port}");
-    let c: Client = wait_for(20, "chromedriver to accept a session", || {
-        let mut b = ClientBuilder::new(connector.clone());
-        b.capabilities(caps.clone());
-        let wd = wd.clone();
-        async move { b.connect(&wd).await.ok() }
-    })
-    .await;
-
-    // Every step under one deadline; the browser is closed whatever happens.
-    let outcome = AssertUnwindSafe(tokio::time::timeout(
-        Duration::from_secs(170),
-        steps(&c, &base, &running),
-    ))
-    .catch_unwind()
-    .await;
-    let _ = c.close().await;
-    running.shutdown().await;
-    let _ = std::fs::remove_dir_all(profile);
-    match outcome {
-        Err(panic) => std::panic::resume_unwind(panic),
-        Ok(Err(_)) => panic!("the browser test took longer than 170 s"),
-        Ok(Ok(())) => {}
-    }
+    let _turn = ONE_BROWSER.lock().await;
+    Session::start(1280, 900)
+        .await
+        .run(
+            170,
+            async |c: &Client, base: &str, running: &portal::Running| steps(c, base, running).await,
+        )
+        .await;
 }
 
 async fn steps(c: &Client, base: &str, running: &portal::Running) {
@@ -667,4 +703,269 @@ async fn steps(c: &Client, base: &str, running: &portal::Running) {
     assert!(!table.contains("from the browser test"), "{table}");
     let quota = text(c, "#backup-quota").await.expect("quota");
     assert_eq!(quota, quota_before, "the quota no longer counts it");
+}
+
+/// The npm package and version range of the accessibility checker.
+const AXE_PACKAGE: &str = "axe-core@4";
+
+/// axe-core's browser script, fetched with `npm pack` into the portal's cache directory once
+/// (like the noVNC client), then read from there.
+fn axe_source() -> String {
+    let dir = PortalConfig::default().cache_dir().join("axe-core-4");
+    let script = dir.join("package/axe.min.js");
+    if !script.is_file() {
+        assert!(
+            which("npm").is_some(),
+            "the accessibility check needs the axe-core npm package: install Debian's `npm`"
+        );
+        std::fs::create_dir_all(&dir).expect("cache dir");
+        let out = Command::new("npm")
+            .args(["pack", AXE_PACKAGE, "--silent"])
+            .current_dir(&dir)
+            .output()
+            .expect("npm runs");
+        assert!(
+            out.status.success(),
+            "npm pack {AXE_PACKAGE}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let tgz = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        let st = Command::new("tar")
+            .args(["-xzf", &tgz])
+            .current_dir(&dir)
+            .status()
+            .expect("tar runs");
+        assert!(st.success() && script.is_file(), "unpacking {tgz} failed");
+    }
+    std::fs::read_to_string(&script).expect("axe.min.js")
+}
+
+/// The serious or critical violations axe-core finds on the current page (impact, rule id,
+/// help, first nodes), and the rule ids of the lesser ones by impact.
+async fn axe_run(
+    c: &Client,
+    axe: &str,
+    page: &str,
+) -> (Vec<String>, std::collections::BTreeMap<String, Vec<String>>) {
+    c.execute(&format!("{axe}\n;return typeof axe;"), vec![])
+        .await
+        .expect("inject axe-core");
+    let v = c
+        .execute_async(
+            "const done=arguments[arguments.length-1];\
+             axe.run(document,{resultTypes:['violations']})\
+               .then(r=>done(r.violations.map(v=>({id:v.id,impact:v.impact||'',help:v.help,\
+                  nodes:v.nodes.slice(0,3).map(n=>n.target.join(' '))}))))\
+               .catch(e=>done({error:String(e)}));",
+            vec![],
+        )
+        .await
+        .expect("axe.run");
+    let list = v
+        .as_array()
+        .unwrap_or_else(|| panic!("axe on {page} failed: {v}"));
+    let mut bad = Vec::new();
+    let mut lesser = std::collections::BTreeMap::<String, Vec<String>>::new();
+    for viol in list {
+        let impact = viol["impact"].as_str().unwrap_or_default();
+        let id = viol["id"].as_str().unwrap_or_default().to_owned();
+        if impact == "serious" || impact == "critical" {
+            bad.push(format!(
+                "{impact} {id}: {} at {}",
+                viol["help"], viol["nodes"]
+            ));
+        } else {
+            lesser.entry(impact.to_owned()).or_default().push(id);
+        }
+    }
+    (bad, lesser)
+}
+
+/// Runs axe-core on the current page: fails on any violation of impact "serious" or
+/// "critical", prints the counts of the lesser ones; returns how many lesser ones there were.
+async fn axe_check(c: &Client, axe: &str, page: &str) -> usize {
+    let (bad, lesser) = axe_run(c, axe, page).await;
+    let summary = lesser
+        .iter()
+        .map(|(impact, ids)| format!("{} {impact} ({})", ids.len(), ids.join(", ")))
+        .collect::<Vec<_>>()
+        .join("; ");
+    println!(
+        "axe {page}: {} serious/critical; lesser: {}",
+        bad.len(),
+        if summary.is_empty() { "none" } else { &summary }
+    );
+    assert!(
+        bad.is_empty(),
+        "accessibility violations on {page}:\n{}",
+        bad.join("\n")
+    );
+    lesser.values().map(Vec::len).sum()
+}
+
+/// The check itself works: an input without a label and an image without a text alternative,
+/// added to the page, are reported as critical.
+async fn axe_catches_a_broken_page(c: &Client, axe: &str) {
+    c.execute(
+        "document.querySelector('main').insertAdjacentHTML('beforeend',\
+           '<input id=unlabelled><img src=data:, id=noalt>');",
+        vec![],
+    )
+    .await
+    .expect("break the page");
+    let (bad, _) = axe_run(c, axe, "a deliberately broken page").await;
+    let bad = bad.join("\n");
+    assert!(
+        bad.contains("critical label") && bad.contains("critical image-alt"),
+        "axe-core missed an unlabelled input or an image without alt: {bad}"
+    );
+}
+
+/// The page's width against the viewport's: a phone must not scroll sideways.
+async fn no_horizontal_overflow(c: &Client, page: &str) {
+    let v = c
+        .execute(
+            "return [document.documentElement.scrollWidth, window.innerWidth];",
+            vec![],
+        )
+        .await
+        .expect("widths");
+    let (scroll, inner) = (v[0].as_u64().unwrap_or(0), v[1].as_u64().unwrap_or(0));
+    if scroll > inner {
+        let wide = c
+            .execute(
+                "return [...document.querySelectorAll('body *')]\
+                   .filter(e=>e.getBoundingClientRect().right>innerWidth+0.5)\
+                   .slice(0,8).map(e=>e.tagName+(e.id?'#'+e.id:'')+'.'+e.className+' '+\
+                     Math.round(e.getBoundingClientRect().right));",
+                vec![],
+            )
+            .await
+            .expect("wide elements");
+        panic!("{page} overflows horizontally at {inner} px: the page is {scroll} px wide: {wide}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accessible_and_usable_on_a_phone() {
+    let _turn = ONE_BROWSER.lock().await;
+    let axe = axe_source();
+    Session::start(1280, 900)
+        .await
+        .run(170, async |c: &Client, base: &str, _: &portal::Running| {
+            a11y_and_phone_steps(c, base, &axe).await
+        })
+        .await;
+}
+
+async fn a11y_and_phone_steps(c: &Client, base: &str, axe: &str) {
+    // The main pages, with a selector that shows each is really there.
+    let pages = [
+        ("/s/100", "#ips"),
+        ("/s/100/snapshots", "#snapshots"),
+        ("/s/100/backups", "#backups"),
+        ("/s/100/firewall", "#rules"),
+        ("/s/100/charts", "#charts svg"),
+        ("/s/100/iso", "#mounted"),
+        ("/s/100/reinstall", "#confirmation"),
+        ("/s/100/rdns", "#rdns"),
+        ("/s/100/password", "#reset-password"),
+        ("/s/102/firewall", "#denied"),
+        ("/services", "main table"),
+    ];
+    let visit = async |path: &str, css: &str| {
+        c.goto(&format!("{base}{path}")).await.expect("page");
+        wait_for(20, &format!("{css} on {path}"), || async {
+            c.find(Locator::Css(css)).await.ok().map(|_| ())
+        })
+        .await;
+    };
+    let mut lesser = 0;
+    for (width, height) in [(1280, 900), (390, 844)] {
+        c.set_window_size(width, height).await.expect("window size");
+        let inner = c
+            .execute("return window.innerWidth;", vec![])
+            .await
+            .expect("width");
+        assert_eq!(
+            inner.as_u64(),
+            Some(u64::from(width)),
+            "the viewport is {width} px wide"
+        );
+        let phone = width < 500;
+
+        // Logged out: the login page.
+        let _ = c.delete_all_cookies().await;
+        visit("/login", "#username").await;
+        if !phone {
+            axe_catches_a_broken_page(c, axe).await;
+            visit("/login", "#username").await;
+        }
+        lesser += axe_check(c, axe, &format!("/login at {width} px")).await;
+        if phone {
+            no_horizontal_overflow(c, "/login").await;
+        }
+        fill(c, "#username", "alice").await;
+        fill(c, "#password", "alice-demo-pass").await;
+        click(c, "#login").await;
+        wait_text(c, "h1", "the services list", |t| t == "My services").await;
+
+        for (path, css) in pages {
+            visit(path, css).await;
+            lesser += axe_check(c, axe, &format!("{path} at {width} px")).await;
+            if phone {
+                no_horizontal_overflow(c, path).await;
+            }
+        }
+    }
+
+    // On the phone: the overview with its menu above the page, every entry on screen, and the
+    // menu leads to the other pages.
+    c.goto(&format!("{base}/s/100")).await.expect("overview");
+    wait_text(c, "#status", "status running", |t| t.starts_with("running")).await;
+    shot(c, "phone-overview").await;
+    let v = c
+        .execute(
+            "const n=document.querySelector('nav').getBoundingClientRect();\
+             const m=document.querySelector('main').getBoundingClientRect();\
+             const links=[...document.querySelectorAll('nav a')].map(a=>a.getBoundingClientRect());\
+             return {navAboveMain: n.bottom<=m.top+1, links: links.length,\
+                     onScreen: links.every(r=>r.width>0&&r.left>=0&&r.right<=innerWidth)};",
+            vec![],
+        )
+        .await
+        .expect("layout");
+    assert_eq!(
+        v["navAboveMain"], true,
+        "the menu sits above the page on a phone: {v}"
+    );
+    assert_eq!(v["onScreen"], true, "every menu entry is on screen: {v}");
+    assert!(v["links"].as_u64().unwrap_or(0) >= 5, "{v}");
+    click(c, "nav a[href='/s/100/backups']").await;
+    wait_text(c, "h1", "the backups page", |t| t == "Backups").await;
+    no_horizontal_overflow(c, "/s/100/backups").await;
+    shot(c, "phone-backups").await;
+    // The wide tables scroll inside their box instead of widening the page.
+    let v = c
+        .execute(
+            "const s=document.querySelector('#schedule .scroll');\
+             return [s.scrollWidth, s.clientWidth, getComputedStyle(s).overflowX];",
+            vec![],
+        )
+        .await
+        .expect("schedule box");
+    assert_eq!(v[2], "auto", "{v}");
+    assert!(
+        v[0].as_u64() > v[1].as_u64(),
+        "the week's table scrolls sideways: {v}"
+    );
+    click(c, "nav a[href='/s/100/firewall']").await;
+    wait_text(c, "h1", "the firewall page", |t| t == "Firewall").await;
+    shot(c, "phone-firewall").await;
+    println!("axe: {lesser} lesser (moderate/minor) violations over all pages and widths");
 }
