@@ -124,6 +124,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         dns: vec![],
                         domain: format!("vm{vmid}.example.com").parse()?,
                         mac: pve_vps_sim::mac_for(*vmid, 0).parse()?,
+                        cluster: Default::default(),
                     }],
                 })
             },

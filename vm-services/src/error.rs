@@ -245,6 +245,28 @@ pub enum Error {
         /// The storage that was given.
         got: StorageId,
     },
+    /// The service names a cluster the fleet does not have.
+    #[error("cluster `{cluster}` is not configured")]
+    UnknownCluster {
+        /// The service's cluster.
+        cluster: crate::ids::ClusterName,
+    },
+    /// The service lives in another cluster than this client area's (a routing mistake).
+    #[error("the service is in cluster `{service}`, this client area serves `{area}`")]
+    WrongCluster {
+        /// The service's cluster.
+        service: crate::ids::ClusterName,
+        /// The client area's cluster.
+        area: crate::ids::ClusterName,
+    },
+    /// The cluster did not answer in time.
+    #[error("cluster `{cluster}` did not answer within {secs} s")]
+    ClusterTimeout {
+        /// The cluster.
+        cluster: crate::ids::ClusterName,
+        /// The time allowed.
+        secs: u64,
+    },
 }
 
 impl Error {
@@ -275,7 +297,10 @@ impl Error {
 
     /// Proxmox VE or the DNS provider failed ("Something went wrong" in the client area).
     pub fn is_upstream(&self) -> bool {
-        matches!(self, Self::Pve { .. } | Self::Dns { .. })
+        matches!(
+            self,
+            Self::Pve { .. } | Self::Dns { .. } | Self::ClusterTimeout { .. }
+        )
     }
 
     /// The change was refused because it would lock the customer out.

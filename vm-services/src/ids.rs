@@ -140,6 +140,58 @@ impl fmt::Display for NodeName {
 }
 serde_via_str!(NodeName);
 
+/// The name of a Proxmox VE cluster the hosting company runs (`default` unless several are):
+/// 1 to 32 lowercase letters, digits, `-` or `_`, starting with a letter. It names the cluster
+/// in the [`Fleet`](crate::Fleet), on each service, and the PostgreSQL schema of its stores.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClusterName(String);
+
+impl ClusterName {
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether this is the single default cluster (`default`).
+    pub fn is_default(&self) -> bool {
+        self.0 == "default"
+    }
+}
+
+impl Default for ClusterName {
+    /// `default`: the cluster of services that name none.
+    fn default() -> Self {
+        Self("default".to_owned())
+    }
+}
+
+impl FromStr for ClusterName {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        if !s.is_empty()
+            && s.len() <= 32
+            && s.starts_with(|c: char| c.is_ascii_lowercase())
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(Error::invalid(
+                "cluster name",
+                s,
+                "must be 1 to 32 lowercase letters, digits, `-` or `_`, starting with a letter",
+            ))
+        }
+    }
+}
+
+impl fmt::Display for ClusterName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+serde_via_str!(ClusterName);
+
 /// A PVE storage id (`pve-storage-id`: a letter, then letters, digits, `-`, `_`, `.`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct StorageId(String);

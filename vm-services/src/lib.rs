@@ -25,7 +25,10 @@ pub mod tasks;
 
 pub mod shell;
 
-pub use shell::{ClientArea, ClientAreaBuilder, Clock, ManualClock, OverviewHub, SystemClock};
+pub use shell::{
+    ClientArea, ClientAreaBuilder, Clock, Fleet, ManualClock, OverviewHub, ServiceStatus,
+    SystemClock,
+};
 
 pub use error::{Error, Result};
 

@@ -7,7 +7,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::ids::{DomainName, MacAddr, NodeName, ProductId, VmId};
+use crate::ids::{ClusterName, DomainName, MacAddr, NodeName, ProductId, VmId};
 
 /// Where a VM lives: its node and VMID.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -79,6 +79,10 @@ pub struct Service {
     pub domain: DomainName,
     /// The MAC of `net0`, kept across reinstall and restore.
     pub mac: MacAddr,
+    /// The cluster the VM lives in (`default` when not given, so single-cluster configs keep
+    /// working); a [`Fleet`](crate::Fleet) routes every operation to it.
+    #[serde(default, skip_serializing_if = "ClusterName::is_default")]
+    pub cluster: ClusterName,
 }
 
 impl Service {
@@ -144,6 +148,7 @@ pub(crate) mod fixtures {
             dns: vec!["8.8.8.8".parse().unwrap(), "1.1.1.1".parse().unwrap()],
             domain: "5546-1775785707.puqcloud.com".parse().unwrap(),
             mac: "BC:24:11:7A:40:98".parse().unwrap(),
+            cluster: Default::default(),
         }
     }
 
@@ -171,5 +176,25 @@ mod tests {
         let e = s.check_vmid(VmId::new(101).unwrap()).unwrap_err();
         assert!(e.is_denied());
         assert_eq!(s.addresses().len(), 5);
+    }
+
+    #[test]
+    fn the_cluster_defaults_and_validates() {
+        let s = fixtures::service();
+        let json = serde_json::to_value(&s).unwrap();
+        assert!(json.get("cluster").is_none(), "the default is not written");
+        let back: Service = serde_json::from_value(json.clone()).unwrap();
+        assert!(back.cluster.is_default());
+        let mut east = json.clone();
+        east["cluster"] = "east-1".into();
+        let back: Service = serde_json::from_value(east).unwrap();
+        assert_eq!(back.cluster.as_str(), "east-1");
+        assert_eq!(serde_json::to_value(&back).unwrap()["cluster"], "east-1");
+        for bad in ["", "East", "1east", "east west", &"x".repeat(33)] {
+            let mut j = json.clone();
+            j["cluster"] = bad.into();
+            assert!(serde_json::from_value::<Service>(j).is_err(), "{bad:?}");
+            assert!(bad.parse::<ClusterName>().unwrap_err().is_invalid_input());
+        }
     }
 }

@@ -26,6 +26,7 @@ fn service() -> Service {
         dns: vec!["8.8.8.8".parse().unwrap()],
         domain: "vm100.example.com".parse().unwrap(),
         mac: "BC:24:11:7A:40:98".parse().unwrap(),
+        cluster: Default::default(),
     }
 }
 

@@ -76,3 +76,38 @@ async fn an_unreachable_database_is_a_store_error() {
         .unwrap_err();
     assert!(err.to_string().starts_with("store failed"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scoped_stores_keep_clusters_apart_in_one_database() {
+    use pve_vps_services::backups::{DaySchedule, WeeklySchedule};
+    use pve_vps_services::ids::VmId;
+    use pve_vps_services::stores::ScheduleStore;
+    let pg = pg_test::PgServer::start();
+    within(async {
+        let url = pg.create_database("fleet");
+        let east = PgStore::connect_scoped(&url, &"east".parse().unwrap())
+            .await
+            .unwrap();
+        let west = PgStore::connect_scoped(&url, &"west-2".parse().unwrap())
+            .await
+            .unwrap();
+        // The same suites pass in a scoped store.
+        conformance::plan_store(&west).await;
+        conformance::lease_store(&west).await;
+        // VM 100 exists in both clusters: two schedules, no collision.
+        let vmid = VmId::new(100).unwrap();
+        let on = DaySchedule {
+            enabled: true,
+            time: "03:00".parse().unwrap(),
+        };
+        east.put(vmid, &WeeklySchedule::new([on; 7])).await.unwrap();
+        assert_eq!(west.get(vmid).await.unwrap(), None);
+        west.put(vmid, &WeeklySchedule::default()).await.unwrap();
+        assert_eq!(
+            east.get(vmid).await.unwrap(),
+            Some(WeeklySchedule::new([on; 7]))
+        );
+        assert!(east.is_current().await.unwrap() && west.is_current().await.unwrap());
+    })
+    .await;
+}

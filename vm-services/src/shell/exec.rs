@@ -503,6 +503,7 @@ mod tests {
             dns: vec!["1.1.1.1".parse().unwrap()],
             domain: "vps104.example.com".parse().unwrap(),
             mac: pve_vps_sim::mac_for(104, 0).parse().unwrap(),
+            cluster: Default::default(),
         };
         area.write_config(
             &service,

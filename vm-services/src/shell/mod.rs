@@ -8,6 +8,7 @@ mod backup_ops;
 mod basic;
 mod exec;
 mod firewall_ops;
+mod fleet;
 mod hub;
 mod lease_ops;
 mod reinstall_ops;
@@ -22,7 +23,7 @@ use time::{OffsetDateTime, UtcOffset};
 
 use crate::console::ConsoleTokens;
 use crate::error::Error;
-use crate::ids::{NodeName, StorageId, VmId, VolumeId};
+use crate::ids::{ClusterName, NodeName, StorageId, VmId, VolumeId};
 use crate::leases::WorkerId;
 use crate::notify::Notifier;
 use crate::permissions::{self, Access, Feature, VmState};
@@ -37,6 +38,7 @@ pub use basic::{
 };
 pub use exec::{TaskProgress, TaskRef};
 pub use firewall_ops::{CustomerRule, FirewallView};
+pub use fleet::{Fleet, ServiceStatus};
 pub use hub::{
     LiveUpdate, LiveView, LiveWatch, OverviewHub, OverviewUpdate, OverviewWatch, REFRESH,
     TickStats, resource_row, row_shape,
@@ -99,6 +101,7 @@ pub struct ClientAreaBuilder {
     outcomes: Option<Arc<dyn OutcomeStore>>,
     worker: Option<WorkerId>,
     lease_ttl: Duration,
+    cluster: ClusterName,
     notifier: Arc<dyn Notifier>,
     rdns: Option<Arc<dyn pve_vps_dns::ReverseDns>>,
     clock: Arc<dyn Clock>,
@@ -158,6 +161,13 @@ impl ClientAreaBuilder {
     /// the work runs). A worker that dies is taken over this long after its last renewal.
     pub fn lease_ttl(mut self, d: Duration) -> Self {
         self.lease_ttl = d.max(Duration::from_millis(300));
+        self
+    }
+
+    /// The cluster this client area serves (default `default`); services of another cluster
+    /// are refused with [`Error::WrongCluster`] before any request.
+    pub fn cluster(mut self, name: ClusterName) -> Self {
+        self.cluster = name;
         self
     }
 
@@ -245,6 +255,7 @@ impl ClientAreaBuilder {
                 outcomes,
                 worker,
                 lease_ttl: self.lease_ttl,
+                cluster: self.cluster,
                 notifier: self.notifier,
                 rdns: self.rdns,
                 clock: self.clock,
@@ -272,6 +283,7 @@ struct Inner {
     outcomes: Arc<dyn OutcomeStore>,
     worker: WorkerId,
     lease_ttl: Duration,
+    cluster: ClusterName,
     notifier: Arc<dyn Notifier>,
     rdns: Option<Arc<dyn pve_vps_dns::ReverseDns>>,
     clock: Arc<dyn Clock>,
@@ -325,6 +337,7 @@ impl ClientArea {
             outcomes: None,
             worker: None,
             lease_ttl: Duration::from_secs(60),
+            cluster: ClusterName::default(),
             notifier: Arc::new(crate::notify::LoggingNotifier),
             rdns: None,
             clock: Arc::new(SystemClock),
@@ -370,8 +383,15 @@ impl ClientArea {
         self.inner.clock.now()
     }
 
-    /// The product of a service; an unknown product refuses everything.
+    /// The cluster this client area serves.
+    pub fn cluster_name(&self) -> &ClusterName {
+        &self.inner.cluster
+    }
+
+    /// The product of a service; an unknown product refuses everything, and so does a service
+    /// of another cluster (every operation passes here before its first request).
     pub(crate) fn product(&self, service: &Service) -> Result<&Product, Error> {
+        self.check_cluster(service)?;
         self.inner.catalog.get(&service.product).ok_or_else(|| {
             Error::invalid("product", service.product.as_str(), "not in the catalog")
         })
@@ -391,7 +411,18 @@ impl ClientArea {
         Ok(product)
     }
 
+    fn check_cluster(&self, service: &Service) -> Result<(), Error> {
+        if service.cluster != self.inner.cluster {
+            return Err(Error::WrongCluster {
+                service: service.cluster.clone(),
+                area: self.inner.cluster.clone(),
+            });
+        }
+        Ok(())
+    }
+
     pub(crate) fn vm(&self, service: &Service) -> Result<pve_vps_api::api::VmHandle, Error> {
+        self.check_cluster(service)?;
         Ok(self
             .inner
             .client

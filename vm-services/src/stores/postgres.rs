@@ -71,8 +71,27 @@ impl PgStore {
     /// the schema. The store talks plain TCP: keep the database on loopback or a private
     /// network.
     pub async fn connect(url: &str) -> Result<Self, Error> {
+        Self::connect_in(url, None).await
+    }
+
+    /// Like [`connect`](Self::connect), with every table in the PostgreSQL schema
+    /// `vm_services_<cluster>` (`-` becomes `_`): one database serves several clusters, whose
+    /// VMIDs, plan ids and backup slots may be the same numbers.
+    pub async fn connect_scoped(
+        url: &str,
+        cluster: &crate::ids::ClusterName,
+    ) -> Result<Self, Error> {
+        let schema = format!("vm_services_{}", cluster.as_str().replace('-', "_"));
+        Self::connect_in(url, Some(schema)).await
+    }
+
+    async fn connect_in(url: &str, schema: Option<String>) -> Result<Self, Error> {
         let mut cfg = tokio_postgres::Config::from_str(url)
             .map_err(|e| Error::store("parse the postgres url", e))?;
+        if let Some(schema) = &schema {
+            // A cluster name is lowercase letters, digits and `_` here: a plain identifier.
+            cfg.options(format!("-c search_path={schema}"));
+        }
         if cfg.get_connect_timeout().is_none() {
             cfg.connect_timeout(Duration::from_secs(5));
         }
@@ -101,16 +120,21 @@ impl PgStore {
             .build()
             .map_err(|e| Error::store("build the postgres pool", e))?;
         let store = Self { pool, target };
-        store.migrate().await?;
+        store.migrate(schema.as_deref()).await?;
         Ok(store)
     }
 
-    async fn migrate(&self) -> Result<(), Error> {
+    async fn migrate(&self, schema: Option<&str>) -> Result<(), Error> {
         let mut c = self.pool.get().await.map_err(pool_err)?;
         let tx = c.transaction().await.map_err(pg("migrate schema"))?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .await
             .map_err(pg("lock the schema"))?;
+        if let Some(schema) = schema {
+            tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                .await
+                .map_err(pg("create the cluster's schema"))?;
+        }
         tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS vm_services_schema (version INTEGER PRIMARY KEY)",
         )

@@ -131,6 +131,7 @@ pub fn svc104() -> Service {
         dns: vec!["1.1.1.1".parse().unwrap()],
         domain: "vps104.example.com".parse().unwrap(),
         mac: pve_vps_sim::mac_for(104, 0).parse().unwrap(),
+        cluster: Default::default(),
     }
 }
 
@@ -148,6 +149,7 @@ pub fn svc100() -> Service {
         dns: vec!["1.1.1.1".parse().unwrap()],
         domain: "web01.example.com".parse().unwrap(),
         mac: pve_vps_sim::mac_for(100, 0).parse().unwrap(),
+        cluster: Default::default(),
     }
 }
 
@@ -165,6 +167,7 @@ pub fn svc101() -> Service {
         dns: vec!["9.9.9.9".parse().unwrap()],
         domain: "db01.example.com".parse().unwrap(),
         mac: pve_vps_sim::mac_for(101, 0).parse().unwrap(),
+        cluster: Default::default(),
     }
 }
 
@@ -182,6 +185,7 @@ pub fn svc102_bare() -> Service {
         dns: vec![],
         domain: "mail01.example.com".parse().unwrap(),
         mac: pve_vps_sim::mac_for(102, 0).parse().unwrap(),
+        cluster: Default::default(),
     }
 }
 
