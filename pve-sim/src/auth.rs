@@ -89,13 +89,14 @@ pub(crate) struct Identity {
     pub(crate) read_only: bool,
 }
 
-/// Why a request was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum AuthFailure {
-    /// 401: no or wrong credentials.
-    Unauthorized,
-    /// 401 with PVE's CSRF message.
-    Csrf,
+/// Why a request was refused: PVE's 401 message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AuthFailure(pub(crate) String);
+
+impl AuthFailure {
+    fn new(msg: impl Into<String>) -> Self {
+        Self(msg.into())
+    }
 }
 
 const TICKET_LIFETIME_S: u64 = 7200;
@@ -330,45 +331,80 @@ impl Auth {
         write: bool,
         now_s: u64,
     ) -> Result<Identity, AuthFailure> {
-        if let Some(h) = headers
+        // FACT (pve-http-server src/PVE/APIServer/AnyEvent.pm, authenticate_and_handle_request):
+        // the `PVEAuthCookie` cookie first, then a cookie in `Authorization`, and only without
+        // a ticket the `PVEAPIToken` in `Authorization`.
+        let auth_header = headers
             .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-        {
-            let rest = h
-                .strip_prefix("PVEAPIToken=")
-                .or_else(|| h.strip_prefix("PVEAPIToken "))
-                .ok_or(AuthFailure::Unauthorized)?;
-            let (id, secret) = rest
-                .trim()
-                .split_once('=')
-                .ok_or(AuthFailure::Unauthorized)?;
-            let t = self
-                .tokens
-                .iter()
-                .find(|t| t.full_id() == id && t.secret == secret)
-                .ok_or(AuthFailure::Unauthorized)?;
-            return Ok(Identity {
-                id: t.full_id(),
-                read_only: t.read_only,
-            });
-        }
+            .and_then(|v| v.to_str().ok());
         let cookie_ticket = headers
             .get_all(http::header::COOKIE)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(';'))
-            .find_map(|c| c.trim().strip_prefix("PVEAuthCookie=").map(percent_decode));
-        let ticket = cookie_ticket.ok_or(AuthFailure::Unauthorized)?;
+            .find_map(|c| c.trim().strip_prefix("PVEAuthCookie=").map(percent_decode))
+            .or_else(|| {
+                auth_header
+                    .and_then(|h| h.trim().strip_prefix("PVEAuthCookie="))
+                    .map(percent_decode)
+            });
+        let Some(ticket) = cookie_ticket else {
+            // FACT (pve-manager PVE/HTTPServer.pm, auth_handler): "No ticket" without
+            // credentials; a token goes through PVE::AccessControl::verify_token, whose
+            // refusals are "no tokenid specified", "no such token '$token' for user
+            // '$username'" and "invalid token value!".
+            let h = auth_header.ok_or_else(|| AuthFailure::new("No ticket"))?;
+            let rest = h
+                .strip_prefix("PVEAPIToken=")
+                .or_else(|| h.strip_prefix("PVEAPIToken "))
+                .ok_or_else(|| AuthFailure::new("No ticket"))?;
+            let (id, secret) = rest
+                .trim()
+                .rsplit_once('=')
+                .ok_or_else(|| AuthFailure::new("no tokenid specified"))?;
+            let (user, tokenid) = id.split_once('!').ok_or_else(|| {
+                AuthFailure::new(format!(
+                    "'{id}' is not a valid token ID - not able to split into user and token parts"
+                ))
+            })?;
+            let t = self
+                .tokens
+                .iter()
+                .find(|t| t.full_id() == id)
+                .ok_or_else(|| {
+                    AuthFailure::new(format!("no such token '{tokenid}' for user '{user}'"))
+                })?;
+            if t.secret != secret {
+                return Err(AuthFailure::new("invalid token value!"));
+            }
+            // Tokens need no CSRF token.
+            return Ok(Identity {
+                id: t.full_id(),
+                read_only: t.read_only,
+            });
+        };
+        if self
+            .open(&ticket, None, now_s)
+            .is_some_and(|d| d.starts_with(TFA_PREFIX))
+        {
+            // FACT (pve-manager PVE/HTTPServer.pm, auth_handler): a ticket still waiting for
+            // its second factor is "No ticket".
+            return Err(AuthFailure::new("No ticket"));
+        }
+        // FACT (pve-common src/PVE/Ticket.pm, verify_rsa_ticket): "permission denied - invalid
+        // PVE ticket".
         let user = self
             .verify_ticket(&ticket, now_s)
-            .ok_or(AuthFailure::Unauthorized)?;
+            .ok_or_else(|| AuthFailure::new("permission denied - invalid PVE ticket"))?;
         if write {
+            // FACT (pve-common src/PVE/Ticket.pm, verify_csrf_prevention_token): "Permission
+            // denied - invalid csrf token".
             let csrf = headers
                 .get("CSRFPreventionToken")
                 .and_then(|v| v.to_str().ok())
-                .ok_or(AuthFailure::Csrf)?;
+                .ok_or_else(|| AuthFailure::new("Permission denied - invalid csrf token"))?;
             if !self.verify_csrf(csrf, &user, now_s) {
-                return Err(AuthFailure::Csrf);
+                return Err(AuthFailure::new("Permission denied - invalid csrf token"));
             }
         }
         Ok(Identity {

@@ -1021,14 +1021,12 @@ async fn csrf_and_linked_clone_messages() {
         let (mut s, _) = session(&sim).await;
         s.csrf = Some("00000000:bad".into());
         assert_eq!(
-            refused(
-                &s,
-                Method::PUT,
-                "/nodes/pve1/qemu/100/config",
-                &[("description", "x")]
+            reason(&s, Method::PUT, "/nodes/pve1/qemu/100/config").await,
+            (
+                401,
+                "Permission denied - invalid csrf token".into(),
+                String::new()
             )
-            .await,
-            (401, "Permission denied - invalid csrf token\n".into())
         );
         let api = Api::token(&sim);
         assert_eq!(
@@ -1058,6 +1056,75 @@ async fn csrf_and_linked_clone_messages() {
                 "parameter 'storage' not allowed for linked clones\n".into()
             )
         );
+        sim.shutdown().await;
+    })
+    .await;
+}
+
+/// `(status, reason phrase, body)` of a request without form data.
+async fn reason(api: &Api, m: Method, path: &str) -> (u16, String, String) {
+    let mut rb = api.client.request(m, format!("{}{path}", api.base));
+    if let Some(a) = &api.auth {
+        rb = rb.header("Authorization", a);
+    }
+    if let Some(c) = &api.cookie {
+        rb = rb.header("Cookie", format!("PVEAuthCookie={c}"));
+    }
+    if let Some(c) = &api.csrf {
+        rb = rb.header("CSRFPreventionToken", c);
+    }
+    let resp = rb.send().await.expect("request");
+    let status = resp.status().as_u16();
+    let phrase = resp
+        .extensions()
+        .get::<hyper::ext::ReasonPhrase>()
+        .map(|r| String::from_utf8_lossy(r.as_bytes()).into_owned())
+        .unwrap_or_default();
+    (status, phrase, resp.text().await.unwrap_or_default())
+}
+
+// pve-manager PVE/HTTPServer.pm (auth_handler), pve-access-control src/PVE/AccessControl.pm
+// (verify_token), pve-http-server src/PVE/APIServer/AnyEvent.pm (401 without a body).
+#[tokio::test]
+async fn authentication_failures_like_pveproxy() {
+    timed(async {
+        let sim = common::start().await;
+        let anon = Api::with_header(&sim, None);
+        assert_eq!(
+            reason(&anon, Method::GET, "/nodes").await,
+            (401, "No ticket".into(), String::new())
+        );
+        let bad = |h: &str| Api::with_header(&sim, Some(h.to_string()));
+        let id = sim.token().unwrap().full_id();
+        assert_eq!(
+            reason(
+                &bad(&format!("PVEAPIToken={id}=wrong")),
+                Method::GET,
+                "/nodes"
+            )
+            .await
+            .1,
+            "invalid token value!"
+        );
+        assert_eq!(
+            reason(&bad("PVEAPIToken=root@pam!nope=x"), Method::GET, "/nodes")
+                .await
+                .1,
+            "no such token 'nope' for user 'root@pam'"
+        );
+        let mut forged = Api::with_header(&sim, None);
+        forged.cookie = Some(enc("PVE:root@pam:00000000::Zm9v"));
+        assert_eq!(
+            reason(&forged, Method::GET, "/nodes").await.1,
+            "permission denied - invalid PVE ticket"
+        );
+        // An API token needs no CSRF token for writes.
+        let api = Api::token(&sim);
+        api.put(
+            "/nodes/pve1/qemu/100/config",
+            &[("description", "by token")],
+        )
+        .await;
         sim.shutdown().await;
     })
     .await;

@@ -629,24 +629,36 @@ pub(crate) fn parse_args(
 
 /// Authenticate (returning the refusal as a response).
 #[allow(clippy::result_large_err)]
-pub(crate) fn authenticate(
+pub(crate) async fn authenticate(
     app: &App,
     headers: &http::HeaderMap,
     write: bool,
     now: u64,
 ) -> Result<Identity, Response> {
-    app.auth
-        .authenticate(headers, write, now / 1000)
-        .map_err(|f| match f {
-            AuthFailure::Unauthorized => {
-                ApiError::status(401, "authentication failure").into_response()
+    match app.auth.authenticate(headers, write, now / 1000) {
+        Ok(i) => Ok(i),
+        Err(AuthFailure(msg)) => {
+            // FACT (pve-http-server src/PVE/APIServer/AnyEvent.pm): an authentication failure
+            // is HTTP 401 with the message as reason phrase and no body, delayed by 3 s
+            // ("always delay unauthorized calls by 3 seconds").
+            if !app.login_delay.is_zero() {
+                tokio::time::sleep(app.login_delay).await;
             }
-            AuthFailure::Csrf => {
-                // FACT (pve-common src/PVE/Ticket.pm, verify_csrf_prevention_token): 401
-                // "Permission denied - invalid csrf token".
-                ApiError::status(401, "Permission denied - invalid csrf token").into_response()
-            }
-        })
+            Err(unauthorized(&msg))
+        }
+    }
+}
+
+/// A bodiless 401 with `msg` as reason phrase, as pve-http-server answers auth failures.
+pub(crate) fn unauthorized(msg: &str) -> Response {
+    let mut resp = Response::builder()
+        .status(StatusCode::UNAUTHORIZED)
+        .body(Body::empty())
+        .unwrap_or_default();
+    if let Ok(r) = hyper::ext::ReasonPhrase::try_from(msg.as_bytes().to_vec()) {
+        resp.extensions_mut().insert(r);
+    }
+    resp
 }
 
 /// Apply latency, drop and HTTP-status faults.
@@ -720,7 +732,7 @@ async fn dispatch(
         }
     };
     let write = route.method != "GET";
-    let ident = match authenticate(&app, &parts.headers, write, now) {
+    let ident = match authenticate(&app, &parts.headers, write, now).await {
         Ok(i) => i,
         Err(resp) => return resp,
     };

@@ -24,7 +24,7 @@ pub(super) async fn ws_handler(
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
     let now = now_ms();
-    let ident = match authenticate(&app, &headers, false, now) {
+    let ident = match authenticate(&app, &headers, false, now).await {
         Ok(i) => i,
         Err(r) => return r,
     };
@@ -57,7 +57,7 @@ pub(super) async fn ws_handler(
         }
     };
     let ticket = q.get("vncticket").cloned().unwrap_or_default();
-    let (upid, running) = {
+    let found = {
         let mut st = app.lock(now);
         let found = st
             .vnc_tickets
@@ -66,15 +66,19 @@ pub(super) async fn ws_handler(
                 t.vmid == vmid && t.port == port && t.expires_ms >= now && t.authid == ident.id
             })
             .map(|t| t.upid.clone());
-        let Some(upid) = found else {
-            // FACT (pve-common src/PVE/Ticket.pm, verify_rsa_ticket): "permission denied -
-            // invalid $prefix ticket" with HTTP 401.
-            return ApiError::status(401, "permission denied - invalid PVEVNC ticket")
-                .into_response();
-        };
-        st.vnc_tickets.remove(&ticket);
+        if found.is_some() {
+            st.vnc_tickets.remove(&ticket);
+        }
         let running = st.vms.get(&vmid).is_some_and(|vm| vm.running());
-        (upid, running)
+        found.map(|u| (u, running))
+    };
+    let Some((upid, running)) = found else {
+        // FACT (pve-common src/PVE/Ticket.pm, verify_rsa_ticket): "permission denied -
+        // invalid $prefix ticket" with HTTP 401, delayed 3 s like every 401.
+        if !app.login_delay.is_zero() {
+            tokio::time::sleep(app.login_delay).await;
+        }
+        return ApiError::status(401, "permission denied - invalid PVEVNC ticket").into_response();
     };
     let Ok(ws) = ws else {
         return ApiError::status(400, "websocket upgrade expected").into_response();
