@@ -41,7 +41,7 @@ pub struct SimConfig {
     pub task_duration: Duration,
     /// How long backups and restores run.
     pub backup_duration: Duration,
-    /// Delay before answering a failed login (PVE waits 3 s).
+    /// Delay before answering a failed login or any other 401 (PVE waits 3 s).
     pub failed_login_delay: Duration,
     /// How long a `vncproxy` task waits for its websocket client (PVE: 10 s).
     pub vnc_connect_timeout: Duration,
