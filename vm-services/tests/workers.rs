@@ -246,3 +246,69 @@ fn a_failed_restore_is_recorded_for_every_instance() {
         sim.shutdown().await;
     });
 }
+
+#[test]
+fn a_stalled_worker_that_lost_its_lease_stops_before_the_next_step() {
+    let pg = pg_test::PgServer::start();
+    let url = pg.create_database("stalled");
+    common::run(120, async move {
+        // Long tasks: the restore step outlasts a few renewal periods.
+        let sim = PveSim::start(
+            SimConfig::for_tests()
+                .task_durations(Duration::from_millis(1500), Duration::from_millis(200)),
+        )
+        .await
+        .unwrap();
+        let store = Arc::new(PgStore::connect(&url).await.unwrap());
+        let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
+        // Renewed every 300 ms of real time.
+        let ttl = Duration::from_millis(900);
+        let a = worker(&sim, &store, &clock, "cron-a", ttl);
+        let b = worker(&sim, &store, &clock, "cron-b", ttl);
+        let s = common::svc104();
+        let archive = a.backups(&s).await.unwrap().backups[0].volid.clone();
+        let a_task = {
+            let (a, s, archive) = (a.clone(), s.clone(), archive.clone());
+            tokio::spawn(async move { a.restore(&s, &archive).await })
+        };
+        let plan = loop {
+            if let Some(p) = store
+                .unfinished()
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|p| p.done >= 1)
+            {
+                break p;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        // A looks dead from the store's point of view (its clock says the lease expired), and
+        // B takes the plan's lease.
+        clock.advance(pve_vps_services::time::Duration::seconds(2));
+        let key = LeaseKey::plan(&plan.id);
+        assert!(
+            pve_vps_services::stores::LeaseStore::acquire(
+                store.as_ref(),
+                &key,
+                b.worker(),
+                clock.now(),
+                ttl,
+            )
+            .await
+            .unwrap()
+        );
+        // A's renewal finds the lease gone and A stops before its next step.
+        let err = a_task.await.unwrap().unwrap_err();
+        assert!(err.is_locked(), "{err}");
+        assert!(err.to_string().contains("taken over"), "{err}");
+        let left = store.load(&plan.id).await.unwrap().unwrap();
+        assert!(left.done < left.plan.len(), "{left:?}");
+        // B, the holder, finishes it.
+        common::wait_unlocked(&sim, 104).await;
+        b.resume(&s, &plan.id).await.unwrap();
+        assert!(store.unfinished().await.unwrap().is_empty());
+        assert_eq!(sim.vm_status(104), Some("running"));
+        sim.shutdown().await;
+    });
+}

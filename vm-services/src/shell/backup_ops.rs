@@ -264,6 +264,7 @@ impl ClientArea {
             let Some(NextStep::Restore(step)) = crate::reinstall::next_step(&stored.plan, i) else {
                 break;
             };
+            lease.check_held()?;
             let result = match step {
                 RestoreStep::Stop => self.ensure_stopped(service).await,
                 RestoreStep::Restore { archive } => self.restore_archive(service, archive).await,

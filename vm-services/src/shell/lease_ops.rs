@@ -2,6 +2,8 @@
 //! plans that no live worker holds, and recording how operations ended.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::ClientArea;
@@ -20,6 +22,8 @@ pub(crate) struct LeaseGuard {
     area: ClientArea,
     key: LeaseKey,
     renewer: tokio::task::JoinHandle<()>,
+    // Set by the renewer when another worker took the lease over (we were too slow).
+    lost: Arc<AtomicBool>,
 }
 
 impl Drop for LeaseGuard {
@@ -29,6 +33,17 @@ impl Drop for LeaseGuard {
 }
 
 impl LeaseGuard {
+    /// Refuses to go on once another worker took the lease over (this worker stalled for
+    /// longer than the lease time): the plan's next step is that worker's to run.
+    pub(crate) fn check_held(&self) -> Result<(), Error> {
+        if self.lost.load(Ordering::SeqCst) {
+            return Err(Error::InProgress {
+                operation: format!("`{}` was taken over by another worker", self.key),
+            });
+        }
+        Ok(())
+    }
+
     /// The work is done: nobody may take it again.
     pub(crate) async fn complete(self) -> Result<bool, Error> {
         self.renewer.abort();
@@ -78,6 +93,8 @@ impl ClientArea {
         }
         let area = self.clone();
         let k = key.clone();
+        let lost = Arc::new(AtomicBool::new(false));
+        let lost_flag = lost.clone();
         let renewer = tokio::spawn(async move {
             let every = area.inner.lease_ttl / 3;
             loop {
@@ -91,6 +108,7 @@ impl ClientArea {
                     Ok(true) => {}
                     Ok(false) => {
                         tracing::warn!(lease = %k, worker = %i.worker, "lease lost to another worker");
+                        lost_flag.store(true, Ordering::SeqCst);
                         break;
                     }
                     Err(e) => tracing::warn!(lease = %k, error = %e, "lease renewal failed"),
@@ -101,6 +119,7 @@ impl ClientArea {
             area: self.clone(),
             key,
             renewer,
+            lost,
         }))
     }
 

@@ -86,6 +86,7 @@ impl ClientArea {
             let Some(NextStep::Reinstall(step)) = reinstall::next_step(&stored.plan, i) else {
                 break;
             };
+            lease.check_held()?;
             if let Err(e) = self
                 .reinstall_step(service, &stored.id, rp, step, &mut password)
                 .await
