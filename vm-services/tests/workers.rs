@@ -312,3 +312,121 @@ fn a_stalled_worker_that_lost_its_lease_stops_before_the_next_step() {
         sim.shutdown().await;
     });
 }
+
+#[test]
+fn a_worker_killed_mid_backup_is_not_followed_by_a_second_backup() {
+    let pg = pg_test::PgServer::start();
+    let url = pg.create_database("killed_backup");
+    common::run(120, async move {
+        let sim = PveSim::start(
+            SimConfig::for_tests()
+                .task_durations(Duration::from_millis(50), Duration::from_millis(1500)),
+        )
+        .await
+        .unwrap();
+        let store = Arc::new(PgStore::connect(&url).await.unwrap());
+        let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
+        let ttl = Duration::from_secs(20);
+        let a = worker(&sim, &store, &clock, "cron-a", ttl);
+        let b = worker(&sim, &store, &clock, "cron-b", ttl);
+        let s = common::svc101();
+        let daily = DaySchedule {
+            enabled: true,
+            time: "00:00".parse().unwrap(),
+        };
+        store
+            .put(s.vmid(), &WeeklySchedule::new([daily; 7]))
+            .await
+            .unwrap();
+        let before = sim.backup_volids(101).len();
+        // A claims the slot and starts the backup, then dies while vzdump runs.
+        let a_task = {
+            let (a, s) = (a.clone(), s.clone());
+            tokio::spawn(async move { a.backup_tick(std::slice::from_ref(&s)).await })
+        };
+        while sim.vm_lock(101).as_deref() != Some("backup") {
+            assert!(
+                !a_task.is_finished(),
+                "the tick ended before the backup started"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        a_task.abort();
+        assert!(a_task.await.unwrap_err().is_cancelled());
+        // B, while A's slot lease is valid: leaves it alone.
+        let r = b.backup_tick(std::slice::from_ref(&s)).await.unwrap();
+        assert!(r.created.is_empty(), "{r:?}");
+        assert!(
+            r.skipped.iter().any(|(_, why)| why.contains("cron-a")),
+            "{r:?}"
+        );
+        // The backup A started finishes in PVE. After A's lease expired, any worker may take
+        // the slot, but the storage listing shows today's archive: no second backup.
+        common::wait_unlocked(&sim, 101).await;
+        clock.advance(pve_vps_services::time::Duration::seconds(21));
+        for w in [&b, &a] {
+            let r = w.backup_tick(std::slice::from_ref(&s)).await.unwrap();
+            assert!(r.created.is_empty() && r.failed.is_empty(), "{r:?}");
+        }
+        assert_eq!(sim.backup_volids(101).len(), before + 1);
+        sim.shutdown().await;
+    });
+}
+
+#[test]
+fn a_slot_claimed_by_a_worker_that_died_before_acting_is_not_lost() {
+    let pg = pg_test::PgServer::start();
+    let url = pg.create_database("dead_claim");
+    common::run(120, async move {
+        let sim = PveSim::start(SimConfig::for_tests()).await.unwrap();
+        let store = Arc::new(PgStore::connect(&url).await.unwrap());
+        let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
+        let ttl = Duration::from_secs(20);
+        let b = worker(&sim, &store, &clock, "cron-b", ttl);
+        let s = common::svc101();
+        let schedule = WeeklySchedule::new(
+            [DaySchedule {
+                enabled: true,
+                time: "00:00".parse().unwrap(),
+            }; 7],
+        );
+        store.put(s.vmid(), &schedule).await.unwrap();
+        // A worker claimed today's slot and died before it did anything.
+        let slot = pve_vps_services::backups::due_slot(
+            &schedule,
+            clock.now(),
+            pve_vps_services::time::UtcOffset::UTC,
+        )
+        .unwrap();
+        let key = LeaseKey::backup_slot(s.vmid(), slot);
+        assert!(
+            pve_vps_services::stores::LeaseStore::acquire(
+                store.as_ref(),
+                &key,
+                &"cron-dead".parse().unwrap(),
+                clock.now(),
+                ttl,
+            )
+            .await
+            .unwrap()
+        );
+        let before = sim.backup_volids(101).len();
+        let r = b.backup_tick(std::slice::from_ref(&s)).await.unwrap();
+        assert!(r.created.is_empty(), "{r:?}");
+        assert!(
+            r.skipped.iter().any(|(_, why)| why.contains("cron-dead")),
+            "{r:?}"
+        );
+        // Once its lease expired, B takes the slot over and makes the backup.
+        clock.advance(pve_vps_services::time::Duration::seconds(21));
+        let r = b.backup_tick(std::slice::from_ref(&s)).await.unwrap();
+        assert_eq!(r.created.len(), 1, "{r:?}");
+        assert_eq!(sim.backup_volids(101).len(), before + 1);
+        let lease = pve_vps_services::stores::LeaseStore::lease(store.as_ref(), &key)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(lease.done && lease.holder.as_str() == "cron-b", "{lease:?}");
+        sim.shutdown().await;
+    });
+}
