@@ -111,3 +111,61 @@ async fn scoped_stores_keep_clusters_apart_in_one_database() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_leases_match_the_in_memory_decision() {
+    use pve_vps_services::leases::{LeaseKey, WorkerId, from_unix_millis};
+    use pve_vps_services::stores::{LeaseStore, MemoryLeaseStore};
+    use rand::{Rng, SeedableRng};
+    let pg = pg_test::PgServer::start();
+    within(async {
+        let sql = PgStore::connect(&pg.create_database("differential"))
+            .await
+            .unwrap();
+        let mem = MemoryLeaseStore::new();
+        let keys: Vec<LeaseKey> = (0..3)
+            .map(|i| format!("plan:p{i}").parse().unwrap())
+            .collect();
+        let who: Vec<WorkerId> = (0..3).map(|i| format!("w{i}").parse().unwrap()).collect();
+        let t = |s: i64| from_unix_millis(1_775_793_600_000 + s * 1000);
+        // A fixed seed: the same 400 operations every run.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(13);
+        for step in 0..400 {
+            let (k, w) = (&keys[rng.random_range(0..3)], &who[rng.random_range(0..3)]);
+            let (a, b) = match rng.random_range(0..7) {
+                0..=3 => {
+                    let at = t(rng.random_range(0..600));
+                    let ttl = Duration::from_secs(rng.random_range(1..30));
+                    (
+                        mem.acquire(k, w, at, ttl).await.unwrap() as usize,
+                        sql.acquire(k, w, at, ttl).await.unwrap() as usize,
+                    )
+                }
+                4 => (
+                    mem.complete(k, w).await.unwrap() as usize,
+                    sql.complete(k, w).await.unwrap() as usize,
+                ),
+                5 => (
+                    mem.release(k, w).await.unwrap() as usize,
+                    sql.release(k, w).await.unwrap() as usize,
+                ),
+                _ => {
+                    let before = t(rng.random_range(0..200));
+                    (
+                        mem.prune(before).await.unwrap(),
+                        sql.prune(before).await.unwrap(),
+                    )
+                }
+            };
+            assert_eq!(a, b, "step {step}");
+            for k in &keys {
+                assert_eq!(
+                    mem.lease(k).await.unwrap(),
+                    sql.lease(k).await.unwrap(),
+                    "step {step}"
+                );
+            }
+        }
+    })
+    .await;
+}

@@ -441,6 +441,79 @@ mod tests {
         conformance::outcome_store(&s).await;
     }
 
+    #[derive(Debug, Clone)]
+    enum Op {
+        Acquire {
+            key: usize,
+            who: usize,
+            at: i64,
+            ttl: u64,
+        },
+        Complete {
+            key: usize,
+            who: usize,
+        },
+        Release {
+            key: usize,
+            who: usize,
+        },
+        Prune {
+            before: i64,
+        },
+    }
+
+    fn arb_op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => (0usize..3, 0usize..3, 0i64..60, 1u64..20)
+                .prop_map(|(key, who, at, ttl)| Op::Acquire { key, who, at, ttl }),
+            1 => (0usize..3, 0usize..3).prop_map(|(key, who)| Op::Complete { key, who }),
+            1 => (0usize..3, 0usize..3).prop_map(|(key, who)| Op::Release { key, who }),
+            1 => (0i64..80).prop_map(|before| Op::Prune { before }),
+        ]
+    }
+
+    proptest::proptest! {
+        /// The SQLite lease store (one conditional upsert per decision) answers every sequence
+        /// of operations exactly as the in-memory store, which applies `leases::decide`.
+        #[test]
+        fn sqlite_leases_match_the_pure_decision(ops in proptest::collection::vec(arb_op(), 1..40)) {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            rt.block_on(async {
+                let mem = MemoryLeaseStore::new();
+                let sql = SqliteStore::open_in_memory().unwrap();
+                let keys: Vec<LeaseKey> = (0..3).map(|i| format!("plan:p{i}").parse().unwrap()).collect();
+                let who: Vec<WorkerId> = (0..3).map(|i| format!("w{i}").parse().unwrap()).collect();
+                let t = |s: i64| crate::leases::from_unix_millis(1_775_793_600_000 + s * 1000);
+                for op in ops {
+                    let (a, b) = match &op {
+                        Op::Acquire { key, who: w, at, ttl } => {
+                            let d = std::time::Duration::from_secs(*ttl);
+                            (mem.acquire(&keys[*key], &who[*w], t(*at), d).await.unwrap() as usize,
+                             sql.acquire(&keys[*key], &who[*w], t(*at), d).await.unwrap() as usize)
+                        }
+                        Op::Complete { key, who: w } => (
+                            mem.complete(&keys[*key], &who[*w]).await.unwrap() as usize,
+                            sql.complete(&keys[*key], &who[*w]).await.unwrap() as usize,
+                        ),
+                        Op::Release { key, who: w } => (
+                            mem.release(&keys[*key], &who[*w]).await.unwrap() as usize,
+                            sql.release(&keys[*key], &who[*w]).await.unwrap() as usize,
+                        ),
+                        Op::Prune { before } => (
+                            mem.prune(t(*before)).await.unwrap(),
+                            sql.prune(t(*before)).await.unwrap(),
+                        ),
+                    };
+                    assert_eq!(a, b, "{op:?}");
+                    for k in &keys {
+                        assert_eq!(mem.lease(k).await.unwrap(), sql.lease(k).await.unwrap(), "after {op:?}");
+                    }
+                }
+            });
+        }
+    }
+
     #[tokio::test]
     async fn sqlite_file_survives_reopen() {
         let dir = std::env::temp_dir().join(format!("vm-services-store-{}", std::process::id()));
