@@ -39,12 +39,18 @@ pub async fn cluster_or_sim() -> Result<(Client, Option<PveSim>), Box<dyn std::e
 
 /// A client for a running `pve-sim`: its API token, its certificate pinned.
 pub fn sim_client(sim: &PveSim) -> Result<Client, Box<dyn std::error::Error>> {
+    Ok(sim_client_builder(sim)?.build()?)
+}
+
+/// The builder of [`sim_client`], for more settings (an observer, timeouts).
+pub fn sim_client_builder(
+    sim: &PveSim,
+) -> Result<pve_vps_api::ClientBuilder, Box<dyn std::error::Error>> {
     let token = sim.token().ok_or("the simulator has no token")?;
     Ok(Client::builder(sim.https_url())
         .auth(Auth::api_token(
             &format!("{}!{}", token.userid, token.tokenid),
             token.secret.clone(),
         )?)
-        .tls(Tls::Pinned(sim.fingerprint().parse()?))
-        .build()?)
+        .tls(Tls::Pinned(sim.fingerprint().parse()?)))
 }

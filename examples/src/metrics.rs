@@ -26,6 +26,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use pve_vps_api::observe::{Exchange, Outcome, RequestObserver};
 use serde::Deserialize;
 
 /// Labels of a cluster API exchange.
@@ -262,6 +263,17 @@ impl Metrics {
 
 fn outcome(ok: bool) -> &'static str {
     if ok { "ok" } else { "error" }
+}
+
+/// Feeds the `pve_api_*` metrics from the API client's exchanges.
+impl RequestObserver for Metrics {
+    fn on_exchange(&self, e: &Exchange<'_>) {
+        let (status, failed) = match e.outcome {
+            Outcome::Status(s) => (s.to_string(), s >= 500),
+            Outcome::Failed(k) => (k.as_str().to_owned(), true),
+        };
+        self.api_exchange(e.method, e.template, status, failed, e.elapsed);
+    }
 }
 
 /// The bearer token that opens `/metrics` to clients other than loopback. Never printed.

@@ -64,5 +64,10 @@ async fn the_scheduler_serves_its_tick_metrics() {
             "{phase}: {text}"
         );
     }
+    // The rounds' cluster calls, through the API client's observer.
+    assert!(
+        text.contains(r#"pve_api_requests_total{method="GET""#),
+        "{text}"
+    );
     assert!(text.ends_with("# EOF\n"), "{text}");
 }

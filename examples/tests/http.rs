@@ -652,6 +652,18 @@ async fn metrics_count_requests_and_are_guarded() {
         assert_eq!(metric(&after, login_line) - metric(&before, login_line), 1.0, "{after}");
         let latency = r#"portal_http_request_duration_seconds_count{method="GET",route="/s/{vmid}/snapshots"}"#;
         assert_eq!(metric(&after, latency), 3.0, "{after}");
+        // The cluster calls behind those pages, through the API client's observer.
+        let api: f64 = after
+            .lines()
+            .filter(|l| l.starts_with("pve_api_requests_total{") && l.contains(r#"status="200""#))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        assert!(api >= 1.0, "{after}");
+        assert!(
+            after.contains(r#"pve_api_requests_total{method="GET",endpoint="/cluster/resources",status="200"}"#),
+            "{after}"
+        );
+        assert!(after.contains("pve_api_request_duration_seconds_count{"), "{after}");
         // No session ids, CSRF tokens or user names in the metrics.
         let sid_value = sid.trim_start_matches("sid=");
         assert!(!after.contains(sid_value) && !after.contains("alice"), "{after}");

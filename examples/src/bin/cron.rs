@@ -106,10 +106,12 @@ async fn run(
     let mut sim: Option<PveSim> = None;
     let client = match &cfg.cluster {
         Some(c) => {
-            let mut b = Client::builder(c.pve_url.clone()).auth(Auth::api_token(
-                &c.pve_token_id,
-                c.pve_token_secret.clone(),
-            )?);
+            let mut b = Client::builder(c.pve_url.clone())
+                .auth(Auth::api_token(
+                    &c.pve_token_id,
+                    c.pve_token_secret.clone(),
+                )?)
+                .observer(metrics.clone());
             if let Some(fp) = &c.pve_fingerprint {
                 b = b.tls(Tls::Pinned(fp.parse()?));
             }
@@ -117,7 +119,9 @@ async fn run(
         }
         None => {
             let s = PveSim::start(SimConfig::default()).await?;
-            let client = examples::sim_client(&s)?;
+            let client = examples::sim_client_builder(&s)?
+                .observer(metrics.clone())
+                .build()?;
             info!(url = %s.https_url(), "no PVE_URL: running against the embedded pve-sim demo");
             sim = Some(s);
             client

@@ -118,6 +118,7 @@ pub async fn start(cfg: PortalConfig, opts: StartOptions) -> Result<Running, Str
     let client = Client::builder(url.clone())
         .auth(Auth::api_token(&token_id, token_secret).map_err(|e| e.to_string())?)
         .tls(tls.clone())
+        .observer(metrics.clone())
         .build()
         .map_err(|e| e.to_string())?;
     let rdns: Arc<dyn pve_vps_dns::ReverseDns> = Arc::new(pve_vps_dns::InMemory::any_zone());
@@ -140,6 +141,7 @@ pub async fn start(cfg: PortalConfig, opts: StartOptions) -> Result<Running, Str
                         .map_err(|e| e.to_string())?,
                 )
                 .tls(tls.clone())
+                .observer(metrics.clone())
                 .build()
                 .map_err(|e| e.to_string())?;
             Some(
