@@ -848,16 +848,27 @@ pub(crate) fn decode<T: DeserializeOwned>(
     status: u16,
     bytes: &[u8],
 ) -> Result<T> {
+    // The fast path decodes without tracking where it is; only a failure is decoded a second
+    // time with path tracking, to name the field.
+    if let Ok(env) = serde_json::from_slice::<Envelope<T>>(bytes) {
+        return Ok(env.data);
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     match serde_path_to_error::deserialize::<_, Envelope<T>>(&mut de) {
-        Ok(env) => match de.end() {
-            Ok(()) => Ok(env.data),
+        Ok(_) => match de.end() {
             // Trailing garbage after a complete answer.
             Err(source) => Err(Error::Decode {
                 method: method.to_owned(),
                 path: path.to_owned(),
                 field: ".".into(),
                 source,
+            }),
+            // Unreachable in practice (the same input failed above); report it plainly.
+            Ok(()) => Err(Error::InvalidBody {
+                method: method.to_owned(),
+                path: path.to_owned(),
+                status,
+                reason: "an answer that decodes only on a second try".into(),
             }),
         },
         Err(err) => Err(classify_decode_failure(method, path, status, bytes, err)),

@@ -216,3 +216,56 @@ pub(crate) fn opt_secret<'de, D: Deserializer<'de>>(
     let s: Option<String> = serde::Deserialize::deserialize(d)?;
     Ok(s.map(secrecy::SecretString::from))
 }
+
+/// Newtypes that run the lenient decoders above through `Deserialize`, for hand-written
+/// visitors (`MapAccess::next_value::<OptU64>()`).
+pub(crate) struct OptU64(pub(crate) Option<u64>);
+pub(crate) struct OptF64(pub(crate) Option<f64>);
+pub(crate) struct OptStr(pub(crate) Option<String>);
+pub(crate) struct Flag(pub(crate) bool);
+
+impl<'de> serde::Deserialize<'de> for OptU64 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        opt_u64(d).map(OptU64)
+    }
+}
+impl<'de> serde::Deserialize<'de> for OptF64 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        opt_f64(d).map(OptF64)
+    }
+}
+impl<'de> serde::Deserialize<'de> for OptStr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        opt_string(d).map(OptStr)
+    }
+}
+impl<'de> serde::Deserialize<'de> for Flag {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        bool(d).map(Flag)
+    }
+}
+
+/// A map key, borrowed from the input when it holds no escapes (no allocation per key).
+pub(crate) struct Key<'de>(pub(crate) std::borrow::Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}

@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use pve_vps_api::api::rrd::{Consolidation, Timeframe};
+use pve_vps_api::api::tasks::TaskFilter;
 use pve_vps_api::{Auth, Client, Error, NodeName, RetryPolicy, Upid, VmId};
 use serde_json::Value;
 use std::time::Duration;
@@ -212,6 +213,24 @@ async fn check(e: &Entry, body: &Value) -> Result<(), String> {
                 .collect();
             let got: Vec<(u64, &str)> = lines.iter().map(|l| (l.n, l.t.as_str())).collect();
             expect(got == want, "log lines differ")
+        }
+        ("GET", "/nodes/{node}/tasks") => {
+            let items = c
+                .node(&node)
+                .tasks(&TaskFilter::new())
+                .await
+                .map_err(fail)?;
+            let want: Vec<(&str, Option<&str>)> = data
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| (t["upid"].as_str().unwrap(), t["status"].as_str()))
+                .collect();
+            let got: Vec<(&str, Option<&str>)> = items
+                .iter()
+                .map(|t| (t.upid.as_str(), t.status.as_deref()))
+                .collect();
+            expect(got == want, "task list differs")
         }
         ("POST", "/access/ticket") => {
             // Log in with the recorded answer; the next call must carry its ticket.
