@@ -209,7 +209,10 @@ impl ClientArea {
         self.run_restore(service, stored).await
     }
 
-    /// Resumes an interrupted or failed restore or reinstall from its stored step.
+    /// Resumes an interrupted or failed restore or reinstall from its stored step, under the
+    /// plan's lease: refused ([`Error::is_locked`], naming the worker) while another worker
+    /// (a scheduler, another portal instance) holds it; its outcome is recorded for every
+    /// instance to show ([`ClientArea::last_outcome`]).
     pub async fn resume(&self, service: &Service, plan: &PlanId) -> Result<Resumed, Error> {
         let stored = self
             .inner
