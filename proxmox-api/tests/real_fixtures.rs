@@ -7,7 +7,9 @@ mod common;
 use common::*;
 use pve_vps_api::api::rrd::{Consolidation, Timeframe};
 use pve_vps_api::api::tasks::TaskFilter;
-use pve_vps_api::{Auth, Client, Error, NodeName, RetryPolicy, Upid, VmId};
+use pve_vps_api::{
+    Auth, Client, Error, FirewallName, NodeName, RetryPolicy, StorageId, Upid, VmId,
+};
 use serde_json::Value;
 use std::time::Duration;
 use wiremock::matchers::{method, path_regex};
@@ -116,7 +118,7 @@ async fn check(e: &Entry, body: &Value) -> Result<(), String> {
             expect(ids == want, "resource ids differ")?;
             // Fields the model does not name (cgroup-mode, plugintype, shared ...) are kept.
             for (got, raw) in r.iter().zip(data.as_array().unwrap()) {
-                for k in ["cgroup-mode", "plugintype", "shared", "content"] {
+                for k in ["cgroup-mode", "plugintype", "shared", "content", "memhost"] {
                     if raw.get(k).is_some() && got.extra.get(k) != raw.get(k) {
                         return Err(format!("`{k}` of {} not kept in extra", got.id));
                     }
@@ -231,6 +233,83 @@ async fn check(e: &Entry, body: &Value) -> Result<(), String> {
                 .map(|t| (t.upid.as_str(), t.status.as_deref()))
                 .collect();
             expect(got == want, "task list differs")
+        }
+        ("GET", "/cluster/firewall/rules") => {
+            let rules = c.cluster_firewall().rules().await.map_err(fail)?;
+            let pos: Vec<u64> = rules.iter().map(|r| r.pos).collect();
+            let want: Vec<u64> = data
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["pos"].as_u64().unwrap())
+                .collect();
+            expect(pos == want, "rule positions differ")
+        }
+        ("GET", "/cluster/firewall/groups") => {
+            let groups = c.security_groups().list().await.map_err(fail)?;
+            expect(
+                groups.len() == data.as_array().unwrap().len(),
+                "group count",
+            )
+        }
+        ("GET", "/cluster/firewall/aliases") => {
+            let aliases = c.cluster_firewall().aliases().await.map_err(fail)?;
+            let got: Vec<(&str, &str)> = aliases
+                .iter()
+                .map(|a| (a.name.as_str(), a.cidr.as_str()))
+                .collect();
+            let want: Vec<(&str, &str)> = data
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| (a["name"].as_str().unwrap(), a["cidr"].as_str().unwrap()))
+                .collect();
+            expect(got == want, "aliases differ")
+        }
+        ("GET", "/cluster/firewall/ipset") => {
+            let sets = c.cluster_firewall().ipsets().await.map_err(fail)?;
+            expect(sets.len() == data.as_array().unwrap().len(), "ipset count")
+        }
+        ("GET", "/cluster/firewall/ipset/{name}") => {
+            let name: FirewallName = "test_ipset".parse().unwrap();
+            let entries = c
+                .cluster_firewall()
+                .ipset_entries(&name)
+                .await
+                .map_err(fail)?;
+            let want: Vec<(&str, bool)> = data
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    (
+                        e["cidr"].as_str().unwrap(),
+                        e["nomatch"].as_u64() == Some(1),
+                    )
+                })
+                .collect();
+            let got: Vec<(&str, bool)> = entries
+                .iter()
+                .map(|e| (e.cidr.as_str(), e.nomatch))
+                .collect();
+            expect(got == want, "entries differ")
+        }
+        ("GET", "/nodes/{node}/storage/{storage}/content") => {
+            let storage: StorageId = "datastore".parse().unwrap();
+            let items = c
+                .node(&node)
+                .storage(&storage)
+                .content(None, None)
+                .await
+                .map_err(fail)?;
+            let got: Vec<&str> = items.iter().map(|i| i.volid.as_str()).collect();
+            let want: Vec<&str> = data
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["volid"].as_str().unwrap())
+                .collect();
+            expect(got == want, "volids differ")
         }
         ("POST", "/access/ticket") => {
             // Log in with the recorded answer; the next call must carry its ticket.
