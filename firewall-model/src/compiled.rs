@@ -528,6 +528,11 @@ enum FieldKind {
 #[derive(Clone, Debug, Default)]
 struct FamTable {
     entries: Vec<Entry>,
+    /// Standard-chain entries, tested directly: they are few, cheap to test, and would
+    /// otherwise add lookups (state, flags, ICMP, destination) for every packet.
+    direct: Vec<Direct>,
+    /// Per protocol number, the indices of `direct` entries that can match it, in order.
+    direct_by_proto: Vec<Box<[u32]>>,
     ifaces: Vec<Iface>,
     /// AND of the fields that have a single interval (nothing to look up per packet).
     base: Vec<u64>,
@@ -540,9 +545,43 @@ struct FamTable {
 
 const NO_ROW: (&[u64], &[u64]) = (&[], &[]);
 
+/// A standard entry tested directly.
+#[derive(Clone, Debug)]
+struct Direct {
+    m: StdMatch,
+    entry: Entry,
+}
+
 impl FamTable {
     fn build(plan: &ChainPlan<'_>, fam: Family) -> FamTable {
-        let (list, macfilter) = atoms(plan, fam);
+        let (all, mac) = atoms(plan, fam);
+        let mac_step = mac.and_then(|(i, m)| all.get(i).map(|(e, _)| (e.step, m)));
+        let mut list = Vec::with_capacity(all.len());
+        let mut direct = Vec::new();
+        for (e, a) in all {
+            match plan.steps.get(e.step) {
+                Some(Step::Std(se)) => direct.push(Direct {
+                    m: se.m.clone(),
+                    entry: e,
+                }),
+                _ => list.push((e, a)),
+            }
+        }
+        let macfilter = mac_step.and_then(|(step, m)| {
+            list.iter()
+                .position(|(e, _)| e.step == step)
+                .map(|i| (i, m))
+        });
+        let direct_by_proto = (0..=255u8)
+            .map(|p| {
+                direct
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, d)| d.m.proto.is_none_or(|q| q == p))
+                    .filter_map(|(i, _)| u32::try_from(i).ok())
+                    .collect::<Box<[u32]>>()
+            })
+            .collect();
         let mut ifaces: Vec<Iface> = list.iter().filter_map(|(_, a)| a.iface.clone()).collect();
         ifaces.sort();
         ifaces.dedup();
@@ -587,6 +626,8 @@ impl FamTable {
         }
         FamTable {
             entries: list.into_iter().map(|(e, _)| e).collect(),
+            direct,
+            direct_by_proto,
             ifaces,
             base_summary: summarize(&base),
             base,
@@ -616,6 +657,27 @@ impl FamTable {
                 k as u128
             }
         }
+    }
+
+    /// The deciding entry: the first table match, unless a standard entry before it matches.
+    #[inline]
+    fn decide(&self, pkt: &Packet) -> Option<&Entry> {
+        let t = self.first_match(pkt).and_then(|i| self.entries.get(i));
+        let limit = t.map_or(usize::MAX, |e| e.step);
+        if let Some(list) = self.direct_by_proto.get(usize::from(pkt.proto)) {
+            for &i in list.iter() {
+                let Some(d) = self.direct.get(i as usize) else {
+                    continue;
+                };
+                if d.entry.step > limit {
+                    break;
+                }
+                if d.m.matches(pkt) {
+                    return Some(&d.entry);
+                }
+            }
+        }
+        t
     }
 
     #[inline]
@@ -685,12 +747,15 @@ impl CompiledChain {
 
     /// Number of atomic entries (after macro, group and family expansion) per family.
     pub fn len(&self) -> (usize, usize) {
-        (self.v4.entries.len(), self.v6.entries.len())
+        (
+            self.v4.entries.len() + self.v4.direct.len(),
+            self.v6.entries.len() + self.v6.direct.len(),
+        )
     }
 
     /// Is the chain free of entries?
     pub fn is_empty(&self) -> bool {
-        self.v4.entries.is_empty() && self.v6.entries.is_empty()
+        self.len() == (0, 0)
     }
 
     /// Verdict only: the fast path (no allocation).
@@ -706,10 +771,7 @@ impl CompiledChain {
             Family::V4 => &self.v4,
             Family::V6 => &self.v6,
         };
-        let v = t
-            .first_match(pkt)
-            .and_then(|i| t.entries.get(i))
-            .map_or(self.policy, |e| e.verdict);
+        let v = t.decide(pkt).map_or(self.policy, |e| e.verdict);
         finish(self.reject, v, pkt)
     }
 
@@ -722,7 +784,7 @@ impl CompiledChain {
             Family::V4 => &self.v4,
             Family::V6 => &self.v6,
         };
-        let (verdict, by) = match t.first_match(pkt).and_then(|i| t.entries.get(i)) {
+        let (verdict, by) = match t.decide(pkt) {
             Some(e) => (e.verdict, e.by.clone()),
             None => (self.policy, self.policy_by.clone()),
         };

@@ -370,14 +370,13 @@ impl StdMatch {
         out
     }
 
+    #[inline]
     pub(crate) fn matches(&self, pkt: &crate::eval::Packet) -> bool {
-        let fam = pkt.family();
-        self.fam.is_none_or(|f| f == fam)
-            && self
-                .iface
-                .as_ref()
-                .is_none_or(|i| pkt.iface.as_ref() == Some(i))
-            && self.proto.is_none_or(|p| p == pkt.proto)
+        // Cheapest and most selective tests first.
+        self.proto.is_none_or(|p| p == pkt.proto)
+            && self.fam.is_none_or(|f| f == pkt.family())
+            && self.meta_matches(pkt.ct, pkt.srctype, pkt.dsttype)
+            && self.flags_match(pkt.tcp_flags)
             && in_ranges(&self.dport, pkt.dport)
             && in_ranges(&self.sport, pkt.sport)
             && (self.icmp.is_empty()
@@ -389,8 +388,10 @@ impl StdMatch {
             && (self.src.is_empty() || self.src.iter().any(|c| c.contains(&pkt.source)))
             && !self.src_not.iter().any(|c| c.contains(&pkt.source))
             && (self.dst.is_empty() || self.dst.iter().any(|c| c.contains(&pkt.dest)))
-            && self.meta_matches(pkt.ct, pkt.srctype, pkt.dsttype)
-            && self.flags_match(pkt.tcp_flags)
+            && self
+                .iface
+                .as_ref()
+                .is_none_or(|i| pkt.iface.as_ref() == Some(i))
     }
 }
 
