@@ -1,5 +1,6 @@
 //! Packets, decisions, and the reference evaluator (a direct reading of PVE's semantics).
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -576,8 +577,9 @@ impl BuiltinStep<'_> {
 #[derive(Clone, Debug)]
 pub(crate) enum Step<'a> {
     Builtin(BuiltinStep<'a>),
-    /// A rule of a standard chain (or a built-in expressed as a plain match).
-    Std(StdEntry),
+    /// A rule of a standard chain (or a built-in expressed as a plain match); the fixed
+    /// tables are shared, not rebuilt for every plan.
+    Std(Cow<'a, StdEntry>),
     EnterGroup {
         name: &'a GroupName,
         via: RuleRef,
@@ -672,7 +674,11 @@ fn push_rules<'a>(
 }
 
 fn push_std<'a>(steps: &mut Vec<Step<'a>>, entries: impl IntoIterator<Item = StdEntry>) {
-    steps.extend(entries.into_iter().map(Step::Std));
+    steps.extend(entries.into_iter().map(|e| Step::Std(Cow::Owned(e))));
+}
+
+fn push_std_static(steps: &mut Vec<Step<'_>>, entries: &'static [StdEntry]) {
+    steps.extend(entries.iter().map(|e| Step::Std(Cow::Borrowed(e))));
 }
 
 /// Host options pve-firewall and proxmox-firewall read from `host.fw`.
@@ -779,7 +785,10 @@ fn guest_head_nftables<'a>(
 /// The policy part of an iptables chain: `PVEFW-Drop`/`PVEFW-Reject` run before the policy.
 fn push_policy_chain(steps: &mut Vec<Step<'_>>, backend: Backend, policy: Action) {
     if backend == Backend::Iptables && policy != Action::Accept {
-        push_std(steps, stdchain::policy_chain(policy == Action::Reject));
+        push_std_static(
+            steps,
+            stdchain::policy_chain_static(policy == Action::Reject),
+        );
     }
 }
 
@@ -972,7 +981,7 @@ impl Node {
                 steps.push(Step::Builtin(BuiltinStep::Blacklist(set)));
             }
             if opts.smurfs {
-                push_std(steps, stdchain::smurfs());
+                push_std_static(steps, stdchain::smurfs_static());
             }
             if opts.tcpflags {
                 push_std(steps, stdchain::tcpflags("PVEFW-tcpflags"));
@@ -1006,7 +1015,7 @@ impl Node {
                 steps.push(Step::Builtin(BuiltinStep::Blacklist(set)));
             }
             if opts.smurfs {
-                push_std(steps, stdchain::smurfs());
+                push_std_static(steps, stdchain::smurfs_static());
             }
             if opts.tcpflags {
                 push_std(steps, stdchain::tcpflags("PVEFW-tcpflags"));

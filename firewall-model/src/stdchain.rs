@@ -684,6 +684,20 @@ pub(crate) fn corosync(
     out
 }
 
+/// [`policy_chain`], built once.
+pub(crate) fn policy_chain_static(reject: bool) -> &'static [StdEntry] {
+    static DROP: std::sync::OnceLock<Vec<StdEntry>> = std::sync::OnceLock::new();
+    static REJECT: std::sync::OnceLock<Vec<StdEntry>> = std::sync::OnceLock::new();
+    let cell = if reject { &REJECT } else { &DROP };
+    cell.get_or_init(|| policy_chain(reject))
+}
+
+/// [`smurfs`], built once.
+pub(crate) fn smurfs_static() -> &'static [StdEntry] {
+    static CELL: std::sync::OnceLock<Vec<StdEntry>> = std::sync::OnceLock::new();
+    CELL.get_or_init(smurfs)
+}
+
 /// `PVEFW-Drop` (`reject == false`) or `PVEFW-Reject`: what runs before a DROP or REJECT
 /// policy. Critical ICMP is accepted, noise is dropped without logging.
 pub(crate) fn policy_chain(reject: bool) -> Vec<StdEntry> {
