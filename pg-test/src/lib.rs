@@ -50,14 +50,23 @@ impl PgServer {
     pub fn start() -> Self {
         let bin = find_bin_dir();
         static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
+        let root = effective_uid() == 0;
+        // As root the server runs as `postgres`, which must reach the directory: `/tmp`
+        // rather than a `TMPDIR` that may sit under `/root`. Short paths also keep the socket
+        // path under its 107-byte limit.
+        let base = if root && Path::new("/tmp").is_dir() {
+            PathBuf::from("/tmp")
+        } else {
+            std::env::temp_dir()
+        };
+        let dir = base.join(format!(
             "pg-test-{}-{}",
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("create the postgres temp dir");
-        let run_as = if effective_uid() == 0 {
+        let run_as = if root {
             let who = postgres_user();
             std::os::unix::fs::chown(&dir, Some(who.uid), Some(who.gid))
                 .expect("hand the temp dir to the postgres user");
