@@ -753,6 +753,19 @@ async fn vzdump_notes_template_and_archive_names() {
             )
             .await;
         assert_eq!(s, 400, "{b}");
+        // notes-template requires storage.
+        let (s, b) = api
+            .call(
+                Method::POST,
+                "/nodes/pve1/vzdump",
+                &[("vmid", "101"), ("notes-template", "{{vmid}}")],
+            )
+            .await;
+        assert_eq!(s, 400, "{b}");
+        assert_eq!(
+            b["errors"]["storage"],
+            "missing property - 'notes-template' requires this property"
+        );
         // An unknown variable: the backup is made, without notes, and the task warns.
         tokio::time::sleep(Duration::from_millis(1100)).await;
         let t = api

@@ -280,6 +280,75 @@ async fn simulated(
             )
             .await
         }
+        ("GET", "/cluster/firewall/rules") => {
+            // A rule like the recorded first one (new rules go to the top).
+            let first = real["data"][0]
+                .as_object()
+                .ok_or("no rule in the fixture")?;
+            let form: Vec<(String, String)> = first
+                .iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "pos" | "digest" | "ipversion"))
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str().map(str::to_string).unwrap_or(v.to_string()),
+                    )
+                })
+                .collect();
+            let form: Vec<(&str, &str)> =
+                form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            api.post("/cluster/firewall/rules", &form).await;
+            api.call(Method::GET, "/cluster/firewall/rules", &[]).await
+        }
+        ("GET", "/cluster/firewall/groups") => {
+            api.post("/cluster/firewall/groups", &[("group", &format!("grp{n}"))])
+                .await;
+            api.call(Method::GET, "/cluster/firewall/groups", &[]).await
+        }
+        ("GET", "/cluster/firewall/aliases") => {
+            let first = &real["data"][0];
+            let name = format!("alias{n}");
+            api.post(
+                "/cluster/firewall/aliases",
+                &[
+                    ("name", &name),
+                    ("cidr", first["cidr"].as_str().unwrap_or("10.0.0.0/8")),
+                ],
+            )
+            .await;
+            api.call(Method::GET, "/cluster/firewall/aliases", &[])
+                .await
+        }
+        ("GET", "/cluster/firewall/ipset") => {
+            api.post("/cluster/firewall/ipset", &[("name", &format!("set{n}"))])
+                .await;
+            api.call(Method::GET, "/cluster/firewall/ipset", &[]).await
+        }
+        ("GET", "/cluster/firewall/ipset/{name}") => {
+            // An IP set holding an entry like the recorded first one.
+            let first = &real["data"][0];
+            let name = format!("set{n}");
+            api.post("/cluster/firewall/ipset", &[("name", &name)])
+                .await;
+            let mut form = vec![("cidr", first["cidr"].as_str().unwrap_or("192.0.2.1"))];
+            if let Some(c) = first["comment"].as_str() {
+                form.push(("comment", c));
+            }
+            api.post(&format!("/cluster/firewall/ipset/{name}"), &form)
+                .await;
+            api.call(Method::GET, &format!("/cluster/firewall/ipset/{name}"), &[])
+                .await
+        }
+        ("GET", "/nodes/{node}/storage/{storage}/content") => {
+            // The demo's backup storage (the fixture lists backups).
+            let content = real["data"][0]["content"].as_str().unwrap_or("backup");
+            api.call(
+                Method::GET,
+                "/nodes/pve1/storage/backup/content",
+                &[("content", content)],
+            )
+            .await
+        }
         ("GET", "/nodes/{node}/tasks/{upid}/log") => {
             let t = api
                 .post("/nodes/pve1/qemu/100/snapshot", &[("snapname", "logged")])

@@ -105,6 +105,8 @@ struct QemuRow<'a> {
     maxcpu: u64,
     mem: u64,
     maxmem: u64,
+    /// Host memory the guest uses (PVE 9; recorded in proxmox-api tests/fixtures/real).
+    memhost: u64,
     disk: u64,
     maxdisk: u64,
     netin: u64,
@@ -220,6 +222,7 @@ pub(super) fn resources(st: &mut State, req: &Req) -> ApiResult {
                 maxcpu: vm.cpus(),
                 mem: f.mem,
                 maxmem: vm.maxmem(),
+                memhost: f.mem + if vm.running() { 60 << 20 } else { 0 },
                 disk: f.disk,
                 maxdisk: vm.maxdisk(),
                 netin: f.netin,

@@ -50,11 +50,37 @@ fn int_or_str(k: &str, v: &str) -> Value {
     }
 }
 
+/// The IP version of an address as written in a rule or alias (`None` for aliases and IP
+/// set references, which name no address).
+fn ip_version(addr: &str) -> Option<u8> {
+    let first = addr.split(',').next()?.trim().trim_start_matches('!');
+    if first.starts_with('+') || first.is_empty() {
+        return None;
+    }
+    let host = first.split(['/', '-']).next()?;
+    if host.parse::<std::net::Ipv6Addr>().is_ok() {
+        Some(6)
+    } else if host.parse::<std::net::Ipv4Addr>().is_ok() {
+        Some(4)
+    } else {
+        None
+    }
+}
+
 fn rule_json(pos: usize, r: &Rule, digest: &str) -> Value {
     let mut o = serde_json::Map::new();
     o.insert("pos".into(), json!(pos));
     for (k, v) in &r.fields {
         o.insert(k.clone(), int_or_str(k, v));
+    }
+    // FACT (recorded cluster firewall rules, proxmox-api tests/fixtures/real): PVE adds the
+    // `ipversion` its addresses imply (4 or 6).
+    if !o.contains_key("ipversion")
+        && let Some(v) = ["source", "dest"]
+            .iter()
+            .find_map(|k| r.fields.get(*k).and_then(|a| ip_version(a)))
+    {
+        o.insert("ipversion".into(), json!(v));
     }
     o.insert("digest".into(), json!(digest));
     Value::Object(o)
@@ -639,6 +665,11 @@ pub(super) fn delete_ipset_entry(st: &mut State, req: &Req) -> ApiResult {
 /// An alias as PVE lists it.
 fn alias_json(name: &str, cidr: &str, comment: &Option<String>, digest: &str) -> Value {
     let mut o = json!({ "name": name, "cidr": cidr, "digest": digest });
+    // FACT (recorded cluster aliases, proxmox-api tests/fixtures/real): each alias carries
+    // the `ipversion` of its address.
+    if let Some(v) = ip_version(cidr) {
+        o["ipversion"] = json!(v);
+    }
     if let Some(c) = comment {
         o["comment"] = json!(c);
     }

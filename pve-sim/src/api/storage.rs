@@ -317,6 +317,14 @@ pub(super) fn vzdump(st: &mut State, req: &Req) -> ApiResult {
         }
     };
     let notes_tpl = req.arg("notes-template").map(str::to_string);
+    // FACT (pve-guest-common src/PVE/VZDump/Common.pm, notes-template): `requires =>
+    // 'storage'` and `maxLength => 1024`.
+    if notes_tpl.is_some() && req.arg("storage").is_none() {
+        return Err(ApiError::param(
+            "storage",
+            "missing property - 'notes-template' requires this property",
+        ));
+    }
     if notes_tpl.as_deref().is_some_and(|t| t.len() > 1024) {
         return Err(ApiError::param(
             "notes-template",
