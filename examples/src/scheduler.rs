@@ -1,12 +1,23 @@
-//! One round of the scheduled work (the `cron` binary runs it on an interval).
+//! One round of the scheduled work (the `cron` binary runs it on an interval), and the lease
+//! store wrapper that logs what this worker does with its leases.
 
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
 use pve_vps_services::ClientArea;
+use pve_vps_services::leases::{self, Claim, Lease, LeaseKey, WorkerId};
 use pve_vps_services::service::Service;
-use std::time::Instant;
-
-use tracing::{Instrument, error, info, warn};
+use pve_vps_services::stores::LeaseStore;
+use pve_vps_services::time::OffsetDateTime;
+use tracing::{Instrument, debug, error, info, warn};
 
 use crate::metrics::Metrics;
+
+/// Leases that expired this long ago are forgotten at the end of a round (one row per VM and
+/// scheduled backup slot accumulates otherwise).
+pub const LEASE_RETENTION: Duration = Duration::from_secs(7 * 86_400);
 
 /// What one round did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -60,6 +71,12 @@ pub async fn round_observed(
                 listings = r.listing_requests,
                 "backup tick"
             );
+            for vm in &r.created {
+                info!(%vm, "scheduled backup created");
+            }
+            for (vm, why) in &r.skipped {
+                info!(%vm, reason = %why, "scheduled backup left to another worker or round");
+            }
             report.backups_created = r.created.len();
             report.backups_deleted = r.deleted.len();
             report.problems.extend(
@@ -121,5 +138,148 @@ pub async fn round_observed(
             m.error("scheduler");
         }
     }
+    match area.prune_leases(LEASE_RETENTION).await {
+        Ok(0) => {}
+        Ok(n) => info!(pruned = n, "old leases forgotten"),
+        Err(e) => warn!(error = %e, "cannot prune old leases"),
+    }
     report
+}
+
+/// A [`LeaseStore`] that logs every lease this worker claims, renews, takes over from an
+/// expired holder, completes or releases (one line each, with the lease key and the worker),
+/// and remembers which leases it holds, so that a worker shutting down can give them back
+/// ([`release_held`](Self::release_held)). The decisions stay with the wrapped store.
+#[derive(Debug)]
+pub struct LoggedLeases {
+    inner: Arc<dyn LeaseStore>,
+    held: Mutex<BTreeSet<LeaseKey>>,
+}
+
+impl LoggedLeases {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn LeaseStore>) -> Self {
+        Self {
+            inner,
+            held: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    /// The leases this process holds: granted, neither completed nor released.
+    pub fn held(&self) -> Vec<LeaseKey> {
+        self.lock().iter().cloned().collect()
+    }
+
+    /// Gives back the leases this process still holds after its work was stopped: a backup
+    /// slot is released at once (whoever takes it re-lists the archives and re-checks the
+    /// lock before creating one), a plan's lease is left to expire, so that the PVE task its
+    /// interrupted step started has ended before another worker resumes the plan. What was
+    /// released.
+    pub async fn release_held(&self, holder: &WorkerId) -> Vec<LeaseKey> {
+        let mut released = Vec::new();
+        for key in self.held() {
+            if key.as_str().starts_with("plan:") {
+                info!(lease = %key, worker = %holder,
+                    "plan lease left to expire: another worker resumes the plan after it");
+                self.lock().remove(&key);
+                continue;
+            }
+            match self.release(&key, holder).await {
+                Ok(true) => released.push(key),
+                Ok(false) => {}
+                Err(e) => warn!(lease = %key, worker = %holder, error = %e,
+                    "cannot release the lease (it expires by itself)"),
+            }
+        }
+        released
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<LeaseKey>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[async_trait]
+impl LeaseStore for LoggedLeases {
+    async fn acquire(
+        &self,
+        key: &LeaseKey,
+        holder: &WorkerId,
+        now: OffsetDateTime,
+        ttl: Duration,
+    ) -> Result<bool, pve_vps_services::Error> {
+        let renewing = self.lock().contains(key);
+        // Only a first claim reads the row first, to say whom it is taken over from.
+        let before = if renewing {
+            None
+        } else {
+            self.inner.lease(key).await?
+        };
+        let granted = self.inner.acquire(key, holder, now, ttl).await?;
+        let secs = ttl.as_secs_f64();
+        if granted {
+            self.lock().insert(key.clone());
+            if renewing {
+                info!(lease = %key, worker = %holder, lease_secs = secs, "lease renewed");
+            } else {
+                match leases::decide(before.as_ref(), holder, now) {
+                    Claim::TakeOver { from } => info!(lease = %key, worker = %holder,
+                        from = %from, lease_secs = secs,
+                        "lease taken over: its holder stopped renewing and it expired"),
+                    _ => info!(lease = %key, worker = %holder, lease_secs = secs, "lease claimed"),
+                }
+            }
+        } else if renewing {
+            self.lock().remove(key);
+            warn!(lease = %key, worker = %holder, "lease lost: another worker took it over");
+        } else {
+            match before {
+                Some(Lease { done: true, .. }) => {
+                    debug!(lease = %key, worker = %holder, "lease refused: the work is done")
+                }
+                Some(l) => debug!(lease = %key, worker = %holder, by = %l.holder,
+                    "lease refused: held by another worker"),
+                None => debug!(lease = %key, worker = %holder, "lease refused"),
+            }
+        }
+        Ok(granted)
+    }
+
+    async fn complete(
+        &self,
+        key: &LeaseKey,
+        holder: &WorkerId,
+    ) -> Result<bool, pve_vps_services::Error> {
+        let ok = self.inner.complete(key, holder).await?;
+        self.lock().remove(key);
+        if ok {
+            info!(lease = %key, worker = %holder, "lease completed: the work is done");
+        } else {
+            warn!(lease = %key, worker = %holder, "lease not completed: no longer held");
+        }
+        Ok(ok)
+    }
+
+    async fn release(
+        &self,
+        key: &LeaseKey,
+        holder: &WorkerId,
+    ) -> Result<bool, pve_vps_services::Error> {
+        let ok = self.inner.release(key, holder).await?;
+        self.lock().remove(key);
+        if ok {
+            info!(lease = %key, worker = %holder, "lease released");
+        } else {
+            warn!(lease = %key, worker = %holder, "lease not released: no longer held");
+        }
+        Ok(ok)
+    }
+
+    async fn lease(&self, key: &LeaseKey) -> Result<Option<Lease>, pve_vps_services::Error> {
+        self.inner.lease(key).await
+    }
+
+    async fn prune(&self, before: OffsetDateTime) -> Result<usize, pve_vps_services::Error> {
+        self.inner.prune(before).await
+    }
 }

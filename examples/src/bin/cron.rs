@@ -15,6 +15,13 @@
 //! `worker-<pid>-<random>`); `CRON_LEASE_SECS` sets the lease time (default 60).
 //! `CRON_INTERVAL_SECS` (default 60) sets the period; `--once` runs one round and exits.
 //!
+//! Every log line starts with `[<worker>]`; each lease this worker claims, renews, takes over
+//! (from a worker that stopped renewing), completes or releases is logged with its key.
+//! SIGTERM (or SIGINT) between rounds stops at once; during a round the worker finishes it
+//! (its leases are then completed or released) within `CRON_GRACE_SECS` (default 30), or on
+//! a second signal stops it: backup slot leases are released, plan leases left to expire so
+//! that another worker resumes the plan after the interrupted PVE task ended.
+//!
 //! `--metrics-addr 127.0.0.1:9464` serves Prometheus metrics at `/metrics` there (phase and
 //! round durations, errors, cluster API calls), to loopback clients or with
 //! `CRON_METRICS_TOKEN` as bearer token.
@@ -30,19 +37,48 @@ use pve_vps_sim::{PveSim, SimConfig};
 use tracing::{error, info, warn};
 
 use pve_vps_services::ClientArea;
+use pve_vps_services::ClientAreaBuilder;
 use pve_vps_services::leases::WorkerId;
 use pve_vps_services::product::Catalog;
 use pve_vps_services::service::Service;
-use pve_vps_services::stores::PgStore;
+use pve_vps_services::stores::{
+    LeaseStore, OutcomeStore, PgStore, PlanStore, ScheduleStore, SqliteStore,
+};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tracing_subscriber::fmt::format::{Format, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+use examples::scheduler::LoggedLeases;
 
 #[tokio::main]
 async fn main() {
+    // The worker's name first: it starts every log line.
+    let worker = match std::env::var("CRON_WORKER").ok().filter(|s| !s.is_empty()) {
+        Some(name) => name.parse::<WorkerId>(),
+        None => Ok(WorkerId::random(&mut rand::rng())),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,pve_vps_sim=warn".into()),
         )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .event_format(WorkerPrefix {
+            worker: worker
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_else(|_| "-".into()),
+            inner: Format::default(),
+        })
         .init();
+    let worker = match worker {
+        Ok(w) => w,
+        Err(e) => {
+            error!("CRON_WORKER: {e}");
+            std::process::exit(2);
+        }
+    };
     let once = std::env::args().any(|a| a == "--once");
     let metrics_addr = match metrics_addr() {
         Ok(a) => a,
@@ -57,7 +93,7 @@ async fn main() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(60),
     );
-    if let Err(e) = run(once, every, metrics_addr).await {
+    if let Err(e) = run(once, every, metrics_addr, worker).await {
         error!("{e}");
         std::process::exit(1);
     }
@@ -85,6 +121,7 @@ async fn run(
     once: bool,
     every: Duration,
     metrics_addr: Option<SocketAddr>,
+    worker: WorkerId,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let metrics = Arc::new(Metrics::new());
     if let Some(addr) = metrics_addr {
@@ -133,19 +170,21 @@ async fn run(
         .ok()
         .filter(|s| !s.is_empty())
         .or_else(|| cfg.db.as_ref().map(|p| p.display().to_string()));
-    match store {
+    let leases;
+    (b, leases) = match store {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            b = b.stores(Arc::new(PgStore::connect(&url).await?));
+            with_stores(b, Arc::new(PgStore::connect(&url).await?))
         }
-        Some(path) => b = b.sqlite_file(path),
-        None => warn!(
-            "neither CRON_STORE nor PORTAL_DB is set: schedules, plans and leases are in memory, \
-             not shared with the portal or other workers"
-        ),
-    }
-    if let Some(name) = std::env::var("CRON_WORKER").ok().filter(|s| !s.is_empty()) {
-        b = b.worker(name.parse::<WorkerId>()?);
-    }
+        Some(path) => with_stores(b, Arc::new(SqliteStore::open(path)?)),
+        None => {
+            warn!(
+                "neither CRON_STORE nor PORTAL_DB is set: schedules, plans and leases are in \
+                 memory, not shared with the portal or other workers"
+            );
+            with_stores(b, Arc::new(SqliteStore::open_in_memory()?))
+        }
+    };
+    b = b.worker(worker);
     if let Some(secs) = std::env::var("CRON_LEASE_SECS")
         .ok()
         .filter(|s| !s.is_empty())
@@ -155,24 +194,141 @@ async fn run(
             .map_err(|_| format!("CRON_LEASE_SECS: `{secs}` is not a number of seconds"))?;
         b = b.lease_ttl(Duration::from_secs(secs));
     }
+    let grace = match std::env::var("CRON_GRACE_SECS")
+        .ok()
+        .filter(|s| !s.is_empty())
+    {
+        Some(secs) => Duration::from_secs(
+            secs.parse()
+                .map_err(|_| format!("CRON_GRACE_SECS: `{secs}` is not a number of seconds"))?,
+        ),
+        None => Duration::from_secs(30),
+    };
+    let mut signals = Signals::new()?;
     let area = Arc::new(b.build()?);
     info!(
         services = services.len(),
         every_secs = every.as_secs(),
         worker = %area.worker(),
         lease_secs = area.lease_ttl().as_secs(),
+        grace_secs = grace.as_secs(),
         "scheduler started"
     );
     let mut iv = tokio::time::interval(every);
+    // A round longer than the period is followed by one round, not a burst of missed ones.
+    iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        iv.tick().await;
-        examples::scheduler::round_observed(&area, &services, Some(&metrics)).await;
-        if once {
-            break;
+        tokio::select! {
+            _ = iv.tick() => {}
+            sig = signals.next() => {
+                info!(signal = sig, "stopping between rounds: no lease held");
+                break;
+            }
         }
+        let mut round = Box::pin(examples::scheduler::round_observed(
+            &area,
+            &services,
+            Some(&metrics),
+        ));
+        let interrupted = tokio::select! {
+            _ = &mut round => None,
+            sig = signals.next() => Some(sig),
+        };
+        let Some(sig) = interrupted else {
+            if once {
+                break;
+            }
+            continue;
+        };
+        info!(
+            signal = sig,
+            grace_secs = grace.as_secs(),
+            "stopping: finishing the current round first (a second signal stops it at once)"
+        );
+        let finished = tokio::select! {
+            _ = &mut round => true,
+            _ = tokio::time::sleep(grace) => {
+                warn!("the round did not finish within the grace time: stopping it");
+                false
+            }
+            sig = signals.next() => {
+                warn!(signal = sig, "second signal: stopping the round now");
+                false
+            }
+        };
+        // Dropping the round stops its work and the renewal of its leases.
+        drop(round);
+        if finished {
+            info!("round finished, every lease it took completed or released");
+        } else {
+            let released = leases.release_held(area.worker()).await;
+            info!(
+                released = released.len(),
+                "round stopped; an unfinished plan is resumed by another worker once its lease \
+                 expired"
+            );
+        }
+        break;
     }
+    info!("scheduler stopped");
     if let Some(s) = sim {
         s.shutdown().await;
     }
     Ok(())
+}
+
+/// Every store from `db`, leases through a [`LoggedLeases`] (returned: it knows which leases
+/// this worker holds when it is stopped).
+fn with_stores<S>(b: ClientAreaBuilder, db: Arc<S>) -> (ClientAreaBuilder, Arc<LoggedLeases>)
+where
+    S: ScheduleStore + PlanStore + LeaseStore + OutcomeStore + 'static,
+{
+    let leases = Arc::new(LoggedLeases::new(db.clone()));
+    (b.stores(db).lease_store(leases.clone()), leases)
+}
+
+/// SIGTERM (as from systemd or `kill PID`) and SIGINT (Ctrl-C).
+struct Signals {
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// The next signal's name.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}
+
+/// Starts every log line with `[<worker>] `, so that the logs of several workers (and any
+/// line logged from a spawned task, outside this worker's spans) say whose they are.
+struct WorkerPrefix {
+    worker: String,
+    inner: Format,
+}
+
+impl<S, N> FormatEvent<S, N> for WorkerPrefix
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        write!(writer, "[{}] ", self.worker)?;
+        self.inner.format_event(ctx, writer, event)
+    }
 }
