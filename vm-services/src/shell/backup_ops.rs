@@ -475,7 +475,10 @@ impl ClientArea {
             }
             match result {
                 Ok(()) => {
-                    lease.complete().await?;
+                    // The backup exists; a slot left open only costs a later re-check.
+                    if let Err(e) = lease.complete().await {
+                        tracing::warn!(lease = %key, error = %e, "cannot mark the slot done");
+                    }
                 }
                 Err(e) => {
                     // Give the slot back: a later round (or another worker) tries again.
