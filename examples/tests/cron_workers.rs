@@ -6,7 +6,10 @@
 //! * the worker running an interrupted restore is killed (SIGKILL to its PID) mid-plan, the
 //!   other worker takes the plan over once the lease expired and finishes it, once;
 //! * the worker running a slow scheduled backup is killed while vzdump runs; the other takes
-//!   the slot over and makes no second archive.
+//!   the slot over and makes no second archive;
+//! * SIGTERM during a round: the worker finishes it (the backup made, the lease completed)
+//!   and exits 0; when the round outlasts `CRON_GRACE_SECS` it stops it, releases the slot
+//!   for the next worker at once, and still no second archive is made.
 //!
 //! Every worker process is killed by its own PID when its guard drops (a failed assertion
 //! included), and each test runs under a timeout.
@@ -40,6 +43,18 @@ struct Worker {
 impl Worker {
     /// Starts `cron` as worker `name` on the store `db` against `sim`, one round a second.
     fn spawn(name: &str, sim: &PveSim, db: &str, lease_secs: u64, dir: &Path) -> Self {
+        Self::spawn_with(name, sim, db, lease_secs, dir, &[])
+    }
+
+    /// [`spawn`](Self::spawn) with more environment variables.
+    fn spawn_with(
+        name: &str,
+        sim: &PveSim,
+        db: &str,
+        lease_secs: u64,
+        dir: &Path,
+        env: &[(&str, &str)],
+    ) -> Self {
         let log = dir.join(format!("{name}.log"));
         let out = File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file");
@@ -60,6 +75,7 @@ impl Worker {
             .env("CRON_INTERVAL_SECS", "1")
             .env("CRON_GRACE_SECS", "20")
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -616,6 +632,113 @@ fn a_worker_killed_mid_backup_leaves_one_archive() {
         );
         let status = workers[survivor].terminate(Duration::from_secs(25)).await;
         assert!(status.success(), "{status}");
+        sim.shutdown().await;
+    });
+}
+
+#[test]
+fn sigterm_finishes_the_round_or_releases_the_slot() {
+    let pg = pg_test::PgServer::start();
+    let url = pg.create_database("cron_sigterm");
+    run(90, async move {
+        // A three-second vzdump: SIGTERM arrives while it runs.
+        let sim = PveSim::start(
+            SimConfig::for_tests()
+                .task_durations(Duration::from_millis(50), Duration::from_millis(3000)),
+        )
+        .await
+        .expect("sim");
+        let store = PgStore::connect(&url).await.expect("store");
+        let services = services();
+        let vm = |id: u32| {
+            services
+                .iter()
+                .find(|s| s.vmid().get() == id)
+                .expect("vm")
+                .clone()
+        };
+        let (web, db) = (vm(100), vm(101));
+        let schedule = daily();
+        let slot = due_slot(&schedule, OffsetDateTime::now_utc(), UtcOffset::UTC).expect("due");
+        let before = backups(&sim, &services);
+        let dir = log_dir("sigterm");
+
+        // 1. Enough grace: the round is finished, the backup made, the lease completed.
+        store.put(web.vmid(), &schedule).await.expect("schedule");
+        let key = LeaseKey::backup_slot(web.vmid(), slot);
+        let mut a = Worker::spawn("cron-a", &sim, &url, 2, &dir);
+        wait_for("cron-a's vzdump", Duration::from_secs(20), || async {
+            let l = lease(&store, &key).await?;
+            (l.holder.as_str() == "cron-a" && sim.vm_lock(100).as_deref() == Some("backup"))
+                .then_some(())
+        })
+        .await;
+        let status = a.terminate(Duration::from_secs(20)).await;
+        assert!(status.success(), "{status}");
+        let log = a.log_text();
+        let lease_field = format!("lease={key} ");
+        for line in [
+            "stopping: finishing the current round first",
+            "round finished",
+            "scheduler stopped",
+        ] {
+            assert_eq!(count(&log, &[line]), 1, "{line}: {log}");
+        }
+        assert_eq!(count(&log, &["lease completed", &lease_field]), 1, "{log}");
+        assert!(lease(&store, &key).await.expect("lease").done);
+        assert_eq!(
+            sim.backup_volids(100).len(),
+            before[&100].len() + 1,
+            "the backup was made before the worker stopped"
+        );
+
+        // 2. Grace over (1 s) while vzdump runs: the round is stopped and the slot released.
+        store.put(db.vmid(), &schedule).await.expect("schedule");
+        let key = LeaseKey::backup_slot(db.vmid(), slot);
+        let mut b = Worker::spawn_with("cron-b", &sim, &url, 2, &dir, &[("CRON_GRACE_SECS", "1")]);
+        wait_for("cron-b's vzdump", Duration::from_secs(20), || async {
+            let l = lease(&store, &key).await?;
+            (l.holder.as_str() == "cron-b" && sim.vm_lock(101).as_deref() == Some("backup"))
+                .then_some(())
+        })
+        .await;
+        let status = b.terminate(Duration::from_secs(10)).await;
+        assert!(status.success(), "{status}");
+        let log = b.log_text();
+        let lease_field = format!("lease={key} ");
+        assert_eq!(
+            count(&log, &["the round did not finish within the grace time"]),
+            1,
+            "{log}"
+        );
+        assert_eq!(count(&log, &["lease released", &lease_field]), 1, "{log}");
+        assert!(
+            lease(&store, &key).await.is_none(),
+            "the slot was given back"
+        );
+        // The next worker claims it at once (no expiry to wait for), finds the VM locked by
+        // the stopped worker's vzdump or its archive made, and makes no second one.
+        let c = Worker::spawn("cron-c", &sim, &url, 2, &dir);
+        let had = before[&101].len();
+        wait_for(
+            "the stopped worker's archive",
+            Duration::from_secs(20),
+            || {
+                let n = sim.backup_volids(101).len();
+                async move { (n > had).then_some(()) }
+            },
+        )
+        .await;
+        let ticks = c.count(&["backup tick"]);
+        wait_for("two more rounds", Duration::from_secs(10), || {
+            let done = c.count(&["backup tick"]) >= ticks + 2;
+            async move { done.then_some(()) }
+        })
+        .await;
+        assert_eq!(sim.backup_volids(101).len(), had + 1, "{}", c.log_text());
+        assert_eq!(count(&c.log_text(), &["scheduled backup created"]), 0);
+        assert_eq!(count(&c.log_text(), &["lease taken over", &lease_field]), 0);
+        drop(c);
         sim.shutdown().await;
     });
 }

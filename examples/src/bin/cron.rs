@@ -264,8 +264,8 @@ async fn run(
             let released = leases.release_held(area.worker()).await;
             info!(
                 released = released.len(),
-                "round stopped; an unfinished plan is resumed by another worker once its lease \
-                 expired"
+                "round stopped: released backup slots are free for other workers now, an \
+                 interrupted plan once its lease expired"
             );
         }
         break;
