@@ -16,7 +16,7 @@ use crate::flow::{FlowDecision, FlowPacket, evaluate_flow};
 use crate::model::IpSet;
 use crate::node::{MacAddr, Node};
 use crate::proto::{IcmpMatch, PortList};
-use crate::stdchain::{META_KEYS, RejectMode, StdMatch, meta_key};
+use crate::stdchain::{AddrType, CtState, META_KEYS, RejectMode, StdMatch, meta_key};
 use crate::text::{Iface, Verdict};
 
 /// An inclusive interval.
@@ -533,6 +533,9 @@ struct FamTable {
     direct: Vec<Direct>,
     /// Per protocol number, the indices of `direct` entries that can match it, in order.
     direct_by_proto: Vec<Box<[u32]>>,
+    /// The same for "common" packets (see [`is_common`]): entries that only match unusual
+    /// state, address types or TCP flags are left out.
+    common_by_proto: Vec<Box<[u32]>>,
     ifaces: Vec<Iface>,
     /// AND of the fields that have a single interval (nothing to look up per packet).
     base: Vec<u64>,
@@ -544,6 +547,33 @@ struct FamTable {
 }
 
 const NO_ROW: (&[u64], &[u64]) = (&[], &[]);
+
+const FSRA: u8 = crate::stdchain::tcp::FIN
+    | crate::stdchain::tcp::SYN
+    | crate::stdchain::tcp::RST
+    | crate::stdchain::tcp::ACK;
+
+/// A "common" packet: the first of a connection between unicast addresses (TCP: SYN without
+/// FIN, RST or ACK). Most standard entries cannot match it.
+#[inline]
+fn is_common(pkt: &Packet) -> bool {
+    pkt.ct == CtState::New
+        && pkt.srctype == AddrType::Unicast
+        && matches!(pkt.dsttype, AddrType::Unicast | AddrType::Local)
+        && (pkt.proto != crate::proto::numbers::TCP
+            || pkt.tcp_flags & FSRA == crate::stdchain::tcp::SYN)
+}
+
+/// Can `m` match some common packet?
+fn may_match_common(m: &StdMatch) -> bool {
+    let meta = [AddrType::Unicast, AddrType::Local]
+        .iter()
+        .any(|d| m.meta_matches(CtState::New, AddrType::Unicast, *d));
+    let flags = m.proto != Some(crate::proto::numbers::TCP)
+        || (0..=crate::stdchain::tcp::ALL)
+            .any(|f| f & FSRA == crate::stdchain::tcp::SYN && m.flags_match(f));
+    meta && flags
+}
 
 /// A standard entry tested directly.
 #[derive(Clone, Debug)]
@@ -572,16 +602,21 @@ impl FamTable {
                 .position(|(e, _)| e.step == step)
                 .map(|i| (i, m))
         });
-        let direct_by_proto = (0..=255u8)
-            .map(|p| {
-                direct
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, d)| d.m.proto.is_none_or(|q| q == p))
-                    .filter_map(|(i, _)| u32::try_from(i).ok())
-                    .collect::<Box<[u32]>>()
-            })
-            .collect();
+        let by_proto = |common_only: bool| -> Vec<Box<[u32]>> {
+            (0..=255u8)
+                .map(|p| {
+                    direct
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, d)| d.m.proto.is_none_or(|q| q == p))
+                        .filter(|(_, d)| !common_only || may_match_common(&d.m))
+                        .filter_map(|(i, _)| u32::try_from(i).ok())
+                        .collect::<Box<[u32]>>()
+                })
+                .collect()
+        };
+        let direct_by_proto = by_proto(false);
+        let common_by_proto = by_proto(true);
         let mut ifaces: Vec<Iface> = list.iter().filter_map(|(_, a)| a.iface.clone()).collect();
         ifaces.sort();
         ifaces.dedup();
@@ -628,6 +663,7 @@ impl FamTable {
             entries: list.into_iter().map(|(e, _)| e).collect(),
             direct,
             direct_by_proto,
+            common_by_proto,
             ifaces,
             base_summary: summarize(&base),
             base,
@@ -664,7 +700,12 @@ impl FamTable {
     fn decide(&self, pkt: &Packet) -> Option<&Entry> {
         let t = self.first_match(pkt).and_then(|i| self.entries.get(i));
         let limit = t.map_or(usize::MAX, |e| e.step);
-        if let Some(list) = self.direct_by_proto.get(usize::from(pkt.proto)) {
+        let lists = if is_common(pkt) {
+            &self.common_by_proto
+        } else {
+            &self.direct_by_proto
+        };
+        if let Some(list) = lists.get(usize::from(pkt.proto)) {
             for &i in list.iter() {
                 let Some(d) = self.direct.get(i as usize) else {
                     continue;
