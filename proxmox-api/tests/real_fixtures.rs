@@ -245,6 +245,37 @@ async fn check(e: &Entry, body: &Value) -> Result<(), String> {
                 .collect();
             expect(pos == want, "rule positions differ")
         }
+        ("GET", "/nodes/{node}/qemu/{vmid}/pending") => {
+            let items = vm.pending().await.map_err(fail)?;
+            let want: Vec<(&str, Option<String>)> = data
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| {
+                    let v = i.get("value").map(|v| match v {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    });
+                    (i["key"].as_str().unwrap(), v)
+                })
+                .collect();
+            let got: Vec<(&str, Option<String>)> = items
+                .iter()
+                .map(|i| (i.key.as_str(), i.value.clone()))
+                .collect();
+            expect(got == want, "pending keys/values differ")
+        }
+        ("GET", "/cluster/firewall/options") => {
+            let o = c.cluster_firewall().options().await.map_err(fail)?;
+            expect(
+                o.digest.as_deref() == data["digest"].as_str(),
+                "digest differs",
+            )?;
+            expect(
+                o.enable.is_some() == data.get("enable").is_some(),
+                "enable presence differs",
+            )
+        }
         ("GET", "/cluster/firewall/groups") => {
             let groups = c.security_groups().list().await.map_err(fail)?;
             expect(
