@@ -30,8 +30,15 @@ pub(super) fn version(_st: &mut State, _req: &Req) -> ApiResult {
 pub(super) fn nodes(st: &mut State, req: &Req) -> ApiResult {
     let mut out = Vec::new();
     for n in st.nodes.values() {
-        let mut v = json!({ "node": n.name, "status": if n.online { "online" } else { "offline" }, "level": "" });
+        // FACT (recorded /nodes answer, proxmox-api tests/fixtures/real): rows carry `id`
+        // (node/NAME) and `type` (node), and when online also the root disk figures.
+        let mut v = json!({
+            "node": n.name, "id": format!("node/{}", n.name), "type": "node",
+            "status": if n.online { "online" } else { "offline" }, "level": "",
+        });
         if n.online {
+            v["disk"] = json!(12u64 << 30);
+            v["maxdisk"] = json!(100u64 << 30);
             v["cpu"] = json!(node_cpu(n, req.now));
             v["maxcpu"] = json!(n.cpus);
             v["mem"] = json!(node_mem_used(st, n, req.now));

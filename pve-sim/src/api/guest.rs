@@ -158,8 +158,11 @@ fn mac_in(net: &str) -> Option<String> {
     })
 }
 
-fn agent_ready(st: &mut State, req: &Req, cmd: &str) -> Result<u32, ApiError> {
+fn agent_ready(st: &mut State, req: &Req) -> Result<u32, ApiError> {
     let vm = vm_mut(st, req)?;
+    // FACT (qemu-server PVE/QemuServer/Agent.pm, agent_available): "No QEMU guest agent
+    // configured", then "VM $vmid is not running", then "QEMU guest agent is not running"
+    // (a guest-ping that gets no answer).
     if !vm.agent_enabled() {
         return Err(ApiError::fail("No QEMU guest agent configured"));
     }
@@ -167,21 +170,18 @@ fn agent_ready(st: &mut State, req: &Req, cmd: &str) -> Result<u32, ApiError> {
         return Err(ApiError::fail(format!("VM {} is not running", vm.vmid)));
     }
     if !vm.agent_responding {
-        return Err(ApiError::fail(format!(
-            "VM {} qmp command '{cmd}' failed - got timeout",
-            vm.vmid
-        )));
+        return Err(ApiError::fail("QEMU guest agent is not running"));
     }
     Ok(vm.vmid)
 }
 
 pub(super) fn agent_ping(st: &mut State, req: &Req) -> ApiResult {
-    agent_ready(st, req, "guest-ping")?;
+    agent_ready(st, req)?;
     Reply::json(json!({ "result": {} }))
 }
 
 pub(super) fn agent_interfaces(st: &mut State, req: &Req) -> ApiResult {
-    let vmid = agent_ready(st, req, "guest-network-get-interfaces")?;
+    let vmid = agent_ready(st, req)?;
     let vm = &st.vms[&vmid];
     let mut ifaces = vec![json!({
         "name": "lo", "hardware-address": "00:00:00:00:00:00",
@@ -231,7 +231,7 @@ pub(super) fn agent_set_password(st: &mut State, req: &Req) -> ApiResult {
             "value must have at least length 5",
         ));
     }
-    let vmid = agent_ready(st, req, "guest-set-user-password")?;
+    let vmid = agent_ready(st, req)?;
     if user.is_empty() || user.contains(':') {
         return Err(ApiError::fail(format!(
             "VM {vmid} qmp command 'guest-set-user-password' failed - user not found"
