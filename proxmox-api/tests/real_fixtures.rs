@@ -151,6 +151,34 @@ async fn check(e: &Entry, body: &Value) -> Result<(), String> {
             let mut want: Vec<&String> = data.as_object().unwrap().keys().collect();
             want.sort();
             expect(keys == want, "raw config keys differ")?;
+            // PVE sends numbers either as JSON numbers or as strings, by key and version.
+            let num = |k: &str| match &data[k] {
+                Value::Number(n) => n.as_u64(),
+                Value::String(s) => s.parse().ok(),
+                _ => None,
+            };
+            expect(cfg.memory == num("memory"), "memory differs")?;
+            expect(cfg.cores == num("cores"), "cores differs")?;
+            expect(cfg.name.as_deref() == data["name"].as_str(), "name differs")?;
+            let nics = data
+                .as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| {
+                    k.strip_prefix("net")
+                        .is_some_and(|i| i.parse::<u32>().is_ok())
+                })
+                .count();
+            expect(cfg.nets.len() == nics, "NIC count differs")?;
+            if let Some(agent) = data.get("agent") {
+                let raw = match agent {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                let first = raw.split(',').next().unwrap_or_default();
+                let on = first == "1" || first == "enabled=1";
+                expect(cfg.agent == Some(on), "agent flag differs")?;
+            }
             expect(
                 cfg.digest.as_deref() == data["digest"].as_str(),
                 "digest differs",
