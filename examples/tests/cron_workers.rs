@@ -205,11 +205,31 @@ fn backups(sim: &PveSim, services: &[Service]) -> BTreeMap<u32, Vec<String>> {
         .collect()
 }
 
-fn log_dir(test: &str) -> PathBuf {
+/// The workers' log directory: removed when the test passed, kept (and named) when it failed.
+struct LogDir(PathBuf);
+
+impl std::ops::Deref for LogDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for LogDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("worker logs kept in {}", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn log_dir(test: &str) -> LogDir {
     let dir = std::env::temp_dir().join(format!("cron-workers-{}-{test}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("log dir");
-    dir
+    LogDir(dir)
 }
 
 async fn lease(store: &PgStore, key: &LeaseKey) -> Option<Lease> {
