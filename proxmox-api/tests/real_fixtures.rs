@@ -293,6 +293,53 @@ async fn check(e: &Entry, body: &Value) -> Result<(), String> {
                 .collect();
             expect(got == want, "pending keys/values differ")
         }
+        ("GET", "/nodes/{node}/storage") => {
+            let list = c.node(&node).storages(None).await.map_err(fail)?;
+            let want: Vec<(&str, Option<u64>, Option<bool>)> = data
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| {
+                    (
+                        s["storage"].as_str().unwrap(),
+                        s["avail"].as_u64(),
+                        s["shared"].as_u64().map(|v| v == 1),
+                    )
+                })
+                .collect();
+            let got: Vec<(&str, Option<u64>, Option<bool>)> = list
+                .iter()
+                .map(|s| (s.storage.as_str(), s.avail, s.shared))
+                .collect();
+            expect(got == want, "storages differ")?;
+            for (s, raw) in list.iter().zip(data.as_array().unwrap()) {
+                if raw.get("used_fraction").is_some()
+                    && s.extra.get("used_fraction") != raw.get("used_fraction")
+                {
+                    return Err(format!("`used_fraction` of {} not kept", s.storage));
+                }
+            }
+            Ok(())
+        }
+        ("GET", "/nodes/{node}/qemu/{vmid}/snapshot") => {
+            let snaps = vm.snapshots().list().await.map_err(fail)?;
+            let want: Vec<(&str, Option<i64>)> = data
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| (s["name"].as_str().unwrap(), s["snaptime"].as_i64()))
+                .collect();
+            let got: Vec<(&str, Option<i64>)> = snaps
+                .iter()
+                .map(|s| (s.name.as_str(), s.snaptime))
+                .collect();
+            expect(got == want, "snapshot names/times differ")?;
+            expect(
+                snaps.iter().filter(|s| s.is_current()).count()
+                    == want.iter().filter(|(n, _)| *n == "current").count(),
+                "`current` pseudo-entry not recognised",
+            )
+        }
         ("GET", "/cluster/firewall/options") => {
             let o = c.cluster_firewall().options().await.map_err(fail)?;
             expect(
