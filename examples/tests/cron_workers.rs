@@ -762,3 +762,48 @@ fn sigterm_finishes_the_round_or_releases_the_slot() {
         sim.shutdown().await;
     });
 }
+
+/// The logging lease store keeps the wrapped store's decisions and knows what this worker
+/// holds: on a stop, backup slots are released at once, plan leases left to expire.
+#[tokio::test]
+async fn logged_leases_track_what_the_worker_holds() {
+    use examples::scheduler::LoggedLeases;
+    use pve_vps_services::leases::WorkerId;
+    use pve_vps_services::stores::MemoryLeaseStore;
+
+    let inner = Arc::new(MemoryLeaseStore::new());
+    let a_store = LoggedLeases::new(inner.clone());
+    let b_store = LoggedLeases::new(inner.clone());
+    let (a, b): (WorkerId, WorkerId) = ("cron-a".parse().unwrap(), "cron-b".parse().unwrap());
+    let now = OffsetDateTime::now_utc();
+    let ttl = Duration::from_secs(10);
+    let slot: LeaseKey = "backup:100:1796428800".parse().unwrap();
+    let other: LeaseKey = "backup:101:1796428800".parse().unwrap();
+    let plan: LeaseKey = "plan:restore-104-1796459984".parse().unwrap();
+
+    for k in [&slot, &other, &plan] {
+        assert!(a_store.acquire(k, &a, now, ttl).await.unwrap());
+        // Refused to another worker while valid, as the wrapped store decides.
+        assert!(!b_store.acquire(k, &b, now, ttl).await.unwrap());
+    }
+    assert!(b_store.held().is_empty());
+    // Renewing keeps it held; completing and releasing forget it.
+    assert!(a_store.acquire(&slot, &a, now, ttl).await.unwrap());
+    assert!(a_store.complete(&other, &a).await.unwrap());
+    let held: BTreeSet<LeaseKey> = a_store.held().into_iter().collect();
+    assert_eq!(held, BTreeSet::from([slot.clone(), plan.clone()]));
+
+    // Stopping: the slot is released (B may claim it at once), the plan lease is not.
+    let released = a_store.release_held(&a).await;
+    assert_eq!(released, vec![slot.clone()]);
+    assert!(a_store.held().is_empty());
+    assert!(b_store.acquire(&slot, &b, now, ttl).await.unwrap());
+    assert!(!b_store.acquire(&plan, &b, now, ttl).await.unwrap());
+    // Once the plan lease expired, B takes it over; A's renewal then fails (lease lost).
+    let later = now + pve_vps_services::time::Duration::seconds(11);
+    assert!(b_store.acquire(&plan, &b, later, ttl).await.unwrap());
+    assert_eq!(inner.lease(&plan).await.unwrap().unwrap().holder, b);
+    assert!(!a_store.acquire(&plan, &a, later, ttl).await.unwrap());
+    // A completed lease is never granted again.
+    assert!(!b_store.acquire(&other, &b, later, ttl).await.unwrap());
+}
