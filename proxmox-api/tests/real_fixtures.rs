@@ -5,10 +5,11 @@
 mod common;
 
 use common::*;
+use pve_vps_api::api::qemu_status::ShutdownOptions;
 use pve_vps_api::api::rrd::{Consolidation, Timeframe};
 use pve_vps_api::api::tasks::TaskFilter;
 use pve_vps_api::{
-    Auth, Client, Error, FirewallName, NodeName, RetryPolicy, StorageId, Upid, VmId,
+    Auth, Client, Error, FirewallName, NodeName, RetryPolicy, SnapshotName, StorageId, Upid, VmId,
 };
 use serde_json::Value;
 use std::time::Duration;
@@ -230,6 +231,11 @@ async fn check(e: &Entry, body: &Value) -> Result<(), String> {
             expect(
                 st.exitstatus.as_deref() == data["exitstatus"].as_str(),
                 "exitstatus differs",
+            )?;
+            // Tasks started with an API token name it (PVE 8+); kept, not dropped.
+            expect(
+                st.extra.get("tokenid") == data.get("tokenid"),
+                "`tokenid` not kept in extra",
             )
         }
         ("GET", "/nodes/{node}/tasks/{upid}/log") => {
@@ -339,6 +345,33 @@ async fn check(e: &Entry, body: &Value) -> Result<(), String> {
                     == want.iter().filter(|(n, _)| *n == "current").count(),
                 "`current` pseudo-entry not recognised",
             )
+        }
+        (
+            "POST",
+            "/nodes/{node}/qemu/{vmid}/status/stop"
+            | "/nodes/{node}/qemu/{vmid}/status/shutdown"
+            | "/nodes/{node}/qemu/{vmid}/status/reboot"
+            | "/nodes/{node}/qemu/{vmid}/status/reset"
+            | "/nodes/{node}/qemu/{vmid}/snapshot"
+            | "/nodes/{node}/qemu/{vmid}/snapshot/{snapname}/rollback",
+        ) => {
+            let snap: SnapshotName = "before".parse().unwrap();
+            let handle = match e.path.rsplit('/').next().unwrap() {
+                "stop" => vm.stop().await,
+                "shutdown" => vm.shutdown(&ShutdownOptions::new()).await,
+                "reboot" => vm.reboot(None).await,
+                "reset" => vm.reset().await,
+                "snapshot" => vm.snapshots().create(&snap, None, false).await,
+                _ => vm.snapshots().rollback(&snap, false).await,
+            }
+            .map_err(fail)?;
+            // The UPID the caller polls is the one PVE answered, token user and all.
+            expect(
+                Some(handle.upid().as_str()) == data.as_str(),
+                "task id differs",
+            )?;
+            let raw: Upid = data.as_str().unwrap().parse().map_err(fail)?;
+            expect(handle.upid() == &raw, "parsed task id differs")
         }
         ("GET", "/cluster/firewall/options") => {
             let o = c.cluster_firewall().options().await.map_err(fail)?;
