@@ -3,8 +3,9 @@
 //!
 //! * three workers share the due scheduled backups of four customer VMs, and each is made
 //!   exactly once;
-//! * the worker running an interrupted restore is killed (SIGKILL to its PID) mid-plan, the
-//!   other worker takes the plan over once the lease expired and finishes it, once;
+//! * the worker running an interrupted restore (or reinstall) is killed (SIGKILL to its PID)
+//!   mid-plan, the other worker takes the plan over once the lease expired and finishes it,
+//!   once;
 //! * the worker running a slow scheduled backup is killed while vzdump runs; the other takes
 //!   the slot over and makes no second archive;
 //! * SIGTERM during a round: the worker finishes it (the backup made, the lease completed)
@@ -372,13 +373,35 @@ fn three_workers_share_the_due_backups_and_make_each_once() {
 
 #[test]
 fn a_worker_killed_mid_restore_is_taken_over_and_the_plan_finishes_once() {
+    takeover(OperationKind::Restore);
+}
+
+#[test]
+fn a_worker_killed_mid_reinstall_is_taken_over_and_the_plan_finishes_once() {
+    takeover(OperationKind::Reinstall);
+}
+
+/// A portal instance starts a restore (VM 104) or a reinstall (VM 101, template 9000) and
+/// dies after the first step; two workers start, one takes the plan over and is killed
+/// mid-plan; the other takes it over after the lease expired and finishes it, once.
+fn takeover(kind: OperationKind) {
     let pg = pg_test::PgServer::start();
-    let url = pg.create_database("cron_takeover");
+    let (vmid, name) = match kind {
+        OperationKind::Restore => (104, "restore"),
+        _ => (101, "reinstall"),
+    };
+    let url = pg.create_database(&format!("cron_takeover_{name}"));
     run(120, async move {
-        // Two-second tasks: the restore's steps are surely under way when a worker is killed.
+        // Slow tasks: the plan's steps are surely under way when a worker is killed (a
+        // restore has 4 steps, a reinstall 11).
+        let task_ms = if kind == OperationKind::Restore {
+            2000
+        } else {
+            1000
+        };
         let sim = PveSim::start(
             SimConfig::for_tests()
-                .task_durations(Duration::from_millis(2000), Duration::from_millis(300)),
+                .task_durations(Duration::from_millis(task_ms), Duration::from_millis(300)),
         )
         .await
         .expect("sim");
@@ -386,8 +409,8 @@ fn a_worker_killed_mid_restore_is_taken_over_and_the_plan_finishes_once() {
         let services = services();
         let s = services
             .iter()
-            .find(|s| s.vmid().get() == 104)
-            .expect("vm 104")
+            .find(|s| s.vmid().get() == vmid)
+            .expect("the vm")
             .clone();
         let portal = ClientArea::builder(
             examples::sim_client(&sim).expect("client"),
@@ -403,13 +426,21 @@ fn a_worker_killed_mid_restore_is_taken_over_and_the_plan_finishes_once() {
             .volid
             .clone();
 
-        // A portal instance starts the restore and dies after its first step (VM stopped).
+        // A portal instance starts the operation and dies after its first step (VM stopped).
         let task = {
             let (portal, s) = (portal.clone(), s.clone());
-            tokio::spawn(async move { portal.restore(&s, &archive).await })
+            tokio::spawn(async move {
+                match kind {
+                    OperationKind::Restore => portal.restore(&s, &archive).await.map(|_| ()),
+                    _ => portal
+                        .reinstall(&s, "9000".parse().expect("vmid"), "REINSTALL")
+                        .await
+                        .map(|_| ()),
+                }
+            })
         };
         let plan = wait_for(
-            "the restore's first step",
+            "the operation's first step",
             Duration::from_secs(20),
             || async {
                 let plans = store.unfinished().await.expect("plans");
@@ -423,13 +454,13 @@ fn a_worker_killed_mid_restore_is_taken_over_and_the_plan_finishes_once() {
             "the portal's PVE task to end",
             Duration::from_secs(10),
             || {
-                let free = sim.vm_lock(104).is_none();
+                let free = sim.vm_lock(vmid).is_none();
                 async move { free.then_some(()) }
             },
         )
         .await;
 
-        let dir = log_dir("takeover");
+        let dir = log_dir(name);
         let mut workers: Vec<Worker> = ["cron-a", "cron-b"]
             .iter()
             .map(|n| Worker::spawn(n, &sim, &url, 3, &dir))
@@ -535,10 +566,10 @@ fn a_worker_killed_mid_restore_is_taken_over_and_the_plan_finishes_once() {
             .filter(|o| o.plan == plan.id)
             .collect();
         assert_eq!(outcomes.len(), 1, "{outcomes:?}");
-        assert_eq!(outcomes[0].operation, OperationKind::Restore);
+        assert_eq!(outcomes[0].operation, kind);
         assert_eq!(outcomes[0].ending, Ending::Succeeded);
-        assert_eq!(sim.vm_status(104), Some("running"));
-        assert_eq!(sim.vm_lock(104), None);
+        assert_eq!(sim.vm_status(vmid), Some("running"));
+        assert_eq!(sim.vm_lock(vmid), None);
         // No backup lost or added.
         assert_eq!(backups(&sim, &services), before);
 
