@@ -197,7 +197,17 @@ async fn check(e: &Entry, body: &Value) -> Result<(), String> {
             expect(
                 rows.first().and_then(|r| r.time) == data[0]["time"].as_i64(),
                 "first time differs",
-            )
+            )?;
+            // Rows of a stopped VM carry no cpu/netin; a row missing a value is `None`, not 0.
+            for (row, raw) in rows.iter().zip(data.as_array().unwrap()) {
+                if row.cpu != raw["cpu"].as_f64() || row.netin != raw["netin"].as_f64() {
+                    return Err(format!("cpu/netin of row {:?} differ", row.time));
+                }
+                if raw.get("memhost").is_some() && row.extra.get("memhost") != raw.get("memhost") {
+                    return Err(format!("`memhost` of row {:?} not kept", row.time));
+                }
+            }
+            Ok(())
         }
         ("GET", "/nodes/{node}/qemu/{vmid}/agent/network-get-interfaces") => {
             let result = &data["result"];
