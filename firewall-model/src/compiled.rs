@@ -431,7 +431,9 @@ fn summarize(row: &[u64]) -> Vec<u64> {
 }
 
 impl Field {
-    fn build<'a>(sets: impl Iterator<Item = &'a [Iv]> + Clone, n: usize) -> Field {
+    /// `max` is the largest key a packet can have: starts above it are dropped, so a field
+    /// every entry accepts in full has one interval and needs no lookup.
+    fn build<'a>(sets: impl Iterator<Item = &'a [Iv]> + Clone, n: usize, max: u128) -> Field {
         let words = n.div_ceil(64);
         let mut starts = vec![0u128];
         for set in sets.clone() {
@@ -444,6 +446,7 @@ impl Field {
         }
         starts.sort_unstable();
         starts.dedup();
+        starts.retain(|s| *s <= max);
         let mut rows = vec![0u64; starts.len() * words];
         for (i, set) in sets.enumerate() {
             let (w, bit) = (i / 64, 1u64 << (i % 64));
@@ -632,19 +635,24 @@ impl FamTable {
             })
             .collect();
         let n = list.len();
-        let f = |g: fn(&Atom) -> &[Iv]| Field::build(list.iter().map(move |(_, a)| g(a)), n);
+        let f = |g: fn(&Atom) -> &[Iv], max: u128| {
+            Field::build(list.iter().map(move |(_, a)| g(a)), n, max)
+        };
         let all = [
-            (FieldKind::Dport, f(|a| &a.dport)),
-            (FieldKind::Src, f(|a| &a.src)),
-            (FieldKind::Proto, f(|a| &a.proto)),
-            (FieldKind::Dst, f(|a| &a.dst)),
-            (FieldKind::Sport, f(|a| &a.sport)),
-            (FieldKind::Icmp, f(|a| &a.icmp)),
-            (FieldKind::Meta, f(|a| &a.meta)),
-            (FieldKind::Flags, f(|a| &a.flags)),
+            (FieldKind::Dport, f(|a| &a.dport, PORT_ABSENT)),
+            (FieldKind::Src, f(|a| &a.src, fam_max(fam))),
+            (FieldKind::Proto, f(|a| &a.proto, 255)),
+            (FieldKind::Dst, f(|a| &a.dst, fam_max(fam))),
+            (FieldKind::Sport, f(|a| &a.sport, PORT_ABSENT)),
+            (FieldKind::Icmp, f(|a| &a.icmp, ICMP_ABSENT)),
+            (FieldKind::Meta, f(|a| &a.meta, u128::from(META_KEYS - 1))),
+            (
+                FieldKind::Flags,
+                f(|a| &a.flags, u128::from(crate::stdchain::tcp::ALL)),
+            ),
             (
                 FieldKind::Iface,
-                Field::build(iface_sets.iter().map(Vec::as_slice), n),
+                Field::build(iface_sets.iter().map(Vec::as_slice), n, other),
             ),
         ];
         let words = n.div_ceil(64);
