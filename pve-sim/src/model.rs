@@ -629,9 +629,10 @@ impl State {
     pub(crate) fn task_json(&self, t: &Task) -> Value {
         let mut v = serde_json::json!({
             "upid": t.upid, "node": t.node, "pid": t.pid, "pstart": t.pstart,
-            "starttime": t.starttime, "type": t.kind, "id": t.id, "user": t.user,
+            "starttime": t.starttime, "type": t.kind, "id": t.id,
             "status": if t.finished { "stopped" } else { "running" },
         });
+        split_task_user(&mut v, &t.user);
         if t.finished {
             v["exitstatus"] = Value::from(t.outcome.exitstatus());
         }
@@ -742,6 +743,19 @@ impl State {
             }
             n += 1;
         }
+    }
+}
+
+/// Put a task's `user` into `v`: an API token's task shows `user` and `tokenid` apart, as the
+/// recorded PVE 9.2 task status of a token's task does (proxmox-api tests/fixtures/real), while
+/// the UPID keeps `user@realm!token`.
+pub(crate) fn split_task_user(v: &mut Value, user: &str) {
+    match user.split_once('!') {
+        Some((u, token)) => {
+            v["user"] = Value::from(u);
+            v["tokenid"] = Value::from(token);
+        }
+        None => v["user"] = Value::from(user),
     }
 }
 

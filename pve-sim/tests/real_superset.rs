@@ -53,6 +53,11 @@ fn manifest() -> Vec<Entry> {
 /// asked about: `(fixture file, field path, why)`.
 const EXEMPT: &[(&str, &str, &str)] = &[
     (
+        "qemu_status_current_pve9.2_stopped_ha.json",
+        "data.ha.state",
+        "the recorded VM is HA-managed; the simulator has no HA manager (ha.managed is 0)",
+    ),
+    (
         "cluster_resources_pve9_pools_sdn.json",
         "data[type=pool]",
         "the simulator has no resource pools",
@@ -293,13 +298,75 @@ async fn simulated(
                 .await
         }
         ("GET", "/nodes/{node}/qemu/{vmid}/rrddata") => {
-            // The fixture is a stopped VM's hour: VM 102 is stopped.
+            // A running VM's hour (VM 100) when the first recorded row has figures, else a
+            // stopped one's (VM 102).
+            let vm = if real["data"][0].get("cpu").is_some() {
+                "/nodes/pve1/qemu/100"
+            } else {
+                "/nodes/pve2/qemu/102"
+            };
             api.call(
                 Method::GET,
-                "/nodes/pve2/qemu/102/rrddata",
+                &format!("{vm}/rrddata"),
                 &[("timeframe", "hour")],
             )
             .await
+        }
+        ("GET", "/nodes/{node}/qemu/{vmid}/snapshot") => {
+            // A stopped VM with as many snapshots as recorded: VM 105 (stopped, none).
+            let want = real["data"]
+                .as_array()
+                .map_or(0, |a| a.len().saturating_sub(1));
+            let vm = "/nodes/pve3/qemu/105";
+            let have = sim.snapshot_names(105).len();
+            for i in have..want {
+                let t = api
+                    .post(
+                        &format!("{vm}/snapshot"),
+                        &[("snapname", &format!("snap{i}"))],
+                    )
+                    .await;
+                api.wait(&t).await;
+            }
+            api.call(Method::GET, &format!("{vm}/snapshot"), &[]).await
+        }
+        ("POST", "/nodes/{node}/qemu/{vmid}/snapshot") => {
+            api.call(
+                Method::POST,
+                "/nodes/pve2/qemu/103/snapshot",
+                &[("snapname", &format!("fixture{n}"))],
+            )
+            .await
+        }
+        ("POST", "/nodes/{node}/qemu/{vmid}/snapshot/{snapname}/rollback") => {
+            let name = format!("fixture{n}");
+            let t = api
+                .post("/nodes/pve2/qemu/103/snapshot", &[("snapname", &name)])
+                .await;
+            api.wait(&t).await;
+            api.call(
+                Method::POST,
+                &format!("/nodes/pve2/qemu/103/snapshot/{name}/rollback"),
+                &[("start", "1")],
+            )
+            .await
+        }
+        ("POST", p) if p.starts_with("/nodes/{node}/qemu/{vmid}/status/") => {
+            // Power actions on VM 103 (pve2), so the demo VMs the other fixtures read keep
+            // their state; reboot and reset need it running.
+            let action = p.rsplit('/').next().unwrap_or_default();
+            let vm = "/nodes/pve2/qemu/103";
+            if matches!(action, "reboot" | "reset") && sim.vm_status(103) != Some("running") {
+                let t = api.post(&format!("{vm}/status/start"), &[]).await;
+                api.wait(&t).await;
+            }
+            let r = api
+                .call(Method::POST, &format!("{vm}/status/{action}"), &[])
+                .await;
+            if let Some(u) = r.1["data"].as_str() {
+                api.wait(&Value::from(u)).await;
+            }
+            r
         }
         ("GET", "/nodes/{node}/tasks/{upid}/status") => {
             // A running backup or a finished start, as the fixture shows.

@@ -339,8 +339,9 @@ pub(super) fn task_list(st: &mut State, req: &Req) -> ApiResult {
         .map(|t| {
             let mut v = json!({
                 "upid": t.upid, "node": t.node, "pid": t.pid, "pstart": t.pstart,
-                "starttime": t.starttime, "type": t.kind, "id": t.id, "user": t.user,
+                "starttime": t.starttime, "type": t.kind, "id": t.id,
             });
+            crate::model::split_task_user(&mut v, &t.user);
             if t.finished {
                 v["status"] = json!(t.outcome.exitstatus());
                 v["endtime"] = json!(t.end_ms / 1000);

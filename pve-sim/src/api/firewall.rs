@@ -776,3 +776,30 @@ pub(super) fn refs(st: &mut State, req: &Req) -> ApiResult {
     }
     Reply::json(Value::Array(out))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ip_version;
+    use proptest::prelude::*;
+
+    #[test]
+    fn versions_of_rule_addresses() {
+        assert_eq!(ip_version("1.1.1.1"), Some(4));
+        assert_eq!(ip_version("10.0.0.0/8,192.0.2.1"), Some(4));
+        assert_eq!(ip_version("10.0.0.1-10.0.0.9"), Some(4));
+        assert_eq!(ip_version("2001:db8::/32"), Some(6));
+        assert_eq!(ip_version("!fe80::1"), Some(6));
+        assert_eq!(ip_version("+dc/blocked"), None);
+        assert_eq!(ip_version("myalias"), None);
+    }
+
+    proptest! {
+        #[test]
+        fn any_ipv4_is_4_and_any_ipv6_is_6(a in any::<u32>(), b in any::<u128>(), p in 0u8..=32) {
+            let v4 = std::net::Ipv4Addr::from(a);
+            let v6 = std::net::Ipv6Addr::from(b);
+            prop_assert_eq!(ip_version(&format!("{v4}/{p}")), Some(4));
+            prop_assert_eq!(ip_version(&v6.to_string()), Some(6));
+        }
+    }
+}

@@ -1468,11 +1468,15 @@ pub(super) fn rrddata(st: &mut State, req: &Req) -> ApiResult {
             let mem = ((0.3 + 0.4 * noise(v, 3, 0) + 0.1 * noise(v, 13, t)) * maxmem as f64)
                 .min(maxmem as f64);
             let io = |k: u64, scale: f64| scale * (0.2 + noise(v, k, t)) * day_wave.max(0.1) * bump;
+            // FACT (recorded PVE 9.2 rrddata, proxmox-api tests/fixtures/real): rows of a
+            // running VM also carry `memhost` and the six pressure-stall averages.
             json!({
                 "time": t, "cpu": cpu, "maxcpu": maxcpu, "mem": mem, "maxmem": maxmem,
-                "disk": 0, "maxdisk": maxdisk,
+                "memhost": mem * 1.15, "disk": 0, "maxdisk": maxdisk,
                 "diskread": io(21, 2.0e6), "diskwrite": io(22, 1.2e6),
                 "netin": io(23, 4.0e5), "netout": io(24, 2.5e5),
+                "pressurecpusome": 0, "pressurecpufull": 0, "pressureiosome": 0,
+                "pressureiofull": 0, "pressurememorysome": 0, "pressurememoryfull": 0,
             })
         })
         .collect();
