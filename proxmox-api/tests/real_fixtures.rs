@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use pve_vps_api::api::qemu_config::CreateVm;
 use pve_vps_api::api::qemu_status::ShutdownOptions;
 use pve_vps_api::api::rrd::{Consolidation, Timeframe};
 use pve_vps_api::api::tasks::TaskFilter;
@@ -358,20 +359,31 @@ async fn check(e: &Entry, body: &Value) -> Result<(), String> {
         }
         (
             "POST",
-            "/nodes/{node}/qemu/{vmid}/status/stop"
+            "/nodes/{node}/qemu"
+            | "/nodes/{node}/qemu/{vmid}/status/start"
+            | "/nodes/{node}/qemu/{vmid}/status/stop"
             | "/nodes/{node}/qemu/{vmid}/status/shutdown"
             | "/nodes/{node}/qemu/{vmid}/status/reboot"
             | "/nodes/{node}/qemu/{vmid}/status/reset"
             | "/nodes/{node}/qemu/{vmid}/snapshot"
             | "/nodes/{node}/qemu/{vmid}/snapshot/{snapname}/rollback",
-        ) => {
+        )
+        | ("DELETE", "/nodes/{node}/qemu/{vmid}") => {
             let snap: SnapshotName = "before".parse().unwrap();
-            let handle = match e.path.rsplit('/').next().unwrap() {
-                "stop" => vm.stop().await,
-                "shutdown" => vm.shutdown(&ShutdownOptions::new()).await,
-                "reboot" => vm.reboot(None).await,
-                "reset" => vm.reset().await,
-                "snapshot" => vm.snapshots().create(&snap, None, false).await,
+            let last = e.path.rsplit('/').next().unwrap();
+            let handle = match (e.method.as_str(), last) {
+                ("DELETE", _) => vm.destroy(false, false).await,
+                (_, "qemu") => {
+                    c.node(&node)
+                        .create_vm(&CreateVm::new(VmId::new(100).unwrap()))
+                        .await
+                }
+                (_, "start") => vm.start().await,
+                (_, "stop") => vm.stop().await,
+                (_, "shutdown") => vm.shutdown(&ShutdownOptions::new()).await,
+                (_, "reboot") => vm.reboot(None).await,
+                (_, "reset") => vm.reset().await,
+                (_, "snapshot") => vm.snapshots().create(&snap, None, false).await,
                 _ => vm.snapshots().rollback(&snap, false).await,
             }
             .map_err(fail)?;
@@ -382,6 +394,40 @@ async fn check(e: &Entry, body: &Value) -> Result<(), String> {
             )?;
             let raw: Upid = data.as_str().unwrap().parse().map_err(fail)?;
             expect(handle.upid() == &raw, "parsed task id differs")
+        }
+        ("POST", "/nodes/{node}/qemu/{vmid}/vncproxy") => {
+            let p = vm.vncproxy(false).await.map_err(fail)?;
+            expect(
+                Some(p.port.to_string().as_str()) == data["port"].as_str()
+                    || Some(p.port) == data["port"].as_u64(),
+                "port differs",
+            )?;
+            expect(
+                Some(p.user.as_str()) == data["user"].as_str(),
+                "user differs",
+            )?;
+            expect(
+                Some(p.upid.as_str()) == data["upid"].as_str(),
+                "upid differs",
+            )?;
+            expect(
+                Some(p.cert.as_str()) == data["cert"].as_str(),
+                "cert differs",
+            )?;
+            expect(
+                p.password.is_some() == data.get("password").is_some(),
+                "password presence differs",
+            )?;
+            // The ticket is what `vncwebsocket` needs; it must reach the URL unchanged.
+            let url = vm.vnc_websocket_url(&p);
+            let ticket = url
+                .query_pairs()
+                .find(|(k, _)| k == "vncticket")
+                .map(|(_, v)| v.into_owned());
+            expect(
+                ticket.as_deref() == data["ticket"].as_str(),
+                "ticket not passed on",
+            )
         }
         ("GET", "/cluster/firewall/options") => {
             let o = c.cluster_firewall().options().await.map_err(fail)?;
