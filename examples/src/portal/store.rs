@@ -135,6 +135,8 @@ impl Store {
     }
 
     fn init(c: Connection) -> rusqlite::Result<Self> {
+        // The unknown-user hash is made now, so the first unknown user costs no more than others.
+        std::sync::LazyLock::force(&DUMMY_HASH);
         c.execute_batch("PRAGMA journal_mode=WAL;")?;
         // Sessions of the older layout (one `expires` column) are dropped: their customers
         // log in again once.
