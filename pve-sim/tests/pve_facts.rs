@@ -244,6 +244,14 @@ async fn power_actions_check_where_pve_checks() {
         sim.set_lock(102, None).unwrap();
         sim.set_lock(100, None).unwrap();
 
+        // A stopped VM's RRD rows hold only the maxima and the time.
+        let rows = api
+            .get_q("/nodes/pve2/qemu/102/rrddata", &[("timeframe", "hour")])
+            .await;
+        let mut keys: Vec<&String> = rows[0].as_object().unwrap().keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["disk", "maxcpu", "maxdisk", "maxmem", "time"]);
+
         // The status index lists what PVE lists.
         let idx = api.get(&format!("{base}/100/status")).await;
         let names: Vec<&str> = idx

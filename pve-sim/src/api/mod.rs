@@ -809,7 +809,7 @@ async fn login(app: &App, args: &HashMap<String, String>, now: u64) -> Response 
             axum::Json(json!({ "data": {
                 "username": user, "ticket": ticket, "CSRFPreventionToken": csrf,
                 "clustername": cluster,
-                "cap": { "vms": { "VM.PowerMgmt": 1, "VM.Config.Options": 1, "VM.Audit": 1 } },
+                "cap": root_cap(),
             }}))
             .into_response()
         }
@@ -833,6 +833,41 @@ async fn login(app: &App, args: &HashMap<String, String>, now: u64) -> Response 
             ApiError::status(401, "authentication failure").into_response()
         }
     }
+}
+
+/// The `cap` of a ticket answer for an all-powerful user.
+// FACT (pve-access-control src/PVE/AccessControl.pm privgroups and a recorded PVE 9.1 ticket
+// answer of root@pam, proxmox-api tests/fixtures/real): compute_api_permission groups the
+// privileges by area (vms, storage, access, nodes, sdn, dc, mapping), each as `name: 1`.
+fn root_cap() -> Value {
+    let area = |privs: &[&str]| -> Value {
+        Value::Object(privs.iter().map(|p| (p.to_string(), json!(1))).collect())
+    };
+    json!({
+        "vms": area(&[
+            "Permissions.Modify", "VM.Allocate", "VM.Audit", "VM.Backup", "VM.Clone",
+            "VM.Config.CDROM", "VM.Config.CPU", "VM.Config.Cloudinit", "VM.Config.Disk",
+            "VM.Config.HWType", "VM.Config.Memory", "VM.Config.Network", "VM.Config.Options",
+            "VM.Console", "VM.GuestAgent.Audit", "VM.GuestAgent.FileRead",
+            "VM.GuestAgent.FileSystemMgmt", "VM.GuestAgent.FileWrite",
+            "VM.GuestAgent.Unrestricted", "VM.Migrate", "VM.PowerMgmt", "VM.Replicate",
+            "VM.Snapshot", "VM.Snapshot.Rollback",
+        ]),
+        "storage": area(&[
+            "Datastore.Allocate", "Datastore.AllocateSpace", "Datastore.AllocateTemplate",
+            "Datastore.Audit", "Permissions.Modify",
+        ]),
+        "access": area(&["Group.Allocate", "Permissions.Modify", "User.Modify"]),
+        "nodes": area(&[
+            "Permissions.Modify", "Sys.AccessNetwork", "Sys.Audit", "Sys.Console",
+            "Sys.Incoming", "Sys.Modify", "Sys.PowerMgmt", "Sys.Syslog",
+        ]),
+        "sdn": area(&["Permissions.Modify", "SDN.Allocate", "SDN.Audit", "SDN.Use"]),
+        "dc": area(&["SDN.Allocate", "SDN.Audit", "SDN.Use", "Sys.Audit", "Sys.Modify"]),
+        "mapping": area(&[
+            "Mapping.Audit", "Mapping.Modify", "Mapping.Use", "Permissions.Modify",
+        ]),
+    })
 }
 
 /// A request addressed to a node must name a known, online node.

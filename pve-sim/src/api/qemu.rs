@@ -1455,11 +1455,19 @@ pub(super) fn rrddata(st: &mut State, req: &Req) -> ApiResult {
     let maxmem = vm.maxmem();
     let maxcpu = vm.cpus();
     let maxdisk = vm.maxdisk();
+    let running = vm.running();
     let end = req.now_s() / step * step;
     let rows: Vec<Value> = (0..70u64)
         .rev()
         .map(|i| {
             let t = end - i * step;
+            // FACT (recorded rrddata of a stopped VM, proxmox-api tests/fixtures/real): a
+            // stopped VM's rows carry only time, maxcpu, maxmem, maxdisk and disk.
+            if !running {
+                return json!({
+                    "time": t, "maxcpu": maxcpu, "maxmem": maxmem, "maxdisk": maxdisk, "disk": 0,
+                });
+            }
             let bump = if cf_max { 1.4 } else { 1.0 };
             let day_wave =
                 0.5 + 0.5 * ((t % 86_400) as f64 / 86_400.0 * std::f64::consts::TAU).sin();
