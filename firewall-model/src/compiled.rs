@@ -539,6 +539,9 @@ struct FamTable {
     /// The same for "common" packets (see [`is_common`]): entries that only match unusual
     /// state, address types or TCP flags are left out.
     common_by_proto: Vec<Box<[u32]>>,
+    /// Per protocol, for common packets whose destination port no common entry names: the
+    /// common entries without a destination-port condition, and the bitmap of named ports.
+    common_portless: Vec<Option<Portless>>,
     ifaces: Vec<Iface>,
     /// AND of the fields that have a single interval (nothing to look up per packet).
     base: Vec<u64>,
@@ -577,6 +580,10 @@ fn may_match_common(m: &StdMatch) -> bool {
             .any(|f| f & FSRA == crate::stdchain::tcp::SYN && m.flags_match(f));
     meta && flags
 }
+
+/// The bitmap of destination ports some common entry names, and the common entries without a
+/// destination-port condition.
+type Portless = (Box<[u64]>, Box<[u32]>);
 
 /// A standard entry tested directly.
 #[derive(Clone, Debug)]
@@ -620,6 +627,31 @@ impl FamTable {
         };
         let direct_by_proto = by_proto(false);
         let common_by_proto = by_proto(true);
+        let common_portless = common_by_proto
+            .iter()
+            .map(|list| {
+                let with_port = |i: &u32| {
+                    direct
+                        .get(*i as usize)
+                        .is_some_and(|d: &Direct| !d.m.dport.is_empty())
+                };
+                if !list.iter().any(with_port) {
+                    return None;
+                }
+                let mut bits = vec![0u64; (PORT_ABSENT as usize + 1).div_ceil(64)];
+                for d in list.iter().filter_map(|i| direct.get(*i as usize)) {
+                    for (a, b) in &d.m.dport {
+                        for p in *a..=*b {
+                            if let Some(w) = bits.get_mut(usize::from(p) / 64) {
+                                *w |= 1u64 << (p % 64);
+                            }
+                        }
+                    }
+                }
+                let rest: Box<[u32]> = list.iter().copied().filter(|i| !with_port(i)).collect();
+                Some((bits.into_boxed_slice(), rest))
+            })
+            .collect();
         let mut ifaces: Vec<Iface> = list.iter().filter_map(|(_, a)| a.iface.clone()).collect();
         ifaces.sort();
         ifaces.dedup();
@@ -672,6 +704,7 @@ impl FamTable {
             direct,
             direct_by_proto,
             common_by_proto,
+            common_portless,
             ifaces,
             base_summary: summarize(&base),
             base,
@@ -708,12 +741,24 @@ impl FamTable {
     fn decide(&self, pkt: &Packet) -> Option<&Entry> {
         let t = self.first_match(pkt).and_then(|i| self.entries.get(i));
         let limit = t.map_or(usize::MAX, |e| e.step);
-        let lists = if is_common(pkt) {
-            &self.common_by_proto
+        let proto = usize::from(pkt.proto);
+        let list = if is_common(pkt) {
+            let portless = self.common_portless.get(proto).and_then(|x| x.as_ref());
+            match (portless, pkt.dport) {
+                // No entry names this port: only the port-independent entries can match.
+                (Some((bits, rest)), Some(p))
+                    if bits
+                        .get(usize::from(p) / 64)
+                        .is_some_and(|w| w & (1u64 << (p % 64)) == 0) =>
+                {
+                    Some(rest)
+                }
+                _ => self.common_by_proto.get(proto),
+            }
         } else {
-            &self.direct_by_proto
+            self.direct_by_proto.get(proto)
         };
-        if let Some(list) = lists.get(usize::from(pkt.proto)) {
+        if let Some(list) = list {
             for &i in list.iter() {
                 let Some(d) = self.direct.get(i as usize) else {
                     continue;
