@@ -11,7 +11,7 @@
 //! | `portal_http_requests_total` | `method`, `route`, `status` | requests to the portal (route templates such as `/s/{vmid}/snapshots`) |
 //! | `portal_http_request_duration_seconds` | `method`, `route` | their latency |
 //! | `pve_task_duration_seconds` | `kind`, `outcome` | PVE tasks seen to end (from the task's start time in its UPID) |
-//! | `operation_duration_seconds` | `kind`, `outcome` | restores and reinstalls the portal ran, scheduler phases' resumed operations |
+//! | `operation_duration_seconds` | `kind`, `outcome` | restores and reinstalls the portal ran (the scheduler's resumed ones count in its `resume` phase) |
 //! | `scheduler_tick_duration_seconds` | `phase` | each phase of a scheduler round (`backup`, `snapshot_sweep`, `resume`, `round`) |
 //! | `errors_total` | `source` | failures: `pve_api` (transport failures and 5xx), `cluster` (a page could not be served), `task`, `operation`, `scheduler` |
 
