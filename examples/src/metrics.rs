@@ -13,6 +13,8 @@
 //! | `pve_task_duration_seconds` | `kind`, `outcome` | PVE tasks seen to end (from the task's start time in its UPID) |
 //! | `operation_duration_seconds` | `kind`, `outcome` | restores and reinstalls the portal ran (the scheduler's resumed ones count in its `resume` phase) |
 //! | `scheduler_tick_duration_seconds` | `phase` | each phase of a scheduler round (`backup`, `snapshot_sweep`, `resume`, `round`) |
+//! | `scheduler_cluster_tick_duration_seconds` | `cluster`, `phase` | the same, per cluster of the cron binary's fleet |
+//! | `scheduler_cluster_problems_total` | `cluster` | problems of the rounds per cluster (0 for a healthy cluster; an offline one counts one per phase and service it could not serve) |
 //! | `errors_total` | `source` | failures: `pve_api` (transport failures and 5xx), `cluster` (a page could not be served), `task`, `operation`, `scheduler` |
 
 use std::net::IpAddr;
@@ -72,6 +74,19 @@ struct PhaseLabels {
     phase: &'static str,
 }
 
+/// Labels of a scheduler phase in one cluster.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClusterPhaseLabels {
+    cluster: String,
+    phase: &'static str,
+}
+
+/// Labels of a per-cluster count.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClusterLabels {
+    cluster: String,
+}
+
 /// Labels of an error count.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SourceLabels {
@@ -102,6 +117,8 @@ pub struct Metrics {
     task_duration: Histograms<KindLabels>,
     operation_duration: Histograms<KindLabels>,
     tick_duration: Histograms<PhaseLabels>,
+    cluster_tick_duration: Histograms<ClusterPhaseLabels>,
+    cluster_problems: Family<ClusterLabels, Counter>,
     errors: Family<SourceLabels, Counter>,
 }
 
@@ -123,6 +140,8 @@ impl Metrics {
             task_duration: Family::new_with_constructor(long),
             operation_duration: Family::new_with_constructor(long),
             tick_duration: Family::new_with_constructor(long),
+            cluster_tick_duration: Family::new_with_constructor(long),
+            cluster_problems: Family::default(),
             errors: Family::default(),
         };
         let r = &mut m.registry;
@@ -160,6 +179,17 @@ impl Metrics {
             "scheduler_tick_duration_seconds",
             "Durations of the scheduler's phases and whole rounds",
             m.tick_duration.clone(),
+        );
+        r.register(
+            "scheduler_cluster_tick_duration_seconds",
+            "Durations of the scheduler's phases and rounds in each cluster",
+            m.cluster_tick_duration.clone(),
+        );
+        r.register(
+            "scheduler_cluster_problems",
+            "Problems of the scheduler's rounds in each cluster (an offline cluster counts \
+             one per phase and service it could not serve)",
+            m.cluster_problems.clone(),
         );
         r.register(
             "errors",
@@ -253,6 +283,26 @@ impl Metrics {
         self.tick_duration
             .get_or_create(&PhaseLabels { phase })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// A scheduler phase (`backup`, `snapshot_sweep`, `resume`, `round`) in `cluster` took
+    /// `elapsed`.
+    pub fn cluster_tick(&self, cluster: &str, phase: &'static str, elapsed: Duration) {
+        self.cluster_tick_duration
+            .get_or_create(&ClusterPhaseLabels {
+                cluster: cluster.to_owned(),
+                phase,
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// `n` problems in a scheduler round in `cluster` (0 still shows the cluster, at zero).
+    pub fn cluster_problems(&self, cluster: &str, n: u64) {
+        self.cluster_problems
+            .get_or_create(&ClusterLabels {
+                cluster: cluster.to_owned(),
+            })
+            .inc_by(n);
     }
 
     /// One failure at `source`.

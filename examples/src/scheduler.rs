@@ -1,16 +1,19 @@
-//! One round of the scheduled work (the `cron` binary runs it on an interval), and the lease
-//! store wrapper that logs what this worker does with its leases.
+//! One round of the scheduled work (the `cron` binary runs it on an interval) in one cluster
+//! ([`round`]) or in every cluster of a [`Fleet`] ([`fleet_round`]), and the lease store
+//! wrapper that logs what this worker does with its leases.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use pve_vps_services::ClientArea;
+use futures_util::future::join_all;
+use pve_vps_services::ids::ClusterName;
 use pve_vps_services::leases::{self, Claim, Lease, LeaseKey, WorkerId};
 use pve_vps_services::service::Service;
 use pve_vps_services::stores::LeaseStore;
 use pve_vps_services::time::OffsetDateTime;
+use pve_vps_services::{ClientArea, Fleet};
 use tracing::{Instrument, debug, error, info, warn};
 
 use crate::metrics::Metrics;
@@ -52,10 +55,120 @@ pub async fn round_observed(
     metrics: Option<&Metrics>,
 ) -> RoundReport {
     let started = Instant::now();
+    let report = cluster_round(area, services, metrics, None).await;
+    if let Some(m) = metrics {
+        m.tick("round", started.elapsed());
+    }
+    report
+}
+
+/// What one round did in each cluster of a [`Fleet`].
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FleetRoundReport {
+    /// Each cluster's round, every cluster of the fleet included.
+    pub clusters: BTreeMap<ClusterName, RoundReport>,
+}
+
+impl FleetRoundReport {
+    /// Scheduled backups created in every cluster.
+    pub fn backups_created(&self) -> usize {
+        self.clusters.values().map(|r| r.backups_created).sum()
+    }
+
+    /// The clusters whose round had problems (offline, failing, or some VM's work failed).
+    pub fn troubled(&self) -> Vec<&ClusterName> {
+        self.clusters
+            .iter()
+            .filter(|(_, r)| !r.problems.is_empty())
+            .map(|(c, _)| c)
+            .collect()
+    }
+}
+
+/// [`round_observed`] in every cluster of `fleet` at once, each cluster with its own services
+/// (by [`Service::cluster`]), store and leases, in a `scheduler_cluster{cluster=...}` span.
+/// A cluster that is offline or failing costs its own services their round (each skipped
+/// service logged with the reason) and is counted in its report, in
+/// `scheduler_cluster_problems_total{cluster}` and `errors_total{source="scheduler"}`; the
+/// other clusters' work is done in the same round. Given `metrics`, each cluster's phases go
+/// to `scheduler_cluster_tick_duration_seconds{cluster,phase}` (and, as before, to
+/// `scheduler_tick_duration_seconds{phase}`), the whole round to
+/// `scheduler_tick_duration_seconds{phase="round"}`.
+pub async fn fleet_round(
+    fleet: &Fleet,
+    services: &[Service],
+    metrics: Option<&Metrics>,
+) -> FleetRoundReport {
+    let started = Instant::now();
+    let mut groups: BTreeMap<ClusterName, Vec<Service>> =
+        fleet.clusters().map(|c| (c.clone(), Vec::new())).collect();
+    for s in services {
+        groups.entry(s.cluster.clone()).or_default().push(s.clone());
+    }
+    let rounds = join_all(groups.into_iter().map(|(name, svcs)| async move {
+        let span = tracing::info_span!("scheduler_cluster", cluster = %name);
+        let report = match fleet.cluster(&name) {
+            Ok(area) => {
+                cluster_round(area, &svcs, metrics, Some(&name))
+                    .instrument(span)
+                    .await
+            }
+            Err(e) => {
+                let _g = span.enter();
+                for s in &svcs {
+                    warn!(vm = %s.vm, domain = %s.domain, reason = %e,
+                        "service skipped: its cluster is not configured");
+                }
+                if let Some(m) = metrics {
+                    m.error("scheduler");
+                }
+                RoundReport {
+                    problems: vec![e.to_string()],
+                    ..RoundReport::default()
+                }
+            }
+        };
+        (name, report)
+    }))
+    .await;
+    let mut report = FleetRoundReport::default();
+    for (name, r) in rounds {
+        if let Some(m) = metrics {
+            m.cluster_problems(name.as_str(), r.problems.len() as u64);
+        }
+        if r.problems.is_empty() {
+            info!(cluster = %name, created = r.backups_created, swept = r.snapshots_removed,
+                resumed = r.resumed, "cluster round done");
+        } else {
+            warn!(cluster = %name, created = r.backups_created, swept = r.snapshots_removed,
+                resumed = r.resumed, problems = r.problems.len(), first = %r.problems[0],
+                "cluster round had problems (retried next round; the other clusters are not \
+                 held up)");
+        }
+        report.clusters.insert(name, r);
+    }
+    if let Some(m) = metrics {
+        m.tick("round", started.elapsed());
+    }
+    report
+}
+
+/// One cluster's round: phases timed (per cluster too when `cluster` is given), problems
+/// counted, old leases pruned. The caller times the whole round.
+async fn cluster_round(
+    area: &ClientArea,
+    services: &[Service],
+    metrics: Option<&Metrics>,
+    cluster: Option<&ClusterName>,
+) -> RoundReport {
+    let started = Instant::now();
     let mut phase_start = Instant::now();
     let mut phase_end = |phase: &'static str| {
         if let Some(m) = metrics {
             m.tick(phase, phase_start.elapsed());
+            if let Some(c) = cluster {
+                m.cluster_tick(c.as_str(), phase, phase_start.elapsed());
+            }
         }
         phase_start = Instant::now();
     };
@@ -77,6 +190,9 @@ pub async fn round_observed(
             for (vm, why) in &r.skipped {
                 info!(%vm, reason = %why, "scheduled backup left to another worker or round");
             }
+            for (vm, why) in &r.failed {
+                warn!(%vm, reason = %why, "scheduled backup failed (retried next round)");
+            }
             report.backups_created = r.created.len();
             report.backups_deleted = r.deleted.len();
             report.problems.extend(
@@ -86,7 +202,14 @@ pub async fn round_observed(
             );
         }
         Err(e) => {
+            // With its causes: "list backups" alone does not say the cluster answered 503.
+            let e = with_causes(&e);
             error!(error = %e, "backup tick failed");
+            for s in services {
+                warn!(vm = %s.vm, domain = %s.domain, reason = %e,
+                    "service skipped: its scheduled backup could not be checked (retried next \
+                     round)");
+            }
             report.problems.push(format!("backup tick: {e}"));
         }
     }
@@ -127,13 +250,16 @@ pub async fn round_observed(
             report.resumed = r.finished.len();
         }
         Err(e) => {
+            let e = with_causes(&e);
             error!(error = %e, "cannot read the plan store");
             report.problems.push(format!("plan store: {e}"));
         }
     }
     phase_end("resume");
     if let Some(m) = metrics {
-        m.tick("round", started.elapsed());
+        if let Some(c) = cluster {
+            m.cluster_tick(c.as_str(), "round", started.elapsed());
+        }
         for _ in &report.problems {
             m.error("scheduler");
         }
@@ -144,6 +270,22 @@ pub async fn round_observed(
         Err(e) => warn!(error = %e, "cannot prune old leases"),
     }
     report
+}
+
+/// `e` and each of its sources, `: `-separated (a source already in the message is not
+/// repeated).
+pub fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+        next = cause.source();
+    }
+    text
 }
 
 /// A [`LeaseStore`] that logs every lease this worker claims, renews, takes over from an

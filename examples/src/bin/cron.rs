@@ -1,11 +1,26 @@
 //! The scheduled work of the client area, on an interval, against the portal's configuration
 //! (`PVE_URL`, `PVE_TOKEN_ID`, `PVE_TOKEN_SECRET`, `PVE_FINGERPRINT`, `PORTAL_DB`,
-//! `PORTAL_CUSTOMERS`, `PORTAL_PRODUCTS`; the embedded simulator when `PVE_URL` is not set):
+//! `PORTAL_CUSTOMERS`, `PORTAL_PRODUCTS`; the embedded simulator when `PVE_URL` is not set),
+//! in every cluster at once:
 //!
 //! * the backup schedule tick (`ClientArea::backup_tick`),
 //! * the snapshot expiry sweep (`ClientArea::sweep_expired_snapshots`),
 //! * watching interrupted operations: restores and reinstalls left unfinished in the plan store
 //!   are resumed from their last finished step (`ClientArea::resume`).
+//!
+//! Several clusters: a TOML file named by `--clusters FILE` or `CRON_CLUSTERS`, one table per
+//! cluster (`[clusters.east]` with `url`, `token_id`, `token_secret` or `token_secret_env`
+//! naming the environment variable holding it, and `fingerprint`); the `PVE_*` settings, when
+//! given too, are the cluster `default`. Each service runs in its cluster (`cluster = "east"`
+//! in the customers file; `default` when it names none). Each cluster has its own stores: in
+//! PostgreSQL the schema `vm_services_<name>` (`default` keeps the usual tables), with SQLite
+//! the file `<stem>-<name>.<ext>` next to the one given (`default` keeps that file). A cluster
+//! that is offline or failing is logged with its skipped services and counted
+//! (`scheduler_cluster_problems_total{cluster}`); the other clusters' work is done in the same
+//! round. A mistake in the configuration (an unknown field, a bad fingerprint or token id, a
+//! cluster configured twice, a service naming a cluster that is not configured) stops the
+//! binary at start with exit status 2 and a message naming the setting, before anything is
+//! connected or created.
 //!
 //! Safe on several hosts at once sharing one store: each scheduled backup slot and each
 //! interrupted plan is leased to exactly one worker (a worker that dies is taken over once its
@@ -26,7 +41,9 @@
 //! round durations, errors, cluster API calls), to loopback clients or with
 //! `CRON_METRICS_TOKEN` as bearer token.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,14 +53,15 @@ use pve_vps_api::{Auth, Client, Tls};
 use pve_vps_sim::{PveSim, SimConfig};
 use tracing::{error, info, warn};
 
-use pve_vps_services::ClientArea;
-use pve_vps_services::ClientAreaBuilder;
+use pve_vps_services::ids::ClusterName;
 use pve_vps_services::leases::WorkerId;
 use pve_vps_services::product::Catalog;
 use pve_vps_services::service::Service;
 use pve_vps_services::stores::{
     LeaseStore, OutcomeStore, PgStore, PlanStore, ScheduleStore, SqliteStore,
 };
+use pve_vps_services::{ClientArea, ClientAreaBuilder, Fleet};
+use serde::Deserialize;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing_subscriber::fmt::format::{Format, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
@@ -124,6 +142,15 @@ async fn run(
     worker: WorkerId,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let metrics = Arc::new(Metrics::new());
+    // Everything is read and checked before anything is started, connected or created: a
+    // mistake in the configuration changes nothing.
+    let setup = match configure(&metrics) {
+        Ok(s) => s,
+        Err(e) => {
+            error!("configuration refused, nothing started: {e}");
+            std::process::exit(2);
+        }
+    };
     if let Some(addr) = metrics_addr {
         let token = std::env::var("CRON_METRICS_TOKEN")
             .ok()
@@ -134,83 +161,71 @@ async fn run(
         let (bound, _server) = examples::metrics::serve(addr, metrics.clone(), token).await?;
         info!(addr = %bound, "metrics at http://{bound}/metrics");
     }
-    let cfg = PortalConfig::from_env()?;
-    let catalog = Catalog::from_toml_str(&cfg.products_text()?)?;
-    let services: Vec<Service> = config::parse_customers(&cfg.customers_text()?)?
-        .into_iter()
-        .flat_map(|c| c.services)
-        .collect();
+    let Setup {
+        clusters,
+        catalog,
+        services,
+        store,
+        lease_ttl,
+        grace,
+    } = setup;
     let mut sim: Option<PveSim> = None;
-    let client = match &cfg.cluster {
-        Some(c) => {
-            let mut b = Client::builder(c.pve_url.clone())
-                .auth(Auth::api_token(
-                    &c.pve_token_id,
-                    c.pve_token_secret.clone(),
-                )?)
-                .observer(metrics.clone());
-            if let Some(fp) = &c.pve_fingerprint {
-                b = b.tls(Tls::Pinned(fp.parse()?));
+    let mut areas = Vec::new();
+    let mut all_leases = Vec::new();
+    for c in clusters {
+        let client = match c.client {
+            Some(client) => client,
+            None => {
+                let s = PveSim::start(SimConfig::default()).await?;
+                let client = examples::sim_client_builder(&s)?
+                    .observer(metrics.clone())
+                    .build()?;
+                info!(url = %s.https_url(), "no PVE_URL: running against the embedded pve-sim demo");
+                sim = Some(s);
+                client
             }
-            b.build()?
+        };
+        let mut b = ClientArea::builder(client, catalog.clone()).cluster(c.name.clone());
+        let leases;
+        (b, leases) = match &store {
+            Store::Postgres(url) if c.name.is_default() => {
+                with_stores(b, Arc::new(PgStore::connect(url).await?))
+            }
+            Store::Postgres(url) => {
+                let db = PgStore::connect_scoped(url, &c.name).await?;
+                info!(cluster = %c.name, schema = %pg_schema(&c.name), "cluster store");
+                with_stores(b, Arc::new(db))
+            }
+            Store::Sqlite(path) => {
+                let path = sqlite_path(path, &c.name);
+                info!(cluster = %c.name, path = %path.display(), "cluster store");
+                with_stores(b, Arc::new(SqliteStore::open(path)?))
+            }
+            Store::Memory => with_stores(b, Arc::new(SqliteStore::open_in_memory()?)),
+        };
+        b = b.worker(worker.clone());
+        if let Some(ttl) = lease_ttl {
+            b = b.lease_ttl(ttl);
         }
-        None => {
-            let s = PveSim::start(SimConfig::default()).await?;
-            let client = examples::sim_client_builder(&s)?
-                .observer(metrics.clone())
-                .build()?;
-            info!(url = %s.https_url(), "no PVE_URL: running against the embedded pve-sim demo");
-            sim = Some(s);
-            client
-        }
-    };
-    let mut b = ClientArea::builder(client, catalog);
-    // The store: `CRON_STORE` (a `postgres://` URL, or an SQLite path), else `PORTAL_DB`.
-    let store = std::env::var("CRON_STORE")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .or_else(|| cfg.db.as_ref().map(|p| p.display().to_string()));
-    let leases;
-    (b, leases) = match store {
-        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            with_stores(b, Arc::new(PgStore::connect(&url).await?))
-        }
-        Some(path) => with_stores(b, Arc::new(SqliteStore::open(path)?)),
-        None => {
-            warn!(
-                "neither CRON_STORE nor PORTAL_DB is set: schedules, plans and leases are in \
-                 memory, not shared with the portal or other workers"
-            );
-            with_stores(b, Arc::new(SqliteStore::open_in_memory()?))
-        }
-    };
-    b = b.worker(worker);
-    if let Some(secs) = std::env::var("CRON_LEASE_SECS")
-        .ok()
-        .filter(|s| !s.is_empty())
-    {
-        let secs: u64 = secs
-            .parse()
-            .map_err(|_| format!("CRON_LEASE_SECS: `{secs}` is not a number of seconds"))?;
-        b = b.lease_ttl(Duration::from_secs(secs));
+        areas.push(b.build()?);
+        all_leases.push(leases);
     }
-    let grace = match std::env::var("CRON_GRACE_SECS")
-        .ok()
-        .filter(|s| !s.is_empty())
-    {
-        Some(secs) => Duration::from_secs(
-            secs.parse()
-                .map_err(|_| format!("CRON_GRACE_SECS: `{secs}` is not a number of seconds"))?,
-        ),
-        None => Duration::from_secs(30),
-    };
+    if matches!(store, Store::Memory) {
+        warn!(
+            "neither CRON_STORE nor PORTAL_DB is set: schedules, plans and leases are in \
+             memory, not shared with the portal or other workers"
+        );
+    }
+    let lease_secs = areas.first().map(|a| a.lease_ttl().as_secs()).unwrap_or(0);
+    let fleet = Fleet::new(areas, every)?;
     let mut signals = Signals::new()?;
-    let area = Arc::new(b.build()?);
+    let names: Vec<String> = fleet.clusters().map(ToString::to_string).collect();
     info!(
         services = services.len(),
+        clusters = %names.join(","),
         every_secs = every.as_secs(),
-        worker = %area.worker(),
-        lease_secs = area.lease_ttl().as_secs(),
+        worker = %worker,
+        lease_secs,
         grace_secs = grace.as_secs(),
         "scheduler started"
     );
@@ -225,8 +240,8 @@ async fn run(
                 break;
             }
         }
-        let mut round = Box::pin(examples::scheduler::round_observed(
-            &area,
+        let mut round = Box::pin(examples::scheduler::fleet_round(
+            &fleet,
             &services,
             Some(&metrics),
         ));
@@ -261,9 +276,12 @@ async fn run(
         if finished {
             info!("round finished, every lease it took completed or released");
         } else {
-            let released = leases.release_held(area.worker()).await;
+            let mut released = 0;
+            for leases in &all_leases {
+                released += leases.release_held(&worker).await.len();
+            }
             info!(
-                released = released.len(),
+                released,
                 "round stopped: released backup slots are free for other workers now, an \
                  interrupted plan once its lease expired"
             );
@@ -275,6 +293,280 @@ async fn run(
         s.shutdown().await;
     }
     Ok(())
+}
+
+/// Where the clusters' schedules, plans, leases and outcomes are kept.
+enum Store {
+    /// One PostgreSQL database: `default` in its usual tables, every other cluster in the
+    /// schema `vm_services_<name>`.
+    Postgres(String),
+    /// SQLite: `default` in the file given, every other cluster in `<stem>-<name>.<ext>`
+    /// next to it.
+    Sqlite(PathBuf),
+    /// In memory (nothing shared).
+    Memory,
+}
+
+/// One cluster to serve, checked.
+struct ClusterSetup {
+    name: ClusterName,
+    /// `None`: the embedded simulator.
+    client: Option<Client>,
+}
+
+/// The configuration, read and checked.
+struct Setup {
+    clusters: Vec<ClusterSetup>,
+    catalog: Catalog,
+    services: Vec<Service>,
+    store: Store,
+    lease_ttl: Option<Duration>,
+    grace: Duration,
+}
+
+/// The clusters file (`CRON_CLUSTERS` or `--clusters FILE`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClustersFile {
+    clusters: BTreeMap<String, ClusterEntry>,
+}
+
+/// `[clusters.<name>]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClusterEntry {
+    url: String,
+    token_id: String,
+    token_secret: Option<String>,
+    token_secret_env: Option<String>,
+    fingerprint: Option<String>,
+}
+
+/// The names under which a cluster's settings are reported in errors.
+struct Fields {
+    url: String,
+    token_id: String,
+    fingerprint: String,
+}
+
+/// Reads and checks everything: clusters, products, customers (each service's cluster must be
+/// configured), store, lease and grace times. Nothing is connected or created here.
+fn configure(metrics: &Arc<Metrics>) -> Result<Setup, String> {
+    let cfg = PortalConfig::from_env()?;
+    let mut clusters: Vec<ClusterSetup> = Vec::new();
+    let file = clusters_file_arg()?.or_else(|| env("CRON_CLUSTERS"));
+    if let Some(path) = &file {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+        let parsed: ClustersFile = toml::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
+        if parsed.clusters.is_empty() {
+            return Err(format!("{path}: clusters: no cluster is configured"));
+        }
+        for (name, entry) in parsed.clusters {
+            let at = format!("{path}: clusters.{name}");
+            let cluster: ClusterName = name.parse().map_err(|e| format!("{at}: {e}"))?;
+            let secret = match (&entry.token_secret, &entry.token_secret_env) {
+                (Some(s), None) => s.clone(),
+                (None, Some(var)) => env(var).ok_or_else(|| {
+                    format!("{at}.token_secret_env: the variable `{var}` is not set")
+                })?,
+                _ => {
+                    return Err(format!(
+                        "{at}: give either token_secret or token_secret_env (one of them)"
+                    ));
+                }
+            };
+            let fields = Fields {
+                url: format!("{at}.url"),
+                token_id: format!("{at}.token_id"),
+                fingerprint: format!("{at}.fingerprint"),
+            };
+            let client = client(
+                &fields,
+                &entry.url,
+                &entry.token_id,
+                secret,
+                entry.fingerprint.as_deref(),
+                metrics,
+            )?;
+            // `-` and `_` name the same PostgreSQL schema and SQLite file.
+            if let Some(other) = clusters
+                .iter()
+                .find(|c| pg_schema(&c.name) == pg_schema(&cluster))
+            {
+                return Err(format!(
+                    "{at}: shares its store with clusters.{} (`-` and `_` are the same in \
+                     store names): rename one",
+                    other.name
+                ));
+            }
+            clusters.push(ClusterSetup {
+                name: cluster,
+                client: Some(client),
+            });
+        }
+    }
+    // The single-cluster settings (`PVE_URL`, ... or `PORTAL_CONFIG`) are the cluster
+    // `default`; with neither them nor a clusters file, the embedded simulator is.
+    match &cfg.cluster {
+        Some(c) => {
+            let name = ClusterName::default();
+            if clusters.iter().any(|x| x.name == name) {
+                return Err(format!(
+                    "clusters.default: configured twice, in {} and by PVE_URL",
+                    file.as_deref().unwrap_or("the clusters file")
+                ));
+            }
+            let fields = Fields {
+                url: "PVE_URL".into(),
+                token_id: "PVE_TOKEN_ID".into(),
+                fingerprint: "PVE_FINGERPRINT".into(),
+            };
+            let client = client(
+                &fields,
+                &c.pve_url,
+                &c.pve_token_id,
+                c.pve_token_secret.clone(),
+                c.pve_fingerprint.as_deref(),
+                metrics,
+            )?;
+            clusters.insert(
+                0,
+                ClusterSetup {
+                    name,
+                    client: Some(client),
+                },
+            );
+        }
+        None if clusters.is_empty() => clusters.push(ClusterSetup {
+            name: ClusterName::default(),
+            client: None,
+        }),
+        None => {}
+    }
+    let catalog = Catalog::from_toml_str(&cfg.products_text()?).map_err(|e| e.to_string())?;
+    let customers_at = cfg
+        .customers
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "the demo customers".into());
+    let customers = config::parse_customers(&cfg.customers_text()?)
+        .map_err(|e| format!("{customers_at}: {e}"))?;
+    let known: Vec<String> = clusters.iter().map(|c| c.name.to_string()).collect();
+    let mut services = Vec::new();
+    for c in customers {
+        for (i, s) in c.services.into_iter().enumerate() {
+            if !clusters.iter().any(|x| x.name == s.cluster) {
+                return Err(format!(
+                    "{customers_at}: customers.{}.services[{i}].cluster: `{}` ({}) is not a \
+                     configured cluster (configured: {})",
+                    c.username,
+                    s.cluster,
+                    if s.cluster.is_default() {
+                        "the service names none"
+                    } else {
+                        "named by the service"
+                    },
+                    known.join(", ")
+                ));
+            }
+            services.push(s);
+        }
+    }
+    // The store: `CRON_STORE` (a `postgres://` URL, or an SQLite path), else `PORTAL_DB`.
+    let store = match env("CRON_STORE").or_else(|| cfg.db.as_ref().map(|p| p.display().to_string()))
+    {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Store::Postgres(url)
+        }
+        Some(path) => Store::Sqlite(PathBuf::from(path)),
+        None => Store::Memory,
+    };
+    let secs = |var: &str| -> Result<Option<Duration>, String> {
+        env(var)
+            .map(|v| {
+                v.parse()
+                    .map(Duration::from_secs)
+                    .map_err(|_| format!("{var}: `{v}` is not a number of seconds"))
+            })
+            .transpose()
+    };
+    Ok(Setup {
+        clusters,
+        catalog,
+        services,
+        store,
+        lease_ttl: secs("CRON_LEASE_SECS")?,
+        grace: secs("CRON_GRACE_SECS")?.unwrap_or(Duration::from_secs(30)),
+    })
+}
+
+/// A client for one cluster (no request made); errors name the setting.
+fn client(
+    fields: &Fields,
+    url: &str,
+    token_id: &str,
+    secret: String,
+    fingerprint: Option<&str>,
+    metrics: &Arc<Metrics>,
+) -> Result<Client, String> {
+    let auth =
+        Auth::api_token(token_id, secret).map_err(|e| format!("{}: {e}", fields.token_id))?;
+    let mut b = Client::builder(url.to_owned())
+        .auth(auth)
+        .observer(metrics.clone());
+    if let Some(fp) = fingerprint {
+        let fp = fp
+            .parse()
+            .map_err(|e| format!("{}: {e}", fields.fingerprint))?;
+        b = b.tls(Tls::Pinned(fp));
+    }
+    b.build().map_err(|e| format!("{}: {e}", fields.url))
+}
+
+/// The PostgreSQL schema of a cluster other than `default` (as `PgStore::connect_scoped`
+/// names it).
+fn pg_schema(cluster: &ClusterName) -> String {
+    format!("vm_services_{}", cluster.as_str().replace('-', "_"))
+}
+
+/// The SQLite file of `cluster`: `path` itself for `default`, else `<stem>-<name>.<ext>` next
+/// to it (`/var/lib/cron.sqlite` -> `/var/lib/cron-east.sqlite`; `-` in the name as `_`).
+fn sqlite_path(path: &Path, cluster: &ClusterName) -> PathBuf {
+    if cluster.is_default() {
+        return path.to_owned();
+    }
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = cluster.as_str().replace('-', "_");
+    let file = match path.extension() {
+        Some(ext) => format!("{stem}-{name}.{}", ext.to_string_lossy()),
+        None => format!("{stem}-{name}"),
+    };
+    path.with_file_name(file)
+}
+
+/// `--clusters FILE` (or `--clusters=FILE`).
+fn clusters_file_arg() -> Result<Option<String>, String> {
+    let args: Vec<String> = std::env::args().collect();
+    let value = args.iter().enumerate().find_map(|(i, a)| {
+        if a == "--clusters" {
+            Some(args.get(i + 1).cloned().unwrap_or_default())
+        } else {
+            a.strip_prefix("--clusters=").map(str::to_owned)
+        }
+    });
+    match value {
+        Some(v) if v.is_empty() || v.starts_with("--") => {
+            Err("--clusters: give the clusters file's path".into())
+        }
+        v => Ok(v),
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 /// Every store from `db`, leases through a [`LoggedLeases`] (returned: it knows which leases
