@@ -1,11 +1,12 @@
 //! The `cron` binary serving several clusters (a clusters file, one pve-sim per cluster, one
 //! PostgreSQL database from pg-test with one schema per cluster):
 //!
-//! * two workers, three clusters, one of them failing (every request answered 503 by pve-sim's
-//!   fault injection): every due backup of the healthy clusters is made exactly once, the
-//!   failing cluster's services are skipped with the reason logged, counted per cluster in the
-//!   metrics, and nothing panics; once the fault is cleared the next rounds make its backups,
-//!   once each;
+//! * two workers, four clusters with the same VMIDs, one of them failing (every request
+//!   answered 503 by pve-sim's fault injection) and one off (its simulator stopped: connection
+//!   refused): every due backup of the healthy clusters is made exactly once, the failing and
+//!   the stopped cluster's services are skipped with the reason logged, counted per cluster in
+//!   the metrics, and nothing panics; once the fault is cleared the next rounds make the
+//!   failing cluster's backups, once each;
 //! * a bad configuration (a service naming a cluster that is not configured, a bad
 //!   fingerprint, a cluster configured twice, an unknown field, ...) stops the binary at start
 //!   with a message naming the setting, and changes nothing: no request to the cluster, no
@@ -237,14 +238,18 @@ fn an_offline_cluster_is_skipped_while_the_others_make_their_backups_once() {
         for n in names {
             sims.insert(n, PveSim::start(SimConfig::for_tests()).await.expect("sim"));
         }
-        // North is down: every request to it is answered 503 until the fault is cleared.
+        // North is failing: every request to it is answered 503 until the fault is cleared.
         sims["north"].fail_requests(RequestMatch::any(), 503, u32::MAX);
+        // South is off: its simulator is stopped, its port refuses connections.
+        let south = PveSim::start(SimConfig::for_tests()).await.expect("sim");
+        let south_table = cluster_table("south", &south, None);
+        south.shutdown().await;
         let dir = test_dir("offline");
         let clusters_file = dir.join("clusters.toml");
         std::fs::write(
             &clusters_file,
             format!(
-                "{}{}{}",
+                "{}{}{}{south_table}",
                 cluster_table("east", &sims["east"], None),
                 cluster_table("west", &sims["west"], Some("WEST_TOKEN_SECRET")),
                 cluster_table("north", &sims["north"], None)
@@ -252,8 +257,9 @@ fn an_offline_cluster_is_skipped_while_the_others_make_their_backups_once() {
         )
         .expect("clusters file");
         let customers = dir.join("customers.toml");
-        std::fs::write(&customers, customers_file(&names)).expect("customers file");
-        let services: Vec<Service> = config::parse_customers(&customers_file(&names))
+        let all = ["east", "west", "north", "south"];
+        std::fs::write(&customers, customers_file(&all)).expect("customers file");
+        let services: Vec<Service> = config::parse_customers(&customers_file(&all))
             .expect("customers")
             .into_iter()
             .flat_map(|c| c.services)
@@ -264,16 +270,12 @@ fn an_offline_cluster_is_skipped_while_the_others_make_their_backups_once() {
             v.dedup();
             v
         };
-        assert_eq!(
-            services.len(),
-            12,
-            "four services in each of three clusters"
-        );
+        assert_eq!(services.len(), 16, "four services in each of four clusters");
 
         // The same VMIDs in every cluster, each cluster's schedules in its own schema.
         let schedule = daily();
         let mut stores = BTreeMap::new();
-        for n in names {
+        for n in all {
             let cluster: ClusterName = n.parse().expect("cluster name");
             let store = PgStore::connect_scoped(&url, &cluster)
                 .await
@@ -359,13 +361,10 @@ fn an_offline_cluster_is_skipped_while_the_others_make_their_backups_once() {
                 )
                 .unwrap_or_else(|| panic!("{c} has a problems counter: {text}"))
             };
-            let counts: BTreeMap<&str, f64> = [
-                ("east", of("east")),
-                ("west", of("west")),
-                ("north", of("north")),
-            ]
-            .into_iter()
-            .collect();
+            let counts: BTreeMap<&str, f64> = ["east", "west", "north", "south"]
+                .into_iter()
+                .map(|c| (c, of(c)))
+                .collect();
             (counts, text)
         };
         // Two whole rounds of cron-a after the slots were served first (the first rounds'
@@ -432,15 +431,19 @@ fn an_offline_cluster_is_skipped_while_the_others_make_their_backups_once() {
                 assert_eq!(made, 1, "{n} {vm}: created once");
             }
         }
-        // North's services were skipped, each with the reason, by both workers.
+        // North's and south's services were skipped, each with the reason, by both workers.
         for (w, text) in workers.iter().zip(&logs) {
-            for s in services.iter().filter(|s| s.cluster.as_str() == "north") {
-                let vm = format!("vm={} ", s.vm);
-                assert!(
-                    count(text, &["service skipped", "cluster=north", &vm, "503"]) >= 5,
-                    "{}: north {vm} skipped with the reason",
-                    w.name
-                );
+            for (cluster, reason) in [("north", "503"), ("south", "connect")] {
+                let at = format!("cluster={cluster}");
+                for s in services.iter().filter(|s| s.cluster.as_str() == cluster) {
+                    let vm = format!("vm={} ", s.vm);
+                    assert!(
+                        count(text, &["service skipped", &at, &vm, reason]) >= 5,
+                        "{}: {cluster} {vm} skipped with the reason `{reason}`",
+                        w.name
+                    );
+                }
+                assert_eq!(count(text, &["scheduled backup created", &at]), 0);
             }
             assert_eq!(count(text, &["service skipped", "cluster=east"]), 0);
             assert_eq!(count(text, &["service skipped", "cluster=west"]), 0);
@@ -457,10 +460,12 @@ fn an_offline_cluster_is_skipped_while_the_others_make_their_backups_once() {
         // service it could not serve (its backup tick and four sweeps a round), the others
         // none in these rounds.
         let (problems_after, text) = problems().await;
-        assert!(
-            problems_after["north"] - problems_before["north"] >= 15.0,
-            "{problems_before:?} {problems_after:?}"
-        );
+        for c in ["north", "south"] {
+            assert!(
+                problems_after[c] - problems_before[c] >= 15.0,
+                "{c}: {problems_before:?} {problems_after:?}"
+            );
+        }
         for c in ["east", "west"] {
             assert_eq!(
                 problems_after[c], problems_before[c],
@@ -475,6 +480,12 @@ fn an_offline_cluster_is_skipped_while_the_others_make_their_backups_once() {
                 "{n}: {text}"
             );
         }
+        assert!(
+            text.contains(
+                "scheduler_cluster_tick_duration_seconds_count{cluster=\"south\",phase=\"backup\"}"
+            ),
+            "{text}"
+        );
 
         // North comes back: the next rounds make its backups, once each.
         sims["north"].clear_faults();
@@ -516,6 +527,11 @@ fn an_offline_cluster_is_skipped_while_the_others_make_their_backups_once() {
                 .sum();
             assert_eq!(made, 1, "north {vm}: created once after the fault cleared");
         }
+        // South is still off: nothing made there, its slots still open for when it is back.
+        for t in &logs {
+            assert_eq!(count(t, &["scheduled backup created", "cluster=south"]), 0);
+        }
+        assert!(done("south").await.is_none(), "south's slots are not done");
 
         for w in &mut workers {
             let status = w.terminate(Duration::from_secs(25)).await;
@@ -573,6 +589,16 @@ fn a_bad_cluster_configuration_is_refused_at_start_naming_the_setting_and_change
                 expect: &[
                     "customers.alice.services[0].cluster: `default` (the service names none)",
                 ],
+            },
+            BadCase {
+                what: "a bad url",
+                clusters: format!(
+                    "{east}{}",
+                    west.replace("url = \"https://", "url = \"ftp://")
+                ),
+                customers: both.clone(),
+                env: vec![],
+                expect: &["clusters.west.url: invalid client configuration: bad host `ftp://"],
             },
             BadCase {
                 what: "a bad fingerprint",
