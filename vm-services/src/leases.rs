@@ -7,6 +7,13 @@
 //! worker may take it over. A lease marked done can never be taken again (a backup slot that was
 //! served stays served).
 //!
+//! Cron work on one VM (its scheduled backup, its snapshot expiry sweep, a restore or reinstall
+//! plan) is also serialized across workers by a per-VM lease ([`LeaseKey::vm`]): PVE allows one
+//! locking operation per VM at a time (`backup`, `snapshot-delete`, ...), so two workers acting
+//! on the same VM at once would make one of them fail with "VM is locked". That lease is taken
+//! before the backup slot's or plan's lease, held for the whole operation and then released,
+//! never marked done ([`vm_lease_then`] says what a worker does when another one holds it).
+//!
 //! The decision is [`decide`], a pure function of the stored lease, the asking worker and
 //! `now`; the in-memory store applies it under a mutex, the SQL stores express the same
 //! decision as one conditional upsert so that it is atomic across processes.
@@ -80,7 +87,7 @@ impl fmt::Display for WorkerId {
     }
 }
 
-/// What a lease is on: `backup:<vmid>:<slot unix time>` or `plan:<plan id>`.
+/// What a lease is on: `vm:<vmid>`, `backup:<vmid>:<slot unix time>` or `plan:<plan id>`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct LeaseKey(String);
@@ -89,6 +96,12 @@ impl LeaseKey {
     /// The scheduled backup of `vmid` due at `slot` (one lease per VM and scheduled time).
     pub fn backup_slot(vmid: VmId, slot: OffsetDateTime) -> Self {
         Self(format!("backup:{vmid}:{}", slot.unix_timestamp()))
+    }
+
+    /// Cron work on `vmid` (a scheduled backup, a snapshot sweep, a plan): one worker at a time.
+    /// Only ever released, never completed.
+    pub fn vm(vmid: VmId) -> Self {
+        Self(format!("vm:{vmid}"))
     }
 
     /// Running (or resuming) a stored plan.
@@ -232,6 +245,69 @@ pub fn granted_lease(
     }
 }
 
+/// What a worker does when it wants the per-VM lease ([`LeaseKey::vm`]) for some work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VmLeaseThen {
+    /// The VM lease is granted: do the work.
+    Go,
+    /// Another worker holds the VM for a short piece of work whose end is worth waiting for
+    /// (a snapshot sweep): ask again shortly.
+    Wait {
+        /// The holder.
+        by: WorkerId,
+    },
+    /// Leave the VM for a later round.
+    Skip {
+        /// Why, for the report.
+        reason: String,
+    },
+}
+
+/// What `me` does at `now` about the per-VM lease `vm` (the stored row, if any) for work that
+/// also needs the lease `work` (the scheduled slot's row; `None` for work without its own lease,
+/// like a snapshot sweep).
+///
+/// Work with its own lease waits for a VM held by another worker only while its own lease is
+/// still free for it: then the holder is doing other, short, work on the VM (a sweep), and the
+/// slot's backup would otherwise slip to a later round. When the holder (or anyone) has claimed
+/// or finished the slot too, there is nothing to wait for. Work without its own lease never
+/// waits: a sweep skips the VM and the next round retries it.
+pub fn vm_lease_then(
+    vm: Option<&Lease>,
+    work: Option<Option<&Lease>>,
+    me: &WorkerId,
+    now: OffsetDateTime,
+) -> VmLeaseThen {
+    let holder = match decide(vm, me, now) {
+        c if c.granted() => return VmLeaseThen::Go,
+        Claim::Held { by, .. } => by,
+        // A VM lease is never completed; a row marked done is treated as held by nobody
+        // we could wait for.
+        _ => {
+            return VmLeaseThen::Skip {
+                reason: "the vm's lease is marked done".into(),
+            };
+        }
+    };
+    match work {
+        Some(slot) => match decide(slot, me, now) {
+            c if c.granted() => VmLeaseThen::Wait { by: holder },
+            Claim::Done => VmLeaseThen::Skip {
+                reason: "this slot's backup is done".into(),
+            },
+            Claim::Held { by, .. } => VmLeaseThen::Skip {
+                reason: format!("claimed by worker `{by}`"),
+            },
+            _ => VmLeaseThen::Skip {
+                reason: format!("vm worked on by worker `{holder}`"),
+            },
+        },
+        None => VmLeaseThen::Skip {
+            reason: format!("vm worked on by worker `{holder}`"),
+        },
+    }
+}
+
 /// Which unfinished plans `me` may resume at `now`: those whose lease (keyed by
 /// [`LeaseKey::plan`] in `leases`) is missing, ours or expired, and not done. Finished plans
 /// are never chosen. Taking the lease afterwards is what makes it exclusive; this only saves
@@ -329,7 +405,133 @@ mod tests {
         }
     }
 
+    #[test]
+    fn vm_lease_decisions() {
+        let (a, b) = (w("a"), w("b"));
+        let vm = Lease {
+            key: LeaseKey::vm(VmId::new(100).unwrap()),
+            holder: a.clone(),
+            expires: at(10_000),
+            done: false,
+        };
+        assert_eq!(vm.key.as_str(), "vm:100");
+        let slot = Lease {
+            key: LeaseKey::backup_slot(VmId::new(100).unwrap(), at(0)),
+            ..vm.clone()
+        };
+        // Free, ours, expired: go.
+        assert_eq!(vm_lease_then(None, None, &b, at(0)), VmLeaseThen::Go);
+        assert_eq!(vm_lease_then(Some(&vm), None, &a, at(0)), VmLeaseThen::Go);
+        assert_eq!(
+            vm_lease_then(Some(&vm), Some(Some(&slot)), &b, at(10_000)),
+            VmLeaseThen::Go
+        );
+        // A sweep never waits.
+        assert_eq!(
+            vm_lease_then(Some(&vm), None, &b, at(0)),
+            VmLeaseThen::Skip {
+                reason: "vm worked on by worker `a`".into()
+            }
+        );
+        // A backup waits for a sweep (its slot is unclaimed) ...
+        assert_eq!(
+            vm_lease_then(Some(&vm), Some(None), &b, at(0)),
+            VmLeaseThen::Wait { by: a.clone() }
+        );
+        // ... but not for the worker making this very backup, nor for a finished slot.
+        assert_eq!(
+            vm_lease_then(Some(&vm), Some(Some(&slot)), &b, at(0)),
+            VmLeaseThen::Skip {
+                reason: "claimed by worker `a`".into()
+            }
+        );
+        let done = Lease {
+            done: true,
+            ..slot.clone()
+        };
+        assert_eq!(
+            vm_lease_then(Some(&vm), Some(Some(&done)), &b, at(0)),
+            VmLeaseThen::Skip {
+                reason: "this slot's backup is done".into()
+            }
+        );
+    }
+
+    /// One step of a worker in the model below.
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// Ask for the lease (take it, renew it).
+        Acquire,
+        /// Give it back (only the holder's release counts, as in the stores).
+        Release,
+    }
+
     proptest! {
+        /// `Go` exactly when `decide` grants the VM lease; otherwise a sweep (no own lease)
+        /// always skips, and work with its own lease waits exactly when that lease is still
+        /// granted to it.
+        #[test]
+        fn vm_lease_then_matches_decide(
+            vm in proptest::option::of(arb_lease()),
+            slot in proptest::option::of(proptest::option::of(arb_lease())),
+            me in 0usize..3,
+            now in 0i64..100,
+        ) {
+            let me = w(["a", "b", "c"][me]);
+            let now = at(now * 1000);
+            let then = vm_lease_then(vm.as_ref(), slot.as_ref().map(Option::as_ref), &me, now);
+            let granted = decide(vm.as_ref(), &me, now).granted();
+            prop_assert_eq!(then == VmLeaseThen::Go, granted);
+            if !granted {
+                let waits = matches!(then, VmLeaseThen::Wait { .. });
+                let expected = match &slot {
+                    None => false,
+                    Some(s) => !vm.as_ref().is_some_and(|l| l.done)
+                        && decide(s.as_ref(), &me, now).granted(),
+                };
+                prop_assert_eq!(waits, expected);
+                if let VmLeaseThen::Wait { by } = then {
+                    prop_assert_ne!(by, me);
+                }
+            }
+        }
+
+        /// Workers taking and releasing one VM lease in any order at non-decreasing times
+        /// (the store applying `decide`): while a holder's lease has not expired, nobody else
+        /// is granted it, so two workers never act on one VM at once.
+        #[test]
+        fn vm_lease_is_exclusive_until_expiry(
+            steps in proptest::collection::vec((0usize..3, any::<bool>(), 0i64..20), 1..40),
+        ) {
+            let key = LeaseKey::vm(VmId::new(100).unwrap());
+            let ttl = std::time::Duration::from_secs(30);
+            let mut stored: Option<Lease> = None;
+            let mut now_ms = 0i64;
+            for (who, acquire, advance) in steps {
+                now_ms += advance * 1000;
+                let now = at(now_ms);
+                let me = w(["a", "b", "c"][who]);
+                let step = if acquire { Step::Acquire } else { Step::Release };
+                match step {
+                    Step::Acquire => {
+                        let live_other = stored
+                            .as_ref()
+                            .is_some_and(|l| l.holder != me && !is_expired(l, now));
+                        let granted = decide(stored.as_ref(), &me, now).granted();
+                        prop_assert_eq!(granted, !live_other);
+                        if granted {
+                            stored = Some(granted_lease(&key, &me, now, ttl));
+                        }
+                    }
+                    Step::Release => {
+                        if stored.as_ref().is_some_and(|l| l.holder == me) {
+                            stored = None;
+                        }
+                    }
+                }
+            }
+        }
+
         /// A plan is resumable exactly when it is unfinished and `decide` grants its lease.
         #[test]
         fn resumable_is_decide_per_plan(

@@ -200,17 +200,25 @@ impl ClientArea {
     ) -> Result<RestoreOutcome, Error> {
         self.check_not_busy(service).await?;
         let product = self.product(service)?;
-        let live = self.require(service, Feature::Backups).await?;
-        let listing = self.backup_listing(service).await?;
-        let plan = reconcile::plan_restore(product, service, &live.state, &listing, archive)?;
-        let (stored, _lease) = self
-            .save_new_plan("restore", service, OperationPlan::Restore(plan))
-            .await?;
-        self.run_restore(service, stored).await
+        // Under the VM's lease: no other worker's cron work (a scheduled backup, a snapshot
+        // sweep) runs on it meanwhile.
+        let vm_lease = self.vm_lease_for_plan(service).await?;
+        let result = async {
+            let live = self.require(service, Feature::Backups).await?;
+            let listing = self.backup_listing(service).await?;
+            let plan = reconcile::plan_restore(product, service, &live.state, &listing, archive)?;
+            let (stored, _lease) = self
+                .save_new_plan("restore", service, OperationPlan::Restore(plan))
+                .await?;
+            self.run_restore(service, stored).await
+        }
+        .await;
+        release_vm(vm_lease).await;
+        result
     }
 
     /// Resumes an interrupted or failed restore or reinstall from its stored step, under the
-    /// plan's lease: refused ([`Error::is_locked`], naming the worker) while another worker
+    /// VM's lease and the plan's lease: refused ([`Error::is_locked`], naming the worker) while another worker
     /// (a scheduler, another portal instance) holds it; its outcome is recorded for every
     /// instance to show ([`ClientArea::last_outcome`]).
     pub async fn resume(&self, service: &Service, plan: &PlanId) -> Result<Resumed, Error> {
@@ -226,14 +234,19 @@ impl ClientArea {
                 got: stored.vm.vmid(),
             });
         }
-        match &stored.plan {
-            OperationPlan::Restore(_) => {
-                Ok(Resumed::Restore(self.run_restore(service, stored).await?))
-            }
-            OperationPlan::Reinstall(_) => Ok(Resumed::Reinstall(
-                self.run_reinstall(service, stored).await?,
-            )),
-        }
+        let vm_lease = self.vm_lease_for_plan(service).await?;
+        let result = match &stored.plan {
+            OperationPlan::Restore(_) => self
+                .run_restore(service, stored)
+                .await
+                .map(Resumed::Restore),
+            OperationPlan::Reinstall(_) => self
+                .run_reinstall(service, stored)
+                .await
+                .map(Resumed::Reinstall),
+        };
+        release_vm(vm_lease).await;
+        result
     }
 
     /// Gives up an unfinished plan (e.g. the customer chose reinstall after a failed restore).
@@ -457,18 +470,31 @@ impl ClientArea {
                 continue;
             };
             let key = LeaseKey::backup_slot(vm.vmid(), slot);
+            // The VM first (no other worker's cron work on it may lock it under the backup),
+            // then the slot.
+            let vm_lease = match self.vm_lease(vm.vmid(), Some(&key)).await? {
+                Ok(g) => g,
+                Err(why) => {
+                    report.skipped.push((vm.clone(), why));
+                    continue;
+                }
+            };
             let Some(lease) = self.take_lease(key.clone()).await? else {
                 let why = match self.inner.leases.lease(&key).await? {
                     Some(l) if l.done => "this slot's backup is done".to_owned(),
                     Some(l) => format!("claimed by worker `{}`", l.holder),
                     None => "claimed by another worker".to_owned(),
                 };
+                release_vm(vm_lease).await;
                 report.skipped.push((vm.clone(), why));
                 continue;
             };
             let mut result = Ok(());
             for action in actions.get(vm).into_iter().flatten() {
-                result = self.tick_action(service, action, now, &mut report).await;
+                result = match vm_lease.check_held() {
+                    Ok(()) => self.tick_action(service, action, now, &mut report).await,
+                    Err(e) => Err(e),
+                };
                 if result.is_err() {
                     break;
                 }
@@ -492,6 +518,7 @@ impl ClientArea {
                     }
                 }
             }
+            release_vm(vm_lease).await;
         }
         Ok(report)
     }
@@ -541,6 +568,13 @@ impl ClientArea {
             }
         }
         Ok(())
+    }
+}
+
+/// Gives a per-VM lease back (a failure only delays other workers until it expires).
+pub(crate) async fn release_vm(lease: super::lease_ops::LeaseGuard) {
+    if let Err(e) = lease.release().await {
+        tracing::warn!(error = %e, "cannot release the vm lease");
     }
 }
 

@@ -439,31 +439,46 @@ impl ClientArea {
     }
 
     /// Removes every snapshot older than its product's lifetime (cron). Idempotent: a second
-    /// run removes nothing. Locked VMs are skipped and retried on the next run.
+    /// run removes nothing. Each VM is swept under its per-VM lease
+    /// ([`LeaseKey::vm`](crate::leases::LeaseKey::vm)), so two workers never delete the same
+    /// snapshot and a sweep never locks a VM under another worker's backup; a VM another
+    /// worker holds, and a locked VM, are skipped and retried on the next run.
     pub async fn sweep_expired_snapshots(&self, services: &[Service]) -> SweepReport {
         let mut report = SweepReport::default();
         let now = self.now();
         for s in services {
             let result: Result<Vec<SnapshotName>, Error> = async {
                 let product = self.product(s)?;
-                let listing = self.snapshot_listing(s).await?;
-                let due = snapshots::plan_expiry(&listing, product.snapshots.lifetime, now);
-                let mut removed = Vec::new();
-                for name in due {
-                    // Re-check right before acting: a lock may have appeared.
-                    if let Some(lock) = self.state(s).await?.lock {
-                        return Err(Error::Locked { lock });
+                let lease = match self.vm_lease(s.vmid(), None).await? {
+                    Ok(g) => g,
+                    Err(operation) => return Err(Error::InProgress { operation }),
+                };
+                // Listed under the lease: what another worker removed before is gone.
+                let result = async {
+                    let listing = self.snapshot_listing(s).await?;
+                    let due = snapshots::plan_expiry(&listing, product.snapshots.lifetime, now);
+                    let mut removed = Vec::new();
+                    for name in due {
+                        lease.check_held()?;
+                        // Re-check right before acting: a lock may have appeared (a portal
+                        // operation holds no lease).
+                        if let Some(lock) = self.state(s).await?.lock {
+                            return Err(Error::Locked { lock });
+                        }
+                        let t = self
+                            .vm(s)?
+                            .snapshots()
+                            .delete(&api_snapshot(&name)?, false)
+                            .await
+                            .map_err(Error::pve("remove expired snapshot"))?;
+                        self.wait(t, "remove expired snapshot").await?;
+                        removed.push(name);
                     }
-                    let t = self
-                        .vm(s)?
-                        .snapshots()
-                        .delete(&api_snapshot(&name)?, false)
-                        .await
-                        .map_err(Error::pve("remove expired snapshot"))?;
-                    self.wait(t, "remove expired snapshot").await?;
-                    removed.push(name);
+                    Ok(removed)
                 }
-                Ok(removed)
+                .await;
+                super::backup_ops::release_vm(lease).await;
+                result
             }
             .await;
             match result {

@@ -123,6 +123,59 @@ impl ClientArea {
         }))
     }
 
+    /// The per-VM lease ([`LeaseKey::vm`]) for cron work on `vmid`, or why not (for the
+    /// report). `work` is the work's own lease (a backup slot's): while another worker holds
+    /// the VM and that lease is still free for us, the holder is doing short other work (a
+    /// sweep), so this waits for it, asking again every twentieth of the lease time, for at
+    /// most one lease time ([`leases::vm_lease_then`] decides).
+    pub(crate) async fn vm_lease(
+        &self,
+        vmid: crate::ids::VmId,
+        work: Option<&LeaseKey>,
+    ) -> Result<Result<LeaseGuard, String>, Error> {
+        let key = LeaseKey::vm(vmid);
+        let ttl = self.inner.lease_ttl;
+        let every = (ttl / 20).max(Duration::from_millis(20));
+        let deadline = tokio::time::Instant::now() + ttl;
+        loop {
+            if let Some(g) = self.take_lease(key.clone()).await? {
+                return Ok(Ok(g));
+            }
+            let vm = self.inner.leases.lease(&key).await?;
+            let own = match work {
+                Some(k) => Some(self.inner.leases.lease(k).await?),
+                None => None,
+            };
+            let then = leases::vm_lease_then(
+                vm.as_ref(),
+                own.as_ref().map(Option::as_ref),
+                &self.inner.worker,
+                self.now(),
+            );
+            let by = match then {
+                leases::VmLeaseThen::Skip { reason } => return Ok(Err(reason)),
+                // Freed (or expired) since we asked: ask again (bounded by the deadline).
+                leases::VmLeaseThen::Go => None,
+                leases::VmLeaseThen::Wait { by } => Some(by),
+            };
+            if tokio::time::Instant::now() >= deadline {
+                let by =
+                    by.map_or_else(|| "another worker".to_owned(), |w| format!("worker `{w}`"));
+                return Ok(Err(format!("vm worked on by {by}")));
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    /// The per-VM lease for a restore or reinstall, or `InProgress` naming the worker whose
+    /// cron work (a scheduled backup, a snapshot sweep, another plan) holds the VM.
+    pub(crate) async fn vm_lease_for_plan(&self, service: &Service) -> Result<LeaseGuard, Error> {
+        match self.vm_lease(service.vmid(), None).await? {
+            Ok(g) => Ok(g),
+            Err(operation) => Err(Error::InProgress { operation }),
+        }
+    }
+
     /// The lease on a plan, or `InProgress` naming the worker that holds it.
     pub(crate) async fn plan_lease(&self, id: &PlanId) -> Result<LeaseGuard, Error> {
         let key = LeaseKey::plan(id);

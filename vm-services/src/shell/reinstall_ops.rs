@@ -47,6 +47,22 @@ impl ClientArea {
             }
         }
         self.check_not_busy(service).await?;
+        // Under the VM's lease: no other worker's cron work runs on it meanwhile.
+        let vm_lease = self.vm_lease_for_plan(service).await?;
+        let result = self
+            .plan_and_run_reinstall(service, product, template, confirmation)
+            .await;
+        super::backup_ops::release_vm(vm_lease).await;
+        result
+    }
+
+    async fn plan_and_run_reinstall(
+        &self,
+        service: &Service,
+        product: &crate::product::Product,
+        template: VmId,
+        confirmation: &str,
+    ) -> Result<ReinstallOutcome, Error> {
         let live = self.require(service, Feature::Reinstall).await?;
         let snaps = self.snapshot_listing(service).await?;
         let plan = reinstall::plan(
