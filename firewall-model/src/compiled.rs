@@ -535,10 +535,10 @@ struct FamTable {
     /// otherwise add lookups (state, flags, ICMP, destination) for every packet.
     direct: Vec<Direct>,
     /// Per protocol number, the indices of `direct` entries that can match it, in order.
-    direct_by_proto: Vec<Box<[u32]>>,
+    direct_by_proto: Vec<Box<[Quick]>>,
     /// The same for "common" packets (see [`is_common`]): entries that only match unusual
     /// state, address types or TCP flags are left out.
-    common_by_proto: Vec<Box<[u32]>>,
+    common_by_proto: Vec<Box<[Quick]>>,
     /// Per protocol, for common packets whose destination port no common entry names: the
     /// common entries without a destination-port condition, and the bitmap of named ports.
     common_portless: Vec<Option<Portless>>,
@@ -583,7 +583,56 @@ fn may_match_common(m: &StdMatch) -> bool {
 
 /// The bitmap of destination ports some common entry names, and the common entries without a
 /// destination-port condition.
-type Portless = (Box<[u64]>, Box<[u32]>);
+type Portless = (Box<[u64]>, Box<[Quick]>);
+
+/// A `direct` entry in a per-protocol list, with its step (to stop at the table's match
+/// without reading the entry) and its address and source-port conditions as intervals: a
+/// cheap necessary test that rejects most packets before the full [`StdMatch::matches`].
+#[derive(Clone, Debug)]
+struct Quick {
+    idx: u32,
+    step: usize,
+    /// Source addresses it can match (`src` minus `src_not`); `None`: any.
+    src: Option<Box<[Iv]>>,
+    /// Destination addresses it can match; `None`: any.
+    dst: Option<Box<[Iv]>>,
+    /// Source ports it can match; `None`: any.
+    sport: Option<Box<[(u16, u16)]>>,
+}
+
+impl Quick {
+    fn new(idx: u32, d: &Direct, fam: Family) -> Quick {
+        let src = (!d.m.src.is_empty() || !d.m.src_not.is_empty()).then(|| {
+            let all = if d.m.src.is_empty() {
+                vec![(0, fam_max(fam))]
+            } else {
+                cidr_intervals(&d.m.src, fam)
+            };
+            subtract(&all, &cidr_intervals(&d.m.src_not, fam)).into_boxed_slice()
+        });
+        let dst = (!d.m.dst.is_empty()).then(|| cidr_intervals(&d.m.dst, fam).into_boxed_slice());
+        let sport = (!d.m.sport.is_empty()).then(|| d.m.sport.clone().into_boxed_slice());
+        Quick {
+            idx,
+            step: d.entry.step,
+            src,
+            dst,
+            sport,
+        }
+    }
+
+    /// False when the entry cannot match `pkt` (`src` and `dst` are the packet's keys).
+    #[inline]
+    fn may_match(&self, src: u128, dst: u128, pkt: &Packet) -> bool {
+        let within = |ivs: &[Iv], k: u128| ivs.iter().any(|(a, b)| *a <= k && k <= *b);
+        self.src.as_deref().is_none_or(|s| within(s, src))
+            && self.dst.as_deref().is_none_or(|d| within(d, dst))
+            && self.sport.as_deref().is_none_or(|r| {
+                pkt.sport
+                    .is_some_and(|p| r.iter().any(|(a, b)| *a <= p && p <= *b))
+            })
+    }
+}
 
 /// A standard entry tested directly.
 #[derive(Clone, Debug)]
@@ -625,9 +674,15 @@ impl FamTable {
                 })
                 .collect()
         };
-        let direct_by_proto = by_proto(false);
-        let common_by_proto = by_proto(true);
-        let common_portless = common_by_proto
+        let quick = |list: &[u32]| -> Box<[Quick]> {
+            list.iter()
+                .filter_map(|i| direct.get(*i as usize).map(|d| Quick::new(*i, d, fam)))
+                .collect()
+        };
+        let direct_by_proto: Vec<Box<[Quick]>> = by_proto(false).iter().map(|l| quick(l)).collect();
+        let common_idx = by_proto(true);
+        let common_by_proto: Vec<Box<[Quick]>> = common_idx.iter().map(|l| quick(l)).collect();
+        let common_portless = common_idx
             .iter()
             .map(|list| {
                 let with_port = |i: &u32| {
@@ -648,8 +703,8 @@ impl FamTable {
                         }
                     }
                 }
-                let rest: Box<[u32]> = list.iter().copied().filter(|i| !with_port(i)).collect();
-                Some((bits.into_boxed_slice(), rest))
+                let rest: Vec<u32> = list.iter().copied().filter(|i| !with_port(i)).collect();
+                Some((bits.into_boxed_slice(), quick(&rest)))
             })
             .collect();
         let mut ifaces: Vec<Iface> = list.iter().filter_map(|(_, a)| a.iface.clone()).collect();
@@ -759,14 +814,17 @@ impl FamTable {
             self.direct_by_proto.get(proto)
         };
         if let Some(list) = list {
-            for &i in list.iter() {
-                let Some(d) = self.direct.get(i as usize) else {
-                    continue;
-                };
-                if d.entry.step > limit {
+            let (src, dst) = (ip_to_u128(&pkt.source), ip_to_u128(&pkt.dest));
+            for q in list.iter() {
+                if q.step > limit {
                     break;
                 }
-                if d.m.matches(pkt) {
+                if !q.may_match(src, dst, pkt) {
+                    continue;
+                }
+                if let Some(d) = self.direct.get(q.idx as usize)
+                    && d.m.matches(pkt)
+                {
                     return Some(&d.entry);
                 }
             }
@@ -961,5 +1019,73 @@ mod tests {
         );
         assert!(is_subset(&[(3, 4)], &[(0, 10)]));
         assert!(!is_subset(&[(3, 11)], &[(0, 10)]));
+    }
+
+    /// The common path tests standard entries through their address and source-port
+    /// intervals first: a multicast or unspecified source, a multicast destination and a DNS
+    /// source port must still meet `PVEFW-smurfs` and `PVEFW-Drop` as the reference does.
+    #[test]
+    fn quick_std_tests_agree_with_the_reference() {
+        use crate::eval::Reference;
+        use crate::node::{Guest, GuestKind, Nic};
+        use crate::{FileKind, parse};
+        use std::net::IpAddr;
+        let mut node = Node::new();
+        node.cluster = parse("[OPTIONS]\nenable: 1\n", FileKind::Cluster).unwrap();
+        let rules = "[OPTIONS]\nenable: 1\npolicy_in: DROP\n\n[RULES]\nIN DROP -p tcp -dport 22\n";
+        node.guests = BTreeMap::from([(
+            100,
+            Guest {
+                vmid: 100,
+                kind: GuestKind::Vm,
+                firewall: parse(rules, FileKind::Guest).unwrap(),
+                nics: vec![Nic {
+                    index: 0,
+                    mac: "52:54:00:00:01:00".parse().unwrap(),
+                    bridge: "vmbr0".into(),
+                    firewall: true,
+                    ips: vec!["192.0.2.100".parse().unwrap()],
+                }],
+            },
+        )]);
+        let chain = ChainId::GuestIn { vmid: 100, nic: 0 };
+        let compiled = CompiledNode::compile(&node);
+        let fast = compiled.chain(chain).unwrap();
+        let reference = Reference(&node);
+        let mut verdicts = Vec::new();
+        for src in ["10.0.0.1", "224.0.0.5", "0.0.0.0"] {
+            for dst in ["192.0.2.100", "224.0.0.1"] {
+                for sport in [40000u16, 53] {
+                    for dport in [22u16, 5555, 445] {
+                        let (s, d): (IpAddr, IpAddr) = (src.parse().unwrap(), dst.parse().unwrap());
+                        let mut tcp = Packet::tcp(s, d, dport);
+                        tcp.sport = Some(sport);
+                        for mut p in [tcp, Packet::udp(s, d, sport, dport)] {
+                            p.iface = Some("net0".parse().unwrap());
+                            let want = reference.evaluate_chain(chain, &p).unwrap();
+                            let got = fast.decide(&p);
+                            assert_eq!(got.verdict, want.verdict, "{p:?}");
+                            assert_eq!(got.decided_by, want.decided_by, "{p:?}");
+                            assert_eq!(fast.verdict(&p), want.verdict, "{p:?}");
+                            verdicts.push((src, dst, sport, dport, p.proto, want.decided_by));
+                        }
+                    }
+                }
+            }
+        }
+        // Behind the DROP policy, PVEFW-smurfs (multicast source, not 0.0.0.0) and PVEFW-Drop
+        // (multicast destination, UDP from port 53) decide what they name.
+        let standard = |src, dst, sport, proto| {
+            verdicts
+                .iter()
+                .find(|x| (x.0, x.1, x.2, x.3, x.4) == (src, dst, sport, 5555, proto))
+                .map(|x| matches!(x.5, DecidedBy::Standard(_)))
+        };
+        assert_eq!(standard("10.0.0.1", "192.0.2.100", 40000, 6), Some(false));
+        assert_eq!(standard("224.0.0.5", "192.0.2.100", 40000, 6), Some(true));
+        assert_eq!(standard("0.0.0.0", "192.0.2.100", 40000, 6), Some(false));
+        assert_eq!(standard("10.0.0.1", "224.0.0.1", 40000, 6), Some(true));
+        assert_eq!(standard("10.0.0.1", "192.0.2.100", 53, 17), Some(true));
+        assert_eq!(standard("10.0.0.1", "192.0.2.100", 53, 6), Some(false));
     }
 }
