@@ -12,7 +12,7 @@ async function refresh(){
   const p=d.access.power_control, c=d.access.console;
   const running=d.status==='running';
   setBtn('btn-start',{allowed:p.allowed&&!running,reason:running?'already running':p.reason});
-  for(const id of ['btn-stop','btn-shutdown'])setBtn(id,{allowed:p.allowed&&running,reason:running?p.reason:'the vm is not running'});
+  for(const id of ['btn-stop','btn-shutdown','btn-reboot','btn-reset'])setBtn(id,{allowed:p.allowed&&running,reason:running?p.reason:'the vm is not running'});
   setBtn('btn-console',c);
   document.getElementById('updated').textContent=new Date().toLocaleTimeString();
   }catch(e){document.getElementById('live-error').textContent='Something went wrong: '+e}

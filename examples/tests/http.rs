@@ -691,3 +691,172 @@ async fn metrics_count_requests_and_are_guarded() {
     .await
     .expect("took longer than 90 s");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firewall_connection_test_refuses_bad_input() {
+    tokio::time::timeout(Duration::from_secs(90), async {
+        let running = start(None).await;
+        let base = format!("http://{}", running.addr);
+        let http = http();
+        let (sid, _, _) = login(&http, &base, "alice", "alice-demo-pass").await;
+        let ask = async |query: &str| {
+            let r = http
+                .get(format!("{base}/s/100/firewall?test=1&{query}"))
+                .header("cookie", &sid)
+                .send()
+                .await
+                .expect("get");
+            (r.status(), r.text().await.expect("body"))
+        };
+
+        // Port 70000: a clear message, no verdict.
+        let (status, body) = ask("t_dir=in&t_proto=tcp&t_port=70000&t_source=198.51.100.7").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(
+            body.contains("id=test-error") && body.contains("must be a number from 1 to 65535"),
+            "{body}"
+        );
+        assert!(!body.contains("id=test-verdict"), "no verdict: {body}");
+        // A source that is not an address.
+        let (status, body) = ask("t_dir=in&t_proto=tcp&t_port=22&t_source=example.com").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body.contains("must be an IPv4 or IPv6 address"), "{body}");
+        assert!(!body.contains("id=test-verdict"), "no verdict: {body}");
+        // What was typed stays in the form.
+        assert!(body.contains("value='example.com'"), "{body}");
+
+        // Good questions get a verdict and what decided it: the demo VM's rule #0 lets the
+        // web in; a port no rule names falls to the incoming policy.
+        let (status, body) = ask("t_proto=tcp&t_port=443&t_source=198.51.100.7").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(!body.contains("id=test-error"), "{body}");
+        assert!(body.contains("<b id=test-verdict>ACCEPT</b>"), "{body}");
+        assert!(
+            body.contains("id=test-rule data-pos='0'")
+                && body.contains("<code>IN ACCEPT -p tcp -dport 80,443 # web</code>"),
+            "{body}"
+        );
+        // The rule with the provider's IP set comes after the deciding one: nothing unseen.
+        assert!(!body.contains("id=test-unseen"), "{body}");
+        let (status, body) = ask("t_proto=tcp&t_port=8081&t_source=198.51.100.7").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("<b id=test-verdict>DROP</b>"), "{body}");
+        assert!(
+            body.contains("decided by the incoming policy (DROP)"),
+            "{body}"
+        );
+        assert!(!body.contains("id=test-rule"), "{body}");
+        // The demo's SSH rule (#1) names the provider's `+dc/management`: the answer says
+        // the check cannot see its members.
+        assert!(
+            body.contains("id=test-unseen>Rules #1 name IP sets or aliases"),
+            "{body}"
+        );
+        running.shutdown().await;
+    })
+    .await
+    .expect("took longer than 90 s");
+}
+
+/// Posts a power action; returns the redirect's `Location`.
+async fn power(http: &reqwest::Client, base: &str, sid: &str, csrf: &str, action: &str) -> String {
+    let r = http
+        .post(format!("{base}/s/100/power"))
+        .header("cookie", sid)
+        .form(&[("csrf", csrf), ("action", action)])
+        .send()
+        .await
+        .expect("power");
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "{action}");
+    r.headers()["location"].to_str().expect("ascii").to_owned()
+}
+
+/// Follows the task of a redirect to its end; its exit status.
+async fn task_end(http: &reqwest::Client, base: &str, sid: &str, location: &str) -> String {
+    let upid = location
+        .split("task=")
+        .nth(1)
+        .unwrap_or_else(|| panic!("a task to follow: {location}"));
+    loop {
+        let t: serde_json::Value = http
+            .get(format!("{base}/s/100/task?upid={upid}"))
+            .header("cookie", sid)
+            .send()
+            .await
+            .expect("task")
+            .json()
+            .await
+            .expect("json");
+        if t["running"] == false {
+            return t["exitstatus"].as_str().unwrap_or("").to_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reboot_and_reset_from_the_overview() {
+    tokio::time::timeout(Duration::from_secs(90), async {
+        let running = start(None).await;
+        let base = format!("http://{}", running.addr);
+        let http = http();
+        let (sid, _, csrf) = login(&http, &base, "alice", "alice-demo-pass").await;
+
+        // The overview offers both next to Start/Stop; Reset asks first.
+        let overview = page(&http, &base, "/s/100", &sid).await;
+        for id in ["btn-start", "btn-stop", "btn-reboot", "btn-reset"] {
+            assert!(overview.contains(&format!("id='{id}'")), "{id}: {overview}");
+        }
+        let reset = overview
+            .split("id='btn-reset'")
+            .nth(1)
+            .and_then(|s| s.split('>').next())
+            .expect("reset button");
+        assert!(
+            reset.contains("data-confirm='Reset the VM?") && reset.contains("return confirm("),
+            "{reset}"
+        );
+
+        // Running: both start a task that ends OK, and the VM runs afterwards.
+        for (action, word) in [("reboot", "qmreboot"), ("reset", "qmreset")] {
+            let loc = power(&http, &base, &sid, &csrf, action).await;
+            assert!(loc.contains(&format!("%3A{word}%3A")), "{action}: {loc}");
+            assert_eq!(task_end(&http, &base, &sid, &loc).await, "OK", "{action}");
+        }
+        let live: serde_json::Value = http
+            .get(format!("{base}/s/100/live.json"))
+            .header("cookie", &sid)
+            .send()
+            .await
+            .expect("live")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(live["status"], "running", "{live}");
+
+        // Without the CSRF token: refused, nothing started.
+        let r = http
+            .post(format!("{base}/s/100/power"))
+            .header("cookie", &sid)
+            .form(&[("csrf", "wrong"), ("action", "reset")])
+            .send()
+            .await
+            .expect("power");
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+        // Stopped: both are refused with the reason, no task.
+        let loc = power(&http, &base, &sid, &csrf, "stop").await;
+        assert_eq!(task_end(&http, &base, &sid, &loc).await, "OK");
+        for action in ["reboot", "reset"] {
+            let loc = power(&http, &base, &sid, &csrf, action).await;
+            assert!(!loc.contains("task="), "{action}: {loc}");
+            assert!(
+                loc.contains("err=") && loc.contains("not+running"),
+                "{action}: {loc}"
+            );
+        }
+        running.shutdown().await;
+    })
+    .await
+    .expect("took longer than 90 s");
+}

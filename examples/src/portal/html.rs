@@ -185,11 +185,19 @@ pub struct ServicesPage<'a> {
     pub rows: Vec<ServiceRow<'a>>,
 }
 
-/// The power buttons of the overview: action, label, CSS class.
-pub const POWER_BUTTONS: [(&str, &str, &str); 3] = [
-    ("start", "Start", ""),
-    ("stop", "Stop", "danger"),
-    ("shutdown", "Shut down", ""),
+/// The power buttons of the overview: action, label, CSS class, confirmation question
+/// (empty: none).
+pub const POWER_BUTTONS: [(&str, &str, &str, &str); 5] = [
+    ("start", "Start", "", ""),
+    ("stop", "Stop", "danger", ""),
+    ("shutdown", "Shut down", "", ""),
+    ("reboot", "Reboot", "", ""),
+    (
+        "reset",
+        "Reset (hard)",
+        "danger",
+        "Reset the VM? Like pressing a reset button: the system gets no chance to shut down and unsaved data is lost.",
+    ),
 ];
 
 /// The overview of a service.
@@ -211,7 +219,7 @@ pub struct OverviewPage<'a> {
     /// Domain.
     pub domain: &'a str,
     /// The power buttons.
-    pub power: [(&'static str, &'static str, &'static str); 3],
+    pub power: [(&'static str, &'static str, &'static str, &'static str); 5],
     /// System disk summary.
     pub sysdisk: String,
     /// Additional disk summary.
@@ -377,10 +385,49 @@ pub struct IsoPage<'a> {
 pub struct RuleRow<'a> {
     /// Position.
     pub pos: usize,
-    /// The rule as text.
+    /// The rule as text (`.fw` syntax), for the screen reader label and the test answer.
     pub text: &'a str,
+    /// `IN` or `OUT`.
+    pub direction: String,
+    /// The action, or the macro with its action (`SSH(ACCEPT)`).
+    pub action: String,
+    /// Protocol (empty: any).
+    pub proto: &'a str,
+    /// Destination port(s) (empty: any).
+    pub dport: &'a str,
+    /// Source (empty: any).
+    pub source: &'a str,
+    /// Destination (empty: any).
+    pub dest: &'a str,
     /// Its comment.
     pub comment: &'a str,
+    /// Whether the rule is enabled.
+    pub enabled: bool,
+}
+
+/// The "Test a connection" form's values and its answer.
+#[derive(Debug, Default)]
+pub struct ConnTest {
+    /// Direction: `in` or `out`.
+    pub direction: String,
+    /// Protocol.
+    pub proto: String,
+    /// Port as typed.
+    pub port: String,
+    /// Address as typed.
+    pub source: String,
+    /// Whether the form was submitted.
+    pub asked: bool,
+    /// Why the question was refused.
+    pub error: Option<String>,
+    /// The verdict (`ACCEPT`, `DROP`, `REJECT`).
+    pub verdict: Option<String>,
+    /// What decided, as a sentence.
+    pub decided: String,
+    /// The deciding rule: position and text (`.fw` syntax, with its comment).
+    pub rule: Option<(usize, String)>,
+    /// Rules naming IP sets or aliases the check cannot see (`#2, #5`; empty: none).
+    pub unseen: String,
 }
 
 /// The firewall page.
@@ -403,6 +450,8 @@ pub struct FirewallPage<'a> {
     pub policy_out: Vec<(&'static str, bool)>,
     /// The rules.
     pub rules: Vec<RuleRow<'a>>,
+    /// The connection test.
+    pub test: ConnTest,
 }
 
 /// The reverse DNS page.

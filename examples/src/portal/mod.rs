@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod config;
 pub mod console;
+pub mod fwcheck;
 pub mod html;
 pub mod store;
 pub mod throttle;

@@ -25,10 +25,10 @@ use serde::Deserialize;
 
 use super::cluster::{Cluster, ShellError};
 use super::html::{
-    BackupRow, BackupsPage, ChartsPage, DayView, FirewallPage, Flash, Frame, IsoFolder, IsoPage,
-    LoginPage, MessageKind, MessagePage, Nav, OpView, OverviewPage, PasswordPage, RdnsPage,
-    ReinstallPage, RuleRow, ServiceRow, ServicesPage, SnapRow, SnapshotsPage, User, render,
-    svg_plot,
+    BackupRow, BackupsPage, ChartsPage, ConnTest, DayView, FirewallPage, Flash, Frame, IsoFolder,
+    IsoPage, LoginPage, MessageKind, MessagePage, Nav, OpView, OverviewPage, PasswordPage,
+    RdnsPage, ReinstallPage, RuleRow, ServiceRow, ServicesPage, SnapRow, SnapshotsPage, User,
+    render, svg_plot,
 };
 use super::store::{Session, Store};
 
@@ -783,6 +783,8 @@ async fn power(
         "start" => app.area.start(svc).await,
         "stop" => app.area.stop(svc).await,
         "shutdown" => app.area.shutdown(svc, None, false).await,
+        "reboot" => app.area.reboot(svc, None).await,
+        "reset" => app.area.reset(svc).await,
         _ => Err(unknown("power action", &f.action)),
     };
     app.hub.invalidate(svc);
@@ -1268,11 +1270,26 @@ async fn iso_action(
 
 // ---------- firewall ----------
 
+/// The "Test a connection" form (a GET: it changes nothing).
+#[derive(Deserialize, Default)]
+struct TestQuery {
+    test: Option<String>,
+    #[serde(default)]
+    t_dir: String,
+    #[serde(default)]
+    t_proto: String,
+    #[serde(default)]
+    t_port: String,
+    #[serde(default)]
+    t_source: String,
+}
+
 async fn firewall_page(
     State(app): Shared,
     headers: HeaderMap,
     Path(vmid): Path<u32>,
     Query(m): Query<Msg>,
+    Query(tq): Query<TestQuery>,
 ) -> Response {
     let (s, svc, _, _, nv) = match feature_start(&app, &headers, vmid, Feature::Firewall).await {
         Ok(x) => x,
@@ -1289,6 +1306,47 @@ async fn firewall_page(
             .map(|v| (v, v == cur))
             .collect()
     };
+    let mut test = ConnTest {
+        direction: if tq.t_dir.is_empty() {
+            "in".into()
+        } else {
+            tq.t_dir.to_ascii_lowercase()
+        },
+        proto: if tq.t_proto.is_empty() {
+            "tcp".into()
+        } else {
+            tq.t_proto.to_ascii_lowercase()
+        },
+        port: tq.t_port.clone(),
+        source: tq.t_source.clone(),
+        asked: tq.test.is_some(),
+        ..Default::default()
+    };
+    let mut status = StatusCode::OK;
+    if test.asked {
+        let answer =
+            super::fwcheck::Question::parse(&tq.t_dir, &tq.t_proto, &tq.t_port, &tq.t_source)
+                .and_then(|q| super::fwcheck::check(&fw, svc, &q));
+        match answer {
+            Ok(a) => {
+                test.verdict = Some(a.verdict.to_string());
+                test.decided = a.sentence();
+                test.unseen = a
+                    .unseen
+                    .iter()
+                    .map(|p| format!("#{p}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                if let super::fwcheck::Decider::Rule { pos, text, .. } = a.decider {
+                    test.rule = Some((pos, text));
+                }
+            }
+            Err(e) => {
+                status = StatusCode::BAD_REQUEST;
+                test.error = Some(e);
+            }
+        }
+    }
     let page = FirewallPage {
         frame: frame("Firewall", &s, Some(&nv)),
         flash: m.flash(),
@@ -1300,14 +1358,31 @@ async fn firewall_page(
         rules: fw
             .rules
             .iter()
-            .map(|r| RuleRow {
-                pos: r.pos,
-                text: &r.text,
-                comment: r.rule.comment.as_deref().unwrap_or(""),
+            .map(|r| {
+                let a = &r.rule;
+                fn opt(v: &Option<String>) -> &str {
+                    v.as_deref().unwrap_or("")
+                }
+                RuleRow {
+                    pos: r.pos,
+                    text: &r.text,
+                    direction: a.kind.to_ascii_uppercase(),
+                    action: match &a.macro_name {
+                        Some(m) => format!("{m}({})", a.action),
+                        None => a.action.clone(),
+                    },
+                    proto: opt(&a.proto),
+                    dport: opt(&a.dport),
+                    source: opt(&a.source),
+                    dest: opt(&a.dest),
+                    comment: opt(&a.comment),
+                    enabled: a.enable.unwrap_or(1) != 0,
+                }
             })
             .collect(),
+        test,
     };
-    render(StatusCode::OK, &page)
+    render(status, &page)
 }
 
 #[derive(Deserialize)]
@@ -1376,6 +1451,34 @@ async fn firewall_action(
                     .await,
                 "Rule added",
             )
+        }
+        "toggle" => {
+            let pos = f.pos.unwrap_or(usize::MAX);
+            let r = match app.area.firewall(svc).await {
+                Ok(v) => match v.rules.iter().find(|r| r.pos == pos).cloned() {
+                    Some(r) => {
+                        let on = r.rule.enable.unwrap_or(1) != 0;
+                        let rule = pve_vps_firewall::ApiRule {
+                            enable: Some(u64::from(!on)),
+                            ..r.rule
+                        };
+                        app.area
+                            .update_firewall_rule(svc, pos, &rule, confirm)
+                            .await
+                            .map(|()| !on)
+                    }
+                    None => Err(pve_vps_services::Error::RulePosition {
+                        pos,
+                        len: v.rules.len(),
+                    }),
+                },
+                Err(e) => Err(e),
+            };
+            let ok = match r {
+                Ok(true) => "Rule enabled",
+                _ => "Rule disabled",
+            };
+            (r.map(|_| ()), ok)
         }
         "delete" => (
             app.area
