@@ -117,6 +117,11 @@ impl<'de> Visitor<'de> for BoolVisitor {
         Ok(Some(v != 0.0))
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        // The empty string is Perl's false: PVE 5 answered `"template": ""` for a VM that
+        // is not a template (recorded in tests/fixtures/real).
+        if v.trim().is_empty() {
+            return Ok(Some(false));
+        }
         parse_bool(v)
             .map(Some)
             .ok_or_else(|| E::invalid_value(de::Unexpected::Str(v), &self))
@@ -141,7 +146,7 @@ pub(crate) fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
-/// `Option<bool>` from a boolean, 0/1 or string.
+/// `Option<bool>` from a boolean, 0/1 or string (the empty string, Perl's false, is `false`).
 pub(crate) fn opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
     d.deserialize_any(BoolVisitor)
 }
@@ -267,5 +272,52 @@ impl<'de> serde::Deserialize<'de> for Key<'de> {
             }
         }
         d.deserialize_str(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[derive(Debug, serde::Deserialize)]
+    struct Flags {
+        #[serde(default, deserialize_with = "super::bool")]
+        template: bool,
+        #[serde(default, deserialize_with = "super::opt_bool")]
+        shared: Option<bool>,
+    }
+
+    fn flags(json: &str) -> Result<Flags, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    #[test]
+    fn empty_string_is_perls_false() {
+        // PVE 5.0's status/current of a VM that is not a template.
+        let f = flags(r#"{"template": "", "shared": ""}"#).unwrap();
+        assert!(!f.template);
+        assert_eq!(f.shared, Some(false));
+        let f = flags(r#"{"template": " ", "shared": null}"#).unwrap();
+        assert!(!f.template);
+        assert_eq!(f.shared, None);
+    }
+
+    #[test]
+    fn booleans_in_every_spelling_still_decode() {
+        for (json, want) in [
+            (r#"{"template": 1}"#, true),
+            (r#"{"template": "1"}"#, true),
+            (r#"{"template": true}"#, true),
+            (r#"{"template": "yes"}"#, true),
+            (r#"{"template": 0}"#, false),
+            (r#"{"template": "off"}"#, false),
+            (r#"{}"#, false),
+        ] {
+            assert_eq!(flags(json).unwrap().template, want, "{json}");
+        }
+    }
+
+    #[test]
+    fn other_strings_are_still_refused() {
+        let err = flags(r#"{"template": "maybe"}"#).unwrap_err();
+        assert!(err.to_string().contains("maybe"), "{err}");
     }
 }

@@ -134,6 +134,15 @@ async fn check(e: &Entry, body: &Value) -> Result<(), String> {
                 Some(s.status.as_str()) == data["status"].as_str(),
                 "status differs",
             )?;
+            // `template` comes as 0/1, or as "" (Perl's false) from PVE 5.
+            let template = match &data["template"] {
+                Value::Number(n) => n.as_u64() == Some(1),
+                Value::String(v) => v == "1",
+                Value::Bool(b) => *b,
+                _ => false,
+            };
+            expect(s.template == template, "template flag differs")?;
+            expect(s.pid == data["pid"].as_u64(), "pid differs")?;
             for k in [
                 "blockstat",
                 "ballooninfo",
@@ -504,7 +513,22 @@ async fn check(e: &Entry, body: &Value) -> Result<(), String> {
                 .iter()
                 .map(|i| i["volid"].as_str().unwrap())
                 .collect();
-            expect(got == want, "volids differ")
+            expect(got == want, "volids differ")?;
+            // The owner comes as a number, or as a string on PVE 5; the format is kept.
+            for (item, raw) in items.iter().zip(data.as_array().unwrap()) {
+                let vmid = match &raw["vmid"] {
+                    Value::Number(n) => n.as_u64(),
+                    Value::String(v) => v.parse().ok(),
+                    _ => None,
+                };
+                if item.vmid != vmid || item.format.as_deref() != raw["format"].as_str() {
+                    return Err(format!("vmid/format of {} differ", item.volid));
+                }
+                if item.ctime != raw["ctime"].as_i64() || item.size != raw["size"].as_u64() {
+                    return Err(format!("ctime/size of {} differ", item.volid));
+                }
+            }
+            Ok(())
         }
         ("POST", "/access/ticket") => {
             // Log in with the recorded answer; the next call must carry its ticket.

@@ -84,6 +84,25 @@ const EXEMPT: &[(&str, &str, &str)] = &[
         "the simulator has no SDN networks",
     ),
     (
+        "qemu_status_current_pve5.0_stopped_template_empty.json",
+        "data.template",
+        "PVE 5.0 sent `template: \"\"` (Perl's false) for every VM; later releases send the key \
+     only for templates (the PVE 8.0 and 9.x status fixtures of ordinary VMs have none), as the \
+     simulator does",
+    ),
+    (
+        "storage_content_pve5.0_zfs_images_vmid_string.json",
+        "data[0].name",
+        "the recorded listing is a ZFS pool's, whose entries carry the zvol name; the simulated \
+     guest disks live on an LVM-thin storage, listed without it",
+    ),
+    (
+        "storage_content_pve5.0_zfs_images_vmid_string.json",
+        "data[0].parent",
+        "the recorded ZFS pool listing carries `parent: null` for volumes not cloned from a base \
+     image; the simulated LVM-thin listing has no linked clones and omits the key",
+    ),
+    (
         "agent_net_pve6.2_unsupported.json",
         "data.result",
         "the recorded guest agent did not support the command (PVE passed its error object \
@@ -474,11 +493,18 @@ async fn simulated(
                 .await
         }
         ("GET", "/nodes/{node}/storage/{storage}/content") => {
-            // The demo's backup storage (the fixture lists backups).
-            let content = real["data"][0]["content"].as_str().unwrap_or("backup");
+            // The demo storage holding what the fixture lists first: backups on `backup`,
+            // guest disks on `local-lvm`, ISO images on `local` (a recorded container
+            // template is compared with an ISO entry: the simulator keeps no templates,
+            // and both kinds of file carry the same fields).
+            let (storage, content) = match real["data"][0]["content"].as_str() {
+                Some("images" | "rootdir") => ("local-lvm", "images"),
+                Some("iso" | "vztmpl") => ("local", "iso"),
+                _ => ("backup", "backup"),
+            };
             api.call(
                 Method::GET,
-                "/nodes/pve1/storage/backup/content",
+                &format!("/nodes/pve1/storage/{storage}/content"),
                 &[("content", content)],
             )
             .await
