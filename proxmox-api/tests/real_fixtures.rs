@@ -143,6 +143,7 @@ async fn check(e: &Entry, body: &Value) -> Result<(), String> {
             };
             expect(s.template == template, "template flag differs")?;
             expect(s.pid == data["pid"].as_u64(), "pid differs")?;
+            expect(s.lock.as_deref() == data["lock"].as_str(), "lock differs")?;
             for k in [
                 "blockstat",
                 "ballooninfo",

@@ -300,13 +300,16 @@ async fn simulated(
             // A VM in the recorded state: template 9000 (with a serial console), stopped VM
             // 102, or running VM 100 (guest agent).
             let d = &real["data"];
-            let vm = if d["template"] == 1 {
-                "/nodes/pve1/qemu/9000"
+            let (vmid, vm) = if d["template"] == 1 {
+                (9000, "/nodes/pve1/qemu/9000")
             } else if d["status"] == "stopped" {
-                "/nodes/pve2/qemu/102"
+                (102, "/nodes/pve2/qemu/102")
             } else {
-                "/nodes/pve1/qemu/100"
+                (100, "/nodes/pve1/qemu/100")
             };
+            // A VM recorded under a lock (a clone running into it) gets the same lock for the
+            // duration of the request.
+            let lock = d["lock"].as_str();
             // The recorded VM has a serial port (and a display setting when `clipboard`
             // shows): give ours the same.
             let mut form = Vec::new();
@@ -319,8 +322,16 @@ async fn simulated(
             if !form.is_empty() {
                 api.put(&format!("{vm}/config"), &form).await;
             }
-            api.call(Method::GET, &format!("{vm}/status/current"), &[])
-                .await
+            if lock.is_some() {
+                sim.set_lock(vmid, lock).map_err(|e| e.to_string())?;
+            }
+            let answer = api
+                .call(Method::GET, &format!("{vm}/status/current"), &[])
+                .await;
+            if lock.is_some() {
+                sim.set_lock(vmid, None).map_err(|e| e.to_string())?;
+            }
+            answer
         }
         ("GET", "/nodes/{node}/qemu/{vmid}/rrddata") => {
             // A running VM's hour (VM 100) when the first recorded row has figures, else a
