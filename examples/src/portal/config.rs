@@ -43,8 +43,9 @@ impl std::fmt::Debug for ClusterConfig {
     }
 }
 
-/// Everything the portal is started with.
-#[derive(Debug, Clone, Deserialize, Default)]
+/// Everything the portal is started with. `Debug` hides secrets (the token secret, the
+/// console password, the metrics token, a password in the database URL).
+#[derive(Clone, Deserialize, Default)]
 pub struct PortalConfig {
     /// Address to listen on (default `127.0.0.1:8080`).
     pub listen: Option<SocketAddr>,
@@ -54,7 +55,9 @@ pub struct PortalConfig {
     pub products: Option<PathBuf>,
     /// Customers file (default: the demo customers compiled in).
     pub customers: Option<PathBuf>,
-    /// SQLite file for customers and sessions (default: in memory).
+    /// The database (`PORTAL_DB`): an SQLite file, or a `postgres://` / `postgresql://` URL
+    /// shared by several portal instances (default: SQLite in memory). See
+    /// [`database`](Self::database).
     pub db: Option<PathBuf>,
     /// Cache directory for the noVNC client (default: `$XDG_CACHE_HOME/pve-vps-portal` or
     /// `~/.cache/pve-vps-portal`).
@@ -71,6 +74,102 @@ pub struct PortalConfig {
     /// The cluster; the embedded simulator when absent.
     #[serde(flatten)]
     pub cluster: Option<ClusterConfig>,
+}
+
+impl std::fmt::Debug for PortalConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PortalConfig")
+            .field("listen", &self.listen)
+            .field("public_url", &self.public_url)
+            .field("products", &self.products)
+            .field("customers", &self.customers)
+            .field("db", &self.database())
+            .field("cache_dir", &self.cache_dir)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("metrics_token", &self.metrics_token)
+            .field("cluster", &self.cluster)
+            .finish()
+    }
+}
+
+/// Where the portal keeps customers, sessions, login failures, console links and
+/// vm-services' stores (backup schedules, plans, outcomes, leases).
+#[derive(Debug, Clone)]
+pub enum Database {
+    /// SQLite in memory: one process, forgotten at exit.
+    Memory,
+    /// One SQLite file (one portal process; the login throttle counts in memory).
+    Sqlite(PathBuf),
+    /// One PostgreSQL database shared by every portal instance (and the cron workers).
+    Postgres(PgUrl),
+}
+
+/// A PostgreSQL URL, `postgres://user:password@host:port/database` (or `postgresql://`).
+/// `Debug` and [`redacted`](Self::redacted) replace the password with `***`.
+#[derive(Clone)]
+pub struct PgUrl(secrecy::SecretString);
+
+impl PgUrl {
+    /// Accepts a `postgres://` or `postgresql://` URL with a host.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let u =
+            url::Url::parse(s).map_err(|e| format!("`{}` is not a valid url: {e}", redact(s)))?;
+        if !matches!(u.scheme(), "postgres" | "postgresql") {
+            return Err(format!(
+                "`{}`: expected a postgres:// or postgresql:// url",
+                redact(s)
+            ));
+        }
+        if u.host_str().is_none_or(str::is_empty) {
+            return Err(format!("`{}` names no host", redact(s)));
+        }
+        Ok(Self(s.to_owned().into()))
+    }
+
+    /// The URL itself, password included: for the database driver only.
+    pub fn expose(&self) -> &str {
+        use secrecy::ExposeSecret;
+        self.0.expose_secret()
+    }
+
+    /// The URL with its password replaced by `***` (for logs and errors).
+    pub fn redacted(&self) -> String {
+        redact(self.expose())
+    }
+
+    /// Host, port and database (`127.0.0.1:5432/portal`).
+    pub fn target(&self) -> String {
+        match url::Url::parse(self.expose()) {
+            Ok(u) => format!(
+                "{}:{}{}",
+                u.host_str().unwrap_or(""),
+                u.port().unwrap_or(5432),
+                u.path()
+            ),
+            Err(_) => "<invalid url>".to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Debug for PgUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("PgUrl").field(&self.redacted()).finish()
+    }
+}
+
+/// `s` with the password of a URL replaced by `***` (the whole text when it is no URL but
+/// holds an `@`: whatever precedes it could be a password).
+fn redact(s: &str) -> String {
+    match url::Url::parse(s) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string()
+        }
+        Err(_) if s.contains('@') => "<redacted>".to_owned(),
+        Err(_) => s.to_owned(),
+    }
 }
 
 /// A customer and the services they own.
@@ -154,6 +253,23 @@ impl PortalConfig {
         })
     }
 
+    /// The database `db` names: a `postgres://` or `postgresql://` URL is PostgreSQL, anything
+    /// else an SQLite file; none is SQLite in memory. (The cron binary reads `PORTAL_DB` the
+    /// same way.)
+    pub fn database(&self) -> Result<Database, String> {
+        let Some(p) = &self.db else {
+            return Ok(Database::Memory);
+        };
+        match p.to_str() {
+            Some(s) if s.starts_with("postgres://") || s.starts_with("postgresql://") => {
+                PgUrl::parse(s)
+                    .map(Database::Postgres)
+                    .map_err(|e| format!("db: {e}"))
+            }
+            _ => Ok(Database::Sqlite(p.clone())),
+        }
+    }
+
     /// The products file's text.
     pub fn products_text(&self) -> Result<String, String> {
         match &self.products {
@@ -189,6 +305,7 @@ impl PortalConfig {
 mod tests {
     use super::*;
     use pve_vps_services::product::Catalog;
+    use std::path::Path;
 
     #[test]
     fn config_file_with_and_without_a_cluster() {
@@ -232,6 +349,48 @@ mod tests {
         assert!(parse_networks("proxy.example.com").is_err());
         let sim: PortalConfig = toml::from_str("listen = \"127.0.0.1:9000\"").unwrap();
         assert!(sim.cluster.is_none(), "no pve_url: the embedded simulator");
+    }
+
+    #[test]
+    fn database_setting_picks_the_backend_and_hides_the_password() {
+        let with = |db: Option<&str>| PortalConfig {
+            db: db.map(PathBuf::from),
+            ..Default::default()
+        };
+        assert!(matches!(with(None).database(), Ok(Database::Memory)));
+        assert!(matches!(
+            with(Some("/var/lib/portal.sqlite")).database(),
+            Ok(Database::Sqlite(p)) if p == Path::new("/var/lib/portal.sqlite")
+        ));
+        for url in [
+            "postgres://portal:hunter2@db.example.com:5433/portal",
+            "postgresql://portal:hunter2@db.example.com/portal",
+        ] {
+            let c = with(Some(url));
+            let Ok(Database::Postgres(u)) = c.database() else {
+                panic!("{url} is postgres");
+            };
+            assert_eq!(u.expose(), url);
+            assert!(u.redacted().contains("portal:***@db.example.com"));
+            for shown in [format!("{c:?}"), format!("{u:?}"), u.redacted(), u.target()] {
+                assert!(!shown.contains("hunter2"), "{shown}");
+            }
+        }
+        assert_eq!(
+            PgUrl::parse("postgres://u:pw@127.0.0.1/portal")
+                .unwrap()
+                .target(),
+            "127.0.0.1:5432/portal"
+        );
+        // Bad URLs are refused without repeating a password.
+        for bad in [
+            "postgres://u:hunter2@/portal",
+            "postgres://u:hunter2@[::1/db",
+        ] {
+            let e = with(Some(bad)).database().unwrap_err();
+            assert!(e.starts_with("db: ") && !e.contains("hunter2"), "{e}");
+        }
+        assert!(PgUrl::parse("mysql://u:p@h/db").is_err());
     }
 
     #[test]

@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::Message as TMsg;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use super::cluster::Cluster;
+use super::store::ConsoleClaim;
 use super::web::{App, action_start, owned, session};
 
 /// The npm package and version range of the noVNC client.
@@ -73,7 +74,7 @@ pub async fn create_link(
     let err = |code: StatusCode, m: String| {
         (code, Json(serde_json::json!({ "error": m }))).into_response()
     };
-    let (_, svc, _) = match action_start(&app, &headers, vmid, None) {
+    let (s, svc, _) = match action_start(&app, &headers, vmid, None).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -94,6 +95,15 @@ pub async fn create_link(
         }
         Err(e) => return err(StatusCode::FORBIDDEN, e.to_string()),
     };
+    // The link is redeemed through the portal's store, so any instance sharing it can open
+    // it, once.
+    if let Err(e) = app
+        .store
+        .issue_console_link(&token, vmid, &s.username, app.clock.now_ms())
+        .await
+    {
+        return super::web::store_failed(&e);
+    }
     Json(serde_json::json!({ "url": format!("/console/{vmid}-{}", token.to_hex()) }))
         .into_response()
 }
@@ -109,7 +119,7 @@ pub async fn console_page(
     headers: HeaderMap,
     Path(t): Path<String>,
 ) -> Response {
-    let s = match session(&app, &headers) {
+    let s = match session(&app, &headers).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -171,7 +181,7 @@ pub async fn relay(
     Path(t): Path<String>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let s = match session(&app, &headers) {
+    let s = match session(&app, &headers).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -188,10 +198,39 @@ pub async fn relay(
     let Some(area) = &app.console_area else {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
-    // vm-services redeems the one-time token (10 s, single use, this service, running VM) and
-    // opens the VNC proxy; the relay then connects to its websocket.
+    // The store redeems the one-time link (10 s, single use on every instance, this VM and
+    // customer), atomically.
+    let refused =
+        |e: pve_vps_services::Error| (StatusCode::FORBIDDEN, e.to_string()).into_response();
+    match app
+        .store
+        .claim_console_link(&token, vmid, &s.username, app.clock.now_ms())
+        .await
+    {
+        Ok(ConsoleClaim::Granted) => {}
+        Ok(ConsoleClaim::Unknown) => return refused(pve_vps_services::Error::TokenUnknown),
+        Ok(ConsoleClaim::AlreadyUsed) => {
+            return refused(pve_vps_services::Error::TokenAlreadyUsed);
+        }
+        Ok(ConsoleClaim::Expired) => return refused(pve_vps_services::Error::TokenExpired),
+        Ok(ConsoleClaim::ForeignService) => {
+            return refused(pve_vps_services::Error::TokenForeignService);
+        }
+        Err(e) => return super::web::store_failed(&e),
+    }
+    // This instance then has vm-services check the VM (console allowed, running) under a
+    // link of its own, redeemed at once, and open the VNC proxy; the relay connects to its
+    // websocket.
     app.cluster.count();
-    let session = match area.open_console(&token, svc).await {
+    let local = match area.console_link(svc).await {
+        Ok(link) => link.token,
+        Err(e) if e.is_upstream() => {
+            return (StatusCode::BAD_GATEWAY, e.to_string()).into_response();
+        }
+        Err(e) => return refused(e),
+    };
+    app.cluster.count();
+    let session = match area.open_console(&local, svc).await {
         Ok(s) => s,
         Err(e) if e.is_upstream() => {
             return (StatusCode::BAD_GATEWAY, e.to_string()).into_response();

@@ -124,9 +124,25 @@ pub async fn start(cfg: PortalConfig, opts: StartOptions) -> Result<Running, Str
         .map_err(|e| e.to_string())?;
     let rdns: Arc<dyn pve_vps_dns::ReverseDns> = Arc::new(pve_vps_dns::InMemory::any_zone());
     let mut area = ClientArea::builder(client.clone(), catalog.clone()).reverse_dns(rdns);
-    if let Some(p) = &cfg.db {
-        area = area.sqlite_file(p);
+    // The portal's own tables and vm-services' stores go to the same database.
+    let database = cfg.database()?;
+    match &database {
+        config::Database::Memory => {}
+        config::Database::Sqlite(p) => area = area.sqlite_file(p),
+        config::Database::Postgres(url) => {
+            let pg = pve_vps_services::stores::PgStore::connect(url.expose())
+                .await
+                .map_err(|e| format!("{}: {e}", url.redacted()))?;
+            area = area.stores(Arc::new(pg));
+        }
     }
+    let store = store::Store::open(&database)
+        .await
+        .map_err(|e| match &database {
+            config::Database::Sqlite(p) => format!("{}: {}", p.display(), e.chain()),
+            config::Database::Postgres(url) => format!("{}: {}", url.redacted(), e.chain()),
+            config::Database::Memory => e.chain(),
+        })?;
     let area = area.build().map_err(|e| e.to_string())?;
     // The console needs a ticket session (PVE's vncwebsocket refuses API tokens).
     let console_area = match &login {
@@ -154,10 +170,6 @@ pub async fn start(cfg: PortalConfig, opts: StartOptions) -> Result<Running, Str
         None => None,
     };
     let cluster = Cluster::new(client, url, tls, login);
-    let store = match &cfg.db {
-        Some(p) => store::Store::open(p).map_err(|e| format!("{}: {e}", p.display()))?,
-        None => store::Store::in_memory().map_err(|e| e.to_string())?,
-    };
     // Hash every password on the blocking pool (Argon2id is deliberately slow).
     let pairs: Vec<(String, String)> = customers
         .iter()
@@ -185,7 +197,7 @@ pub async fn start(cfg: PortalConfig, opts: StartOptions) -> Result<Running, Str
     .await
     .map_err(|e| e.to_string())?;
     for (u, h) in &hashed {
-        store.set_customer(u, h).map_err(|e| e.to_string())?;
+        store.set_customer(u, h).await.map_err(|e| e.chain())?;
     }
     let services: HashMap<String, Vec<pve_vps_services::service::Service>> = customers
         .iter()
@@ -207,7 +219,6 @@ pub async fn start(cfg: PortalConfig, opts: StartOptions) -> Result<Running, Str
             .is_some_and(|u| u.starts_with("https://")),
         novnc_dir: Default::default(),
         clock: Default::default(),
-        login_throttle: Default::default(),
         trusted_proxies: cfg.trusted_proxies.clone(),
         metrics,
         metrics_token: cfg.metrics_token.clone(),

@@ -37,6 +37,12 @@ impl Clock {
         time::OffsetDateTime::now_utc().unix_timestamp() + self.offset.load(Ordering::Relaxed)
     }
 
+    /// Now, in Unix milliseconds (the same offset).
+    pub fn now_ms(&self) -> i64 {
+        let t = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+        i64::try_from(t).unwrap_or(i64::MAX) + self.offset.load(Ordering::Relaxed) * 1000
+    }
+
     /// Moves the clock forward by `secs` (tests).
     pub fn advance(&self, secs: i64) {
         self.offset.fetch_add(secs, Ordering::Relaxed);
@@ -51,16 +57,35 @@ enum Key {
 }
 
 fn account(username: &str) -> Key {
+    Key::Account(account_name(username))
+}
+
+/// The user name a failure is counted under: its first [`MAX_KEY`] bytes, NUL as U+FFFD (a
+/// database text column refuses NUL).
+fn account_name(username: &str) -> String {
     let mut end = username.len().min(MAX_KEY);
     while !username.is_char_boundary(end) {
         end -= 1;
     }
-    Key::Account(username[..end].to_owned())
+    username[..end].replace('\0', "\u{fffd}")
+}
+
+/// The keys a shared store counts failures under: the account's and the address's, as text
+/// (`user:<name>`, `addr:<address>`).
+pub(crate) fn shared_keys(username: &str, ip: IpAddr) -> (String, String) {
+    (
+        format!("user:{}", account_name(username)),
+        format!("addr:{}", address_ip(ip)),
+    )
 }
 
 /// Address key: IPv6 clients are counted per /64 (one customer line holds a whole /64).
 fn address(ip: IpAddr) -> Key {
-    let ip = match ip {
+    Key::Address(address_ip(ip))
+}
+
+fn address_ip(ip: IpAddr) -> IpAddr {
+    match ip {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),
             None => {
@@ -69,8 +94,7 @@ fn address(ip: IpAddr) -> Key {
             }
         },
         v4 => v4,
-    };
-    Key::Address(ip)
+    }
 }
 
 /// Failed-login counters (in memory: a restart forgets them, as a lock of minutes allows).

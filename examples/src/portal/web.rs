@@ -41,7 +41,7 @@ pub struct App {
     pub catalog: Catalog,
     /// Services by customer.
     pub services: HashMap<String, Vec<Service>>,
-    /// Customers and sessions.
+    /// Customers, sessions, login failures and console links (SQLite or PostgreSQL).
     pub store: Store,
     /// The client-area executor of `vm-services` (every operation goes through it).
     pub area: ClientArea,
@@ -62,8 +62,6 @@ pub struct App {
     pub operations: std::sync::Mutex<HashMap<u32, Operation>>,
     /// The clock of sessions and login throttling (tests move it forward).
     pub clock: super::throttle::Clock,
-    /// Failed-login counters per account and per client address.
-    pub login_throttle: super::throttle::LoginThrottle,
     /// Reverse proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The Prometheus metrics (`GET /metrics`).
@@ -225,9 +223,17 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// The session of a request (counted as use), or a redirect to the login page; saying the
 /// session expired when the request still carried one.
-pub fn session(app: &App, headers: &HeaderMap) -> Result<Session, Response> {
+pub async fn session(app: &App, headers: &HeaderMap) -> Result<Session, Response> {
     let id = cookie(headers, "sid");
-    id.and_then(|id| app.store.session(id, app.clock.now(), true))
+    let found = match id {
+        Some(id) => app
+            .store
+            .session(id, app.clock.now(), true)
+            .await
+            .map_err(|e| store_failed(&e))?,
+        None => None,
+    };
+    found
         .inspect(|s| {
             tracing::Span::current().record("customer", tracing::field::display(&s.username));
         })
@@ -243,13 +249,30 @@ pub fn session(app: &App, headers: &HeaderMap) -> Result<Session, Response> {
 
 /// The session of a background poll (live panel, task progress): not counted as use, and 401
 /// without one (the page's script then goes to the login page).
-fn polling_session(app: &App, headers: &HeaderMap) -> Result<Session, Response> {
-    cookie(headers, "sid")
-        .and_then(|id| app.store.session(id, app.clock.now(), false))
+async fn polling_session(app: &App, headers: &HeaderMap) -> Result<Session, Response> {
+    let found = match cookie(headers, "sid") {
+        Some(id) => app
+            .store
+            .session(id, app.clock.now(), false)
+            .await
+            .map_err(|e| store_failed(&e))?,
+        None => None,
+    };
+    found
         .inspect(|s| {
             tracing::Span::current().record("customer", tracing::field::display(&s.username));
         })
         .ok_or_else(|| (StatusCode::UNAUTHORIZED, "session expired").into_response())
+}
+
+/// 503 when the store cannot answer (its cause goes to the log, not to the client).
+pub fn store_failed(e: &super::store::StoreError) -> Response {
+    tracing::error!(error = %e.chain(), "the portal's store failed");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the portal's database is unavailable; please try again in a moment",
+    )
+        .into_response()
 }
 
 /// Checks the CSRF token of a form or of the `X-CSRF-Token` header.
@@ -277,13 +300,13 @@ pub fn owned<'a>(
 
 /// Common start of a form post or script action: session, CSRF token (of the form, or the
 /// `X-CSRF-Token` header when `form` is `None`), then ownership of the service.
-pub fn action_start<'a>(
+pub async fn action_start<'a>(
     app: &'a App,
     headers: &HeaderMap,
     vmid: u32,
     form: Option<&str>,
 ) -> Result<(Session, &'a Service, &'a Product), Response> {
-    let s = session(app, headers)?;
+    let s = session(app, headers).await?;
     check_csrf(&s, headers, form)?;
     let (svc, product) = owned(app, &s, vmid)?;
     Ok((s, svc, product))
@@ -359,7 +382,7 @@ async fn feature_start<'a>(
     ),
     Response,
 > {
-    let s = session(app, headers)?;
+    let s = session(app, headers).await?;
     let (svc, product) = owned(app, &s, vmid)?;
     if !product.permissions.allows(feature) {
         let n = nav(svc, product, &permissions::VmState::default(), feature);
@@ -509,22 +532,26 @@ async fn login(
 ) -> Response {
     let ip = client_ip(peer.ip(), &headers, &app.trusted_proxies);
     let at = app.clock.now();
-    if let Err(wait) = app.login_throttle.attempt(&f.username, ip, at) {
-        tracing::warn!(user = ?f.username, %ip, "login refused: too many failed attempts");
-        return too_many_attempts(wait);
+    match app.store.login_attempt(&f.username, ip, at).await {
+        Ok(Ok(())) => {}
+        Ok(Err(wait)) => {
+            tracing::warn!(user = ?f.username, %ip, "login refused: too many failed attempts");
+            return too_many_attempts(wait);
+        }
+        Err(e) => return store_failed(&e),
     }
-    let store_app = app.clone();
-    let (u, p) = (f.username.clone(), f.password);
-    let ok = tokio::task::spawn_blocking(move || store_app.store.check_login(&u, &p))
-        .await
-        .unwrap_or(false);
-    if !ok {
-        return Redirect::to("/login?err=Wrong+user+or+password").into_response();
+    match app.store.check_login(&f.username, &f.password).await {
+        Ok(true) => {}
+        Ok(false) => return Redirect::to("/login?err=Wrong+user+or+password").into_response(),
+        Err(e) => return store_failed(&e),
     }
-    app.login_throttle.succeeded(&f.username, ip, at);
+    if let Err(e) = app.store.login_succeeded(&f.username, ip, at).await {
+        return store_failed(&e);
+    }
     tracing::Span::current().record("customer", tracing::field::display(&f.username));
-    let Ok((id, _)) = app.store.create_session(&f.username, app.clock.now()) else {
-        return (StatusCode::INTERNAL_SERVER_ERROR, "session store failed").into_response();
+    let id = match app.store.create_session(&f.username, app.clock.now()).await {
+        Ok((id, _)) => id,
+        Err(e) => return store_failed(&e),
     };
     let secure = if app.secure_cookies { "; Secure" } else { "" };
     let c = format!("sid={id}; Path=/; HttpOnly; SameSite=Strict{secure}");
@@ -582,12 +609,14 @@ struct CsrfForm {
 }
 
 async fn logout(State(app): Shared, headers: HeaderMap, Form(f): Form<CsrfForm>) -> Response {
-    if let Ok(s) = session(&app, &headers) {
+    if let Ok(s) = session(&app, &headers).await {
         if let Err(r) = check_csrf(&s, &headers, Some(&f.csrf)) {
             return r;
         }
-        if let Some(id) = cookie(&headers, "sid") {
-            app.store.delete_session(id);
+        if let Some(id) = cookie(&headers, "sid")
+            && let Err(e) = app.store.delete_session(id).await
+        {
+            return store_failed(&e);
         }
     }
     let mut r = Redirect::to("/login").into_response();
@@ -599,7 +628,7 @@ async fn logout(State(app): Shared, headers: HeaderMap, Form(f): Form<CsrfForm>)
 }
 
 async fn services(State(app): Shared, headers: HeaderMap) -> Response {
-    let s = match session(&app, &headers) {
+    let s = match session(&app, &headers).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -667,7 +696,7 @@ fn live_value(
 }
 
 async fn live_json(State(app): Shared, headers: HeaderMap, Path(vmid): Path<u32>) -> Response {
-    let s = match polling_session(&app, &headers) {
+    let s = match polling_session(&app, &headers).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -774,7 +803,7 @@ async fn power(
     Path(vmid): Path<u32>,
     Form(f): Form<PowerForm>,
 ) -> Response {
-    let (_, svc, _) = match action_start(&app, &headers, vmid, Some(&f.csrf)) {
+    let (_, svc, _) = match action_start(&app, &headers, vmid, Some(&f.csrf)).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -802,7 +831,7 @@ async fn task_json(
     Path(vmid): Path<u32>,
     Query(q): Query<TaskQuery>,
 ) -> Response {
-    let s = match polling_session(&app, &headers) {
+    let s = match polling_session(&app, &headers).await {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -973,7 +1002,7 @@ async fn snapshot_create(
     Path(vmid): Path<u32>,
     Form(f): Form<SnapForm>,
 ) -> Response {
-    let (_, svc, _) = match action_start(&app, &headers, vmid, Some(&f.csrf)) {
+    let (_, svc, _) = match action_start(&app, &headers, vmid, Some(&f.csrf)).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -1000,7 +1029,7 @@ async fn snapshot_action(
     Path(vmid): Path<u32>,
     Form(f): Form<SnapAction>,
 ) -> Response {
-    let (_, svc, _) = match action_start(&app, &headers, vmid, Some(&f.csrf)) {
+    let (_, svc, _) = match action_start(&app, &headers, vmid, Some(&f.csrf)).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -1115,7 +1144,7 @@ async fn backup_run(
     Path(vmid): Path<u32>,
     Form(f): Form<BackupForm>,
 ) -> Response {
-    let (_, svc, _) = match action_start(&app, &headers, vmid, Some(&f.csrf)) {
+    let (_, svc, _) = match action_start(&app, &headers, vmid, Some(&f.csrf)).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -1131,10 +1160,11 @@ async fn backup_schedule(
     Path(vmid): Path<u32>,
     Form(f): Form<HashMap<String, String>>,
 ) -> Response {
-    let (_, svc, _) = match action_start(&app, &headers, vmid, f.get("csrf").map(String::as_str)) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (_, svc, _) =
+        match action_start(&app, &headers, vmid, f.get("csrf").map(String::as_str)).await {
+            Ok(x) => x,
+            Err(r) => return r,
+        };
     let days: [(bool, &str); 7] = std::array::from_fn(|i| {
         (
             f.contains_key(&format!("on{i}")),
@@ -1163,7 +1193,7 @@ async fn backup_action(
     Path(vmid): Path<u32>,
     Form(f): Form<BackupAction>,
 ) -> Response {
-    let (_, svc, _) = match action_start(&app, &headers, vmid, Some(&f.csrf)) {
+    let (_, svc, _) = match action_start(&app, &headers, vmid, Some(&f.csrf)).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -1245,7 +1275,7 @@ async fn iso_action(
     Path(vmid): Path<u32>,
     Form(f): Form<IsoForm>,
 ) -> Response {
-    let (_, svc, _) = match action_start(&app, &headers, vmid, Some(&f.csrf)) {
+    let (_, svc, _) = match action_start(&app, &headers, vmid, Some(&f.csrf)).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -1419,7 +1449,7 @@ async fn firewall_action(
     Path(vmid): Path<u32>,
     Form(f): Form<FwForm>,
 ) -> Response {
-    let (_, svc, _) = match action_start(&app, &headers, vmid, Some(&f.csrf)) {
+    let (_, svc, _) = match action_start(&app, &headers, vmid, Some(&f.csrf)).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -1509,7 +1539,7 @@ async fn firewall_move(
     Path(vmid): Path<u32>,
     Form(f): Form<MoveForm>,
 ) -> Response {
-    let (_, svc, _) = match action_start(&app, &headers, vmid, None) {
+    let (_, svc, _) = match action_start(&app, &headers, vmid, None).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -1561,7 +1591,7 @@ async fn rdns_set(
     Path(vmid): Path<u32>,
     Form(f): Form<RdnsForm>,
 ) -> Response {
-    let (_, svc, _) = match action_start(&app, &headers, vmid, Some(&f.csrf)) {
+    let (_, svc, _) = match action_start(&app, &headers, vmid, Some(&f.csrf)).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -1679,7 +1709,7 @@ async fn reinstall_start(
     Path(vmid): Path<u32>,
     Form(f): Form<ReinstallForm>,
 ) -> Response {
-    let (_, svc, product) = match action_start(&app, &headers, vmid, Some(&f.csrf)) {
+    let (_, svc, product) = match action_start(&app, &headers, vmid, Some(&f.csrf)).await {
         Ok(x) => x,
         Err(r) => return r,
     };

@@ -1,13 +1,35 @@
-//! The portal's own SQLite store: customers (Argon2id password hashes as PHC strings) and
-//! sessions (with their CSRF token).
+//! The portal's store: customers (Argon2id password hashes as PHC strings), sessions (idle and
+//! absolute timeouts, their CSRF token), the login throttle's failure counts and the console's
+//! one-time links.
+//!
+//! [`Store`] is what the handlers use; it holds the logic both backends share (password
+//! hashing and the rehash-on-login migration, random ids, hashing ids and tokens before they
+//! are stored) and talks to a [`Backend`]:
+//!
+//! * [`sqlite::SqliteBackend`] (the default): one SQLite file, or memory. The login throttle
+//!   stays in this process's memory ([`super::throttle::LoginThrottle`]).
+//! * [`postgres::PgBackend`]: one PostgreSQL database shared by several portal instances, so
+//!   a session, a failed login and a console link count on every instance alike.
+//!
+//! Backends only ever see SHA-256 hashes of session ids and console tokens; the CSRF token
+//! is stored as is (it is compared with what a form carries) and is useless without the
+//! session cookie.
 
+pub mod postgres;
+pub mod sqlite;
+
+use std::fmt;
+use std::net::IpAddr;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::Arc;
 
 use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
+use async_trait::async_trait;
+use pve_vps_services::console::ConsoleToken;
 use rand::RngCore;
-use rusqlite::{Connection, OptionalExtension, params};
 use subtle::ConstantTimeEq;
+
+use super::config::{Database, PgUrl};
 
 /// Idle timeout: a session not used for this long (30 minutes) ends.
 pub const IDLE_SECS: i64 = 30 * 60;
@@ -15,10 +37,16 @@ pub const IDLE_SECS: i64 = 30 * 60;
 pub const ABSOLUTE_SECS: i64 = 12 * 3600;
 /// A session's last use is written at most this often (not on every request), so the idle
 /// timeout is measured to the minute.
-const TOUCH_SECS: i64 = 60;
+pub const TOUCH_SECS: i64 = 60;
+/// How long a console link is valid, in milliseconds (10 seconds).
+pub const CONSOLE_TTL_MS: i64 = 10_000;
+/// How long a used or expired console link is remembered (so a replay says "already used").
+pub const CONSOLE_FORGET_MS: i64 = 120_000;
+/// Longest user name looked up (longer ones are unknown without a query).
+const MAX_USERNAME: usize = 256;
 
-/// A logged-in session.
-#[derive(Debug, Clone)]
+/// A logged-in session. `Debug` hides the CSRF token.
+#[derive(Clone)]
 pub struct Session {
     /// The customer's login name.
     pub username: String,
@@ -26,9 +54,360 @@ pub struct Session {
     pub csrf: String,
 }
 
-/// The SQLite store.
-#[derive(Debug)]
-pub struct Store(Mutex<Connection>);
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("username", &self.username)
+            .field("csrf", &"<redacted>")
+            .finish()
+    }
+}
+
+/// What went wrong in the store. Messages name the operation; the database's own error is the
+/// [`source`](std::error::Error::source) (never a password or a token).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// An SQLite statement failed.
+    #[error("sqlite store: cannot {context}")]
+    Sqlite {
+        /// What was being done.
+        context: &'static str,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A PostgreSQL statement failed.
+    #[error("postgres store: cannot {context}")]
+    Postgres {
+        /// What was being done.
+        context: &'static str,
+        /// The driver's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// No connection to PostgreSQL could be had from the pool.
+    #[error("postgres store: no connection to `{target}`")]
+    Pool {
+        /// Host, port and database (never the password).
+        target: String,
+        /// The pool's error.
+        #[source]
+        source: deadpool_postgres::PoolError,
+    },
+    /// The PostgreSQL setting is not usable.
+    #[error("postgres store: {0}")]
+    Config(String),
+    /// A background task (password hashing) did not finish.
+    #[error("the password check was interrupted")]
+    Interrupted,
+}
+
+impl StoreError {
+    /// The message with every cause, `a: b: c` (for logs and start-up errors).
+    pub fn chain(&self) -> String {
+        let mut s = self.to_string();
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(self);
+        while let Some(e) = cur {
+            s.push_str(": ");
+            s.push_str(&e.to_string());
+            cur = e.source();
+        }
+        s
+    }
+}
+
+/// How redeeming a console link went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsoleClaim {
+    /// Valid, unused and for this VM and customer: it is now used.
+    Granted,
+    /// Never issued (or forgotten after [`CONSOLE_FORGET_MS`]).
+    Unknown,
+    /// Already used, on this instance or another.
+    AlreadyUsed,
+    /// Older than [`CONSOLE_TTL_MS`] (now used up as well).
+    Expired,
+    /// Issued for another VM or customer (now used up as well).
+    ForeignService,
+}
+
+/// A storage backend. Every method is one short transaction; `now` always comes in as an
+/// argument (Unix seconds, or milliseconds where the name says so), so tests move time.
+/// Ids and tokens arrive as hashes.
+#[async_trait]
+pub trait Backend: Send + Sync + fmt::Debug {
+    /// Inserts or replaces a customer's password hash.
+    async fn set_customer(&self, username: &str, password_hash: &str) -> Result<(), StoreError>;
+    /// A customer's stored hash.
+    async fn password_hash(&self, username: &str) -> Result<Option<String>, StoreError>;
+    /// Replaces a customer's hash only if it still is `old`; whether it did.
+    async fn replace_password_hash(
+        &self,
+        username: &str,
+        old: &str,
+        new: &str,
+    ) -> Result<bool, StoreError>;
+    /// Stores a new session at `now`, sweeping ended ones.
+    async fn insert_session(
+        &self,
+        id_hash: &str,
+        username: &str,
+        csrf: &str,
+        now: i64,
+    ) -> Result<(), StoreError>;
+    /// The session unless idle for [`IDLE_SECS`] or older than [`ABSOLUTE_SECS`]; with `touch`,
+    /// its last use becomes `now` when the stored one is [`TOUCH_SECS`] old or more.
+    async fn session(
+        &self,
+        id_hash: &str,
+        now: i64,
+        touch: bool,
+    ) -> Result<Option<Session>, StoreError>;
+    /// Ends a session (nothing when there is none).
+    async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError>;
+    /// Starts a login attempt, with [`super::throttle::LoginThrottle::attempt`]'s rules:
+    /// `Ok(Err(seconds to wait))` when refused, else the attempt is counted as a failure.
+    async fn login_attempt(
+        &self,
+        username: &str,
+        ip: IpAddr,
+        now: i64,
+    ) -> Result<Result<(), i64>, StoreError>;
+    /// The attempt started at `at` succeeded ([`super::throttle::LoginThrottle::succeeded`]).
+    async fn login_succeeded(&self, username: &str, ip: IpAddr, at: i64) -> Result<(), StoreError>;
+    /// Stores a console link issued at `now_ms`, sweeping those older than
+    /// [`CONSOLE_FORGET_MS`].
+    async fn insert_console_link(
+        &self,
+        token_hash: &str,
+        vmid: u32,
+        username: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+    /// Marks a console link used, atomically (one caller among all instances wins), and says
+    /// whether it was valid for `vmid` and `username` at `now_ms`.
+    async fn claim_console_link(
+        &self,
+        token_hash: &str,
+        vmid: u32,
+        username: &str,
+        now_ms: i64,
+    ) -> Result<ConsoleClaim, StoreError>;
+}
+
+/// Judges a freshly claimed link (both backends).
+pub(crate) fn judge_claim(
+    issued_ms: i64,
+    link_vmid: i64,
+    link_user: &str,
+    vmid: u32,
+    username: &str,
+    now_ms: i64,
+) -> ConsoleClaim {
+    if now_ms < issued_ms || now_ms - issued_ms >= CONSOLE_TTL_MS {
+        ConsoleClaim::Expired
+    } else if link_vmid != i64::from(vmid) || link_user != username {
+        ConsoleClaim::ForeignService
+    } else {
+        ConsoleClaim::Granted
+    }
+}
+
+/// The portal's store over a [`Backend`]. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    backend: Arc<dyn Backend>,
+}
+
+impl Store {
+    /// A store over any backend.
+    pub fn new(backend: Arc<dyn Backend>) -> Self {
+        // The unknown-user hash is made now, so the first unknown user costs no more than others.
+        std::sync::LazyLock::force(&DUMMY_HASH);
+        Self { backend }
+    }
+
+    /// The store the configuration names: memory, an SQLite file or PostgreSQL.
+    pub async fn open(db: &Database) -> Result<Self, StoreError> {
+        match db {
+            Database::Memory => Self::in_memory(),
+            Database::Sqlite(p) => Self::sqlite_file(p),
+            Database::Postgres(url) => Self::postgres(url).await,
+        }
+    }
+
+    /// An in-memory SQLite store (one process; gone at exit).
+    pub fn in_memory() -> Result<Self, StoreError> {
+        Ok(Self::new(Arc::new(sqlite::SqliteBackend::in_memory()?)))
+    }
+
+    /// Opens (creating) the SQLite store at `path`.
+    pub fn sqlite_file(path: &Path) -> Result<Self, StoreError> {
+        Ok(Self::new(Arc::new(sqlite::SqliteBackend::open(path)?)))
+    }
+
+    /// Connects to PostgreSQL and creates or upgrades the portal's tables.
+    pub async fn postgres(url: &PgUrl) -> Result<Self, StoreError> {
+        Ok(Self::new(Arc::new(
+            postgres::PgBackend::connect(url).await?,
+        )))
+    }
+
+    /// Sets a customer's password hash.
+    pub async fn set_customer(
+        &self,
+        username: &str,
+        password_hash: &str,
+    ) -> Result<(), StoreError> {
+        self.backend.set_customer(username, password_hash).await
+    }
+
+    /// Checks a login; the hash runs even for an unknown user (same parameters, same timing),
+    /// on the blocking pool. A match against a hash in the older form (or with other
+    /// parameters) is rehashed and stored as a PHC string with the current parameters, unless
+    /// the stored hash changed meanwhile.
+    pub async fn check_login(&self, username: &str, password: &str) -> Result<bool, StoreError> {
+        let stored = if username.len() > MAX_USERNAME || username.contains('\0') {
+            None
+        } else {
+            self.backend.password_hash(username).await?
+        };
+        let pw = password.to_owned();
+        let Some(stored) = stored else {
+            tokio::task::spawn_blocking(move || verify_password(&pw, &DUMMY_HASH))
+                .await
+                .map_err(|_| StoreError::Interrupted)?;
+            return Ok(false);
+        };
+        let old = stored.clone();
+        let (verified, new) = tokio::task::spawn_blocking(move || {
+            let v = verify_password(&pw, &old);
+            let new = (v == Verified::YesRehash).then(|| hash_password(&pw));
+            (v, new)
+        })
+        .await
+        .map_err(|_| StoreError::Interrupted)?;
+        match (verified, new) {
+            (Verified::No, _) => Ok(false),
+            (_, Some(new)) => {
+                if self
+                    .backend
+                    .replace_password_hash(username, &stored, &new)
+                    .await?
+                {
+                    tracing::info!(user = %username, "password hash upgraded to a PHC string");
+                }
+                Ok(true)
+            }
+            _ => Ok(true),
+        }
+    }
+
+    /// The stored hash of a customer (tests and migrations look at its form).
+    pub async fn password_hash(&self, username: &str) -> Result<Option<String>, StoreError> {
+        self.backend.password_hash(username).await
+    }
+
+    /// Creates a session at `now` (Unix seconds); returns its cookie value (only its hash is
+    /// stored). Ended sessions are swept on the way.
+    pub async fn create_session(
+        &self,
+        username: &str,
+        now: i64,
+    ) -> Result<(String, Session), StoreError> {
+        let id = random_token();
+        let csrf = random_token();
+        self.backend
+            .insert_session(&id_hash(&id), username, &csrf, now)
+            .await?;
+        Ok((
+            id,
+            Session {
+                username: username.to_owned(),
+                csrf,
+            },
+        ))
+    }
+
+    /// The session of a cookie value at `now`, unless it was idle for [`IDLE_SECS`] or began
+    /// [`ABSOLUTE_SECS`] ago. `touch` counts this request as use (the customer's own requests
+    /// do; the pages' background polling does not, so an open tab alone does not keep a
+    /// session alive).
+    pub async fn session(
+        &self,
+        id: &str,
+        now: i64,
+        touch: bool,
+    ) -> Result<Option<Session>, StoreError> {
+        self.backend.session(&id_hash(id), now, touch).await
+    }
+
+    /// Ends a session.
+    pub async fn delete_session(&self, id: &str) -> Result<(), StoreError> {
+        self.backend.delete_session(&id_hash(id)).await
+    }
+
+    /// Starts a login attempt at `now`: `Ok(Err(seconds until an attempt is allowed again))`
+    /// when `username` or `ip` has too many recent failures (see [`super::throttle`]).
+    /// Otherwise the attempt is counted as a failure right away (so parallel attempts, on any
+    /// instance sharing the store, cannot all pass before the first is counted);
+    /// [`login_succeeded`](Self::login_succeeded) takes it back.
+    pub async fn login_attempt(
+        &self,
+        username: &str,
+        ip: IpAddr,
+        now: i64,
+    ) -> Result<Result<(), i64>, StoreError> {
+        self.backend.login_attempt(username, ip, now).await
+    }
+
+    /// The attempt started at `at` succeeded: the account's failures are cleared and the
+    /// address's count loses this attempt.
+    pub async fn login_succeeded(
+        &self,
+        username: &str,
+        ip: IpAddr,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        self.backend.login_succeeded(username, ip, at).await
+    }
+
+    /// Records a console link issued at `now_ms` for `username`'s VM `vmid` (only the token's
+    /// hash is stored).
+    pub async fn issue_console_link(
+        &self,
+        token: &ConsoleToken,
+        vmid: u32,
+        username: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.backend
+            .insert_console_link(&id_hash(&token.to_hex()), vmid, username, now_ms)
+            .await
+    }
+
+    /// Redeems a console link: usable once (whichever instance sees it first), within
+    /// [`CONSOLE_TTL_MS`], for the VM and customer it was issued to. A link is used up by its
+    /// first redeem attempt that finds it, even a refused one.
+    pub async fn claim_console_link(
+        &self,
+        token: &ConsoleToken,
+        vmid: u32,
+        username: &str,
+        now_ms: i64,
+    ) -> Result<ConsoleClaim, StoreError> {
+        self.backend
+            .claim_console_link(&id_hash(&token.to_hex()), vmid, username, now_ms)
+            .await
+    }
+}
+
+fn random_token() -> String {
+    let mut b = [0u8; 32];
+    rand::rng().fill_bytes(&mut b);
+    hex::encode(b)
+}
 
 /// The cost of every new hash: OWASP's recommended Argon2id parameters (19 MiB, two passes,
 /// one lane, 32-byte output). A stored hash with other parameters is rehashed at the next login.
@@ -117,170 +496,6 @@ fn verify_legacy(password: &str, stored: &str) -> bool {
     out.ct_eq(&hash).into()
 }
 
-fn random_token() -> String {
-    let mut b = [0u8; 32];
-    rand::rng().fill_bytes(&mut b);
-    hex::encode(b)
-}
-
-impl Store {
-    /// Opens (creating) the store at `path`.
-    pub fn open(path: &Path) -> rusqlite::Result<Self> {
-        Self::init(Connection::open(path)?)
-    }
-
-    /// An in-memory store.
-    pub fn in_memory() -> rusqlite::Result<Self> {
-        Self::init(Connection::open_in_memory()?)
-    }
-
-    fn init(c: Connection) -> rusqlite::Result<Self> {
-        // The unknown-user hash is made now, so the first unknown user costs no more than others.
-        std::sync::LazyLock::force(&DUMMY_HASH);
-        c.execute_batch("PRAGMA journal_mode=WAL;")?;
-        // Sessions of the older layout (one `expires` column) are dropped: their customers
-        // log in again once.
-        if c.prepare("SELECT last_seen FROM sessions LIMIT 0").is_err() {
-            c.execute_batch("DROP TABLE IF EXISTS sessions;")?;
-        }
-        c.execute_batch(
-            "CREATE TABLE IF NOT EXISTS customers (
-                 username TEXT PRIMARY KEY, password_hash TEXT NOT NULL);
-             CREATE TABLE IF NOT EXISTS sessions (
-                 id_hash TEXT PRIMARY KEY, username TEXT NOT NULL, csrf TEXT NOT NULL,
-                 created INTEGER NOT NULL, last_seen INTEGER NOT NULL);",
-        )?;
-        Ok(Self(Mutex::new(c)))
-    }
-
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Sets a customer's password hash.
-    pub fn set_customer(&self, username: &str, password_hash: &str) -> rusqlite::Result<()> {
-        self.conn().execute(
-            "INSERT INTO customers (username, password_hash) VALUES (?1, ?2)
-             ON CONFLICT(username) DO UPDATE SET password_hash = excluded.password_hash",
-            params![username, password_hash],
-        )?;
-        Ok(())
-    }
-
-    /// Checks a login; the hash runs even for an unknown user (same parameters, same timing).
-    /// A match against a hash in the older form (or with other parameters) is rehashed and
-    /// stored as a PHC string with the current parameters.
-    pub fn check_login(&self, username: &str, password: &str) -> bool {
-        let stored: Option<String> = self
-            .conn()
-            .query_row(
-                "SELECT password_hash FROM customers WHERE username = ?1",
-                params![username],
-                |r| r.get(0),
-            )
-            .optional()
-            .ok()
-            .flatten();
-        let Some(stored) = stored else {
-            let _ = verify_password(password, &DUMMY_HASH);
-            return false;
-        };
-        match verify_password(password, &stored) {
-            Verified::No => false,
-            Verified::Yes => true,
-            Verified::YesRehash => {
-                // Only if the row still holds what was checked (a concurrent change wins).
-                let _ = self.conn().execute(
-                    "UPDATE customers SET password_hash = ?3
-                     WHERE username = ?1 AND password_hash = ?2",
-                    params![username, stored, hash_password(password)],
-                );
-                tracing::info!(user = %username, "password hash upgraded to a PHC string");
-                true
-            }
-        }
-    }
-
-    /// The stored hash of a customer (tests and migrations look at its form).
-    pub fn password_hash(&self, username: &str) -> Option<String> {
-        self.conn()
-            .query_row(
-                "SELECT password_hash FROM customers WHERE username = ?1",
-                params![username],
-                |r| r.get(0),
-            )
-            .optional()
-            .ok()
-            .flatten()
-    }
-
-    /// Creates a session at `now` (Unix seconds); returns its cookie value (only its hash is
-    /// stored). Ended sessions are swept on the way.
-    pub fn create_session(&self, username: &str, now: i64) -> rusqlite::Result<(String, Session)> {
-        let id = random_token();
-        let csrf = random_token();
-        let c = self.conn();
-        c.execute(
-            "DELETE FROM sessions WHERE last_seen <= ?1 OR created <= ?2",
-            params![now - IDLE_SECS, now - ABSOLUTE_SECS],
-        )?;
-        c.execute(
-            "INSERT INTO sessions (id_hash, username, csrf, created, last_seen)
-             VALUES (?1, ?2, ?3, ?4, ?4)",
-            params![id_hash(&id), username, csrf, now],
-        )?;
-        Ok((
-            id,
-            Session {
-                username: username.to_owned(),
-                csrf,
-            },
-        ))
-    }
-
-    /// The session of a cookie value at `now`, unless it was idle for [`IDLE_SECS`] or began
-    /// [`ABSOLUTE_SECS`] ago. `touch` counts this request as use (the customer's own requests
-    /// do; the pages' background polling does not, so an open tab alone does not keep a
-    /// session alive).
-    pub fn session(&self, id: &str, now: i64, touch: bool) -> Option<Session> {
-        let h = id_hash(id);
-        let c = self.conn();
-        let (session, last_seen) = c
-            .query_row(
-                "SELECT username, csrf, last_seen FROM sessions
-                 WHERE id_hash = ?1 AND last_seen > ?2 AND created > ?3",
-                params![h, now - IDLE_SECS, now - ABSOLUTE_SECS],
-                |r| {
-                    Ok((
-                        Session {
-                            username: r.get(0)?,
-                            csrf: r.get(1)?,
-                        },
-                        r.get::<_, i64>(2)?,
-                    ))
-                },
-            )
-            .optional()
-            .ok()
-            .flatten()?;
-        if touch && last_seen + TOUCH_SECS <= now {
-            let _ = c.execute(
-                "UPDATE sessions SET last_seen = ?2 WHERE id_hash = ?1",
-                params![h, now],
-            );
-        }
-        Some(session)
-    }
-
-    /// Ends a session.
-    pub fn delete_session(&self, id: &str) {
-        let _ = self.conn().execute(
-            "DELETE FROM sessions WHERE id_hash = ?1",
-            params![id_hash(id)],
-        );
-    }
-}
-
 fn id_hash(id: &str) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(id.as_bytes()))
@@ -295,43 +510,23 @@ static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 });
 
 #[cfg(test)]
+mod conformance;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn hash_verify_and_sessions() {
+    fn hash_and_verify() {
         let h = hash_password("correct horse");
         assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
         assert_eq!(verify_password("correct horse", &h), Verified::Yes);
         assert_eq!(verify_password("wrong", &h), Verified::No);
         assert_ne!(hash_password("correct horse"), h, "a fresh salt each time");
-        let s = Store::in_memory().unwrap();
-        s.set_customer("alice", &h).unwrap();
-        assert!(s.check_login("alice", "correct horse"));
-        assert!(!s.check_login("alice", "nope"));
-        assert!(!s.check_login("mallory", "correct horse"));
-        let t0 = 1_000_000;
-        let (id, sess) = s.create_session("alice", t0).unwrap();
-        assert_eq!(s.session(&id, t0, true).unwrap().csrf, sess.csrf);
-        // Idle: used at 29 minutes, still there at 58; a passive look does not extend it.
-        assert!(s.session(&id, t0 + 29 * 60, true).is_some());
-        assert!(s.session(&id, t0 + 58 * 60, false).is_some());
-        assert!(s.session(&id, t0 + 59 * 60, false).is_none());
-        // Absolute: used every 20 minutes, it still ends 12 hours after login.
-        let (id2, _) = s.create_session("alice", t0).unwrap();
-        let mut t = t0;
-        while t + 20 * 60 < t0 + ABSOLUTE_SECS {
-            t += 20 * 60;
-            assert!(s.session(&id2, t, true).is_some(), "at {}", t - t0);
-        }
-        assert!(s.session(&id2, t0 + ABSOLUTE_SECS, true).is_none());
-        let (id3, _) = s.create_session("alice", t0).unwrap();
-        s.delete_session(&id3);
-        assert!(s.session(&id3, t0, true).is_none());
     }
 
     /// A hash in the form the portal stored before PHC strings.
-    fn legacy_hash(password: &str) -> String {
+    pub(super) fn legacy_hash(password: &str) -> String {
         let salt = [7u8; 16];
         let mut out = [0u8; 32];
         argon()
@@ -340,49 +535,29 @@ mod tests {
         format!("argon2id${}${}", hex::encode(salt), hex::encode(out))
     }
 
-    #[test]
-    fn older_hashes_verify_and_are_rehashed_at_login() {
-        let old = legacy_hash("s3cret pass");
-        assert_eq!(verify_password("s3cret pass", &old), Verified::YesRehash);
-        assert_eq!(verify_password("other", &old), Verified::No);
-        let s = Store::in_memory().unwrap();
-        s.set_customer("bob", &old).unwrap();
-        // A wrong password leaves the old hash alone.
-        assert!(!s.check_login("bob", "other"));
-        assert_eq!(s.password_hash("bob").unwrap(), old);
-        // The right one logs in and stores a PHC string that verifies from then on.
-        assert!(s.check_login("bob", "s3cret pass"));
-        let new = s.password_hash("bob").unwrap();
-        assert!(new.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{new}");
-        assert_eq!(verify_password("s3cret pass", &new), Verified::Yes);
-        assert!(s.check_login("bob", "s3cret pass"));
-        assert!(!s.check_login("bob", "other"));
-        assert_eq!(
-            s.password_hash("bob").unwrap(),
-            new,
-            "no rehash once current"
-        );
-    }
-
-    #[test]
-    fn weaker_parameters_are_rehashed_and_garbage_never_verifies() {
-        let weak = Argon2::new(
+    /// A PHC string with weaker parameters than today's.
+    pub(super) fn weak_hash(password: &str) -> String {
+        Argon2::new(
             Algorithm::Argon2id,
             Version::V0x13,
             Params::new(8 * 1024, 1, 1, Some(32)).unwrap(),
         )
-        .hash_password(b"pw")
+        .hash_password(password.as_bytes())
         .unwrap()
-        .to_string();
-        assert_eq!(verify_password("pw", &weak), Verified::YesRehash);
-        let s = Store::in_memory().unwrap();
-        s.set_customer("carol", &weak).unwrap();
-        assert!(s.check_login("carol", "pw"));
-        assert!(
-            s.password_hash("carol")
-                .unwrap()
-                .contains("m=19456,t=2,p=1")
-        );
+        .to_string()
+    }
+
+    #[test]
+    fn older_forms_verify_and_ask_for_a_rehash() {
+        let old = legacy_hash("s3cret pass");
+        assert_eq!(verify_password("s3cret pass", &old), Verified::YesRehash);
+        assert_eq!(verify_password("other", &old), Verified::No);
+        assert_eq!(verify_password("pw", &weak_hash("pw")), Verified::YesRehash);
+        assert_eq!(verify_password("other", &weak_hash("pw")), Verified::No);
+    }
+
+    #[test]
+    fn garbage_never_verifies() {
         for bad in [
             "",
             "$",
@@ -397,16 +572,12 @@ mod tests {
     }
 
     #[test]
-    fn sessions_of_the_older_layout_are_dropped() {
-        let c = Connection::open_in_memory().unwrap();
-        c.execute_batch(
-            "CREATE TABLE sessions (id_hash TEXT PRIMARY KEY, username TEXT NOT NULL,
-                 csrf TEXT NOT NULL, expires INTEGER NOT NULL);
-             INSERT INTO sessions VALUES ('h', 'alice', 'c', 99999999999);",
-        )
-        .unwrap();
-        let s = Store::init(c).unwrap();
-        let (id, _) = s.create_session("alice", 1_000).unwrap();
-        assert!(s.session(&id, 1_001, true).is_some());
+    fn session_debug_hides_the_csrf_token() {
+        let s = Session {
+            username: "alice".into(),
+            csrf: "c5rf-t0ken".into(),
+        };
+        let d = format!("{s:?}");
+        assert!(d.contains("alice") && !d.contains("c5rf-t0ken"), "{d}");
     }
 }
