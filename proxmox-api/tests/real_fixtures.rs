@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use pve_vps_api::api::firewall::FirewallRule;
 use pve_vps_api::api::qemu_config::CreateVm;
 use pve_vps_api::api::qemu_status::ShutdownOptions;
 use pve_vps_api::api::rrd::{Consolidation, Timeframe};
@@ -299,6 +300,42 @@ async fn check(e: &Entry, body: &Value) -> Result<(), String> {
                 .map(|r| r["pos"].as_u64().unwrap())
                 .collect();
             expect(pos == want, "rule positions differ")
+        }
+        ("GET", "/nodes/{node}/lxc/{vmid}/firewall/rules") => {
+            // The client has no container calls; PVE lists guest rules of VMs and containers
+            // from one handler, so the recorded answer must decode as the rules
+            // `vm.firewall().rules()` returns.
+            let rules: Vec<FirewallRule> = c
+                .get("/nodes/node1/lxc/100/firewall/rules", &[])
+                .await
+                .map_err(fail)?;
+            let want: Vec<(u64, &str, &str, bool, Option<&str>)> = data
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    (
+                        r["pos"].as_u64().unwrap(),
+                        r["type"].as_str().unwrap(),
+                        r["action"].as_str().unwrap(),
+                        r["enable"].as_u64() == Some(1),
+                        r["digest"].as_str(),
+                    )
+                })
+                .collect();
+            let got: Vec<(u64, &str, &str, bool, Option<&str>)> = rules
+                .iter()
+                .map(|r| {
+                    (
+                        r.pos,
+                        r.kind.as_str(),
+                        r.action.as_str(),
+                        r.enable,
+                        r.digest.as_deref(),
+                    )
+                })
+                .collect();
+            expect(got == want, "rules differ")
         }
         ("GET", "/nodes/{node}/qemu/{vmid}/pending") => {
             let items = vm.pending().await.map_err(fail)?;
