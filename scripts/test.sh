@@ -32,6 +32,9 @@ fi
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export RUST_BACKTRACE=1
+# A one-off build gains nothing from incremental caches, which would double the target
+# directory's size (CI ran out of disk with them).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
