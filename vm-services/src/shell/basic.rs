@@ -90,8 +90,12 @@ pub struct SnapshotList {
 pub struct SweepReport {
     /// Snapshots removed.
     pub removed: Vec<(VmRef, SnapshotName)>,
-    /// VMs skipped, with the reason (locked, unreachable ...).
+    /// VMs skipped, with the reason (locked, unreachable ...): worth a look if it lasts.
     pub skipped: Vec<(VmRef, String)>,
+    /// VMs left alone because another worker holds their lease (it is backing them up or
+    /// sweeping them right now): the normal share of work between workers, retried on the
+    /// next run.
+    pub deferred: Vec<(VmRef, String)>,
 }
 
 /// The ISO page.
@@ -442,7 +446,8 @@ impl ClientArea {
     /// run removes nothing. Each VM is swept under its per-VM lease
     /// ([`LeaseKey::vm`](crate::leases::LeaseKey::vm)), so two workers never delete the same
     /// snapshot and a sweep never locks a VM under another worker's backup; a VM another
-    /// worker holds, and a locked VM, are skipped and retried on the next run.
+    /// worker holds ([`SweepReport::deferred`]) and a locked VM ([`SweepReport::skipped`])
+    /// are left alone and retried on the next run.
     pub async fn sweep_expired_snapshots(&self, services: &[Service]) -> SweepReport {
         let mut report = SweepReport::default();
         let now = self.now();
@@ -485,6 +490,9 @@ impl ClientArea {
                 Ok(names) => report
                     .removed
                     .extend(names.into_iter().map(|n| (s.vm.clone(), n))),
+                Err(e @ Error::InProgress { .. }) => {
+                    report.deferred.push((s.vm.clone(), e.to_string()))
+                }
                 Err(e) => report.skipped.push((s.vm.clone(), e.to_string())),
             }
         }
