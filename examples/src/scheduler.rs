@@ -1,19 +1,19 @@
 //! One round of the scheduled work (the `cron` binary runs it on an interval) in one cluster
-//! ([`round`]) or in every cluster of a [`Fleet`] ([`fleet_round`]), and the lease store
+//! ([`round`], or [`cluster_round_observed`] for one cluster of a
+//! [`Fleet`](pve_vps_services::Fleet)), and the lease store
 //! wrapper that logs what this worker does with its leases.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use futures_util::future::join_all;
+use pve_vps_services::ClientArea;
 use pve_vps_services::ids::ClusterName;
 use pve_vps_services::leases::{self, Claim, Lease, LeaseKey, WorkerId};
 use pve_vps_services::service::Service;
 use pve_vps_services::stores::LeaseStore;
 use pve_vps_services::time::OffsetDateTime;
-use pve_vps_services::{ClientArea, Fleet};
 use tracing::{Instrument, debug, error, info, warn};
 
 use crate::metrics::Metrics;
@@ -62,95 +62,41 @@ pub async fn round_observed(
     report
 }
 
-/// What one round did in each cluster of a [`Fleet`].
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct FleetRoundReport {
-    /// Each cluster's round, every cluster of the fleet included.
-    pub clusters: BTreeMap<ClusterName, RoundReport>,
-}
-
-impl FleetRoundReport {
-    /// Scheduled backups created in every cluster.
-    pub fn backups_created(&self) -> usize {
-        self.clusters.values().map(|r| r.backups_created).sum()
-    }
-
-    /// The clusters whose round had problems (offline, failing, or some VM's work failed).
-    pub fn troubled(&self) -> Vec<&ClusterName> {
-        self.clusters
-            .iter()
-            .filter(|(_, r)| !r.problems.is_empty())
-            .map(|(c, _)| c)
-            .collect()
-    }
-}
-
-/// [`round_observed`] in every cluster of `fleet` at once, each cluster with its own services
-/// (by [`Service::cluster`]), store and leases, in a `scheduler_cluster{cluster=...}` span.
-/// A cluster that is offline or failing costs its own services their round (each skipped
-/// service logged with the reason) and is counted in its report, in
-/// `scheduler_cluster_problems_total{cluster}` and `errors_total{source="scheduler"}`; the
-/// other clusters' work is done in the same round. Given `metrics`, each cluster's phases go
-/// to `scheduler_cluster_tick_duration_seconds{cluster,phase}` (and, as before, to
-/// `scheduler_tick_duration_seconds{phase}`), the whole round to
-/// `scheduler_tick_duration_seconds{phase="round"}`.
-pub async fn fleet_round(
-    fleet: &Fleet,
+/// [`round_observed`] in one cluster of a [`Fleet`](pve_vps_services::Fleet) (`area` is the fleet's client area of
+/// `cluster`, `services` the services bound to it), in a `scheduler_cluster{cluster=...}`
+/// span, ended by one line saying how the cluster's round went (`cluster round done`, or
+/// `cluster round had problems` with the first of them). A cluster that is offline or failing
+/// costs only its own services their round: each skipped service is logged with the reason,
+/// and its problems are counted in `scheduler_cluster_problems_total{cluster}` (0 for a round
+/// without problems) and `errors_total{source="scheduler"}`. Given `metrics`, the phases go to
+/// `scheduler_cluster_tick_duration_seconds{cluster,phase}` and, as for one cluster, to
+/// `scheduler_tick_duration_seconds{phase}`. The `cron` binary runs each cluster's rounds on
+/// their own, so that a slow cluster does not hold up the others' next rounds.
+pub async fn cluster_round_observed(
+    area: &ClientArea,
     services: &[Service],
     metrics: Option<&Metrics>,
-) -> FleetRoundReport {
+    cluster: &ClusterName,
+) -> RoundReport {
     let started = Instant::now();
-    let mut groups: BTreeMap<ClusterName, Vec<Service>> =
-        fleet.clusters().map(|c| (c.clone(), Vec::new())).collect();
-    for s in services {
-        groups.entry(s.cluster.clone()).or_default().push(s.clone());
-    }
-    let rounds = join_all(groups.into_iter().map(|(name, svcs)| async move {
-        let span = tracing::info_span!("scheduler_cluster", cluster = %name);
-        let report = match fleet.cluster(&name) {
-            Ok(area) => {
-                cluster_round(area, &svcs, metrics, Some(&name))
-                    .instrument(span)
-                    .await
-            }
-            Err(e) => {
-                let _g = span.enter();
-                for s in &svcs {
-                    warn!(vm = %s.vm, domain = %s.domain, reason = %e,
-                        "service skipped: its cluster is not configured");
-                }
-                if let Some(m) = metrics {
-                    m.error("scheduler");
-                }
-                RoundReport {
-                    problems: vec![e.to_string()],
-                    ..RoundReport::default()
-                }
-            }
-        };
-        (name, report)
-    }))
-    .await;
-    let mut report = FleetRoundReport::default();
-    for (name, r) in rounds {
-        if let Some(m) = metrics {
-            m.cluster_problems(name.as_str(), r.problems.len() as u64);
-        }
-        if r.problems.is_empty() {
-            info!(cluster = %name, created = r.backups_created, swept = r.snapshots_removed,
-                resumed = r.resumed, "cluster round done");
-        } else {
-            warn!(cluster = %name, created = r.backups_created, swept = r.snapshots_removed,
-                resumed = r.resumed, problems = r.problems.len(), first = %r.problems[0],
-                "cluster round had problems (retried next round; the other clusters are not \
-                 held up)");
-        }
-        report.clusters.insert(name, r);
-    }
+    let span = tracing::info_span!("scheduler_cluster", cluster = %cluster);
+    let r = cluster_round(area, services, metrics, Some(cluster))
+        .instrument(span)
+        .await;
     if let Some(m) = metrics {
         m.tick("round", started.elapsed());
+        m.cluster_problems(cluster.as_str(), r.problems.len() as u64);
     }
-    report
+    if r.problems.is_empty() {
+        info!(cluster = %cluster, created = r.backups_created, swept = r.snapshots_removed,
+            resumed = r.resumed, "cluster round done");
+    } else {
+        warn!(cluster = %cluster, created = r.backups_created, swept = r.snapshots_removed,
+            resumed = r.resumed, problems = r.problems.len(), first = %r.problems[0],
+            "cluster round had problems (retried next round; the other clusters are not \
+             held up)");
+    }
+    r
 }
 
 /// One cluster's round: phases timed (per cluster too when `cluster` is given), problems
@@ -220,6 +166,9 @@ async fn cluster_round(
         .await;
     for (vm, name) in &sweep.removed {
         info!(%vm, snapshot = %name, "expired snapshot removed");
+    }
+    for (vm, why) in &sweep.deferred {
+        info!(%vm, reason = %why, "snapshot sweep left a vm to the worker holding it");
     }
     for (vm, why) in &sweep.skipped {
         warn!(%vm, reason = %why, "snapshot sweep skipped a vm (retried next round)");

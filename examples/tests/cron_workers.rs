@@ -537,6 +537,14 @@ fn takeover(kind: OperationKind) {
 
         let lease_field = format!("lease={key} ");
         let from_victim = format!("from={victim_name}");
+        // The survivor logs the plan finished once its resume phase returned, a moment after
+        // the lease was completed in the store.
+        let finished = ["interrupted operation resumed and finished", &plan_field];
+        wait_for("the survivor's log line", Duration::from_secs(10), || {
+            let n = workers[survivor].count(&finished);
+            async move { (n > 0).then_some(()) }
+        })
+        .await;
         let survivor_log = workers[survivor].log_text();
         let victim_log = workers[victim].log_text();
         assert_eq!(
@@ -555,7 +563,6 @@ fn takeover(kind: OperationKind) {
             "{victim_log}"
         );
         // Finished once, by the survivor.
-        let finished = ["interrupted operation resumed and finished", &plan_field];
         assert_eq!(count(&survivor_log, &finished), 1, "{survivor_log}");
         assert_eq!(count(&victim_log, &finished), 0, "{victim_log}");
         let outcomes: Vec<_> = portal

@@ -1,7 +1,7 @@
 //! The scheduled work of the client area, on an interval, against the portal's configuration
 //! (`PVE_URL`, `PVE_TOKEN_ID`, `PVE_TOKEN_SECRET`, `PVE_FINGERPRINT`, `PORTAL_DB`,
 //! `PORTAL_CUSTOMERS`, `PORTAL_PRODUCTS`; the embedded simulator when `PVE_URL` is not set),
-//! in every cluster at once:
+//! in each cluster:
 //!
 //! * the backup schedule tick (`ClientArea::backup_tick`),
 //! * the snapshot expiry sweep (`ClientArea::sweep_expired_snapshots`),
@@ -14,10 +14,11 @@
 //! given too, are the cluster `default`. Each service runs in its cluster (`cluster = "east"`
 //! in the customers file; `default` when it names none). Each cluster has its own stores: in
 //! PostgreSQL the schema `vm_services_<name>` (`default` keeps the usual tables), with SQLite
-//! the file `<stem>-<name>.<ext>` next to the one given (`default` keeps that file). A cluster
-//! that is offline or failing is logged with its skipped services and counted
-//! (`scheduler_cluster_problems_total{cluster}`); the other clusters' work is done in the same
-//! round. A mistake in the configuration (an unknown field, a bad fingerprint or token id, a
+//! the file `<stem>-<name>.<ext>` next to the one given (`default` keeps that file). Each
+//! cluster runs its rounds on its own every period, so that one slow to answer delays only its
+//! own next round. A cluster that is offline or failing is logged with its skipped services
+//! and counted (`scheduler_cluster_problems_total{cluster}`), and retried every round; the
+//! other clusters' work goes on meanwhile. A mistake in the configuration (an unknown field, a bad fingerprint or token id, a
 //! cluster configured twice, a service naming a cluster that is not configured) stops the
 //! binary at start with exit status 2 and a message naming the setting, before anything is
 //! connected or created.
@@ -45,6 +46,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use examples::metrics::{Metrics, MetricsToken};
@@ -229,39 +231,81 @@ async fn run(
         grace_secs = grace.as_secs(),
         "scheduler started"
     );
-    let mut iv = tokio::time::interval(every);
-    // A round longer than the period is followed by one round, not a burst of missed ones.
-    iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
+    // Each cluster runs its rounds on its own schedule: a cluster that is slow to answer
+    // (timeouts) delays only its own next round, never the other clusters'.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let busy = Arc::new(AtomicUsize::new(0));
+    let mut loops = tokio::task::JoinSet::new();
+    for name in fleet.clusters() {
+        let area = fleet.cluster(name)?.clone();
+        let mine: Vec<Service> = services
+            .iter()
+            .filter(|s| &s.cluster == name)
+            .cloned()
+            .collect();
+        let (name, metrics, busy) = (name.clone(), metrics.clone(), busy.clone());
+        let mut stopping = stopping.clone();
+        loops.spawn(async move {
+            let mut iv = tokio::time::interval(every);
+            // A round longer than the period is followed by one round, not a burst of
+            // missed ones.
+            iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = stopping.wait_for(|s| *s) => break,
+                    _ = iv.tick() => {}
+                }
+                busy.fetch_add(1, Ordering::SeqCst);
+                examples::scheduler::cluster_round_observed(&area, &mine, Some(&metrics), &name)
+                    .await;
+                busy.fetch_sub(1, Ordering::SeqCst);
+                if once || *stopping.borrow() {
+                    break;
+                }
+            }
+            name
+        });
+    }
+    let mut running = loops.len();
+    let signal = loop {
         tokio::select! {
-            _ = iv.tick() => {}
-            sig = signals.next() => {
-                info!(signal = sig, "stopping between rounds: no lease held");
-                break;
-            }
+            ended = loops.join_next() => match ended {
+                None => break None,
+                Some(Ok(name)) => {
+                    running -= 1;
+                    if !once {
+                        error!(cluster = %name, "the cluster's rounds ended unexpectedly");
+                    }
+                }
+                Some(Err(e)) => {
+                    running -= 1;
+                    error!(error = %e, running, "a cluster's rounds stopped on a panic; the \
+                        other clusters go on");
+                }
+            },
+            sig = signals.next() => break Some(sig),
         }
-        let mut round = Box::pin(examples::scheduler::fleet_round(
-            &fleet,
-            &services,
-            Some(&metrics),
-        ));
-        let interrupted = tokio::select! {
-            _ = &mut round => None,
-            sig = signals.next() => Some(sig),
-        };
-        let Some(sig) = interrupted else {
-            if once {
-                break;
-            }
-            continue;
-        };
-        info!(
-            signal = sig,
-            grace_secs = grace.as_secs(),
-            "stopping: finishing the current round first (a second signal stops it at once)"
-        );
+    };
+    if signal.is_none() && !once {
+        return Err("every cluster's rounds stopped".into());
+    }
+    if let Some(sig) = signal {
+        let _ = stop.send(true);
+        let in_round = busy.load(Ordering::SeqCst);
+        if in_round == 0 {
+            info!(signal = sig, "stopping between rounds: no lease held");
+        } else {
+            info!(
+                signal = sig,
+                clusters_in_round = in_round,
+                grace_secs = grace.as_secs(),
+                "stopping: finishing the current round first (a second signal stops it at once)"
+            );
+        }
+        let all_ended = async { while loops.join_next().await.is_some() {} };
         let finished = tokio::select! {
-            _ = &mut round => true,
+            _ = all_ended => true,
             _ = tokio::time::sleep(grace) => {
                 warn!("the round did not finish within the grace time: stopping it");
                 false
@@ -271,11 +315,14 @@ async fn run(
                 false
             }
         };
-        // Dropping the round stops its work and the renewal of its leases.
-        drop(round);
         if finished {
-            info!("round finished, every lease it took completed or released");
+            if in_round > 0 {
+                info!("round finished, every lease it took completed or released");
+            }
         } else {
+            // Ending the rounds stops their work and the renewal of their leases.
+            loops.abort_all();
+            while loops.join_next().await.is_some() {}
             let mut released = 0;
             for leases in &all_leases {
                 released += leases.release_held(&worker).await.len();
@@ -286,7 +333,6 @@ async fn run(
                  interrupted plan once its lease expired"
             );
         }
-        break;
     }
     info!("scheduler stopped");
     if let Some(s) = sim {
