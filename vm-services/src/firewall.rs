@@ -254,6 +254,240 @@ pub fn apply_ipset_diff(current: &[IpsetEntry], diff: &IpsetDiff) -> Vec<IpsetEn
     out
 }
 
+/// Which way a tested connection goes, seen from the VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TrafficDirection {
+    /// From the remote address to the VM (`IN` rules, `policy_in`).
+    In,
+    /// From the VM to the remote address (`OUT` rules, `policy_out`).
+    Out,
+}
+
+impl std::fmt::Display for TrafficDirection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TrafficDirection::In => "IN",
+            TrafficDirection::Out => "OUT",
+        })
+    }
+}
+
+/// The protocol of a tested connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TestProto {
+    /// TCP (a new connection: SYN).
+    Tcp,
+    /// UDP.
+    Udp,
+    /// ICMP echo request (ICMPv6 for an IPv6 address).
+    Icmp,
+}
+
+impl TestProto {
+    /// The name the firewall uses (`tcp`, `udp`, `icmp`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TestProto::Tcp => "tcp",
+            TestProto::Udp => "udp",
+            TestProto::Icmp => "icmp",
+        }
+    }
+}
+
+/// A customer's "can this connection pass?" question, validated: a port (1-65535) for TCP
+/// and UDP and none for ICMP.
+///
+/// ```
+/// use pve_vps_services::firewall::{ConnectionQuestion, TrafficDirection};
+///
+/// let q = ConnectionQuestion::parse("in", "tcp", "22", "198.51.100.7")?;
+/// assert_eq!(q.direction(), TrafficDirection::In);
+/// assert_eq!(q.port(), Some(22));
+/// assert!(ConnectionQuestion::parse("in", "tcp", "70000", "198.51.100.7").is_err());
+/// assert!(ConnectionQuestion::parse("in", "icmp", "8", "198.51.100.7").is_err());
+/// # Ok::<(), pve_vps_services::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct ConnectionQuestion {
+    direction: TrafficDirection,
+    proto: TestProto,
+    port: Option<u16>,
+    remote: IpAddr,
+}
+
+impl ConnectionQuestion {
+    /// A question; a port is required for TCP and UDP (not 0) and refused for ICMP.
+    pub fn new(
+        direction: TrafficDirection,
+        proto: TestProto,
+        port: Option<u16>,
+        remote: IpAddr,
+    ) -> Result<Self, Error> {
+        let bad = |value: String, reason: &str| Error::InvalidValue {
+            what: "port",
+            value,
+            reason: reason.into(),
+        };
+        match (proto, port) {
+            (TestProto::Icmp, Some(p)) => return Err(bad(p.to_string(), "icmp has no ports")),
+            (TestProto::Tcp | TestProto::Udp, None) => {
+                return Err(bad(String::new(), "tcp and udp need a port"));
+            }
+            (_, Some(0)) => return Err(bad("0".into(), "must be from 1 to 65535")),
+            _ => {}
+        }
+        Ok(ConnectionQuestion {
+            direction,
+            proto,
+            port,
+            remote,
+        })
+    }
+
+    /// A question from a form's text fields: direction `in`/`out` (empty: `in`), protocol
+    /// `tcp`/`udp`/`icmp` (any case), port (empty for ICMP) and an IPv4 or IPv6 address;
+    /// surrounding spaces are ignored.
+    pub fn parse(direction: &str, proto: &str, port: &str, remote: &str) -> Result<Self, Error> {
+        let direction = match direction.trim().to_ascii_lowercase().as_str() {
+            "" | "in" => TrafficDirection::In,
+            "out" => TrafficDirection::Out,
+            _ => {
+                return Err(Error::InvalidValue {
+                    what: "direction",
+                    value: direction.into(),
+                    reason: "choose in or out".into(),
+                });
+            }
+        };
+        let proto = match proto.trim().to_ascii_lowercase().as_str() {
+            "tcp" => TestProto::Tcp,
+            "udp" => TestProto::Udp,
+            "icmp" => TestProto::Icmp,
+            _ => {
+                return Err(Error::InvalidValue {
+                    what: "protocol",
+                    value: proto.into(),
+                    reason: "choose tcp, udp or icmp".into(),
+                });
+            }
+        };
+        let port = match port.trim() {
+            "" => None,
+            p => Some(p.parse::<u16>().map_err(|_| Error::InvalidValue {
+                what: "port",
+                value: p.into(),
+                reason: "must be a number from 1 to 65535".into(),
+            })?),
+        };
+        let remote = remote.trim();
+        let remote: IpAddr = remote.parse().map_err(|_| Error::InvalidValue {
+            what: "address",
+            value: remote.into(),
+            reason: "must be an IPv4 or IPv6 address like 198.51.100.7".into(),
+        })?;
+        Self::new(direction, proto, port, remote)
+    }
+
+    /// The direction.
+    pub fn direction(&self) -> TrafficDirection {
+        self.direction
+    }
+
+    /// The protocol.
+    pub fn proto(&self) -> TestProto {
+        self.proto
+    }
+
+    /// The destination port (TCP, UDP).
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+
+    /// The remote address: the source of an incoming connection, the destination of an
+    /// outgoing one.
+    pub fn remote(&self) -> IpAddr {
+        self.remote
+    }
+}
+
+/// What decided a tested connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub enum ConnectionDecider {
+    /// One of the VM's own rules, at this position of its table.
+    Rule {
+        /// Position in the VM's rule table.
+        pos: usize,
+        /// The rule in `.fw` syntax.
+        text: String,
+    },
+    /// A rule the provider keeps outside the VM's table: in the cluster's file or in a
+    /// security group a `GROUP` rule of the VM names.
+    ProviderRule {
+        /// Where it is (`cluster.fw [group webservers] #0`).
+        location: String,
+        /// The rule in `.fw` syntax.
+        text: String,
+    },
+    /// No rule matched: the VM's policy for the direction.
+    Policy {
+        /// The direction whose policy decided.
+        direction: TrafficDirection,
+        /// `ACCEPT`, `DROP` or `REJECT`.
+        policy: String,
+    },
+    /// A rule of the firewall's standard chains (anti-spoofing, connection tracking, the
+    /// standard DROP/REJECT noise filters).
+    Standard {
+        /// Which one.
+        what: String,
+    },
+    /// The firewall does not filter this connection.
+    NotFiltered {
+        /// Why (the VM's firewall is off, its NIC has no `firewall=1`, the cluster firewall
+        /// is off).
+        reason: String,
+    },
+}
+
+/// The answer to a [`ConnectionQuestion`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConnectionTest {
+    /// `ACCEPT`, `DROP` or `REJECT`.
+    pub verdict: String,
+    /// What decided.
+    pub decider: ConnectionDecider,
+}
+
+impl ConnectionTest {
+    /// Whether the connection passes.
+    pub fn accepted(&self) -> bool {
+        self.verdict == "ACCEPT"
+    }
+
+    /// One sentence for a customer: `decided by rule #0`, `no rule matched: decided by the
+    /// incoming policy (DROP)`.
+    pub fn sentence(&self) -> String {
+        match &self.decider {
+            ConnectionDecider::Rule { pos, .. } => format!("decided by rule #{pos}"),
+            ConnectionDecider::ProviderRule { location, .. } => {
+                format!("decided by your provider's rule {location}")
+            }
+            ConnectionDecider::Policy { direction, policy } => {
+                let word = match direction {
+                    TrafficDirection::In => "incoming",
+                    TrafficDirection::Out => "outgoing",
+                };
+                format!("no rule matched: decided by the {word} policy ({policy})")
+            }
+            ConnectionDecider::Standard { what } => {
+                format!("decided by the firewall's standard chain: {what}")
+            }
+            ConnectionDecider::NotFiltered { reason } => reason.clone(),
+        }
+    }
+}
+
 /// The addresses the lockout guard evaluates for the management `sources`: for each source
 /// network, its first address and every address inside it where a boundary of an address,
 /// network, range, IP set entry or alias of `files` starts or ends. The firewall's answer for
@@ -411,6 +645,36 @@ mod tests {
     }
 
     proptest! {
+        /// A form's question is taken exactly when its port fits its protocol: 1-65535 for
+        /// TCP/UDP, none for ICMP; whatever else is typed is refused with a typed error.
+        #[test]
+        fn connection_question_takes_exactly_the_valid_ports(
+            port in prop_oneof![Just(String::new()), (0u32..200_000).prop_map(|p| p.to_string()), "[ a-z0-9.-]{0,6}"],
+            proto in prop_oneof![Just("tcp"), Just("UDP"), Just("icmp"), Just("sctp")],
+            dir in prop_oneof![Just("in"), Just("OUT"), Just(""), Just("both")],
+            a in any::<u32>(),
+            v6 in any::<bool>(),
+        ) {
+            let remote = if v6 { IpAddr::from(Ipv6Addr::from(u128::from(a) << 64)) } else { IpAddr::from(std::net::Ipv4Addr::from(a)) };
+            let got = ConnectionQuestion::parse(dir, proto, &port, &remote.to_string());
+            let n: Option<u32> = port.trim().parse().ok();
+            let icmp = proto.eq_ignore_ascii_case("icmp");
+            let valid = ["in", "out", ""].contains(&dir.to_ascii_lowercase().as_str())
+                && ["tcp", "udp", "icmp"].contains(&proto.to_ascii_lowercase().as_str())
+                && if icmp { port.trim().is_empty() } else { matches!(n, Some(1..=65535)) };
+            match got {
+                Ok(q) => {
+                    prop_assert!(valid, "{q:?} taken from {port:?}");
+                    prop_assert_eq!(q.remote(), remote);
+                    prop_assert_eq!(q.port().map(u32::from), if icmp { None } else { n });
+                }
+                Err(e) => {
+                    prop_assert!(!valid, "{e}");
+                    prop_assert!(matches!(e, Error::InvalidValue { .. }), "{e}");
+                }
+            }
+        }
+
         #[test]
         fn insert_lands_where_asked(len in 0usize..20, pos in 0usize..21) {
             prop_assume!(pos <= len);

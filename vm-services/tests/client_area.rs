@@ -934,3 +934,174 @@ fn lockout_guard_evaluates_a_providers_security_group_read_from_pve() {
         assert_eq!(left[0].action, "allowssh");
     });
 }
+
+/// "Test a connection" decides on the VM's firewall as PVE holds it: its own rules by table
+/// position (a cluster IP set resolved to its members), a provider's security group, the
+/// policies both ways, a disabled rule skipped, and nothing filtered with the firewall off.
+#[test]
+fn test_connection_names_the_deciding_rule_group_or_policy() {
+    use pve_vps_api::api::firewall::RuleSpec;
+    use pve_vps_services::firewall::{ConnectionDecider, ConnectionQuestion, TrafficDirection};
+    run(60, async {
+        let e = env().await;
+        let s = svc104();
+        let name = |n: &str| -> pve_vps_api::FirewallName { n.parse().unwrap() };
+        let cluster = e.area.client().cluster_firewall();
+        cluster.create_ipset(&name("office"), None).await.unwrap();
+        cluster
+            .add_ipset_entry(&name("office"), "198.51.100.0/24", false, None)
+            .await
+            .unwrap();
+        let ssh = rule(r#"{"type":"in","action":"ACCEPT","proto":"tcp","dport":"22","enable":1}"#);
+        firewall_on_behind(&e.area, &s, &ssh).await;
+        let office = rule(
+            r#"{"type":"in","action":"ACCEPT","proto":"tcp","dport":"8080","source":"+dc/office","enable":1}"#,
+        );
+        e.area
+            .add_firewall_rule(&s, &office, 1, false)
+            .await
+            .unwrap();
+        let smtp = rule(r#"{"type":"out","action":"DROP","proto":"tcp","dport":"25","enable":1}"#);
+        e.area.add_firewall_rule(&s, &smtp, 2, false).await.unwrap();
+        // [0: IN ACCEPT tcp/22, 1: IN ACCEPT +dc/office tcp/8080, 2: OUT DROP tcp/25]
+        let ask = async |dir: &str, proto: &str, port: &str, remote: &str| {
+            let q = ConnectionQuestion::parse(dir, proto, port, remote).unwrap();
+            e.area.test_connection(&s, &q).await.unwrap()
+        };
+        let rule_pos = |d: &ConnectionDecider| match d {
+            ConnectionDecider::Rule { pos, .. } => Some(*pos),
+            _ => None,
+        };
+
+        let a = ask("in", "tcp", "22", "192.0.2.1").await;
+        assert_eq!(
+            (a.verdict.as_str(), rule_pos(&a.decider)),
+            ("ACCEPT", Some(0))
+        );
+        assert_eq!(a.sentence(), "decided by rule #0");
+        // The cluster IP set's member passes rule #1; an address outside it meets the policy.
+        let a = ask("in", "tcp", "8080", "198.51.100.7").await;
+        assert_eq!(
+            (a.verdict.as_str(), rule_pos(&a.decider)),
+            ("ACCEPT", Some(1))
+        );
+        match &a.decider {
+            ConnectionDecider::Rule { text, .. } => assert!(text.contains("+dc/office"), "{text}"),
+            other => panic!("{other:?}"),
+        }
+        let a = ask("in", "tcp", "8080", "192.0.2.1").await;
+        assert_eq!(a.verdict, "DROP");
+        assert_eq!(
+            a.decider,
+            ConnectionDecider::Policy {
+                direction: TrafficDirection::In,
+                policy: "DROP".into()
+            }
+        );
+        assert_eq!(
+            a.sentence(),
+            "no rule matched: decided by the incoming policy (DROP)"
+        );
+        // Outgoing: the OUT rule, then the outgoing policy.
+        let a = ask("out", "tcp", "25", "192.0.2.1").await;
+        assert_eq!(
+            (a.verdict.as_str(), rule_pos(&a.decider)),
+            ("DROP", Some(2))
+        );
+        let a = ask("out", "tcp", "443", "192.0.2.1").await;
+        assert_eq!(a.verdict, "ACCEPT");
+        assert!(
+            matches!(
+                a.decider,
+                ConnectionDecider::Policy {
+                    direction: TrafficDirection::Out,
+                    ..
+                }
+            ),
+            "{a:?}"
+        );
+
+        // A disabled rule decides nothing.
+        let mut off = e.area.firewall(&s).await.unwrap().rules[0].rule.clone();
+        off.enable = Some(0);
+        e.area
+            .update_firewall_rule(&s, 0, &off, true)
+            .await
+            .unwrap();
+        let a = ask("in", "tcp", "22", "192.0.2.1").await;
+        assert_eq!(a.verdict, "DROP", "{a:?}");
+        assert!(
+            matches!(a.decider, ConnectionDecider::Policy { .. }),
+            "{a:?}"
+        );
+
+        // A provider's security group in the VM's table decides as a provider rule.
+        let groups = e.area.client().security_groups();
+        groups.create(&name("allowweb"), None).await.unwrap();
+        groups
+            .group(&name("allowweb"))
+            .create_rule(
+                &RuleSpec::new("in", "ACCEPT")
+                    .unwrap()
+                    .proto("tcp")
+                    .unwrap()
+                    .dport("9000")
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        e.area
+            .client()
+            .node(&"pve3".parse().unwrap())
+            .qemu(pve_vps_api::VmId::new(104).unwrap())
+            .firewall()
+            .create_rule(&RuleSpec::new("group", "allowweb").unwrap())
+            .await
+            .unwrap();
+        let a = ask("in", "tcp", "9000", "192.0.2.1").await;
+        assert_eq!(a.verdict, "ACCEPT", "{a:?}");
+        match &a.decider {
+            ConnectionDecider::ProviderRule { location, text } => {
+                assert!(location.contains("allowweb"), "{location}");
+                assert!(text.contains("9000"), "{text}");
+            }
+            other => panic!("{other:?}"),
+        }
+
+        // The VM's firewall off: nothing is filtered.
+        e.area.set_firewall_enabled(&s, false, true).await.unwrap();
+        let a = ask("in", "tcp", "8080", "192.0.2.1").await;
+        assert_eq!(a.verdict, "ACCEPT");
+        assert!(
+            matches!(a.decider, ConnectionDecider::NotFiltered { .. }),
+            "{a:?}"
+        );
+
+        // Bad questions never reach the cluster; a product without the firewall is refused.
+        for (dir, proto, port, remote) in [
+            ("in", "tcp", "70000", "192.0.2.1"),
+            ("in", "tcp", "0", "192.0.2.1"),
+            ("in", "tcp", "", "192.0.2.1"),
+            ("in", "icmp", "8", "192.0.2.1"),
+            ("in", "gre", "", "192.0.2.1"),
+            ("up", "tcp", "22", "192.0.2.1"),
+            ("in", "tcp", "22", "example.com"),
+        ] {
+            let err = ConnectionQuestion::parse(dir, proto, port, remote).unwrap_err();
+            assert!(
+                matches!(err, pve_vps_services::Error::InvalidValue { .. }),
+                "{err}"
+            );
+        }
+        let q = ConnectionQuestion::parse("in", "icmp", "", "2001:db8::1").unwrap();
+        let err = e
+            .area
+            .test_connection(&svc102_bare(), &q)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, pve_vps_services::Error::AccessDenied { .. }),
+            "{err}"
+        );
+    });
+}

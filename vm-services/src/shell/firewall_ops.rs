@@ -5,14 +5,18 @@ use std::collections::BTreeMap;
 
 use pve_vps_api::api::firewall::{FirewallOptionsUpdate, FirewallRule, Policy, RuleSpec};
 use pve_vps_firewall::{
-    Alias, AliasName, ApiRule, FileKind, FwFile, GroupName, Guest, GuestKind, IpSet, IpSetEntry,
-    IpSetName, ManagementPorts, Nic, Node, Rule, RuleKind, SecurityGroup, Zone,
+    Alias, AliasName, ApiRule, ConnectionCheck, DecidedBy, FileKind, FileRef, FlowDecision, FwFile,
+    GroupName, Guest, GuestKind, IpSet, IpSetEntry, IpSetName, ManagementPorts, Nic, Node, Rule,
+    RuleKind, SectionRef, SecurityGroup, Zone,
 };
 use serde::Serialize;
 
 use super::ClientArea;
 use crate::error::Error;
-use crate::firewall::{self as fwcore, SavedAlias, SavedFirewall, SavedIpSet, SavedIpSetEntry};
+use crate::firewall::{
+    self as fwcore, ConnectionDecider, ConnectionQuestion, ConnectionTest, SavedAlias,
+    SavedFirewall, SavedIpSet, SavedIpSetEntry, TestProto, TrafficDirection,
+};
 use crate::permissions::Feature;
 use crate::product::Proto;
 use crate::pve::VmConfig;
@@ -211,6 +215,8 @@ struct FwState {
     policy_in: String,
     policy_out: String,
     rules: Vec<Rule>,
+    /// The table position of each of `rules` (a rule the model cannot read is left out).
+    rule_pos: Vec<usize>,
     api: Vec<ApiRule>,
 }
 
@@ -222,6 +228,52 @@ impl FwState {
         f.options.policy_out = Some(self.policy_out.parse().map_err(invalid)?);
         f.rules = self.rules.clone();
         Ok(f)
+    }
+}
+
+/// What decided `d`, in the customer's terms: a rule of the VM's own file by its table
+/// position (`st.rule_pos`), any other rule by where it is.
+fn describe_decision(
+    node: &Node,
+    d: &FlowDecision,
+    st: &FwState,
+    vmid: u32,
+    dir: TrafficDirection,
+) -> ConnectionTest {
+    let decider = match d.deciding().map(|c| &c.decided_by) {
+        Some(DecidedBy::Rule(r)) => {
+            let text = node.rule(r).map_or_else(String::new, |m| m.to_string());
+            match (&r.file, &r.section, st.rule_pos.get(r.index)) {
+                (FileRef::Guest(id), SectionRef::Rules, Some(pos)) if *id == vmid => {
+                    ConnectionDecider::Rule { pos: *pos, text }
+                }
+                _ => ConnectionDecider::ProviderRule {
+                    location: r.to_string(),
+                    text,
+                },
+            }
+        }
+        Some(DecidedBy::Policy) => ConnectionDecider::Policy {
+            direction: dir,
+            policy: match dir {
+                TrafficDirection::In => st.policy_in.clone(),
+                TrafficDirection::Out => st.policy_out.clone(),
+            },
+        },
+        Some(DecidedBy::NotFiltered(_)) | None => ConnectionDecider::NotFiltered {
+            reason: if st.enabled {
+                "the firewall does not filter this connection".into()
+            } else {
+                "the VM's firewall is off: nothing is filtered".into()
+            },
+        },
+        Some(other) => ConnectionDecider::Standard {
+            what: other.to_string(),
+        },
+    };
+    ConnectionTest {
+        verdict: d.verdict.to_string(),
+        decider,
     }
 }
 
@@ -242,10 +294,11 @@ impl ClientArea {
         let api: Vec<ApiRule> = rules.iter().map(to_api_rule).collect();
         // Rules PVE holds are read leniently: one the model cannot read is kept out of the
         // lockout evaluation but still listed.
-        let model = api
+        let (rule_pos, model) = api
             .iter()
-            .filter_map(|r| r.to_rule(FileKind::Guest, false).ok())
-            .collect();
+            .enumerate()
+            .filter_map(|(pos, r)| Some((pos, r.to_rule(FileKind::Guest, false).ok()?)))
+            .unzip();
         Ok(FwState {
             enabled: opts.enable.unwrap_or(false),
             policy_in: opts
@@ -255,6 +308,7 @@ impl ClientArea {
                 .policy_out
                 .map_or_else(|| "ACCEPT".to_owned(), |p| p.as_str().to_owned()),
             rules: model,
+            rule_pos,
             api,
         })
     }
@@ -284,6 +338,77 @@ impl ClientArea {
                 })
                 .collect(),
         })
+    }
+
+    /// "Test a connection": whether a new connection to the VM (or from it) passes its
+    /// firewall, decided by `firewall-model` as `pve-firewall` decides it, with what decided
+    /// it (one of the VM's rules with its table position, a provider rule of the cluster or
+    /// of a security group, the VM's policy, a standard chain, or nothing filtering it).
+    ///
+    /// The VM is evaluated as PVE holds it: its rules, options and `ipfilter`, the cluster
+    /// `enable` option, the cluster's and the VM's IP sets and aliases (so rules naming
+    /// `+dc/management` or an alias are decided on their members), the security groups its
+    /// `GROUP` rules name, and `net0` with its `firewall=` flag. An outgoing connection
+    /// leaves from the service's address of the remote address's family. Nothing is sent to
+    /// the VM and nothing changes; it is read-only, so it works while a lock holds too.
+    ///
+    /// ```no_run
+    /// # async fn demo(area: &pve_vps_services::ClientArea, svc: &pve_vps_services::service::Service)
+    /// # -> Result<(), pve_vps_services::Error> {
+    /// use pve_vps_services::firewall::ConnectionQuestion;
+    ///
+    /// let q = ConnectionQuestion::parse("in", "tcp", "443", "198.51.100.7")?;
+    /// let answer = area.test_connection(svc, &q).await?;
+    /// println!("{}: {}", answer.verdict, answer.sentence());
+    /// # Ok(()) }
+    /// ```
+    pub async fn test_connection(
+        &self,
+        service: &Service,
+        question: &ConnectionQuestion,
+    ) -> Result<ConnectionTest, Error> {
+        self.product_with(service, Feature::Firewall)?;
+        let (st, config) =
+            futures_util::future::try_join(self.fw_state(service), self.config(service)).await?;
+        let Some(node) = self
+            .firewall_nodes(service, &config, &[&st])
+            .await?
+            .and_then(|mut n| n.pop())
+        else {
+            return Ok(ConnectionTest {
+                verdict: "ACCEPT".into(),
+                decider: ConnectionDecider::NotFiltered {
+                    reason: "the firewall does not filter this VM's network (its NIC's or the \
+                             cluster's firewall is off)"
+                        .into(),
+                },
+            });
+        };
+        let vmid = service.vmid().get();
+        let remote = question.remote();
+        let proto = match (question.proto(), remote) {
+            (TestProto::Icmp, std::net::IpAddr::V6(_)) => "icmpv6",
+            (p, _) => p.as_str(),
+        };
+        let check = ConnectionCheck::to_guest(vmid, proto, question.port(), remote);
+        let mut packet = check.packet().map_err(invalid)?;
+        if question.direction() == TrafficDirection::Out {
+            packet.from = Zone::Guest { vmid, nic: Some(0) };
+            packet.to = Zone::Outside;
+            packet.source = service
+                .addresses()
+                .into_iter()
+                .find(|a| a.is_ipv4() == remote.is_ipv4());
+            packet.dest = Some(remote);
+        }
+        let decision = node.evaluate(&packet).map_err(invalid)?;
+        Ok(describe_decision(
+            &node,
+            &decision,
+            &st,
+            vmid,
+            question.direction(),
+        ))
     }
 
     /// Refuses (unless confirmed) a change that blocks a product management port that was
@@ -327,6 +452,52 @@ impl ClientArea {
         if ports.ports.is_empty() || service.addresses().is_empty() {
             return Ok(());
         }
+        let Some(nodes) = self
+            .firewall_nodes(service, config, &[before, after])
+            .await?
+        else {
+            return Ok(());
+        };
+        let (nb, na) = (&nodes[0], &nodes[1]);
+        let files = [
+            &nb.cluster,
+            &nb.guests[&vmid].firewall,
+            &na.guests[&vmid].firewall,
+        ];
+        let mut blocked: BTreeMap<(u8, u16), std::net::IpAddr> = BTreeMap::new();
+        for src in fwcore::probe_addresses(&self.inner.lockout_sources, &files) {
+            let report = pve_vps_firewall::lockout_check(nb, na, &ports, src).map_err(invalid)?;
+            for c in report.newly_blocked() {
+                blocked.entry((c.proto, c.port)).or_insert(src);
+            }
+        }
+        if blocked.is_empty() {
+            return Ok(());
+        }
+        let ports = blocked
+            .iter()
+            .map(|((proto, port), src)| {
+                let p = if *proto == 17 { "udp" } else { "tcp" };
+                format!("{p}/{port} from {src}")
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        Err(Error::Lockout { ports })
+    }
+
+    /// The VM's firewall as `pve-firewall` sees it, once for each of `states` (its own
+    /// rules and options in that state): the cluster `enable` option, the cluster's and the
+    /// VM's IP sets and aliases, the security groups the rules name, and `net0` with its
+    /// bridge and the service's addresses. `None` when nothing is filtered: `net0` has no
+    /// `firewall=1` or the cluster firewall is off.
+    async fn firewall_nodes(
+        &self,
+        service: &Service,
+        config: &VmConfig,
+        states: &[&FwState],
+    ) -> Result<Option<Vec<Node>>, Error> {
+        let product = self.product(service)?;
+        let vmid = service.vmid().get();
         let net0 = config
             .nets()?
             .into_iter()
@@ -334,7 +505,7 @@ impl ClientArea {
             .map(|(_, d)| d);
         let Some(net0) = net0.filter(|d| d.firewall == Some(true)) else {
             // PVE does not filter a NIC without `firewall=1`.
-            return Ok(());
+            return Ok(None);
         };
         let cluster_fw = self.inner.client.cluster_firewall();
         let cluster_opts = cluster_fw
@@ -343,7 +514,7 @@ impl ClientArea {
             .map_err(Error::pve("read cluster firewall options"))?;
         if !cluster_opts.enable.unwrap_or(false) {
             // The cluster firewall is off: PVE filters nothing, on any VM.
-            return Ok(());
+            return Ok(None);
         }
         let vm_fw = self.vm(service)?.firewall();
         let (cluster_sets, cluster_aliases, vm_sets, vm_aliases) = futures_util::future::try_join4(
@@ -365,7 +536,7 @@ impl ClientArea {
         .await?;
         let mut cluster = FwFile::new(FileKind::Cluster);
         cluster.options.enable = Some(true);
-        cluster.groups = self.read_groups(before, after).await?;
+        cluster.groups = self.read_groups(states).await?;
         cluster.ipsets = cluster_sets;
         cluster.aliases = cluster_aliases.iter().filter_map(model_alias).collect();
         let vm_aliases: Vec<Alias> = vm_aliases.iter().filter_map(model_alias).collect();
@@ -396,41 +567,17 @@ impl ClientArea {
             );
             Ok(n)
         };
-        let (nb, na) = (node(before)?, node(after)?);
-        let files = [
-            &nb.cluster,
-            &nb.guests[&vmid].firewall,
-            &na.guests[&vmid].firewall,
-        ];
-        let mut blocked: BTreeMap<(u8, u16), std::net::IpAddr> = BTreeMap::new();
-        for src in fwcore::probe_addresses(&self.inner.lockout_sources, &files) {
-            let report = pve_vps_firewall::lockout_check(&nb, &na, &ports, src).map_err(invalid)?;
-            for c in report.newly_blocked() {
-                blocked.entry((c.proto, c.port)).or_insert(src);
-            }
-        }
-        if blocked.is_empty() {
-            return Ok(());
-        }
-        let ports = blocked
+        states
             .iter()
-            .map(|((proto, port), src)| {
-                let p = if *proto == 17 { "udp" } else { "tcp" };
-                format!("{p}/{port} from {src}")
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        Err(Error::Lockout { ports })
+            .map(|st| node(st))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
     }
 
-    /// The security groups the `GROUP` rules of `before` and `after` name, with their rules.
-    async fn read_groups(
-        &self,
-        before: &FwState,
-        after: &FwState,
-    ) -> Result<Vec<SecurityGroup>, Error> {
+    /// The security groups the `GROUP` rules of `states` name, with their rules.
+    async fn read_groups(&self, states: &[&FwState]) -> Result<Vec<SecurityGroup>, Error> {
         let mut names: Vec<GroupName> = Vec::new();
-        for r in before.rules.iter().chain(&after.rules) {
+        for r in states.iter().flat_map(|st| &st.rules) {
             if let RuleKind::Group(g) = &r.kind
                 && !names.contains(g)
             {
