@@ -198,7 +198,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sessions = Arc::new(sessions);
 
     // 1. TTFB of the overview page.
-    let calls0 = (running.app.cluster.api_calls(), sim.request_count());
+    let calls0 = (running.app.api_calls(), sim.request_count());
     let mut ttfb = Vec::new();
     let mut full = Vec::new();
     for i in (0..n).step_by((n / 200).max(1)) {
@@ -227,12 +227,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!(
         "  cluster API calls for those pages: portal {} / simulator {}",
-        running.app.cluster.api_calls() - calls0.0,
+        running.app.api_calls() - calls0.0,
         sim.request_count() - calls0.1
     );
 
     // Warm-up: every customer's overview once (the first view of a VM reads its config).
-    let calls0 = (running.app.cluster.api_calls(), sim.request_count());
+    let calls0 = (running.app.api_calls(), sim.request_count());
     let t = Instant::now();
     let warm: usize = futures_util::stream::iter(sessions.iter())
         .map(|(cookie, vmid)| {
@@ -252,14 +252,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "warm-up: {warm} first views in {:.1} s; cluster API calls: portal {} / simulator {}",
         t.elapsed().as_secs_f64(),
-        running.app.cluster.api_calls() - calls0.0,
+        running.app.api_calls() - calls0.0,
         sim.request_count() - calls0.1
     );
 
     // 2. Paced: every customer polls every 7 s.
     let ok = Arc::new(AtomicU64::new(0));
     let bad = Arc::new(AtomicU64::new(0));
-    let calls0 = (running.app.cluster.api_calls(), sim.request_count());
+    let calls0 = (running.app.api_calls(), sim.request_count());
     let t = Instant::now();
     let lat = Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut tasks = Vec::new();
@@ -310,7 +310,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         secs,
         (&ok, &bad, &lat),
         (
-            running.app.cluster.api_calls() - calls0.0,
+            running.app.api_calls() - calls0.0,
             sim.request_count() - calls0.1,
         ),
     );
@@ -318,7 +318,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 3. Saturation.
     let ok = Arc::new(AtomicU64::new(0));
     let bad = Arc::new(AtomicU64::new(0));
-    let calls0 = (running.app.cluster.api_calls(), sim.request_count());
+    let calls0 = (running.app.api_calls(), sim.request_count());
     let t = Instant::now();
     let end = t + Duration::from_secs(sat_secs);
     let lat = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -367,7 +367,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         secs,
         (&ok, &bad, &lat),
         (
-            running.app.cluster.api_calls() - calls0.0,
+            running.app.api_calls() - calls0.0,
             sim.request_count() - calls0.1,
         ),
     );

@@ -5,6 +5,7 @@
 //! * `cargo run -p examples --bin cron` — the scheduled work.
 //! * `cargo run -p examples --example <name>` — the small examples of the docs.
 
+pub mod clusters;
 pub mod metrics;
 pub mod portal;
 pub mod progress;

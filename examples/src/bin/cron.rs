@@ -42,16 +42,16 @@
 //! round durations, errors, cluster API calls), to loopback clients or with
 //! `CRON_METRICS_TOKEN` as bearer token.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use examples::clusters;
 use examples::metrics::{Metrics, MetricsToken};
 use examples::portal::config::{self, PortalConfig};
-use pve_vps_api::{Auth, Client, Tls};
+use pve_vps_api::Client;
 use pve_vps_sim::{PveSim, SimConfig};
 use tracing::{error, info, warn};
 
@@ -63,7 +63,6 @@ use pve_vps_services::stores::{
     LeaseStore, OutcomeStore, PgStore, PlanStore, ScheduleStore, SqliteStore,
 };
 use pve_vps_services::{ClientArea, ClientAreaBuilder, Fleet};
-use serde::Deserialize;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing_subscriber::fmt::format::{Format, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
@@ -195,11 +194,11 @@ async fn run(
             }
             Store::Postgres(url) => {
                 let db = PgStore::connect_scoped(url, &c.name).await?;
-                info!(cluster = %c.name, schema = %pg_schema(&c.name), "cluster store");
+                info!(cluster = %c.name, schema = %clusters::pg_schema(&c.name), "cluster store");
                 with_stores(b, Arc::new(db))
             }
             Store::Sqlite(path) => {
-                let path = sqlite_path(path, &c.name);
+                let path = clusters::sqlite_path(path, &c.name);
                 info!(cluster = %c.name, path = %path.display(), "cluster store");
                 with_stores(b, Arc::new(SqliteStore::open(path)?))
             }
@@ -370,124 +369,32 @@ struct Setup {
     grace: Duration,
 }
 
-/// The clusters file (`CRON_CLUSTERS` or `--clusters FILE`).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ClustersFile {
-    clusters: BTreeMap<String, ClusterEntry>,
-}
-
-/// `[clusters.<name>]`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ClusterEntry {
-    url: String,
-    token_id: String,
-    token_secret: Option<String>,
-    token_secret_env: Option<String>,
-    fingerprint: Option<String>,
-}
-
-/// The names under which a cluster's settings are reported in errors.
-struct Fields {
-    url: String,
-    token_id: String,
-    fingerprint: String,
-}
-
 /// Reads and checks everything: clusters, products, customers (each service's cluster must be
 /// configured), store, lease and grace times. Nothing is connected or created here.
 fn configure(metrics: &Arc<Metrics>) -> Result<Setup, String> {
     let cfg = PortalConfig::from_env()?;
-    let mut clusters: Vec<ClusterSetup> = Vec::new();
-    let file = clusters_file_arg()?.or_else(|| env("CRON_CLUSTERS"));
-    if let Some(path) = &file {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
-        let parsed: ClustersFile = toml::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
-        if parsed.clusters.is_empty() {
-            return Err(format!("{path}: clusters: no cluster is configured"));
-        }
-        for (name, entry) in parsed.clusters {
-            let at = format!("{path}: clusters.{name}");
-            let cluster: ClusterName = name.parse().map_err(|e| format!("{at}: {e}"))?;
-            let secret = match (&entry.token_secret, &entry.token_secret_env) {
-                (Some(s), None) => s.clone(),
-                (None, Some(var)) => env(var).ok_or_else(|| {
-                    format!("{at}.token_secret_env: the variable `{var}` is not set")
-                })?,
-                _ => {
-                    return Err(format!(
-                        "{at}: give either token_secret or token_secret_env (one of them)"
-                    ));
-                }
-            };
-            let fields = Fields {
-                url: format!("{at}.url"),
-                token_id: format!("{at}.token_id"),
-                fingerprint: format!("{at}.fingerprint"),
-            };
-            let client = client(
-                &fields,
-                &entry.url,
-                &entry.token_id,
-                secret,
-                entry.fingerprint.as_deref(),
-                metrics,
-            )?;
-            // `-` and `_` name the same PostgreSQL schema and SQLite file.
-            if let Some(other) = clusters
-                .iter()
-                .find(|c| pg_schema(&c.name) == pg_schema(&cluster))
-            {
-                return Err(format!(
-                    "{at}: shares its store with clusters.{} (`-` and `_` are the same in \
-                     store names): rename one",
-                    other.name
-                ));
-            }
-            clusters.push(ClusterSetup {
-                name: cluster,
-                client: Some(client),
-            });
-        }
-    }
+    let file = clusters::file_arg()?.or_else(|| env("CRON_CLUSTERS"));
+    let mut settings = match &file {
+        Some(path) => clusters::load(path, metrics)?,
+        None => Vec::new(),
+    };
     // The single-cluster settings (`PVE_URL`, ... or `PORTAL_CONFIG`) are the cluster
     // `default`; with neither them nor a clusters file, the embedded simulator is.
-    match &cfg.cluster {
-        Some(c) => {
-            let name = ClusterName::default();
-            if clusters.iter().any(|x| x.name == name) {
-                return Err(format!(
-                    "clusters.default: configured twice, in {} and by PVE_URL",
-                    file.as_deref().unwrap_or("the clusters file")
-                ));
-            }
-            let fields = Fields {
-                url: "PVE_URL".into(),
-                token_id: "PVE_TOKEN_ID".into(),
-                fingerprint: "PVE_FINGERPRINT".into(),
-            };
-            let client = client(
-                &fields,
-                &c.pve_url,
-                &c.pve_token_id,
-                c.pve_token_secret.clone(),
-                c.pve_fingerprint.as_deref(),
-                metrics,
-            )?;
-            clusters.insert(
-                0,
-                ClusterSetup {
-                    name,
-                    client: Some(client),
-                },
-            );
-        }
-        None if clusters.is_empty() => clusters.push(ClusterSetup {
+    if let Some(c) = &cfg.cluster {
+        clusters::add_default(&mut settings, c, file.as_deref(), metrics)?;
+    }
+    let mut clusters: Vec<ClusterSetup> = settings
+        .into_iter()
+        .map(|s| ClusterSetup {
+            name: s.name,
+            client: Some(s.client),
+        })
+        .collect();
+    if clusters.is_empty() {
+        clusters.push(ClusterSetup {
             name: ClusterName::default(),
             client: None,
-        }),
-        None => {}
+        });
     }
     let catalog = Catalog::from_toml_str(&cfg.products_text()?).map_err(|e| e.to_string())?;
     let customers_at = cfg
@@ -497,27 +404,9 @@ fn configure(metrics: &Arc<Metrics>) -> Result<Setup, String> {
         .unwrap_or_else(|| "the demo customers".into());
     let customers = config::parse_customers(&cfg.customers_text()?)
         .map_err(|e| format!("{customers_at}: {e}"))?;
-    let known: Vec<String> = clusters.iter().map(|c| c.name.to_string()).collect();
-    let mut services = Vec::new();
-    for c in customers {
-        for (i, s) in c.services.into_iter().enumerate() {
-            if !clusters.iter().any(|x| x.name == s.cluster) {
-                return Err(format!(
-                    "{customers_at}: customers.{}.services[{i}].cluster: `{}` ({}) is not a \
-                     configured cluster (configured: {})",
-                    c.username,
-                    s.cluster,
-                    if s.cluster.is_default() {
-                        "the service names none"
-                    } else {
-                        "named by the service"
-                    },
-                    known.join(", ")
-                ));
-            }
-            services.push(s);
-        }
-    }
+    let names: Vec<ClusterName> = clusters.iter().map(|c| c.name.clone()).collect();
+    clusters::check_services(&customers_at, &customers, &names)?;
+    let services: Vec<Service> = customers.into_iter().flat_map(|c| c.services).collect();
     // The store: `CRON_STORE` (a `postgres://` URL, or an SQLite path), else `PORTAL_DB`.
     let store = match env("CRON_STORE").or_else(|| cfg.db.as_ref().map(|p| p.display().to_string()))
     {
@@ -544,71 +433,6 @@ fn configure(metrics: &Arc<Metrics>) -> Result<Setup, String> {
         lease_ttl: secs("CRON_LEASE_SECS")?,
         grace: secs("CRON_GRACE_SECS")?.unwrap_or(Duration::from_secs(30)),
     })
-}
-
-/// A client for one cluster (no request made); errors name the setting.
-fn client(
-    fields: &Fields,
-    url: &str,
-    token_id: &str,
-    secret: String,
-    fingerprint: Option<&str>,
-    metrics: &Arc<Metrics>,
-) -> Result<Client, String> {
-    let auth =
-        Auth::api_token(token_id, secret).map_err(|e| format!("{}: {e}", fields.token_id))?;
-    let mut b = Client::builder(url.to_owned())
-        .auth(auth)
-        .observer(metrics.clone());
-    if let Some(fp) = fingerprint {
-        let fp = fp
-            .parse()
-            .map_err(|e| format!("{}: {e}", fields.fingerprint))?;
-        b = b.tls(Tls::Pinned(fp));
-    }
-    b.build().map_err(|e| format!("{}: {e}", fields.url))
-}
-
-/// The PostgreSQL schema of a cluster other than `default` (as `PgStore::connect_scoped`
-/// names it).
-fn pg_schema(cluster: &ClusterName) -> String {
-    format!("vm_services_{}", cluster.as_str().replace('-', "_"))
-}
-
-/// The SQLite file of `cluster`: `path` itself for `default`, else `<stem>-<name>.<ext>` next
-/// to it (`/var/lib/cron.sqlite` -> `/var/lib/cron-east.sqlite`; `-` in the name as `_`).
-fn sqlite_path(path: &Path, cluster: &ClusterName) -> PathBuf {
-    if cluster.is_default() {
-        return path.to_owned();
-    }
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let name = cluster.as_str().replace('-', "_");
-    let file = match path.extension() {
-        Some(ext) => format!("{stem}-{name}.{}", ext.to_string_lossy()),
-        None => format!("{stem}-{name}"),
-    };
-    path.with_file_name(file)
-}
-
-/// `--clusters FILE` (or `--clusters=FILE`).
-fn clusters_file_arg() -> Result<Option<String>, String> {
-    let args: Vec<String> = std::env::args().collect();
-    let value = args.iter().enumerate().find_map(|(i, a)| {
-        if a == "--clusters" {
-            Some(args.get(i + 1).cloned().unwrap_or_default())
-        } else {
-            a.strip_prefix("--clusters=").map(str::to_owned)
-        }
-    });
-    match value {
-        Some(v) if v.is_empty() || v.starts_with("--") => {
-            Err("--clusters: give the clusters file's path".into())
-        }
-        v => Ok(v),
-    }
 }
 
 fn env(name: &str) -> Option<String> {

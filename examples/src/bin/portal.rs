@@ -1,5 +1,7 @@
-//! The client-area portal. With no `PVE_URL` it starts the embedded `pve-sim` demo scenario;
-//! see `examples/README.md` for the configuration.
+//! The client-area portal. With no `PVE_URL` and no clusters file (`--clusters FILE`,
+//! `PORTAL_CLUSTERS`) it starts the embedded `pve-sim` demo scenario; see `examples/README.md`
+//! for the configuration. A mistake in the configuration exits with status 2, naming the
+//! setting.
 
 use examples::portal::{self, StartOptions, config::PortalConfig};
 
@@ -11,7 +13,12 @@ async fn main() {
                 .unwrap_or_else(|_| "info,pve_vps_sim=warn".into()),
         )
         .init();
-    let cfg = match PortalConfig::from_env() {
+    let cfg = match PortalConfig::from_env().and_then(|mut c| {
+        if let Some(file) = examples::clusters::file_arg()? {
+            c.clusters = Some(file.into());
+        }
+        Ok(c)
+    }) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("configuration error: {e}");
@@ -24,6 +31,10 @@ async fn main() {
     };
     let running = match portal::start(cfg, opts).await {
         Ok(r) => r,
+        Err(e @ portal::StartError::Config(_)) => {
+            eprintln!("configuration error, nothing started: {e}");
+            std::process::exit(2);
+        }
         Err(e) => {
             eprintln!("cannot start the portal: {e}");
             std::process::exit(1);
@@ -36,7 +47,11 @@ async fn main() {
             sim.https_url(),
             sim.fingerprint()
         ),
-        None => println!("cluster: {}", running.app.cluster.base_url),
+        None => {
+            for (name, site) in &running.app.sites {
+                println!("cluster {name}: {}", site.cluster.base_url);
+            }
+        }
     }
     for (u, p) in &running.demo_logins {
         println!("demo login: {u} / {p}");

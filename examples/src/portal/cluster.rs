@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use pve_vps_api::{Client, TaskHandle};
+use pve_vps_services::ids::ClusterName;
 use pve_vps_services::overview::Overview;
 use pve_vps_services::permissions::VmState;
 use pve_vps_services::service::Service;
@@ -34,12 +35,51 @@ pub enum ShellError {
     /// The live view could not be read (the overview hub's reason).
     #[error("{0}")]
     Live(String),
+    /// The service's cluster cannot be reached or did not answer in time: its services are
+    /// temporarily unavailable while the other clusters' work.
+    #[error("cluster `{cluster}` is unavailable: {reason}")]
+    Unavailable {
+        /// The cluster.
+        cluster: ClusterName,
+        /// Why, short and safe to show (no secret, no backtrace).
+        reason: String,
+    },
 }
 
 impl ShellError {
     /// Whether the cluster itself is the problem ("Something went wrong").
     pub fn is_cluster(&self) -> bool {
-        matches!(self, Self::Api(_) | Self::Missing | Self::Live(_))
+        matches!(
+            self,
+            Self::Api(_) | Self::Missing | Self::Live(_) | Self::Unavailable { .. }
+        )
+    }
+}
+
+/// How `vm-services`' overview hub words a failed `/cluster/resources` listing: the whole
+/// cluster could not be read (connection refused, TLS, timeouts, 5xx after retries).
+const UNREACHABLE: &str = "cannot reach the cluster";
+
+/// Whether a live view's failure is its whole cluster failing (not one VM missing).
+pub fn is_unreachable(reason: &str) -> bool {
+    reason.starts_with(UNREACHABLE)
+}
+
+/// A live view's failure as a [`ShellError`]: [`ShellError::Unavailable`] when the cluster
+/// as a whole could not be read (the reason cut to its first line, 160 characters), else
+/// [`ShellError::Live`].
+pub fn classify_live_failure(cluster: &ClusterName, reason: String) -> ShellError {
+    if !is_unreachable(&reason) {
+        return ShellError::Live(reason);
+    }
+    let first = reason.lines().next().unwrap_or_default();
+    let mut short: String = first.chars().take(160).collect();
+    if short.len() < first.len() {
+        short.push('…');
+    }
+    ShellError::Unavailable {
+        cluster: cluster.clone(),
+        reason: short,
     }
 }
 

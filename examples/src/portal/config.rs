@@ -71,7 +71,15 @@ pub struct PortalConfig {
     /// (`PORTAL_METRICS_TOKEN`). Without it, only loopback clients (after resolving
     /// `X-Forwarded-For` of trusted proxies) get the metrics.
     pub metrics_token: Option<crate::metrics::MetricsToken>,
-    /// The cluster; the embedded simulator when absent.
+    /// The clusters file (`PORTAL_CLUSTERS`, else the cron's `CRON_CLUSTERS`; `--clusters
+    /// FILE` to the binary): several clusters, as the `cron` binary reads them (see
+    /// [`crate::clusters`]). The single-cluster settings, when given too, are the cluster
+    /// `default`.
+    pub clusters: Option<PathBuf>,
+    /// How long a cluster may take to answer a page before its services are shown as
+    /// temporarily unavailable (`PORTAL_CLUSTER_TIMEOUT_SECS`, default 5).
+    pub cluster_timeout_secs: Option<u64>,
+    /// The cluster; the embedded simulator when absent (and no clusters file is given).
     #[serde(flatten)]
     pub cluster: Option<ClusterConfig>,
 }
@@ -87,6 +95,8 @@ impl std::fmt::Debug for PortalConfig {
             .field("cache_dir", &self.cache_dir)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("metrics_token", &self.metrics_token)
+            .field("clusters", &self.clusters)
+            .field("cluster_timeout_secs", &self.cluster_timeout_secs)
             .field("cluster", &self.cluster)
             .finish()
     }
@@ -249,8 +259,31 @@ impl PortalConfig {
                 .map(crate::metrics::MetricsToken::new)
                 .transpose()
                 .map_err(|e| format!("PORTAL_METRICS_TOKEN: {e}"))?,
+            clusters: env("PORTAL_CLUSTERS")
+                .or_else(|| env("CRON_CLUSTERS"))
+                .map(PathBuf::from),
+            cluster_timeout_secs: env("PORTAL_CLUSTER_TIMEOUT_SECS")
+                .map(|v| {
+                    v.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                        format!(
+                            "PORTAL_CLUSTER_TIMEOUT_SECS: `{v}` is not a number of seconds \
+                                 above 0"
+                        )
+                    })
+                })
+                .transpose()?,
             cluster,
         })
+    }
+
+    /// The clusters file's path, if one is given.
+    pub fn clusters_file(&self) -> Option<String> {
+        self.clusters.as_ref().map(|p| p.display().to_string())
+    }
+
+    /// How long a cluster may take to answer a page (default 5 s).
+    pub fn cluster_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.cluster_timeout_secs.unwrap_or(5).max(1))
     }
 
     /// The database `db` names: a `postgres://` or `postgresql://` URL is PostgreSQL, anything

@@ -78,13 +78,13 @@ pub async fn create_link(
         Ok(x) => x,
         Err(r) => return r,
     };
-    let Some(area) = &app.console_area else {
+    let Some(area) = &app.site(svc).console_area else {
         return err(
             StatusCode::SERVICE_UNAVAILABLE,
             "the console is not configured (PVE_CONSOLE_USER / PVE_CONSOLE_PASSWORD)".into(),
         );
     };
-    app.cluster.count();
+    app.site(svc).cluster.count();
     let token = match area.console_link(svc).await {
         Ok(link) => link.token,
         Err(e) if e.is_upstream() => {
@@ -195,7 +195,7 @@ pub async fn relay(
     let Ok(token) = ConsoleToken::parse(token) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let Some(area) = &app.console_area else {
+    let Some(area) = &app.site(svc).console_area else {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
     // The store redeems the one-time link (10 s, single use on every instance, this VM and
@@ -221,7 +221,7 @@ pub async fn relay(
     // This instance then has vm-services check the VM (console allowed, running) under a
     // link of its own, redeemed at once, and open the VNC proxy; the relay connects to its
     // websocket.
-    app.cluster.count();
+    app.site(svc).cluster.count();
     let local = match area.console_link(svc).await {
         Ok(link) => link.token,
         Err(e) if e.is_upstream() => {
@@ -229,7 +229,7 @@ pub async fn relay(
         }
         Err(e) => return refused(e),
     };
-    app.cluster.count();
+    app.site(svc).cluster.count();
     let session = match area.open_console(&local, svc).await {
         Ok(s) => s,
         Err(e) if e.is_upstream() => {
@@ -237,7 +237,7 @@ pub async fn relay(
         }
         Err(e) => return (StatusCode::FORBIDDEN, e.to_string()).into_response(),
     };
-    let upstream = match open_upstream(&app.cluster, &session).await {
+    let upstream = match open_upstream(&app.site(svc).cluster, &session).await {
         Ok(u) => u,
         Err(e) => {
             tracing::warn!(error = %e, vmid, "console upstream failed");

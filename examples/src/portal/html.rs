@@ -150,6 +150,13 @@ pub enum MessageKind<'a> {
     WentWrong,
     /// The product does not include the feature.
     Denied,
+    /// The service's cluster cannot be reached right now (the others work).
+    Unavailable {
+        /// The cluster's name.
+        cluster: &'a str,
+        /// Why, short and safe to show.
+        reason: &'a str,
+    },
     /// Any other refusal, shown as it is.
     Error(&'a str),
 }
@@ -173,6 +180,10 @@ pub struct ServiceRow<'a> {
     pub product: &'a str,
     /// VMID.
     pub vmid: u32,
+    /// The service's cluster.
+    pub cluster: &'a str,
+    /// Why the service is temporarily unavailable (its cluster cannot be reached), if it is.
+    pub unavailable: Option<String>,
 }
 
 /// "My services".
@@ -183,6 +194,8 @@ pub struct ServicesPage<'a> {
     pub frame: Frame<'a>,
     /// The customer's services.
     pub rows: Vec<ServiceRow<'a>>,
+    /// Whether the portal serves several clusters (the list then names each service's).
+    pub several_clusters: bool,
 }
 
 /// The power buttons of the overview: action, label, CSS class, confirmation question

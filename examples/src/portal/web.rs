@@ -3,7 +3,7 @@
 // A handler's early exit is a ready `Response`; boxing it would only add noise.
 #![allow(clippy::result_large_err)]
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,14 +13,15 @@ use axum::extract::{ConnectInfo, Form, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Json, Redirect, Response};
 use axum::routing::{get, post};
-use pve_vps_services::ClientArea;
 use pve_vps_services::backups::WeeklySchedule;
 use pve_vps_services::charts::Timeframe;
+use pve_vps_services::ids::ClusterName;
 use pve_vps_services::overview;
 use pve_vps_services::permissions::{self, Access, Feature};
 use pve_vps_services::product::{Catalog, Product};
 use pve_vps_services::service::Service;
 use pve_vps_services::shell::TaskRef;
+use pve_vps_services::{ClientArea, Fleet};
 use serde::Deserialize;
 
 use super::cluster::{Cluster, ShellError};
@@ -35,31 +36,32 @@ use super::store::{Session, Store};
 /// Everything the handlers share.
 #[derive(Debug)]
 pub struct App {
-    /// The cluster.
-    pub cluster: Arc<Cluster>,
+    /// The clusters by name: each one's connection and console login. Every service's
+    /// cluster is one of them ([`super::start`] refuses a service naming another).
+    pub sites: BTreeMap<ClusterName, Site>,
     /// Products.
     pub catalog: Catalog,
     /// Services by customer.
     pub services: HashMap<String, Vec<Service>>,
     /// Customers, sessions, login failures and console links (SQLite or PostgreSQL).
     pub store: Store,
-    /// The client-area executor of `vm-services` (every operation goes through it).
-    pub area: ClientArea,
-    /// The live panel's and the buttons' read cache: `vm-services`' overview hub over `area`,
-    /// ticked on demand at most every [`super::cluster::LIVE_REFRESH`].
-    pub hub: pve_vps_services::OverviewHub,
-    /// The hub's live watchers, one per VM asked about (kept so its config stays cached).
-    pub live_watches: std::sync::Mutex<HashMap<u32, pve_vps_services::shell::LiveWatch>>,
-    /// The executor the console uses: on a ticket (user/password) session, because PVE's
-    /// `vncwebsocket` only accepts a VNC ticket issued to a user with a ticket session.
-    pub console_area: Option<ClientArea>,
+    /// `vm-services`' client areas and overview hubs, one per cluster: every operation of a
+    /// service goes through its own cluster's, and each cluster's live panel refreshes on its
+    /// own (ticked on demand at most every [`super::cluster::LIVE_REFRESH`]), so a slow or
+    /// offline cluster never holds up another's.
+    pub fleet: Fleet,
+    /// How long a cluster may take to answer a page's live view before its services are shown
+    /// as temporarily unavailable.
+    pub cluster_timeout: std::time::Duration,
+    /// The hubs' live watchers, one per VM asked about (kept so its config stays cached).
+    pub live_watches: std::sync::Mutex<HashMap<VmKey, pve_vps_services::shell::LiveWatch>>,
     /// Whether cookies get `Secure`.
     pub secure_cookies: bool,
     /// Where the noVNC package was unpacked (once available).
     pub novnc_dir: tokio::sync::OnceCell<PathBuf>,
-    /// Long operations (restore, reinstall) started from the portal, by VMID: what and how
-    /// it ended (`None` while running).
-    pub operations: std::sync::Mutex<HashMap<u32, Operation>>,
+    /// Long operations (restore, reinstall) started from the portal, by cluster and VMID:
+    /// what and how it ended (`None` while running).
+    pub operations: std::sync::Mutex<HashMap<VmKey, Operation>>,
     /// The clock of sessions and login throttling (tests move it forward).
     pub clock: super::throttle::Clock,
     /// Reverse proxies whose `X-Forwarded-For` is believed.
@@ -74,39 +76,128 @@ pub struct App {
 
 type Shared = State<Arc<App>>;
 
+/// A VM of one cluster: its cluster's name and its VMID (VMIDs repeat across clusters).
+pub type VmKey = (ClusterName, u32);
+
+fn key(svc: &Service) -> VmKey {
+    (svc.cluster.clone(), svc.vmid().get())
+}
+
+/// One cluster as the portal serves it, besides its client area and hub in [`App::fleet`].
+#[derive(Debug)]
+pub struct Site {
+    /// The connection (API client, base URL, TLS, console login) and its call counter.
+    pub cluster: Arc<Cluster>,
+    /// The executor the console uses: on a ticket (user/password) session, because PVE's
+    /// `vncwebsocket` only accepts a VNC ticket issued to a user with a ticket session.
+    pub console_area: Option<ClientArea>,
+}
+
 /// A long operation started from the portal: what it is, and how it ended (`None` while it
 /// runs).
 pub type Operation = (String, Option<Result<String, String>>);
 
 impl App {
-    /// The overview and permission state of a VM from the overview hub: it ticks (one
-    /// `/cluster/resources` for every VM asked about, plus configs whose row changed) when the
-    /// last tick is older than [`super::cluster::LIVE_REFRESH`] or an action invalidated it.
+    /// The portal's side of the service's cluster.
+    ///
+    /// # Panics
+    /// When the service's cluster is not configured, which [`super::start`] refuses.
+    pub fn site(&self, svc: &Service) -> &Site {
+        self.sites
+            .get(&svc.cluster)
+            .expect("start refuses a service whose cluster is not configured")
+    }
+
+    /// The client area of the service's cluster (every operation goes through it).
+    ///
+    /// # Panics
+    /// When the service's cluster is not configured, which [`super::start`] refuses.
+    pub fn area(&self, svc: &Service) -> &ClientArea {
+        self.fleet
+            .area(svc)
+            .expect("start refuses a service whose cluster is not configured")
+    }
+
+    /// The overview hub of the service's cluster.
+    ///
+    /// # Panics
+    /// When the service's cluster is not configured, which [`super::start`] refuses.
+    pub fn hub(&self, svc: &Service) -> &pve_vps_services::OverviewHub {
+        self.fleet
+            .hub(svc)
+            .expect("start refuses a service whose cluster is not configured")
+    }
+
+    /// API calls made so far, every cluster together.
+    pub fn api_calls(&self) -> u64 {
+        self.sites.values().map(|s| s.cluster.api_calls()).sum()
+    }
+
+    /// The overview and permission state of a VM from its cluster's overview hub: it ticks
+    /// (one `/cluster/resources` for every VM of that cluster asked about, plus configs whose
+    /// row changed) when the last tick is older than [`super::cluster::LIVE_REFRESH`] or an
+    /// action invalidated it. A cluster that cannot be reached, or does not answer within
+    /// [`App::cluster_timeout`], is [`ShellError::Unavailable`].
     pub async fn live(&self, svc: &Service) -> Result<super::cluster::Live, ShellError> {
+        let hub = self.hub(svc);
         let rx = self
             .live_watches
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .entry(svc.vmid().get())
-            .or_insert_with(|| self.hub.watch_live(svc))
+            .entry(key(svc))
+            .or_insert_with(|| hub.watch_live(svc))
             .clone();
-        let stats = self.hub.tick_if_due().await;
-        self.cluster.count_n(stats.requests as u64);
+        let stats = match tokio::time::timeout(self.cluster_timeout, hub.tick_if_due()).await {
+            Ok(stats) => stats,
+            Err(_) => {
+                return Err(ShellError::Unavailable {
+                    cluster: svc.cluster.clone(),
+                    reason: format!(
+                        "no answer within {} s",
+                        self.cluster_timeout.as_secs().max(1)
+                    ),
+                });
+            }
+        };
+        self.site(svc).cluster.count_n(stats.requests as u64);
         let update = rx.borrow().clone();
         match update {
             pve_vps_services::shell::LiveUpdate::Ready(v) => Ok(super::cluster::Live {
                 overview: v.overview,
                 state: v.state,
             }),
-            pve_vps_services::shell::LiveUpdate::Failed(e) => Err(ShellError::Live(e)),
+            pve_vps_services::shell::LiveUpdate::Failed(e) => {
+                Err(super::cluster::classify_live_failure(&svc.cluster, e))
+            }
             pve_vps_services::shell::LiveUpdate::Pending => {
                 Err(ShellError::Live("the live view is not ready".into()))
             }
         }
     }
 
+    /// Refuses at once (a "temporarily unavailable" page) when the service's cluster was
+    /// last seen unreachable and still is; asks nothing of a cluster last seen well.
+    pub async fn check_available(&self, svc: &Service) -> Result<(), ShellError> {
+        let last_failed = self
+            .live_watches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key(svc))
+            .is_some_and(|rx| {
+                matches!(&*rx.borrow(), pve_vps_services::shell::LiveUpdate::Failed(e)
+                    if super::cluster::is_unreachable(e))
+            });
+        if !last_failed {
+            return Ok(());
+        }
+        match self.live(svc).await {
+            Err(e @ ShellError::Unavailable { .. }) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     /// The long operations (a panic while holding the lock does not lose them).
-    fn lock_operations(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Operation>> {
+    fn lock_operations(&self) -> std::sync::MutexGuard<'_, HashMap<VmKey, Operation>> {
         self.operations.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -299,7 +390,9 @@ pub fn owned<'a>(
 }
 
 /// Common start of a form post or script action: session, CSRF token (of the form, or the
-/// `X-CSRF-Token` header when `form` is `None`), then ownership of the service.
+/// `X-CSRF-Token` header when `form` is `None`), ownership of the service, then its cluster:
+/// one last seen unreachable and still so answers 503 at once ("temporarily unavailable",
+/// a page for a form, JSON for a script).
 pub async fn action_start<'a>(
     app: &'a App,
     headers: &HeaderMap,
@@ -309,7 +402,54 @@ pub async fn action_start<'a>(
     let s = session(app, headers).await?;
     check_csrf(&s, headers, form)?;
     let (svc, product) = owned(app, &s, vmid)?;
+    if let Err(e) = app.check_available(svc).await {
+        return Err(match form {
+            Some(_) => cluster_failed(&s, None, &e),
+            None => unavailable_json(&e),
+        });
+    }
     Ok((s, svc, product))
+}
+
+/// A cluster's failure on a page: "Temporarily unavailable" (503) when the whole cluster
+/// cannot be reached, else "Something went wrong".
+fn cluster_failed(s: &Session, nav: Option<&Nav<'_>>, e: &ShellError) -> Response {
+    match e {
+        ShellError::Unavailable { cluster, reason } => {
+            tracing::warn!(cluster = %cluster, reason = %reason, "cluster unavailable");
+            let page = MessagePage {
+                frame: frame("Temporarily unavailable", s, nav),
+                kind: MessageKind::Unavailable {
+                    cluster: cluster.as_str(),
+                    reason,
+                },
+            };
+            render(StatusCode::SERVICE_UNAVAILABLE, &page)
+        }
+        e => went_wrong(s, e),
+    }
+}
+
+/// A cluster's failure for a script: 503 with `unavailable` and the cluster when the whole
+/// cluster cannot be reached, else 502.
+fn unavailable_json(e: &ShellError) -> Response {
+    match e {
+        ShellError::Unavailable { cluster, reason } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({
+                "error": e.to_string(),
+                "unavailable": true,
+                "cluster": cluster.as_str(),
+                "reason": reason,
+            })),
+        )
+            .into_response(),
+        e => (
+            StatusCode::BAD_GATEWAY,
+            Json(serde_json::json!({"error": e.to_string()})),
+        )
+            .into_response(),
+    }
 }
 
 /// The frame of a page for a logged-in customer.
@@ -388,18 +528,25 @@ async fn feature_start<'a>(
         let n = nav(svc, product, &permissions::VmState::default(), feature);
         return Err(access_denied(&s, &n));
     }
-    let live = app.live(svc).await.map_err(|e| went_wrong(&s, &e))?;
-    let live = with_operations(app, vmid, live);
+    let live = app
+        .live(svc)
+        .await
+        .map_err(|e| cluster_failed(&s, None, &e))?;
+    let live = with_operations(app, svc, live);
     let nv = nav(svc, product, &live.state, feature);
     Ok((s, svc, product, live, nv))
 }
 
 /// A restore or reinstall this portal runs counts as a lock between its steps, so the buttons
 /// stay dimmed until it ends (vm-services refuses the actions meanwhile anyway).
-fn with_operations(app: &App, vmid: u32, mut live: super::cluster::Live) -> super::cluster::Live {
+fn with_operations(
+    app: &App,
+    svc: &Service,
+    mut live: super::cluster::Live,
+) -> super::cluster::Live {
     let ops = app.lock_operations();
     if live.state.lock.is_none()
-        && let Some((what, None)) = ops.get(&vmid)
+        && let Some((what, None)) = ops.get(&key(svc))
     {
         let kind = if what.starts_with("Restore") {
             "restore"
@@ -425,7 +572,7 @@ where
         "reinstall"
     };
     let span = tracing::info_span!("operation", kind = %kind, vmid);
-    app.lock_operations().insert(vmid, (what, None));
+    app.lock_operations().insert(key(svc), (what, None));
     let (app, svc) = (app.clone(), svc.clone());
     tokio::spawn(
         async move {
@@ -437,8 +584,8 @@ where
                 Ok(m) => tracing::info!(result = %m, "operation finished"),
                 Err(e) => tracing::warn!(error = %e, "operation failed"),
             }
-            app.hub.invalidate(&svc);
-            if let Some(op) = app.lock_operations().get_mut(&vmid) {
+            app.hub(&svc).invalidate(&svc);
+            if let Some(op) = app.lock_operations().get_mut(&key(&svc)) {
                 op.1 = Some(done);
             }
         }
@@ -632,20 +779,29 @@ async fn services(State(app): Shared, headers: HeaderMap) -> Response {
         Ok(s) => s,
         Err(r) => return r,
     };
-    let rows = app
-        .services
-        .get(&s.username)
-        .into_iter()
-        .flatten()
-        .map(|svc| ServiceRow {
+    let mine: &[Service] = app.services.get(&s.username).map_or(&[], Vec::as_slice);
+    // Every service's live view at once: one hub tick per cluster, each bounded by the
+    // cluster timeout, so an offline cluster shows its services as unavailable without
+    // holding up the others.
+    let states = futures_util::future::join_all(mine.iter().map(|svc| app.live(svc))).await;
+    let rows = mine
+        .iter()
+        .zip(states)
+        .map(|(svc, state)| ServiceRow {
             domain: svc.domain.as_str(),
             product: svc.product.as_str(),
             vmid: svc.vmid().get(),
+            cluster: svc.cluster.as_str(),
+            unavailable: match state {
+                Err(ShellError::Unavailable { reason, .. }) => Some(reason),
+                _ => None,
+            },
         })
         .collect();
     let page = ServicesPage {
         frame: frame("My services", &s, None),
         rows,
+        several_clusters: app.sites.len() > 1,
     };
     render(StatusCode::OK, &page)
 }
@@ -707,14 +863,10 @@ async fn live_json(State(app): Shared, headers: HeaderMap, Path(vmid): Path<u32>
     match app
         .live(svc)
         .await
-        .and_then(|l| live_value(product, &with_operations(&app, vmid, l)))
+        .and_then(|l| live_value(product, &with_operations(&app, svc, l)))
     {
         Ok(v) => Json(v).into_response(),
-        Err(e) => (
-            StatusCode::BAD_GATEWAY,
-            Json(serde_json::json!({"error": e.to_string()})),
-        )
-            .into_response(),
+        Err(e) => unavailable_json(&e),
     }
 }
 
@@ -772,7 +924,7 @@ async fn overview_page(
         frame: frame("Overview", &s, Some(&nv)),
         flash: m.flash(),
         task: m.task.as_deref(),
-        op: operation_view(&app, vmid),
+        op: operation_view(&app, svc),
         vmid,
         csrf: &s.csrf,
         domain: svc.domain.as_str(),
@@ -807,16 +959,16 @@ async fn power(
         Ok(x) => x,
         Err(r) => return r,
     };
-    app.cluster.count();
+    app.site(svc).cluster.count();
     let r = match f.action.as_str() {
-        "start" => app.area.start(svc).await,
-        "stop" => app.area.stop(svc).await,
-        "shutdown" => app.area.shutdown(svc, None, false).await,
-        "reboot" => app.area.reboot(svc, None).await,
-        "reset" => app.area.reset(svc).await,
+        "start" => app.area(svc).start(svc).await,
+        "stop" => app.area(svc).stop(svc).await,
+        "shutdown" => app.area(svc).shutdown(svc, None, false).await,
+        "reboot" => app.area(svc).reboot(svc, None).await,
+        "reset" => app.area(svc).reset(svc).await,
         _ => Err(unknown("power action", &f.action)),
     };
-    app.hub.invalidate(svc);
+    app.hub(svc).invalidate(svc);
     back(vmid, "", task_result(r), &format!("{} requested", f.action))
 }
 
@@ -842,13 +994,13 @@ async fn task_json(
     let Ok(task) = TaskRef::parse(&q.upid) else {
         return (StatusCode::BAD_REQUEST, "bad task reference").into_response();
     };
-    app.cluster.count();
+    app.site(svc).cluster.count();
     let kind = q.upid.split(':').nth(5).unwrap_or("task");
     let span = tracing::info_span!("task", upid = %q.upid, kind = %kind, vmid);
     // vm-services refuses a task of another VM.
     let progress = {
         use tracing::Instrument;
-        app.area
+        app.area(svc)
             .task_progress(svc, &task)
             .instrument(span.clone())
             .await
@@ -856,7 +1008,7 @@ async fn task_json(
     match progress {
         Ok(p) => {
             if !p.running {
-                app.hub.invalidate(svc);
+                app.hub(svc).invalidate(svc);
                 span.in_scope(|| record_task_end(&app, &q.upid, kind, p.exit_status.as_deref()));
             }
             Json(serde_json::json!({
@@ -913,8 +1065,8 @@ async fn charts_page(
         .into_iter()
         .find(|t| Some(t.as_pve_str()) == m.tf.as_deref())
         .unwrap_or(Timeframe::Hour);
-    app.cluster.count();
-    let c = match app.area.charts(svc, tf).await {
+    app.site(svc).cluster.count();
+    let c = match app.area(svc).charts(svc, tf).await {
         Ok(c) => c,
         Err(e) => return fail(&s, &nv, &e),
     };
@@ -947,8 +1099,8 @@ async fn snapshots_page(
             Ok(x) => x,
             Err(r) => return r,
         };
-    app.cluster.count();
-    let list = match app.area.snapshots(svc).await {
+    app.site(svc).cluster.count();
+    let list = match app.area(svc).snapshots(svc).await {
         Ok(l) => l,
         Err(e) => return fail(&s, &nv, &e),
     };
@@ -1006,13 +1158,13 @@ async fn snapshot_create(
         Ok(x) => x,
         Err(r) => return r,
     };
-    app.cluster.count();
+    app.site(svc).cluster.count();
     let r = app
-        .area
+        .area(svc)
         .create_snapshot(svc, &f.description)
         .await
         .map(|(_, t)| t);
-    app.hub.invalidate(svc);
+    app.hub(svc).invalidate(svc);
     back(vmid, "/snapshots", task_result(r), "Snapshot requested")
 }
 
@@ -1033,12 +1185,12 @@ async fn snapshot_action(
         Ok(x) => x,
         Err(r) => return r,
     };
-    app.cluster.count();
+    app.site(svc).cluster.count();
     let r = match f.action.as_str() {
-        "rollback" => app.area.rollback_snapshot(svc, &f.name).await,
-        _ => app.area.remove_snapshot(svc, &f.name).await,
+        "rollback" => app.area(svc).rollback_snapshot(svc, &f.name).await,
+        _ => app.area(svc).remove_snapshot(svc, &f.name).await,
     };
-    app.hub.invalidate(svc);
+    app.hub(svc).invalidate(svc);
     back(
         vmid,
         "/snapshots",
@@ -1059,9 +1211,9 @@ const DAYS: [&str; 7] = [
     "Saturday",
 ];
 
-fn operation_view(app: &App, vmid: u32) -> Option<OpView> {
+fn operation_view(app: &App, svc: &Service) -> Option<OpView> {
     let ops = app.lock_operations();
-    ops.get(&vmid).map(|(what, end)| match end {
+    ops.get(&key(svc)).map(|(what, end)| match end {
         None => OpView::Running(what.clone()),
         Some(Ok(m)) => OpView::Finished(what.clone(), m.clone()),
         Some(Err(e)) => OpView::Failed(what.clone(), e.clone()),
@@ -1079,12 +1231,14 @@ async fn backups_page(
             Ok(x) => x,
             Err(r) => return r,
         };
-    app.cluster.count();
-    let (list, schedule) =
-        match tokio::try_join!(app.area.backups(svc), app.area.backup_schedule(svc)) {
-            Ok(x) => x,
-            Err(e) => return fail(&s, &nv, &e),
-        };
+    app.site(svc).cluster.count();
+    let (list, schedule) = match tokio::try_join!(
+        app.area(svc).backups(svc),
+        app.area(svc).backup_schedule(svc)
+    ) {
+        Ok(x) => x,
+        Err(e) => return fail(&s, &nv, &e),
+    };
     let q = list.quota;
     let access = permissions::check(product, Feature::Backups, &live.state);
     let days = schedule
@@ -1118,7 +1272,7 @@ async fn backups_page(
         frame: frame("Backups", &s, Some(&nv)),
         flash: m.flash(),
         task: m.task.as_deref(),
-        op: operation_view(&app, vmid),
+        op: operation_view(&app, svc),
         vmid,
         csrf: &s.csrf,
         used: q.used,
@@ -1148,9 +1302,9 @@ async fn backup_run(
         Ok(x) => x,
         Err(r) => return r,
     };
-    app.cluster.count();
-    let r = app.area.backup_now(svc, &f.notes).await;
-    app.hub.invalidate(svc);
+    app.site(svc).cluster.count();
+    let r = app.area(svc).backup_now(svc, &f.notes).await;
+    app.hub(svc).invalidate(svc);
     back(vmid, "/backups", task_result(r), "Backup started")
 }
 
@@ -1174,7 +1328,7 @@ async fn backup_schedule(
         )
     });
     let r = match WeeklySchedule::from_form(days) {
-        Ok(sched) => done_result(app.area.set_backup_schedule(svc, &sched).await),
+        Ok(sched) => done_result(app.area(svc).set_backup_schedule(svc, &sched).await),
         Err(e) => Err(e.to_string()),
     };
     back(vmid, "/backups", r, "Schedule saved")
@@ -1201,20 +1355,20 @@ async fn backup_action(
         Ok(v) => v,
         Err(e) => return back(vmid, "/backups", Err(e.to_string()), ""),
     };
-    app.cluster.count();
+    app.site(svc).cluster.count();
     if f.action == "restore" {
         // A restore stops the VM, restores the archive and reconciles the config step by step
         // (resumable); it runs in the background and the page shows how it ended.
         let what = format!("Restore of {}", volid.file_name());
         spawn_operation(&app, svc, vmid, what, move |app, svc| async move {
-            match app.area.restore(&svc, &volid).await {
+            match app.area(&svc).restore(&svc, &volid).await {
                 Ok(o) => Ok(format!("{} reconciliation step(s)", o.reconciled.len())),
                 Err(e) => Err(e.to_string()),
             }
         });
         return back(vmid, "/backups", Ok(None), "Restore started");
     }
-    let r = app.area.remove_backup(svc, &volid).await;
+    let r = app.area(svc).remove_backup(svc, &volid).await;
     back(vmid, "/backups", done_result(r), "Backup removed")
 }
 
@@ -1231,8 +1385,8 @@ async fn iso_page(
         Ok(x) => x,
         Err(r) => return r,
     };
-    app.cluster.count();
-    let isos = match app.area.isos(svc).await {
+    app.site(svc).cluster.count();
+    let isos = match app.area(svc).isos(svc).await {
         Ok(l) => l,
         Err(e) => return fail(&s, &nv, &e),
     };
@@ -1279,13 +1433,13 @@ async fn iso_action(
         Ok(x) => x,
         Err(r) => return r,
     };
-    app.cluster.count();
+    app.site(svc).cluster.count();
     let r = if f.action == "mount" {
-        app.area.mount_iso(svc, &f.volid).await
+        app.area(svc).mount_iso(svc, &f.volid).await
     } else {
-        app.area.unmount_iso(svc).await
+        app.area(svc).unmount_iso(svc).await
     };
-    app.hub.invalidate(svc);
+    app.hub(svc).invalidate(svc);
     back(
         vmid,
         "/iso",
@@ -1325,8 +1479,8 @@ async fn firewall_page(
         Ok(x) => x,
         Err(r) => return r,
     };
-    app.cluster.count();
-    let fw = match app.area.firewall(svc).await {
+    app.site(svc).cluster.count();
+    let fw = match app.area(svc).firewall(svc).await {
         Ok(f) => f,
         Err(e) => return fail(&s, &nv, &e),
     };
@@ -1455,7 +1609,7 @@ async fn firewall_action(
     };
     let confirm = f.confirm.is_some();
     let some = |v: &str| (!v.trim().is_empty()).then(|| v.trim().to_owned());
-    app.cluster.count();
+    app.site(svc).cluster.count();
     let (r, ok) = match f.action.as_str() {
         "add" => {
             let rule = pve_vps_firewall::ApiRule {
@@ -1470,13 +1624,13 @@ async fn firewall_action(
             };
             let at = f.position.unwrap_or(usize::MAX);
             let len = app
-                .area
+                .area(svc)
                 .firewall(svc)
                 .await
                 .map(|v| v.rules.len())
                 .unwrap_or(0);
             (
-                app.area
+                app.area(svc)
                     .add_firewall_rule(svc, &rule, at.min(len), confirm)
                     .await,
                 "Rule added",
@@ -1484,7 +1638,7 @@ async fn firewall_action(
         }
         "toggle" => {
             let pos = f.pos.unwrap_or(usize::MAX);
-            let r = match app.area.firewall(svc).await {
+            let r = match app.area(svc).firewall(svc).await {
                 Ok(v) => match v.rules.iter().find(|r| r.pos == pos).cloned() {
                     Some(r) => {
                         let on = r.rule.enable.unwrap_or(1) != 0;
@@ -1492,7 +1646,7 @@ async fn firewall_action(
                             enable: Some(u64::from(!on)),
                             ..r.rule
                         };
-                        app.area
+                        app.area(svc)
                             .update_firewall_rule(svc, pos, &rule, confirm)
                             .await
                             .map(|()| !on)
@@ -1511,13 +1665,13 @@ async fn firewall_action(
             (r.map(|_| ()), ok)
         }
         "delete" => (
-            app.area
+            app.area(svc)
                 .delete_firewall_rule(svc, f.pos.unwrap_or(usize::MAX), confirm)
                 .await,
             "Rule deleted",
         ),
         "policies" => (
-            app.area
+            app.area(svc)
                 .set_firewall_policies(svc, &f.policy_in, &f.policy_out, confirm)
                 .await,
             "Policies saved",
@@ -1543,8 +1697,12 @@ async fn firewall_move(
         Ok(x) => x,
         Err(r) => return r,
     };
-    app.cluster.count();
-    match app.area.move_firewall_rule(svc, f.from, f.to, false).await {
+    app.site(svc).cluster.count();
+    match app
+        .area(svc)
+        .move_firewall_rule(svc, f.from, f.to, false)
+        .await
+    {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
     }
@@ -1562,7 +1720,7 @@ async fn rdns_page(
         Ok(x) => x,
         Err(r) => return r,
     };
-    let ptrs = match app.area.rdns_list(svc).await {
+    let ptrs = match app.area(svc).rdns_list(svc).await {
         Ok(p) => p,
         Err(e) => return fail(&s, &nv, &e),
     };
@@ -1596,9 +1754,9 @@ async fn rdns_set(
         Err(r) => return r,
     };
     let r = if f.hostname.trim().is_empty() {
-        app.area.rdns_remove(svc, f.ip).await
+        app.area(svc).rdns_remove(svc, f.ip).await
     } else {
-        app.area.rdns_set(svc, f.ip, f.hostname.trim()).await
+        app.area(svc).rdns_set(svc, f.ip, f.hostname.trim()).await
     };
     back(vmid, "/rdns", done_result(r), "PTR saved")
 }
@@ -1641,8 +1799,8 @@ async fn password_reset(
     if let Err(r) = check_csrf(&s, &headers, Some(&f.csrf)) {
         return r;
     }
-    app.cluster.count();
-    match app.area.reset_password(svc).await {
+    app.site(svc).cluster.count();
+    match app.area(svc).reset_password(svc).await {
         Ok(reset) => {
             use secrecy::ExposeSecret;
             let how = if reset.applied_by_agent {
@@ -1676,7 +1834,7 @@ async fn reinstall_page(
     Path(vmid): Path<u32>,
     Query(m): Query<Msg>,
 ) -> Response {
-    let (s, _, product, live, nv) =
+    let (s, svc, product, live, nv) =
         match feature_start(&app, &headers, vmid, Feature::Reinstall).await {
             Ok(x) => x,
             Err(r) => return r,
@@ -1684,7 +1842,7 @@ async fn reinstall_page(
     let page = ReinstallPage {
         frame: frame("Reinstall", &s, Some(&nv)),
         flash: m.flash(),
-        op: operation_view(&app, vmid),
+        op: operation_view(&app, svc),
         csrf: &s.csrf,
         can_reinstall: permissions::check(product, Feature::Reinstall, &live.state).is_allowed(),
         templates: product
@@ -1734,7 +1892,7 @@ async fn reinstall_start(
     let word = f.confirmation.clone();
     let what = format!("Reinstall with {name}");
     spawn_operation(&app, svc, vmid, what, move |app, svc| async move {
-        app.area
+        app.area(&svc)
             .reinstall(&svc, template, &word)
             .await
             .map(|o| format!("installed {}", o.template))
