@@ -356,7 +356,9 @@ fn check_distinct_vmids(customers_at: &str, customers: &[Customer]) -> Result<()
         for (i, s) in c.services.iter().enumerate() {
             if let Some((j, other)) = seen.insert(s.vmid().get(), (i, &s.cluster)) {
                 return Err(format!(
-                    "{customers_at}: customers.{}.services[{i}].vm.vmid: {} (cluster `{}`) is                      also services[{j}]'s (cluster `{other}`): a customer's services need                      distinct VMIDs, the portal's pages are addressed by VMID",
+                    "{customers_at}: customers.{}.services[{i}].vm.vmid: {} (cluster `{}`) is \
+                     also services[{j}]'s (cluster `{other}`): a customer's services need \
+                     distinct VMIDs, the portal's pages are addressed by VMID",
                     c.username,
                     s.vmid(),
                     s.cluster
