@@ -419,7 +419,8 @@ async fn steps(c: &Client, base: &str, running: &portal::Running) {
     .await;
     shot(c, "access-denied").await;
 
-    // Something went wrong: the cluster answers errors.
+    // Temporarily unavailable: the whole cluster answers errors, so the page names the
+    // cluster and the reason instead of a generic failure.
     let sim = running
         .sim
         .as_ref()
@@ -427,6 +428,21 @@ async fn steps(c: &Client, base: &str, running: &portal::Running) {
     sim.fail_requests(RequestMatch::path("/cluster/resources"), 500, 1000);
     tokio::time::sleep(Duration::from_millis(2100)).await; // the shared read cache expires
     c.goto(&format!("{base}/s/100")).await.expect("overview");
+    wait_text(c, "h1", "Temporarily unavailable", |t| {
+        t == "Temporarily unavailable"
+    })
+    .await;
+    let why = text(c, "#unavailable").await.unwrap_or_default();
+    assert!(why.contains("(default)"), "names the cluster: {why}");
+    assert!(why.contains("HTTP 500"), "gives the reason: {why}");
+    shot(c, "cluster-unavailable").await;
+    sim.clear_faults();
+
+    // Something went wrong: the cluster is up but this VM's snapshot list cannot be read.
+    sim.fail_requests(RequestMatch::path("/qemu/100/snapshot"), 500, 1000);
+    c.goto(&format!("{base}/s/100/snapshots"))
+        .await
+        .expect("snapshots");
     wait_text(c, "h1", "Something went wrong", |t| {
         t == "Something went wrong"
     })
