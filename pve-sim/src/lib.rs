@@ -18,7 +18,7 @@ pub use config::{
 };
 pub use faults::RequestMatch;
 pub use seed::ISO_IMAGES;
-pub use server::{PveSim, SimError, fingerprint_of};
+pub use server::{PveSim, ServedRequests, SimError, fingerprint_of};
 pub use tls::pinned_client_config;
 pub use totp::{TOTP_STEP_S, base32_decode, totp_code};
 

@@ -462,6 +462,9 @@ pub(crate) struct State {
     pub(crate) active_tasks: Vec<usize>,
     pub(crate) cluster_fw: Firewall,
     pub(crate) faults: Faults,
+    /// Authenticated API requests served, by caller (`user@realm!token` or `user@realm`),
+    /// method and route template; kept across [`clear_faults`](crate::PveSim::clear_faults).
+    pub(crate) served: BTreeMap<(String, &'static str, &'static str), u64>,
     pub(crate) scheduled_locks: Vec<ScheduledLock>,
     pub(crate) vnc_tickets: HashMap<String, VncTicket>,
     pub(crate) rng: StdRng,
@@ -491,6 +494,7 @@ impl State {
             active_tasks: Vec::new(),
             cluster_fw: Firewall::default(),
             faults: Faults::default(),
+            served: BTreeMap::new(),
             scheduled_locks: Vec::new(),
             vnc_tickets: HashMap::new(),
             rng: StdRng::seed_from_u64(seed),

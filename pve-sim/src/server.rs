@@ -403,6 +403,28 @@ impl PveSim {
         self.with(|st| st.faults.requests_seen)
     }
 
+    /// The authenticated API requests served so far, by caller (`user@realm!token` for an
+    /// API token, `user@realm` for a ticket), method and route template (such as
+    /// `/nodes/{node}/qemu/{vmid}/status/current`), in that order. Requests refused before
+    /// authentication (faults, bad credentials) are not in it; counts survive
+    /// [`clear_faults`](Self::clear_faults).
+    ///
+    /// Give each client of a shared simulator its own token (see `SimConfig::tokens`) to
+    /// tell their load apart.
+    pub fn served_requests(&self) -> Vec<ServedRequests> {
+        self.with(|st| {
+            st.served
+                .iter()
+                .map(|((caller, method, route), count)| ServedRequests {
+                    caller: caller.clone(),
+                    method,
+                    route,
+                    count: *count,
+                })
+                .collect()
+        })
+    }
+
     /// Add a VM.
     pub fn add_vm(&self, spec: VmSpec) -> Result<(), SimError> {
         self.with(|st| {
@@ -571,4 +593,18 @@ impl Drop for PveSim {
             h.abort();
         }
     }
+}
+
+/// One line of [`PveSim::served_requests`]: how many requests a caller made to a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServedRequests {
+    /// `user@realm!token` (API token) or `user@realm` (ticket).
+    pub caller: String,
+    /// `GET`, `POST`, `PUT` or `DELETE`.
+    pub method: &'static str,
+    /// The route template, e.g. `/cluster/resources`.
+    pub route: &'static str,
+    /// Requests served.
+    pub count: u64,
 }

@@ -670,6 +670,56 @@ async fn firewall_rules_insert_at_top_disabled_move_and_digest() {
 }
 
 #[tokio::test]
+async fn served_requests_are_counted_by_caller_and_route() {
+    timed(async {
+        let sim = common::start().await;
+        let admin = Api::token(&sim);
+        let ro = sim
+            .readonly_token()
+            .expect("read-only token")
+            .header_value();
+        let auditor = Api::with_header(&sim, Some(ro));
+        for _ in 0..3 {
+            admin.get("/cluster/resources").await;
+        }
+        admin.get("/nodes/pve1/qemu/100/status/current").await;
+        auditor.get("/cluster/resources").await;
+        // Refused before being served: an injected fault and a bad token are not counted.
+        sim.fail_requests(RequestMatch::path("/version"), 503, 1);
+        assert_eq!(admin.call(Method::GET, "/version", &[]).await.0, 503);
+        let stranger = Api::with_header(&sim, Some("PVEAPIToken=x@pve!y=nope".into()));
+        assert_eq!(stranger.call(Method::GET, "/version", &[]).await.0, 401);
+        sim.clear_faults();
+
+        let admin_id = sim.token().expect("token").full_id();
+        let count = |caller: &str, route: &str| {
+            sim.served_requests()
+                .iter()
+                .filter(|r| r.caller == caller && r.route == route && r.method == "GET")
+                .map(|r| r.count)
+                .sum::<u64>()
+        };
+        assert_eq!(count(&admin_id, "/cluster/resources"), 3);
+        assert_eq!(
+            count(&admin_id, "/nodes/{node}/qemu/{vmid}/status/current"),
+            1
+        );
+        assert_eq!(count("auditor@pve!readonly", "/cluster/resources"), 1);
+        assert_eq!(count(&admin_id, "/version"), 0, "the 503 was not served");
+        assert!(
+            sim.served_requests()
+                .iter()
+                .all(|r| !r.caller.starts_with("x@pve")),
+            "{:?}",
+            sim.served_requests()
+        );
+        let total: u64 = sim.served_requests().iter().map(|r| r.count).sum();
+        assert_eq!(total, 5);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn injected_faults() {
     timed(async {
         let sim = common::start().await;

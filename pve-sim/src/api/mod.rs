@@ -748,6 +748,12 @@ async fn dispatch(
         )
         .into_response();
     }
+    {
+        let mut st = app.state.lock().unwrap_or_else(|e| e.into_inner());
+        *st.served
+            .entry((ident.id.clone(), route.method, route.path))
+            .or_default() += 1;
+    }
     let req = Req {
         path,
         args,
