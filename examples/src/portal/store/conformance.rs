@@ -226,6 +226,48 @@ async fn throttle_counts_and_resets(a: &Store, b: &Store) {
     assert_eq!(passed, ACCOUNT_FAILURES);
 }
 
+/// Many customers behind one address (an office's NAT, a load test) logging in at once on
+/// both handles, all within the same second: every success takes back its own attempt, so the
+/// address is never locked by logins that all succeeded.
+async fn concurrent_successes_leave_no_attempt_behind(a: &Store, b: &Store) {
+    let nat = ip("203.0.113.200");
+    let stores = [a, b];
+    for round in 0..6 {
+        let logins = (0..ADDRESS_FAILURES).map(|i| {
+            let s = stores[i % 2].clone();
+            async move {
+                let user = format!("nat{round}-{i}");
+                s.login_attempt(&user, nat, 7000).await.unwrap()?;
+                s.login_succeeded(&user, nat, 7000).await.unwrap();
+                Ok::<(), i64>(())
+            }
+        });
+        let refused = futures_util::future::join_all(logins)
+            .await
+            .into_iter()
+            .filter(Result::is_err)
+            .count();
+        assert_eq!(refused, 0, "round {round}: successes left attempts behind");
+    }
+    // Nothing pending: a full address's worth of failures is still allowed, then no more.
+    for i in 0..ADDRESS_FAILURES {
+        let s = stores[i % 2];
+        assert_eq!(
+            s.login_attempt(&format!("natbad{i}"), nat, 7001)
+                .await
+                .unwrap(),
+            Ok(()),
+            "failure {i}"
+        );
+    }
+    assert!(
+        a.login_attempt("natlast", nat, 7002)
+            .await
+            .unwrap()
+            .is_err()
+    );
+}
+
 async fn console_links_are_used_once(a: &Store, b: &Store) {
     let now = T0 * 1000;
     let t = token();
@@ -370,6 +412,7 @@ async fn suite(a: &Store, b: &Store) {
     csrf_is_kept_and_sessions_differ(a, b).await;
     delete_logs_out(a, b).await;
     throttle_counts_and_resets(a, b).await;
+    concurrent_successes_leave_no_attempt_behind(a, b).await;
     console_links_are_used_once(a, b).await;
     bad_input_never_panics(a, b).await;
 }

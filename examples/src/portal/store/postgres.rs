@@ -305,14 +305,24 @@ impl Backend for PgBackend {
 
     async fn login_succeeded(&self, username: &str, ip: IpAddr, at: i64) -> Result<(), StoreError> {
         let (account, address) = shared_keys(username, ip);
-        let c = self.conn().await?;
-        c.execute(
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await.map_err(pg("begin a login success"))?;
+        // Under the address's lock: two successes in the same second from one address (many
+        // customers behind one NAT) would otherwise both pick the same row to take back, the
+        // second deleting nothing, and the pending attempts left over would lock the address.
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+            &[&THROTTLE_LOCK, &address],
+        )
+        .await
+        .map_err(pg("lock the login counters"))?;
+        tx.execute(
             "DELETE FROM portal_login_failures WHERE key = $1",
             &[&account],
         )
         .await
         .map_err(pg("clear an account's login failures"))?;
-        c.execute(
+        tx.execute(
             "DELETE FROM portal_login_failures WHERE id = (
                  SELECT id FROM portal_login_failures WHERE key = $1 AND at = $2
                  ORDER BY id DESC LIMIT 1)",
@@ -320,6 +330,7 @@ impl Backend for PgBackend {
         )
         .await
         .map_err(pg("take back a login attempt"))?;
+        tx.commit().await.map_err(pg("commit a login success"))?;
         Ok(())
     }
 
