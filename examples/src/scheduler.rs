@@ -37,6 +37,21 @@ pub struct RoundReport {
     pub problems: Vec<String>,
 }
 
+/// Which optional phases a round runs; the backup tick and resuming plans always run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Phases {
+    /// The snapshot expiry sweep (one snapshot listing per VM): the `cron` binary runs it
+    /// every `CRON_SWEEP_SECS`, not every round.
+    pub sweep: bool,
+}
+
+impl Default for Phases {
+    /// Every phase.
+    fn default() -> Self {
+        Self { sweep: true }
+    }
+}
+
 /// The backup schedule tick, the snapshot expiry sweep, then resuming restores and reinstalls
 /// left unfinished in the plan store. Safe to run on several hosts at once sharing one store:
 /// each scheduled backup slot and each unfinished plan is leased to one worker, and
@@ -55,7 +70,7 @@ pub async fn round_observed(
     metrics: Option<&Metrics>,
 ) -> RoundReport {
     let started = Instant::now();
-    let report = cluster_round(area, services, metrics, None).await;
+    let report = cluster_round(area, services, metrics, None, Phases::default()).await;
     if let Some(m) = metrics {
         m.tick("round", started.elapsed());
     }
@@ -77,10 +92,11 @@ pub async fn cluster_round_observed(
     services: &[Service],
     metrics: Option<&Metrics>,
     cluster: &ClusterName,
+    phases: Phases,
 ) -> RoundReport {
     let started = Instant::now();
     let span = tracing::info_span!("scheduler_cluster", cluster = %cluster);
-    let r = cluster_round(area, services, metrics, Some(cluster))
+    let r = cluster_round(area, services, metrics, Some(cluster), phases)
         .instrument(span)
         .await;
     if let Some(m) = metrics {
@@ -106,6 +122,7 @@ async fn cluster_round(
     services: &[Service],
     metrics: Option<&Metrics>,
     cluster: Option<&ClusterName>,
+    phases: Phases,
 ) -> RoundReport {
     let started = Instant::now();
     let mut phase_start = Instant::now();
@@ -160,24 +177,10 @@ async fn cluster_round(
         }
     }
     phase_end("backup");
-    let sweep = area
-        .sweep_expired_snapshots(services)
-        .instrument(span("snapshot_sweep"))
-        .await;
-    for (vm, name) in &sweep.removed {
-        info!(%vm, snapshot = %name, "expired snapshot removed");
+    if phases.sweep {
+        sweep_phase(area, services, &mut report).await;
+        phase_end("snapshot_sweep");
     }
-    for (vm, why) in &sweep.deferred {
-        info!(%vm, reason = %why, "snapshot sweep left a vm to the worker holding it");
-    }
-    for (vm, why) in &sweep.skipped {
-        warn!(%vm, reason = %why, "snapshot sweep skipped a vm (retried next round)");
-        report
-            .problems
-            .push(format!("snapshot sweep of {vm}: {why}"));
-    }
-    report.snapshots_removed = sweep.removed.len();
-    phase_end("snapshot_sweep");
     // Interrupted restores and reinstalls: each is taken (leased) by exactly one worker; one
     // whose worker died is taken over once its lease expired.
     match area
@@ -373,4 +376,27 @@ impl LeaseStore for LoggedLeases {
     async fn prune(&self, before: OffsetDateTime) -> Result<usize, pve_vps_services::Error> {
         self.inner.prune(before).await
     }
+}
+
+/// The snapshot expiry sweep of one round, logged, its problems added to `report`.
+async fn sweep_phase(area: &ClientArea, services: &[Service], report: &mut RoundReport) {
+    let span = |phase: &'static str| tracing::info_span!("scheduler_phase", phase);
+    let sweep = area
+        .sweep_expired_snapshots(services)
+        .instrument(span("snapshot_sweep"))
+        .await;
+
+    for (vm, name) in &sweep.removed {
+        info!(%vm, snapshot = %name, "expired snapshot removed");
+    }
+    for (vm, why) in &sweep.deferred {
+        info!(%vm, reason = %why, "snapshot sweep left a vm to the worker holding it");
+    }
+    for (vm, why) in &sweep.skipped {
+        warn!(%vm, reason = %why, "snapshot sweep skipped a vm (retried at the next sweep)");
+        report
+            .problems
+            .push(format!("snapshot sweep of {vm}: {why}"));
+    }
+    report.snapshots_removed = sweep.removed.len();
 }

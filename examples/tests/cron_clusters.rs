@@ -307,6 +307,8 @@ fn an_offline_cluster_is_skipped_while_the_others_make_their_backups_once() {
                 ("WEST_TOKEN_SECRET", west_secret.clone()),
                 ("CRON_INTERVAL_SECS", "1".to_owned()),
                 ("CRON_LEASE_SECS", "3".to_owned()),
+                // Sweep every round, as the problem counts below expect.
+                ("CRON_SWEEP_SECS", "0".to_owned()),
             ];
             e.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
             e

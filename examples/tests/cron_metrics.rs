@@ -25,6 +25,7 @@ async fn the_scheduler_serves_its_tick_metrics() {
         Command::new(env!("CARGO_BIN_EXE_cron"))
             .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
             .env("CRON_INTERVAL_SECS", "1")
+            .env_remove("CRON_SWEEP_SECS")
             .env_remove("PVE_URL")
             .env_remove("PORTAL_CONFIG")
             .env_remove("CRON_STORE")
@@ -46,13 +47,13 @@ async fn the_scheduler_serves_its_tick_metrics() {
     let text = loop {
         if let Ok(r) = reqwest::get(&url).await
             && let Ok(t) = r.text().await
-            && rounds(&t) >= 2
+            && rounds(&t) >= 3
         {
             break t;
         }
         assert!(
             Instant::now() < end,
-            "no two scheduler rounds in the metrics within 60 s"
+            "no three scheduler rounds in the metrics within 60 s"
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
@@ -64,10 +65,39 @@ async fn the_scheduler_serves_its_tick_metrics() {
             "{phase}: {text}"
         );
     }
+    // The snapshot sweep (one listing per VM) runs in the first round, then every
+    // CRON_SWEEP_SECS (300 by default), not every second with the rounds.
+    let count = |phase: &str| {
+        let head = format!(r#"scheduler_tick_duration_seconds_count{{phase="{phase}"}} "#);
+        text.lines()
+            .find_map(|l| l.strip_prefix(head.as_str()))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    assert!(count("backup") >= Some(3), "{text}");
+    assert_eq!(count("snapshot_sweep"), Some(1), "{text}");
     // The rounds' cluster calls, through the API client's observer.
     assert!(
         text.contains(r#"pve_api_requests_total{method="GET""#),
         "{text}"
     );
     assert!(text.ends_with("# EOF\n"), "{text}");
+}
+
+#[test]
+fn a_bad_sweep_period_stops_the_scheduler_before_it_starts() {
+    let out = Command::new(env!("CARGO_BIN_EXE_cron"))
+        .env("CRON_SWEEP_SECS", "hourly")
+        .env_remove("PVE_URL")
+        .env_remove("PORTAL_CONFIG")
+        .env_remove("CRON_STORE")
+        .env_remove("PORTAL_DB")
+        .stdin(Stdio::null())
+        .output()
+        .expect("cron runs");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("CRON_SWEEP_SECS: `hourly` is not a number of seconds"),
+        "{err}"
+    );
 }

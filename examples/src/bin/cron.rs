@@ -30,6 +30,10 @@
 //! path (default: `PORTAL_DB`); `CRON_WORKER` names this worker in leases and logs (default
 //! `worker-<pid>-<random>`); `CRON_LEASE_SECS` sets the lease time (default 60).
 //! `CRON_INTERVAL_SECS` (default 60) sets the period; `--once` runs one round and exits.
+//! `CRON_SWEEP_SECS` (default 300) spaces each cluster's snapshot expiry sweeps: it lists
+//! every VM's snapshots, one API call per VM, which every round would cost a 3,000-VM cluster
+//! hundreds of calls a second for lifetimes counted in days; the first round always sweeps,
+//! and `0` sweeps every round.
 //!
 //! Every log line starts with `[<worker>]`; each lease this worker claims, renews, takes over
 //! (from a worker that stopped renewing), completes or releases is logged with its key.
@@ -112,7 +116,17 @@ async fn main() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(60),
     );
-    if let Err(e) = run(once, every, metrics_addr, worker).await {
+    let sweep_every = match std::env::var("CRON_SWEEP_SECS") {
+        Err(_) => Duration::from_secs(300),
+        Ok(v) => match v.trim().parse() {
+            Ok(secs) => Duration::from_secs(secs),
+            Err(_) => {
+                eprintln!("CRON_SWEEP_SECS: `{v}` is not a number of seconds");
+                std::process::exit(2);
+            }
+        },
+    };
+    if let Err(e) = run(once, every, sweep_every, metrics_addr, worker).await {
         error!("{e}");
         std::process::exit(1);
     }
@@ -139,6 +153,7 @@ fn metrics_addr() -> Result<Option<SocketAddr>, String> {
 async fn run(
     once: bool,
     every: Duration,
+    sweep_every: Duration,
     metrics_addr: Option<SocketAddr>,
     worker: WorkerId,
 ) -> Result<(), Box<dyn std::error::Error>> {
@@ -225,6 +240,7 @@ async fn run(
         services = services.len(),
         clusters = %names.join(","),
         every_secs = every.as_secs(),
+        sweep_secs = sweep_every.as_secs(),
         worker = %worker,
         lease_secs,
         grace_secs = grace.as_secs(),
@@ -249,6 +265,7 @@ async fn run(
             // A round longer than the period is followed by one round, not a burst of
             // missed ones.
             iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut last_sweep: Option<std::time::Instant> = None;
             loop {
                 tokio::select! {
                     biased;
@@ -256,8 +273,19 @@ async fn run(
                     _ = iv.tick() => {}
                 }
                 busy.fetch_add(1, Ordering::SeqCst);
-                examples::scheduler::cluster_round_observed(&area, &mine, Some(&metrics), &name)
-                    .await;
+                let sweep = last_sweep.is_none_or(|t| t.elapsed() >= sweep_every);
+                if sweep {
+                    last_sweep = Some(std::time::Instant::now());
+                }
+                let phases = examples::scheduler::Phases { sweep };
+                examples::scheduler::cluster_round_observed(
+                    &area,
+                    &mine,
+                    Some(&metrics),
+                    &name,
+                    phases,
+                )
+                .await;
                 busy.fetch_sub(1, Ordering::SeqCst);
                 if once || *stopping.borrow() {
                     break;
