@@ -380,12 +380,13 @@ impl LeaseStore for LoggedLeases {
 
 /// The snapshot expiry sweep of one round, logged, its problems added to `report`.
 async fn sweep_phase(area: &ClientArea, services: &[Service], report: &mut RoundReport) {
-    let span = |phase: &'static str| tracing::info_span!("scheduler_phase", phase);
     let sweep = area
         .sweep_expired_snapshots(services)
-        .instrument(span("snapshot_sweep"))
+        .instrument(tracing::info_span!(
+            "scheduler_phase",
+            phase = "snapshot_sweep"
+        ))
         .await;
-
     for (vm, name) in &sweep.removed {
         info!(%vm, snapshot = %name, "expired snapshot removed");
     }

@@ -15,6 +15,10 @@
 //! Every process is killed by its own PID when its guard drops, and each test runs under a
 //! timeout.
 
+mod common;
+
+use common::{count, run, test_dir, wait_for};
+
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -102,71 +106,6 @@ impl Drop for Worker {
                 eprintln!("{l}");
             }
         }
-    }
-}
-
-/// Lines of `text` containing every one of `needles` (a needle ending in a space also matches
-/// at the end of a line).
-fn count(text: &str, needles: &[&str]) -> usize {
-    text.lines()
-        .map(|l| format!("{l} "))
-        .filter(|l| needles.iter().all(|n| l.contains(n)))
-        .count()
-}
-
-/// A directory removed when the test passed, kept (and named) when it failed.
-struct TestDir(PathBuf);
-
-impl std::ops::Deref for TestDir {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TestDir {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("files kept in {}", self.0.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-fn test_dir(test: &str) -> TestDir {
-    let dir = std::env::temp_dir().join(format!("cron-clusters-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("test dir");
-    TestDir(dir)
-}
-
-/// Runs `f` on a two-thread runtime, failing after `secs` seconds.
-fn run(secs: u64, f: impl std::future::Future<Output = ()>) {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(async {
-            tokio::time::timeout(Duration::from_secs(secs), f)
-                .await
-                .unwrap_or_else(|_| panic!("the test took longer than {secs} s"))
-        });
-}
-
-/// Polls `f` every 200 ms until it answers `Some`, for at most `within`.
-async fn wait_for<T, Fut>(what: &str, within: Duration, mut f: impl FnMut() -> Fut) -> T
-where
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let end = Instant::now() + within;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

@@ -15,6 +15,10 @@
 //! Every worker process is killed by its own PID when its guard drops (a failed assertion
 //! included), and each test runs under a timeout.
 
+mod common;
+
+use common::{count, run, test_dir, wait_for};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::os::unix::process::ExitStatusExt;
@@ -144,44 +148,6 @@ impl Drop for Worker {
     }
 }
 
-/// Lines of `text` containing every one of `needles` (a needle `field=value ` with its
-/// trailing space also matches at the end of a line).
-fn count(text: &str, needles: &[&str]) -> usize {
-    text.lines()
-        .map(|l| format!("{l} "))
-        .filter(|l| needles.iter().all(|n| l.contains(n)))
-        .count()
-}
-
-/// Runs `f` on a two-thread runtime, failing after `secs` seconds.
-fn run(secs: u64, f: impl std::future::Future<Output = ()>) {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(async {
-            tokio::time::timeout(Duration::from_secs(secs), f)
-                .await
-                .unwrap_or_else(|_| panic!("the test took longer than {secs} s"))
-        });
-}
-
-/// Polls `f` every 100 ms until it answers `Some`, for at most `within`.
-async fn wait_for<T, Fut>(what: &str, within: Duration, mut f: impl FnMut() -> Fut) -> T
-where
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let end = Instant::now() + within;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 fn services() -> Vec<Service> {
     config::parse_customers(config::DEFAULT_CUSTOMERS)
         .expect("customers")
@@ -206,33 +172,6 @@ fn backups(sim: &PveSim, services: &[Service]) -> BTreeMap<u32, Vec<String>> {
         .collect()
 }
 
-/// The workers' log directory: removed when the test passed, kept (and named) when it failed.
-struct LogDir(PathBuf);
-
-impl std::ops::Deref for LogDir {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for LogDir {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("worker logs kept in {}", self.0.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-fn log_dir(test: &str) -> LogDir {
-    let dir = std::env::temp_dir().join(format!("cron-workers-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("log dir");
-    LogDir(dir)
-}
-
 async fn lease(store: &PgStore, key: &LeaseKey) -> Option<Lease> {
     store.lease(key).await.expect("lease read")
 }
@@ -255,7 +194,7 @@ fn three_workers_share_the_due_backups_and_make_each_once() {
         let vmids: Vec<u32> = services.iter().map(|s| s.vmid().get()).collect();
         assert_eq!(vmids.len(), 4, "the demo customers own four VMs");
         let before = backups(&sim, &services);
-        let dir = log_dir("share");
+        let dir = test_dir("share");
         let mut workers: Vec<Worker> = ["cron-a", "cron-b", "cron-c"]
             .iter()
             .map(|n| Worker::spawn(n, &sim, &url, 2, &dir))
@@ -460,7 +399,7 @@ fn takeover(kind: OperationKind) {
         )
         .await;
 
-        let dir = log_dir(name);
+        let dir = test_dir(name);
         let mut workers: Vec<Worker> = ["cron-a", "cron-b"]
             .iter()
             .map(|n| Worker::spawn(n, &sim, &url, 3, &dir))
@@ -629,7 +568,7 @@ fn a_worker_killed_mid_backup_leaves_one_archive() {
         let key = LeaseKey::backup_slot(web.vmid(), slot);
         let before = backups(&sim, &services);
 
-        let dir = log_dir("backup");
+        let dir = test_dir("backup");
         let mut workers: Vec<Worker> = ["cron-a", "cron-b"]
             .iter()
             .map(|n| Worker::spawn(n, &sim, &url, 2, &dir))
@@ -719,7 +658,7 @@ fn sigterm_finishes_the_round_or_releases_the_slot() {
         let schedule = daily();
         let slot = due_slot(&schedule, OffsetDateTime::now_utc(), UtcOffset::UTC).expect("due");
         let before = backups(&sim, &services);
-        let dir = log_dir("sigterm");
+        let dir = test_dir("sigterm");
 
         // 1. Enough grace: the round is finished, the backup made, the lease completed.
         store.put(web.vmid(), &schedule).await.expect("schedule");

@@ -12,7 +12,10 @@
 //! Every test runs under a timeout; the simulators stop when dropped, the binaries are killed
 //! by their own PID.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{run, test_dir, wait_for};
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -80,33 +83,6 @@ fn cluster_table(name: &str, sim: &PveSim) -> String {
         token.secret,
         sim.fingerprint()
     )
-}
-
-/// A directory removed when the test passed, kept (and named) when it failed.
-struct TestDir(PathBuf);
-
-impl std::ops::Deref for TestDir {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TestDir {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("files kept in {}", self.0.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-fn test_dir(test: &str) -> TestDir {
-    let dir = std::env::temp_dir().join(format!("portal-clusters-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("test dir");
-    TestDir(dir)
 }
 
 fn http() -> reqwest::Client {
@@ -195,21 +171,6 @@ fn row<'a>(page: &'a str, domain: &str) -> &'a str {
     &page[start..end]
 }
 
-/// Polls `f` every 250 ms until it answers `Some`, for at most `within`.
-async fn wait_for<T, Fut>(what: &str, within: Duration, mut f: impl FnMut() -> Fut) -> T
-where
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let end = Instant::now() + within;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 /// Waits until the simulator's VM has `status`.
 async fn sim_status(sim: &PveSim, vmid: u32, status: &str) {
     wait_for(
@@ -235,16 +196,7 @@ async fn toggle_power(http: &reqwest::Client, base: &str, c: &Customer, sim: &Pv
 
 #[test]
 fn each_service_goes_to_its_cluster_and_an_unavailable_cluster_spares_the_others() {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(async {
-            tokio::time::timeout(Duration::from_secs(240), scenario())
-                .await
-                .expect("the test took longer than 240 s")
-        });
+    run(240, scenario());
 }
 
 async fn scenario() {
