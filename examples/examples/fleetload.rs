@@ -28,15 +28,16 @@
 //! their PIDs when the run ends, failed or not; their logs stay in a temporary directory that
 //! the run names.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::{Poll, env, pct};
 use examples::portal::config;
 use futures_util::StreamExt;
 use pve_vps_api::api::cluster::ResourceFilter;
@@ -49,22 +50,8 @@ use pve_vps_sim::{PveSim, Scenario, SimConfig, TokenSpec};
 
 type Error = Box<dyn std::error::Error>;
 
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+    common::ms(d, 1)
 }
 
 /// The worker's token on every simulator: the portals use the simulator's default token.
@@ -408,27 +395,11 @@ async fn run() -> Result<(), Error> {
             .map(|(i, c)| {
                 let (http, base) = (http.clone(), bases[i % portals].clone());
                 async move {
-                    let r = http
-                        .post(format!("{base}/login"))
-                        .form(&[
-                            ("username", c.username.as_str()),
-                            ("password", c.password.as_str()),
-                        ])
-                        .send()
+                    let cookie = common::login(&http, &base, &c.username, &c.password)
                         .await
-                        .inspect_err(|e| eprintln!("{}: login: {e}", c.username))
+                        .inspect_err(|e| eprintln!("{}: {e}", c.username))
                         .ok()?;
-                    let Some(cookie) = r
-                        .headers()
-                        .get("set-cookie")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.split(';').next())
-                    else {
-                        let to = r.headers().get("location").cloned();
-                        eprintln!("{}: login answered {} {to:?}", c.username, r.status());
-                        return None;
-                    };
-                    Some((i, i % portals, base, cookie.to_owned()))
+                    Some((i, i % portals, base, cookie))
                 }
             })
             .buffer_unordered(8)
@@ -492,79 +463,40 @@ async fn run() -> Result<(), Error> {
         .map(Proc::cpu)
         .collect();
     let served0 = served(&sims);
-    let ok = Arc::new(AtomicU64::new(0));
-    let bad = Arc::new(AtomicU64::new(0));
-    let lat: Arc<std::sync::Mutex<Vec<(usize, Duration)>>> = Default::default();
-    let owned = Arc::new(owned);
-    let sessions = Arc::new(sessions);
     let n = sessions.len();
-    let t = Instant::now();
-    let mut tasks = Vec::new();
-    for i in 0..n {
-        let (http, ok, bad, lat, owned, sessions) = (
-            http.clone(),
-            ok.clone(),
-            bad.clone(),
-            lat.clone(),
-            owned.clone(),
-            sessions.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis((i as u64 * 7000) / n as u64)).await;
-            let mut tick = tokio::time::interval(Duration::from_secs(7));
-            let end = Instant::now() + Duration::from_secs(paced_secs);
-            let mut k = 0;
-            while Instant::now() < end {
-                tick.tick().await;
-                let (p, base, cookie) = &sessions[i];
-                let vmid = owned[i][k % owned[i].len()];
-                k += 1;
-                let s = Instant::now();
-                match http
-                    .get(format!("{base}/s/{vmid}/live.json"))
-                    .header("cookie", cookie)
-                    .send()
-                    .await
-                {
-                    Ok(r) if r.status().is_success() => {
-                        let _ = r.bytes().await;
-                        ok.fetch_add(1, Ordering::Relaxed);
-                        lat.lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .push((*p, s.elapsed()));
-                    }
-                    _ => {
-                        bad.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
-        }));
-    }
+    let polling = common::paced(&http, n, paced_secs, Duration::from_secs(7), move |i, k| {
+        let (p, base, cookie) = &sessions[i];
+        let vmid = owned[i][k % owned[i].len()];
+        Poll {
+            url: format!("{base}/s/{vmid}/live.json"),
+            cookie: cookie.clone(),
+            tag: *p,
+        }
+    });
     // After two ticks every customer has viewed both VMs once: the first views read each
     // VM's configuration; what follows is the steady state.
     let warm_secs = 14.min(paced_secs);
-    tokio::time::sleep(Duration::from_secs(warm_secs)).await;
-    let served_mid = served(&sims);
-    let mid = t.elapsed().as_secs_f64();
-    for t in tasks {
-        let _ = t.await;
-    }
-    let secs = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let (polls, (served_mid, mid)) = tokio::join!(polling, async {
+        tokio::time::sleep(Duration::from_secs(warm_secs)).await;
+        (served(&sims), t.elapsed().as_secs_f64())
+    });
+    let secs = polls.secs;
     let served1 = served(&sims);
     let cpu1: Vec<Duration> = portal_procs
         .iter()
         .chain(&cron_procs)
         .map(Proc::cpu)
         .collect();
-    let lat = lat.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let lat = polls.latencies;
     let mut all: Vec<Duration> = lat.iter().map(|(_, d)| *d).collect();
     all.sort();
     println!(
         "\npolling ({n} customers, every 7 s, {secs:.0} s): {} answers, {} failed, {:.0} req/s; \
          latency p50 {} p99 {} max {}",
-        ok.load(Ordering::Relaxed),
-        bad.load(Ordering::Relaxed),
-        ok.load(Ordering::Relaxed) as f64 / secs,
+        polls.ok,
+        polls.failed,
+        polls.ok as f64 / secs,
         ms(pct(&all, 0.5)),
         ms(pct(&all, 0.99)),
         ms(pct(&all, 1.0))
@@ -681,10 +613,10 @@ async fn run() -> Result<(), Error> {
     for (_, sim) in sims {
         sim.shutdown().await;
     }
-    if lost + dup + stray > 0 || bad.load(Ordering::Relaxed) > 0 {
+    if lost + dup + stray > 0 || polls.failed > 0 {
         return Err(format!(
             "{lost} lost, {dup} duplicated, {stray} stray backups, {} failed polls; logs in {}",
-            bad.load(Ordering::Relaxed),
+            polls.failed,
             dir.display()
         )
         .into());

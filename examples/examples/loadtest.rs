@@ -13,9 +13,13 @@
 //! `cargo run --release -p examples --example loadtest` (environment: `CUSTOMERS`, default
 //! 1000; `PACED_SECS`, default 21; `SAT_SECS`, default 10; `CONCURRENCY`, default 64).
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use common::{Poll, env, pct};
 
 use examples::portal::config::{ClusterConfig, Customer, PortalConfig};
 use examples::portal::{self, StartOptions};
@@ -25,35 +29,18 @@ use pve_vps_services::ids::VmId;
 use pve_vps_services::service::{Service, VmRef};
 use pve_vps_sim::{PveSim, Scenario, SimConfig};
 
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 /// Prints a phase: its successes, failures and rate over `secs`, its latency percentiles and the
 /// cluster API calls (portal, simulator) it caused.
 fn report(
     title: &str,
     secs: f64,
-    (ok, bad, lat): (&AtomicU64, &AtomicU64, &std::sync::Mutex<Vec<Duration>>),
+    (ok, bad, mut l): (u64, u64, Vec<Duration>),
     (pc, sc): (u64, u64),
 ) {
-    let mut l = lat.lock().unwrap_or_else(|e| e.into_inner()).clone();
     l.sort();
     println!(
-        "{title}: {} ok, {} failed, {:.0} req/s; latency p50 {} p99 {}",
-        ok.load(Ordering::Relaxed),
-        bad.load(Ordering::Relaxed),
-        ok.load(Ordering::Relaxed) as f64 / secs,
+        "{title}: {ok} ok, {bad} failed, {:.0} req/s; latency p50 {} p99 {}",
+        ok as f64 / secs,
         ms(pct(&l, 0.5)),
         ms(pct(&l, 0.99))
     );
@@ -65,7 +52,7 @@ fn report(
 }
 
 fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+    common::ms(d, 2)
 }
 
 #[tokio::main]
@@ -165,23 +152,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let http = http.clone();
             let base = base.clone();
             async move {
-                let r = http
-                    .post(format!("{base}/login"))
-                    .form(&[
-                        ("username", c.username.as_str()),
-                        ("password", c.password.as_str()),
-                    ])
-                    .send()
+                let cookie = common::login(&http, &base, &c.username, &c.password)
                     .await
                     .ok()?;
-                let cookie = r
-                    .headers()
-                    .get("set-cookie")?
-                    .to_str()
-                    .ok()?
-                    .split(';')
-                    .next()?
-                    .to_owned();
                 Some((cookie, c.services[0].vmid().get()))
             }
         })
@@ -257,58 +230,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // 2. Paced: every customer polls every 7 s.
-    let ok = Arc::new(AtomicU64::new(0));
-    let bad = Arc::new(AtomicU64::new(0));
     let calls0 = (running.app.api_calls(), sim.request_count());
-    let t = Instant::now();
-    let lat = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let mut tasks = Vec::new();
-    for i in 0..n {
-        let (http, base, sessions, ok, bad, lat) = (
-            http.clone(),
-            base.clone(),
-            sessions.clone(),
-            ok.clone(),
-            bad.clone(),
-            lat.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            // Spread the customers over the 7 s period.
-            tokio::time::sleep(Duration::from_millis((i as u64 * 7000) / n as u64)).await;
-            let mut tick = tokio::time::interval(Duration::from_secs(7));
-            let end = Instant::now() + Duration::from_secs(paced_secs);
-            while Instant::now() < end {
-                tick.tick().await;
-                let (cookie, vmid) = &sessions[i];
-                let s = Instant::now();
-                match http
-                    .get(format!("{base}/s/{vmid}/live.json"))
-                    .header("cookie", cookie)
-                    .send()
-                    .await
-                {
-                    Ok(r) if r.status().is_success() => {
-                        let _ = r.bytes().await;
-                        ok.fetch_add(1, Ordering::Relaxed);
-                        lat.lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .push(s.elapsed());
-                    }
-                    _ => {
-                        bad.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
+    let polls = {
+        let (base, sessions) = (base.clone(), sessions.clone());
+        common::paced(&http, n, paced_secs, Duration::from_secs(7), move |i, _| {
+            let (cookie, vmid) = &sessions[i];
+            Poll {
+                url: format!("{base}/s/{vmid}/live.json"),
+                cookie: cookie.clone(),
+                tag: 0,
             }
-        }));
-    }
-    for t in tasks {
-        let _ = t.await;
-    }
-    let secs = t.elapsed().as_secs_f64();
+        })
+        .await
+    };
+    let secs = polls.secs;
     report(
         &format!("paced ({n} customers each polling every 7 s, {secs:.0} s)"),
         secs,
-        (&ok, &bad, &lat),
+        (
+            polls.ok,
+            polls.failed,
+            polls.latencies.into_iter().map(|(_, d)| d).collect(),
+        ),
         (
             running.app.api_calls() - calls0.0,
             sim.request_count() - calls0.1,
@@ -365,7 +308,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     report(
         &format!("saturation ({conc} connections, {secs:.0} s)"),
         secs,
-        (&ok, &bad, &lat),
+        (
+            ok.load(Ordering::Relaxed),
+            bad.load(Ordering::Relaxed),
+            std::mem::take(&mut *lat.lock().unwrap_or_else(|e| e.into_inner())),
+        ),
         (
             running.app.api_calls() - calls0.0,
             sim.request_count() - calls0.1,
